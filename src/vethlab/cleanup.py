@@ -1,0 +1,91 @@
+"""Find and remove what a lab left in the kernel, by ownership markers only.
+
+Never by name pattern (Mininet's `mn -c` deletes by pattern and has broken users'
+hosts).  A namespace is a lab's when its lo carries the lab's marker; an interface
+in the host namespace when its alias does.  Routes and sysctls in the host
+namespace are undone from the lab's state (a route additionally must still carry
+vethlab's protocol number).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import hostsfile
+from .kernel.api import Kernel, Route
+from .ownership import ROUTE_PROTO, lab_of
+from .reconcile.planner import route_matches
+from .state import store
+
+
+@dataclass
+class Leftovers:
+    namespaces: dict[str, str] = field(default_factory=dict)  # netns -> lab
+    host_interfaces: dict[str, str] = field(default_factory=dict)  # ifname -> lab
+    stale_files: list[str] = field(default_factory=list)  # dead /run/netns files named in some lab's state
+
+    def labs(self) -> set[str]:
+        return set(self.namespaces.values()) | set(self.host_interfaces.values())
+
+    def __bool__(self) -> bool:
+        return bool(self.namespaces or self.host_interfaces or self.stale_files)
+
+
+def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | None = None) -> Leftovers:
+    """Objects marked as belonging to `labs` (all labs when None).  `candidates`
+    limits the namespaces looked at (the state's list, when it is known complete)."""
+    found = Leftovers()
+    names = candidates if candidates is not None else kernel.list_namespaces()
+    alive = [n for n in names if kernel.namespace_exists(n) and kernel.namespace_alive(n)]
+    opener = getattr(kernel, "open_namespaces", None)
+    if opener:
+        opener(alive)
+    for ns in names:
+        if ns not in alive:
+            continue
+        lab = lab_of(kernel.namespace_owner(ns))
+        if lab and (labs is None or lab in labs):
+            found.namespaces[ns] = lab
+    for link in kernel.links(None):
+        lab = lab_of(link.alias)
+        if lab and (labs is None or lab in labs):
+            found.host_interfaces[link.ifname] = lab
+    return found
+
+
+def stale_files_of(state: store.LabState, kernel: Kernel) -> list[str]:
+    """/run/netns files the lab made that no longer have a namespace behind them
+    (a disk-backed /run after a reboot): `ip netns exec` answers EINVAL on them."""
+    return [ns for ns in state.nodes.values()
+            if ns and kernel.namespace_exists(ns) and not kernel.namespace_alive(ns)]
+
+
+def remove(kernel: Kernel, found: Leftovers, states: dict[str, store.LabState]) -> list[str]:
+    """Remove everything in `found` and undo host changes recorded in `states`.
+    Keeps going past errors and returns them all."""
+    errors: list[str] = []
+
+    def attempt(what: str, fn: object, *args: object) -> None:
+        try:
+            fn(*args)  # type: ignore[operator]
+        except Exception as exc:
+            errors.append(f"{what}: {exc}")
+
+    for lab, state in states.items():
+        host_routes = [r for r in kernel.routes(None) if r.proto == ROUTE_PROTO] if state.host_routes else []
+        for data in state.host_routes:
+            want = Route(**data)
+            for have in host_routes:
+                if route_matches(want, have):
+                    attempt(f"route {want.dst}", kernel.delete_route, None, have)
+        for key, value in state.host_sysctls.items():
+            attempt(f"sysctl {key}", kernel.write_sysctl, None, key, value)
+    for ifname in found.host_interfaces:
+        attempt(f"interface {ifname}", kernel.delete_link, None, ifname)
+    for ns in found.namespaces:
+        hostsfile.remove_files(ns)
+        attempt(f"namespace {ns}", kernel.delete_namespace, ns)
+    for ns in found.stale_files:
+        hostsfile.remove_files(ns)
+        attempt(f"stale file /run/netns/{ns}", kernel.delete_namespace, ns)
+    return errors

@@ -1,0 +1,60 @@
+"""One error hierarchy.  Each error knows its exit status; the CLI maps them at one
+boundary (cli/main.py), the CNI plugin to CNI codes.  Messages name the object and
+the cause in the user's words."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class VethlabError(Exception):
+    """Base of every error vethlab raises on purpose.  Exit status 1 by default."""
+
+    exit_code = 1
+
+
+class UsageError(VethlabError):
+    """Bad command-line use, or an ambiguous/unknown lab or node name."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem in a topology file, at a line and a field path."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ValidationError(VethlabError):
+    """The topology file is wrong; carries every problem found, not just the first."""
+
+    exit_code = 2
+
+    def __init__(self, issues: list[Issue]) -> None:
+        self.issues = sorted(issues, key=lambda i: (i.line or 0, i.path))
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+class ConflictError(VethlabError):
+    """Something on the host is in the way (a foreign object of the same name, a
+    missing kernel feature); found before anything is built."""
+
+
+class KernelError(VethlabError):
+    """A kernel operation failed; says which object and why, in plain words."""
+
+
+class CommandFailed(VethlabError):
+    """A command vethlab ran for the user (exec:, ping) failed."""
+
+
+class LockTimeout(VethlabError):
+    """Another vethlab process holds the lab's lock for longer than we may wait."""

@@ -1,0 +1,210 @@
+"""The Lab facade: load → validate → compile → observe → plan → execute → verify.
+
+The CLI, the Python API and the pytest plugin are thin fronts over this class.
+The kernel layer (and with it pyroute2, ~0.2 s to import) is loaded only when a
+method needs the kernel.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from types import TracebackType
+from typing import Any
+
+from . import cleanup
+from .desired import Desired, compile_lab
+from .errors import KernelError, UsageError
+from .kernel.api import Kernel, Netns
+from .kernel.process import run_in_node
+from .ownership import marker
+from .reconcile.executor import Executor, wait_until
+from .reconcile.observe import Observed, observe
+from .reconcile.planner import Action, Plan, make_plan, route_of
+from .state import store
+from .state.lock import LabLock
+from .topology import HOST, LabSpec, lab_from_dict, load_lab
+
+VERIFY_TIMEOUT = 10.0
+
+
+def default_kernel() -> Kernel:
+    from .kernel.rtnl import NetlinkKernel
+
+    return NetlinkKernel()
+
+
+class Node:
+    """One node of a lab, for running commands in it."""
+
+    def __init__(self, lab: str, name: str, netns: Netns) -> None:
+        self.lab, self.name, self.netns = lab, name, netns
+
+    def exec(self, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+        """Run argv in the node (as `ip netns exec` does); returns CompletedProcess.
+        Keyword arguments go to subprocess.run (capture_output=True, text=True, …)."""
+        return run_in_node(self.netns, argv, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Node({self.lab}:{self.name})"
+
+
+class Lab:
+    def __init__(self, spec: LabSpec | None, name: str | None = None, kernel: Kernel | None = None) -> None:
+        self.spec = spec
+        self.name = spec.name if spec else str(name)
+        self._kernel = kernel
+        self.marker = marker(self.name)
+
+    # -- construction ---------------------------------------------------------
+    @classmethod
+    def load(cls, path: str, kernel: Kernel | None = None) -> Lab:
+        return cls(load_lab(path), kernel=kernel)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], kernel: Kernel | None = None) -> Lab:
+        return cls(lab_from_dict(data), kernel=kernel)
+
+    @classmethod
+    def existing(cls, name: str, kernel: Kernel | None = None) -> Lab:
+        """A lab known only by name (for down, status, exec)."""
+        return cls(None, name=name, kernel=kernel)
+
+    @property
+    def kernel(self) -> Kernel:
+        if self._kernel is None:
+            self._kernel = default_kernel()
+        return self._kernel
+
+    def close(self) -> None:
+        if self._kernel is not None:
+            self._kernel.close()
+
+    # -- the reconcile loop ------------------------------------------------------
+    def _desired(self) -> Desired:
+        if self.spec is None:
+            raise UsageError(f"lab {self.name}: this needs the topology file")
+        return compile_lab(self.spec)
+
+    def _observe(self, desired: Desired, state: store.LabState | None) -> Observed:
+        return observe(self.kernel, desired, state.nodes if state else {}, self.marker)
+
+    def plan(self) -> Plan:
+        """What `up` would change; touches nothing."""
+        desired = self._desired()
+        state = store.load(self.name)
+        observed = self._observe(desired, state)
+        return make_plan(desired, observed, self.marker, state.exec_digests if state else {},
+                         _host_routes(state))
+
+    def up(self, keep_on_error: bool = False, wait: float = 60.0,
+           progress: Callable[[Action], None] | None = None) -> Plan:
+        """Make the kernel match the file; return the plan that was carried out.
+        Returns once links are up and addresses usable; rolls back on failure."""
+        desired = self._desired()
+        with LabLock(self.name, wait):
+            state = store.load(self.name) or store.LabState(self.name)
+            observed = self._observe(desired, state)
+            plan = make_plan(desired, observed, self.marker, state.exec_digests, _host_routes(state))
+            if plan:
+                self._record_intent(state, desired)
+                Executor(self.kernel, self.marker, progress).run(plan, keep_on_error)
+            self._verify(desired)
+            self._record_done(state, desired, plan)
+            return plan
+
+    def _record_intent(self, state: store.LabState, desired: Desired) -> None:
+        """Before touching the kernel, remember every node we may create, so a
+        killed run is found again by `down` even before its markers are read."""
+        state.file = self.spec.file if self.spec else state.file
+        for name, node in desired.nodes.items():
+            state.nodes[name] = node.netns
+        state.complete = False
+        host = desired.nodes.get(HOST)
+        if host:
+            for key, _value in host.sysctls:
+                if key not in state.host_sysctls:
+                    current = self.kernel.read_sysctl(None, key)
+                    if current is not None:
+                        state.host_sysctls[key] = current
+            state.host_routes = [asdict(route_of(r)) for r in host.routes]
+        store.save(state)
+
+    def _record_done(self, state: store.LabState, desired: Desired, plan: Plan) -> None:
+        state.nodes = {name: node.netns for name, node in desired.nodes.items()}
+        state.exec_digests = plan.exec_digests
+        state.links = [[*veth.a, *veth.b] for veth in desired.veths]
+        state.complete = True
+        if HOST not in desired.nodes:
+            state.host_routes = []
+        store.save(state)
+
+    def _verify(self, desired: Desired) -> None:
+        """Re-read the kernel: everything planned is there, every link meant to be up
+        is operationally up (so the first packet is not lost to a link still coming up)."""
+        up_wanted = {key for key, iface in desired.interfaces.items() if iface.up}
+        last: dict[str, Any] = {}
+
+        def settled() -> bool:
+            observed = observe(self.kernel, desired, {}, self.marker, read_hosts=False)
+            last["observed"] = observed
+            for node, ifname in up_wanted:
+                link = observed.nodes[node].links.get(ifname)
+                if link is None or link.operstate != "UP":
+                    last["waiting"] = f"{node}:{ifname} is {link.operstate if link else 'missing'}"
+                    return False
+            return True
+
+        if not wait_until(settled, VERIFY_TIMEOUT):
+            raise KernelError(f"lab {self.name} did not settle within {VERIFY_TIMEOUT:g} s: {last.get('waiting')}")
+        remaining = make_plan(desired, last["observed"], self.marker, None, None)
+        left = [a for a in remaining.actions if a.kind not in ("exec", "hosts")]
+        if left:
+            raise KernelError("after applying, the kernel still differs from the file:\n" +
+                              "\n".join(f"  {a.verb} {a.kind} {a.target}: {a.reason}" for a in left))
+
+    def down(self, wait: float = 60.0) -> list[str]:
+        """Remove everything of this lab.  A lab that does not exist: nothing to do."""
+        with LabLock(self.name, wait) as lock:
+            state = store.load(self.name)
+            candidates = [ns for ns in state.nodes.values() if ns] if state and state.complete else None
+            found = cleanup.find(self.kernel, {self.name}, candidates)
+            if state:
+                found.stale_files = cleanup.stale_files_of(state, self.kernel)
+            errors = cleanup.remove(self.kernel, found, {self.name: state} if state else {})
+            if errors:
+                raise KernelError(f"lab {self.name} was not removed completely:\n" + "\n".join(errors))
+            store.remove(self.name)
+            lock.release(remove=True)
+            return errors
+
+    # -- using a lab -----------------------------------------------------------------
+    def nodes(self) -> dict[str, Netns]:
+        if self.spec is not None:
+            return {name: self.spec.netns_of(name) for name in self.spec.nodes}
+        state = store.load(self.name)
+        return dict(state.nodes) if state else {}
+
+    def node(self, name: str) -> Node:
+        nodes = self.nodes()
+        if name != HOST and name not in nodes:
+            raise UsageError(f"lab {self.name} has no node {name} (it has: {', '.join(sorted(nodes)) or 'none'})")
+        return Node(self.name, name, nodes.get(name))
+
+    def __enter__(self) -> Lab:
+        self.up()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            self.down()
+        finally:
+            self.close()
+
+
+def _host_routes(state: store.LabState | None) -> list[Any]:
+    from .kernel.api import Route
+
+    return [Route(**r) for r in state.host_routes] if state else []

@@ -1,0 +1,139 @@
+"""Execute a plan with an undo journal; roll back on failure; wait until it works.
+
+Each successful step registers its inverse right away (CNI cmdAdd's deferred
+release); a failure unwinds the journal in reverse, keeps going past errors in the
+unwinding and reports them together (netavark's teardown).  Independent steps of
+one kind are handed to the kernel layer together where it can batch them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import hostsfile
+from ..errors import CommandFailed, KernelError, VethlabError
+from ..kernel.api import Kernel, Route
+from ..kernel.process import run_in_node
+from .planner import Action, Plan
+
+Undo = Callable[[], None]
+
+
+@dataclass
+class Journal:
+    steps: list[tuple[str, Undo]] = field(default_factory=list)
+
+    def add(self, what: str, undo: Undo) -> None:
+        self.steps.append((what, undo))
+
+    def unwind(self) -> list[str]:
+        errors = []
+        for what, undo in reversed(self.steps):
+            try:
+                undo()
+            except Exception as exc:  # keep going: report every failure of the unwinding
+                errors.append(f"could not undo {what}: {exc}")
+        self.steps.clear()
+        return errors
+
+
+class Executor:
+    def __init__(self, kernel: Kernel, marker: str, progress: Callable[[Action], None] | None = None) -> None:
+        self.kernel = kernel
+        self.marker = marker
+        self.progress = progress
+        self.journal = Journal()
+
+    def run(self, plan: Plan, keep_on_error: bool = False) -> None:
+        actions = plan.ordered()
+        try:
+            nodes = [a for a in actions if a.kind == "node" and a.verb == "create"]
+            if nodes:
+                names = [a.netns for a in nodes if a.netns]
+                self.kernel.create_namespaces(names, self.marker)
+                for name in names:
+                    self.journal.add(f"namespace {name}", lambda n=name: self.kernel.delete_namespace(n))
+            for action in actions:
+                if self.progress:
+                    self.progress(action)
+                if not (action.kind == "node" and action.verb == "create"):
+                    self._apply(action)
+        except VethlabError as exc:
+            if keep_on_error:
+                raise
+            problems = self.journal.unwind()
+            if problems:
+                raise type(exc)(f"{exc}\nrollback was incomplete:\n" + "\n".join(problems)) from None
+            raise type(exc)(f"{exc}\neverything this run created was removed again") from None
+        except BaseException:
+            if not keep_on_error:
+                self.journal.unwind()
+            raise
+
+    def _apply(self, a: Action) -> None:
+        k, p, ns = self.kernel, a.params, a.netns
+        if a.kind == "veth" and a.verb == "create":
+            k.create_veth(p["a_netns"], p["a_ifname"], p["b_netns"], p["b_ifname"], p["mtu"])
+            self.journal.add(a.target, lambda: k.delete_link(p["a_netns"], p["a_ifname"]))
+        elif a.kind == "interface" and a.verb == "delete":
+            k.delete_link(ns, p["ifname"])
+        elif a.kind == "interface":
+            k.set_link(ns, p["ifname"], mtu=p.get("mtu"), up=p.get("up"), alias=p.get("alias"))
+        elif a.kind == "address" and a.verb == "create":
+            k.add_address(ns, p["ifname"], p["cidr"])
+            self.journal.add(a.target, lambda: k.delete_address(ns, p["ifname"], p["cidr"]))
+        elif a.kind == "address":
+            k.delete_address(ns, p["ifname"], p["cidr"])
+            self.journal.add(a.target, lambda: k.add_address(ns, p["ifname"], p["cidr"]))
+        elif a.kind == "route":
+            route = Route(**p["route"])
+            if a.verb == "create":
+                k.add_route(ns, route)
+                self.journal.add(a.target, lambda: k.delete_route(ns, route))
+            else:
+                k.delete_route(ns, route)
+                self.journal.add(a.target, lambda: k.add_route(ns, route))
+        elif a.kind == "sysctl":
+            k.write_sysctl(ns, p["key"], p["value"])
+            if p.get("previous") is not None:
+                self.journal.add(a.target, lambda: k.write_sysctl(ns, p["key"], p["previous"]))
+        elif a.kind == "hosts" and ns:
+            previous = hostsfile.read_hosts_file(ns)
+            hostsfile.write_files(ns, p["content"])
+            self.journal.add(a.target, lambda: hostsfile.write_files(ns, previous) if previous
+                             else hostsfile.remove_files(ns))
+        elif a.kind == "exec":
+            _run_exec(ns, a.node, p["argv"])
+        elif a.kind == "node" and a.verb == "delete" and ns:
+            hostsfile.remove_files(ns)
+            k.delete_namespace(ns)
+        else:  # pragma: no cover - planner and executor disagree
+            raise KernelError(f"no way to carry out {a.verb} {a.kind} {a.target}")
+
+
+def _run_exec(ns: str | None, node: str, argv: list[str]) -> None:
+    try:
+        result = run_in_node(ns, argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    except FileNotFoundError:
+        raise CommandFailed(f"exec in node {node}: command not found: {argv[0]}") from None
+    except subprocess.TimeoutExpired:
+        raise CommandFailed(f"exec in node {node}: {' '.join(argv)} did not finish within 300 s") from None
+    if result.returncode != 0:
+        out = result.stdout.strip()
+        raise CommandFailed(f"exec in node {node}: `{' '.join(argv)}` exited with status {result.returncode}"
+                            + (f":\n{out}" if out else ""))
+
+
+def wait_until(check: Callable[[], Any], timeout: float, interval: float = 0.01) -> Any:
+    """Poll `check` until it returns a truthy value or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() >= deadline:
+            return result
+        time.sleep(interval)
+        interval = min(interval * 1.5, 0.2)

@@ -1,0 +1,78 @@
+"""Per-lab state: one directory per lab under $VETHLAB_STATE_DIR (default
+/run/vethlab, cleared at reboot like the namespaces it describes), readable by
+root only, written atomically (write a temp file, fsync, rename: CNI host-local's
+disk backend).  The state is a convenience, never the only truth: every object is
+also marked in the kernel (ownership.py), so losing it loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+DEFAULT_DIR = "/run/vethlab"
+VERSION = 1
+
+
+def state_root() -> str:
+    return os.environ.get("VETHLAB_STATE_DIR") or DEFAULT_DIR
+
+
+def lab_dir(lab: str) -> str:
+    return os.path.join(state_root(), lab)
+
+
+@dataclass
+class LabState:
+    lab: str
+    file: str | None = None
+    nodes: dict[str, str | None] = field(default_factory=dict)  # node -> netns (None: host)
+    host_routes: list[dict[str, Any]] = field(default_factory=list)
+    host_sysctls: dict[str, str] = field(default_factory=dict)  # key -> value before vethlab changed it
+    exec_digests: dict[str, str] = field(default_factory=dict)
+    links: list[list[str]] = field(default_factory=list)  # [a_node, a_ifname, b_node, b_ifname]
+    complete: bool = False
+    version: int = VERSION
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LabState:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def load(lab: str) -> LabState | None:
+    """The lab's state, or None if it has none (or it is unreadable: the kernel
+    markers are then the truth)."""
+    try:
+        with open(os.path.join(lab_dir(lab), "state.json"), encoding="utf-8") as fh:
+            return LabState.from_json(json.load(fh))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def save(state: LabState) -> None:
+    directory = lab_dir(state.lab)
+    os.makedirs(state_root(), mode=0o700, exist_ok=True)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    tmp = os.path.join(directory, ".state.json.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(asdict(state), fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, os.path.join(directory, "state.json"))
+
+
+def remove(lab: str) -> None:
+    shutil.rmtree(lab_dir(lab), ignore_errors=True)
+
+
+def labs() -> list[str]:
+    """Labs that have a state directory."""
+    try:
+        return sorted(e for e in os.listdir(state_root())
+                      if os.path.isdir(os.path.join(state_root(), e)) and not e.startswith("."))
+    except OSError:
+        return []

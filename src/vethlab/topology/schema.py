@@ -1,0 +1,87 @@
+"""The validated topology: plain frozen data, no behaviour, no kernel.
+
+A `LabSpec` is what a topology file means once every field has been checked; it
+can also be built in code (`Lab.from_dict`).  Addresses are kept as the user wrote
+them but canonical (`ipaddress.ip_interface` strings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+HOST = "host"  #: the reserved node name for the namespace vethlab runs in
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """One route: `DST [via GW] [dev IFNAME] [metric N] [src ADDR]`."""
+
+    dst: str  # "default", "default6" is not a thing: IPv6 default is dst "::/0"
+    via: str | None = None
+    dev: str | None = None
+    metric: int | None = None
+    src: str | None = None
+    text: str = ""
+
+    @property
+    def family(self) -> int:
+        """4 or 6."""
+        probe = self.via or self.dst
+        return 6 if ":" in probe else 4
+
+    def __str__(self) -> str:
+        return self.text or self.dst
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    sysctls: tuple[tuple[str, str], ...] = ()
+    routes: tuple[RouteSpec, ...] = ()
+    exec: tuple[tuple[str, ...], ...] = ()
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    node: str
+    ifname: str
+
+    def __str__(self) -> str:
+        return f"{self.node}:{self.ifname}"
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """One veth pair between two endpoints."""
+
+    a: Endpoint
+    b: Endpoint
+    addresses_a: tuple[str, ...] = ()
+    addresses_b: tuple[str, ...] = ()
+    mtu: int | None = None
+    up: bool = True
+    line: int | None = None
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, Endpoint]:
+        return (self.a, self.b)
+
+    def addresses_of(self, end: Endpoint) -> tuple[str, ...]:
+        return self.addresses_a if end == self.a else self.addresses_b
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    name: str
+    nodes: dict[str, NodeSpec]
+    links: tuple[LinkSpec, ...] = ()
+    prefix: bool = False
+    file: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def netns_of(self, node: str) -> str | None:
+        """The /run/netns name of a node; None for `host`."""
+        if node == HOST:
+            return None
+        return f"{self.name}-{node}" if self.prefix else node

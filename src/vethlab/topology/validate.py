@@ -1,0 +1,373 @@
+"""Check a parsed topology file completely and turn it into a LabSpec.
+
+Every rule appends to one list of issues, so a user sees every problem of the file
+at once (netavark: "validate before we do anything"; containerlab decodes
+strictly, so an unknown key is an error, not a silent no-op).  Nothing here
+touches the kernel.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from typing import Any
+
+from ..errors import Issue, ValidationError
+from .loader import Document, Path
+from .naming import ifname_problem
+from .routes import RouteSyntaxError, parse_route
+from .schema import HOST, Endpoint, LabSpec, LinkSpec, NodeSpec, RouteSpec
+
+LAB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
+NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+SYSCTL_KEY = re.compile(r"^net\.[A-Za-z0-9_.-]+$")
+
+TOP_KEYS = {"name", "prefix", "nodes", "links"}
+NODE_KEYS = {"sysctls", "routes", "exec"}
+LINK_KEYS = {"endpoints", "addresses", "mtu", "state"}
+#: keys of the contract that later work will implement: refused, never ignored
+NOT_YET = {
+    (): {"networks"},
+    ("node",): {"run"},
+    ("link",): {"rate", "delay", "jitter", "loss", "type", "remote", "vni", "dev", "a", "b"},
+}
+
+
+class _Checker:
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.issues: list[Issue] = list(doc.issues)
+
+    def err(self, path: Path, message: str) -> None:
+        self.issues.append(self.doc.issue(path, message))
+
+    def mapping(self, value: Any, path: Path, what: str, allow_none: bool = False) -> dict[str, Any] | None:
+        if value is None and allow_none:
+            return {}
+        if not isinstance(value, dict):
+            self.err(path, f"must be a mapping ({what}), not {_kind(value)}")
+            return None
+        return value
+
+    def keys(self, value: dict[str, Any], path: Path, allowed: set[str], later: set[str]) -> None:
+        for key in value:
+            if key in later:
+                self.err(path + (key,), f"'{key}' is not supported yet by this version of vethlab")
+            elif key not in allowed:
+                hint = _closest(key, allowed)
+                self.err(path + (key,), f"unknown key '{key}'" + (f" (did you mean '{hint}'?)" if hint else ""))
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "true/false", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _closest(key: str, allowed: set[str]) -> str | None:
+    import difflib
+
+    match = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def parse_document(doc: Document) -> LabSpec:
+    """Validate a parsed document; raise ValidationError with every issue found."""
+    c = _Checker(doc)
+    data = doc.data
+    if data is None:
+        c.err((), "the file is empty; it needs at least 'name' and 'nodes'")
+        raise ValidationError(c.issues)
+    top = c.mapping(data, (), "the lab")
+    if top is None:
+        raise ValidationError(c.issues)
+    c.keys(top, (), TOP_KEYS, NOT_YET[()])
+
+    name = top.get("name")
+    if name is None:
+        c.err((), "'name' is required")
+        name = "invalid"
+    elif not isinstance(name, str) or not LAB_NAME.match(name):
+        c.err(("name",), f"lab name {name!r} must match [a-z][a-z0-9-]{{0,11}}")
+        name = "invalid"
+
+    prefix = top.get("prefix", False)
+    if not isinstance(prefix, bool):
+        c.err(("prefix",), f"must be true or false, not {_kind(prefix)}")
+        prefix = False
+
+    raw_nodes = c.mapping(top.get("nodes"), ("nodes",), "node name: settings", allow_none=True) or {}
+    if "nodes" not in top:
+        c.err((), "'nodes' is required")
+    raw_links = top.get("links", [])
+    if raw_links is None:
+        raw_links = []
+    if not isinstance(raw_links, list):
+        c.err(("links",), f"must be a list of links, not {_kind(raw_links)}")
+        raw_links = []
+
+    indexed = [(i, _link(c, raw, ("links", i), raw_nodes)) for i, raw in enumerate(raw_links)]
+    numbered = [(i, link) for i, link in indexed if link is not None]
+    good_links = [link for _, link in numbered]
+    _check_interfaces(c, numbered)
+    interfaces_of: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    for link in good_links:
+        for end in link.endpoints:
+            interfaces_of.setdefault(end.node, []).append((end.ifname, link.addresses_of(end)))
+    nodes: dict[str, NodeSpec] = {}
+    for node_name, raw in raw_nodes.items():
+        node = _node(c, node_name, raw, ("nodes", node_name), interfaces_of.get(node_name, []))
+        if node is not None:
+            nodes[node_name] = node
+    _check_addresses(c, numbered, raw_links)
+
+    if c.issues:
+        raise ValidationError(c.issues)
+    return LabSpec(name=name, nodes=nodes, links=tuple(good_links), prefix=prefix, file=doc.file)
+
+
+def _node(c: _Checker, name: str, raw: Any, path: Path, ifaces: list[tuple[str, tuple[str, ...]]]) -> NodeSpec | None:
+    ok = True
+    if not NODE_NAME.match(name):
+        c.err(path, f"node name {name!r} must start with a letter or digit and use only letters, digits, '-' and '_' (at most 63)")
+        ok = False
+    spec = c.mapping(raw, path, "node settings", allow_none=True)
+    if spec is None:
+        return None
+    c.keys(spec, path, NODE_KEYS, NOT_YET[("node",)])
+
+    sysctls: list[tuple[str, str]] = []
+    raw_sysctls = c.mapping(spec.get("sysctls"), path + ("sysctls",), "sysctl: value", allow_none=True) or {}
+    for key, value in raw_sysctls.items():
+        kpath = path + ("sysctls", key)
+        if not SYSCTL_KEY.match(key) or ".." in key:
+            c.err(kpath, f"'{key}' is not a per-namespace sysctl (only net.* keys can be set in a node)")
+        elif isinstance(value, bool):
+            sysctls.append((key, "1" if value else "0"))
+        elif isinstance(value, (int, str)) and str(value).strip() != "":
+            sysctls.append((key, str(value)))
+        else:
+            c.err(kpath, f"sysctl value must be a number or a string, not {_kind(value)}")
+
+    routes: list[RouteSpec] = []
+    for i, text in enumerate(_str_list(c, spec.get("routes"), path + ("routes",), "route")):
+        rpath = path + ("routes", i)
+        try:
+            route = parse_route(text)
+        except RouteSyntaxError as exc:
+            c.err(rpath, str(exc))
+            continue
+        problem = _route_problem(route, ifaces)
+        if problem:
+            c.err(rpath, problem)
+        routes.append(route)
+
+    commands: list[tuple[str, ...]] = []
+    raw_exec = spec.get("exec")
+    if raw_exec is not None and not isinstance(raw_exec, list):
+        c.err(path + ("exec",), f"must be a list of commands, not {_kind(raw_exec)}")
+        raw_exec = []
+    for i, item in enumerate(raw_exec or []):
+        argv = _command(c, item, path + ("exec", i))
+        if argv:
+            commands.append(argv)
+    if not ok:
+        return None
+    return NodeSpec(name=name, sysctls=tuple(sysctls), routes=tuple(routes), exec=tuple(commands), line=c.doc.line(path))
+
+
+def _command(c: _Checker, item: Any, path: Path) -> tuple[str, ...] | None:
+    """A command is a string (split like a shell would split words, but never run
+    through a shell) or a list of words."""
+    if isinstance(item, str):
+        try:
+            argv = shlex.split(item)
+        except ValueError as exc:
+            c.err(path, f"cannot split command into words: {exc}")
+            return None
+    elif isinstance(item, list) and all(isinstance(w, (str, int, float)) for w in item):
+        argv = [str(w) for w in item]
+    else:
+        c.err(path, f"a command must be a string or a list of words, not {_kind(item)}")
+        return None
+    if not argv:
+        c.err(path, "empty command")
+        return None
+    return tuple(argv)
+
+
+def _str_list(c: _Checker, value: Any, path: Path, what: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        c.err(path, f"must be a list of {what}s, not {_kind(value)}")
+        return []
+    out = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            out.append(item)
+        else:
+            c.err(path + (i,), f"a {what} must be a string, not {_kind(item)}")
+    return out
+
+
+def _route_problem(route: RouteSpec, ifaces: list[tuple[str, tuple[str, ...]]]) -> str | None:
+    names = [name for name, _ in ifaces]
+    if route.dev is not None and route.dev not in names and route.dev != "lo":
+        return f"dev {route.dev} is not an interface of this node (it has: {', '.join(names) or 'none'})"
+    if route.via is None:
+        if route.dev is None:
+            return "a route needs 'via GATEWAY' or 'dev IFNAME'"
+        return None
+    gateway = ipaddress.ip_address(route.via)
+    candidates = [(name, addrs) for name, addrs in ifaces if route.dev in (None, name)]
+    for _name, addrs in candidates:
+        for text in addrs:
+            iface = ipaddress.ip_interface(text)
+            if iface.version == gateway.version and gateway in iface.network and gateway != iface.ip:
+                return None
+    where = f"on {route.dev}" if route.dev else "on any subnet of this node"
+    return f"gateway {route.via} is not {where}; the kernel would refuse the route"
+
+
+def _link(c: _Checker, raw: Any, path: Path, nodes: dict[str, Any]) -> LinkSpec | None:
+    spec = c.mapping(raw, path, "a link")
+    if spec is None:
+        return None
+    c.keys(spec, path, LINK_KEYS, NOT_YET[("link",)])
+    ok = True
+    ends: list[Endpoint] = []
+    raw_ends = spec.get("endpoints")
+    if raw_ends is None:
+        c.err(path, "'endpoints' is required: [NODE:IFNAME, NODE:IFNAME]")
+        ok = False
+    elif not isinstance(raw_ends, list) or len(raw_ends) != 2:
+        c.err(path + ("endpoints",), "must be a list of exactly two NODE:IFNAME")
+        ok = False
+    else:
+        for j, text in enumerate(raw_ends):
+            end = _endpoint(c, text, path + ("endpoints", j), nodes)
+            if end is None:
+                ok = False
+            else:
+                ends.append(end)
+    if len(ends) == 2 and ends[0] == ends[1]:
+        c.err(path + ("endpoints", 1), f"both ends are the same interface {ends[0]}")
+        ok = False
+
+    addresses: list[tuple[str, ...]] = [(), ()]
+    raw_addrs = spec.get("addresses")
+    if raw_addrs is not None:
+        if not isinstance(raw_addrs, list) or len(raw_addrs) != 2:
+            c.err(path + ("addresses",), "must be a list of two entries, one per end (an address, a list of addresses, or null)")
+            ok = False
+        else:
+            for j, per_end in enumerate(raw_addrs):
+                addresses[j] = _addresses(c, per_end, path + ("addresses", j))
+
+    mtu = spec.get("mtu")
+    if mtu is not None:
+        if isinstance(mtu, bool) or not isinstance(mtu, int) or not 68 <= mtu <= 65535:
+            c.err(path + ("mtu",), f"mtu must be a whole number from 68 to 65535, not {mtu!r}")
+            ok = False
+        elif mtu < 1280 and any(":" in a for end in addresses for a in end):
+            c.err(path + ("mtu",), f"mtu {mtu} is below 1280, the minimum for IPv6 addresses on this link")
+            ok = False
+
+    state = spec.get("state", "up")
+    if state not in ("up", "down"):
+        c.err(path + ("state",), f"state must be 'up' or 'down', not {state!r}")
+        ok = False
+    if not ok or len(ends) != 2:
+        return None
+    return LinkSpec(a=ends[0], b=ends[1], addresses_a=addresses[0], addresses_b=addresses[1],
+                    mtu=mtu, up=state == "up", line=c.doc.line(path))
+
+
+def _endpoint(c: _Checker, text: Any, path: Path, nodes: dict[str, Any]) -> Endpoint | None:
+    if not isinstance(text, str) or text.count(":") != 1:
+        c.err(path, f"an endpoint is NODE:IFNAME, not {text!r}")
+        return None
+    node, ifname = text.split(":")
+    good = True
+    if node != HOST and node not in nodes:
+        c.err(path, f"node '{node}' is not defined under 'nodes'")
+        good = False
+    problem = ifname_problem(ifname)
+    if problem:
+        c.err(path, problem)
+        good = False
+    return Endpoint(node, ifname) if good else None
+
+
+def _addresses(c: _Checker, value: Any, path: Path) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items: list[tuple[Path, Any]]
+    if isinstance(value, list):
+        items = [(path + (k,), v) for k, v in enumerate(value)]
+    else:
+        items = [(path, value)]
+    out = []
+    for ipath, item in items:
+        text = _address(c, item, ipath)
+        if text:
+            out.append(text)
+    return tuple(out)
+
+
+def _address(c: _Checker, item: Any, path: Path) -> str | None:
+    if not isinstance(item, str) or "/" not in item:
+        c.err(path, f"{item!r} is not an address with a prefix length, such as 192.168.1.1/24 or fd00::1/64")
+        return None
+    try:
+        iface = ipaddress.ip_interface(item)
+    except ValueError as exc:
+        c.err(path, f"{item!r} is not a valid address: {exc}")
+        return None
+    ip = iface.ip
+    if ip.is_multicast or ip.is_unspecified or ip.is_loopback:
+        c.err(path, f"{item} is a {'multicast' if ip.is_multicast else 'unspecified' if ip.is_unspecified else 'loopback'} address, not one for an interface")
+        return None
+    net = iface.network
+    if iface.version == 4 and net.prefixlen < 31:
+        if ip == net.network_address:
+            c.err(path, f"{item} is the network address of {net}")
+            return None
+        if ip == net.broadcast_address:
+            c.err(path, f"{item} is the broadcast address of {net}")
+            return None
+    return str(iface)
+
+
+def _check_interfaces(c: _Checker, links: list[tuple[int, LinkSpec]]) -> None:
+    seen: dict[tuple[str, str], int] = {}
+    for index, link in links:
+        for j, end in enumerate(link.endpoints):
+            key = (end.node, end.ifname)
+            if key in seen:
+                c.err(("links", index, "endpoints", j),
+                      f"interface {end} is already used by links[{seen[key]}]")
+            else:
+                seen[key] = index
+
+
+def _check_addresses(c: _Checker, links: list[tuple[int, LinkSpec]], raw_links: list[Any]) -> None:
+    seen: dict[Any, str] = {}
+    for index, link in links:
+        for j, end in enumerate(link.endpoints):
+            for k, text in enumerate(link.addresses_of(end)):
+                ip = ipaddress.ip_interface(text).ip
+                if ip in seen:
+                    c.err(_addr_path(index, j, k, raw_links), f"address {ip} is already given to {seen[ip]}")
+                else:
+                    seen[ip] = str(end)
+
+
+def _addr_path(index: int, j: int, k: int, raw_links: list[Any]) -> Path:
+    raw = raw_links[index]["addresses"][j]
+    return ("links", index, "addresses", j, k) if isinstance(raw, list) else ("links", index, "addresses", j)
+
