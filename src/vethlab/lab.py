@@ -208,3 +208,52 @@ def _host_routes(state: store.LabState | None) -> list[Any]:
     from .kernel.api import Route
 
     return [Route(**r) for r in state.host_routes] if state else []
+
+
+# -- runtime views and faults (used by `status` and `link up|down`) -------------------
+def lab_status(name: str, kernel: Kernel | None = None) -> dict[str, Any]:
+    """Nodes and, per interface: node, peer (node:ifname), addresses, MTU, admin
+    state, operational state, carrier and counters."""
+    from .inspect import interfaces, lab_state
+
+    state = lab_state(name)
+    kernel = kernel or default_kernel()
+    try:
+        exists, views = interfaces(kernel, state)
+    finally:
+        kernel.close()
+    return {
+        "lab": name, "file": state.file, "complete": state.complete,
+        "nodes": [{"name": n, "netns": ns, "exists": exists.get(n, False)} for n, ns in state.nodes.items()],
+        "interfaces": [v.to_json() for v in views],
+    }
+
+
+def set_link_state(name: str, node: str, ifname: str, up: bool, timeout: float = 5.0,
+                   kernel: Kernel | None = None) -> None:
+    """Fault injection: set one end down or up, and return once its peer shows it
+    (no carrier, operationally down / carrier, operationally up)."""
+    from .inspect import lab_state, peers
+
+    state = lab_state(name)
+    peer = peers(state).get((node, ifname))
+    if peer is None:
+        raise UsageError(f"{node}:{ifname} is not a link end of lab {name}")
+    kernel = kernel or default_kernel()
+    try:
+        kernel.set_link(state.nodes.get(node), ifname, up=up)
+        peer_ns = state.nodes.get(peer[0])
+
+        def shows() -> bool:
+            for link in kernel.links(peer_ns):
+                if link.ifname == peer[1]:
+                    peer_up = link.admin_up
+                    want_carrier = up and peer_up
+                    return link.carrier == want_carrier and (link.operstate == "UP") == want_carrier
+            return False
+
+        if not wait_until(shows, timeout):
+            raise KernelError(f"{peer[0]}:{peer[1]} did not show {node}:{ifname} going {'up' if up else 'down'} "
+                              f"within {timeout:g} s")
+    finally:
+        kernel.close()

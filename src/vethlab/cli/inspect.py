@@ -1,0 +1,79 @@
+"""ls, status, graph, link up/down: looking at labs and poking their links."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import UsageError
+from ..state import store
+from .common import print_json, resolve_lab, split_endpoint, table
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    rows = []
+    for name in store.labs():
+        state = store.load(name)
+        rows.append({"name": name, "nodes": len(state.nodes) if state else 0, "links": len(state.links) if state else 0,
+                     "complete": bool(state and state.complete), "file": state.file if state else None})
+    if args.json:
+        print_json({"labs": rows})
+    elif not rows:
+        print("no labs")
+    else:
+        table(None, ["lab", "nodes", "links", "state", "file"],
+              [[r["name"], str(r["nodes"]), str(r["links"]), "up" if r["complete"] else "incomplete", r["file"] or ""]
+               for r in rows])
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from ..lab import lab_status
+
+    report = lab_status(resolve_lab(args.lab))
+    if args.json:
+        print_json(report)
+        return 0
+    missing = [n["name"] for n in report["nodes"] if not n["exists"]]
+    print(f"lab {report['lab']}: {len(report['nodes'])} nodes" + (f" (missing: {', '.join(missing)})" if missing else ""))
+    table(None, ["node", "interface", "peer", "addresses", "mtu", "admin", "oper", "carrier", "rx/tx packets"],
+          [[i["node"], i["name"], i["peer"] or "", " ".join(i["addresses"]), str(i["mtu"]), i["admin_state"],
+            i["operstate"], "yes" if i["carrier"] else "NO",
+            f"{i['stats'].get('rx_packets', 0)}/{i['stats'].get('tx_packets', 0)}"] for i in report["interfaces"]])
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from .. import graph
+
+    if args.file and not args.lab:
+        from ..topology import load_lab
+
+        pic = graph.from_spec(load_lab(args.file))
+    else:
+        state = store.load(resolve_lab(args.lab))
+        if state is None:
+            raise UsageError("lab does not exist")
+        if state.file:
+            try:
+                from ..topology import load_lab
+
+                pic = graph.from_spec(load_lab(state.file))
+            except Exception:
+                pic = graph.from_state(state)
+        else:
+            pic = graph.from_state(state)
+    graph.write(pic, args.output)
+    if not args.json:
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_link(args: argparse.Namespace) -> int:
+    from ..lab import set_link_state
+
+    node, ifname = split_endpoint(args.endpoint)
+    lab = resolve_lab(args.lab, node)
+    set_link_state(lab, node, ifname, up=args.action == "up")
+    if not args.json:
+        print(f"{node}:{ifname} is {args.action}")
+    return 0

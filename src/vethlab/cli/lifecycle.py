@@ -1,0 +1,96 @@
+"""up, plan, down, validate, clean: building and removing labs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..lab import Lab
+from ..reconcile.planner import Action, Plan
+from ..state import store
+from ..topology import load_lab
+from .common import print_json, resolve_lab, topology_file
+
+
+def _describe(plan: Plan) -> list[str]:
+    return [f"{_sign(a)} {a.kind} {a.target}: {a.reason}" for a in plan.ordered()]
+
+
+def _sign(action: Action) -> str:
+    return {"create": "+", "delete": "-", "modify": "~", "run": ">"}.get(action.verb, "?")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    spec = load_lab(topology_file(args.file))
+    if args.json:
+        print_json({"file": args.file, "valid": True, "lab": spec.name, "nodes": len(spec.nodes), "links": len(spec.links)})
+    else:
+        print(f"{args.file}: lab {spec.name}: {len(spec.nodes)} nodes, {len(spec.links)} links: valid")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    lab = Lab.load(topology_file(args.file))
+    plan = lab.plan()
+    if args.json:
+        print_json(plan.to_json())
+    elif not plan:
+        print(f"lab {lab.name}: no changes")
+    else:
+        print(f"lab {lab.name}: {len(plan.actions)} changes")
+        print("\n".join("  " + line for line in _describe(plan)))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    lab = Lab.load(topology_file(args.file))
+    verbose = args.verbose and not args.json
+
+    def progress(action: Action) -> None:
+        print(f"  {_sign(action)} {action.kind} {action.target}", file=sys.stderr)
+
+    plan = lab.up(keep_on_error=args.keep_on_error, wait=args.wait, progress=progress if verbose else None)
+    if args.json:
+        print_json(plan.to_json())
+    elif not plan:
+        print(f"lab {lab.name}: up to date, no changes")
+    else:
+        counts: dict[str, int] = {}
+        for a in plan.actions:
+            counts[a.kind] = counts.get(a.kind, 0) + 1
+        summary = ", ".join(f"{n} {k}" for k, n in counts.items())
+        print(f"lab {lab.name} is up ({len(plan.actions)} changes: {summary})")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    if args.lab:
+        name = args.lab
+    elif args.file:
+        name = load_lab(args.file).name
+    else:
+        try:
+            name = load_lab(topology_file(None)).name
+        except Exception:
+            name = resolve_lab(None)
+    existed = name in store.labs()
+    Lab.existing(name).down(wait=args.wait)
+    if not args.json:
+        print(f"lab {name} removed" if existed else f"lab {name}: nothing to remove")
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from ..clean import clean
+
+    report = clean(all_labs=args.all, wait=0.0)
+    if args.json:
+        print_json(report)
+    elif not any(report.values()):
+        print("nothing to clean")
+    else:
+        for lab in report["labs"]:
+            print(f"removed leftovers of lab {lab}")
+        for skipped in report["busy"]:
+            print(f"skipped lab {skipped}: a vethlab process is working on it")
+    return 0

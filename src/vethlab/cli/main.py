@@ -1,0 +1,158 @@
+"""`vethlab` command line: argument parsing and the one place errors become exit
+statuses (0 ok, 1 failed, 2 bad input), never tracebacks.
+
+argparse (stdlib) rather than click/typer: `vethlab exec NODE -- true` must start
+within ~50 ms of a bare `python3 -c pass`, and every import counts.  Commands are
+imported only when chosen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _lazy(module: str, name: str) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        import importlib
+
+        fn: Handler = getattr(importlib.import_module(f"vethlab.cli.{module}"), name)
+        return fn(args)
+
+    return handler
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # exit 2 with our prefix, like every usage error
+        self.print_usage(sys.stderr)
+        print(f"vethlab: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Options shared by commands may stand anywhere after the command word: each
+    # subparser gets them (SUPPRESS keeps a nested parser from resetting them).
+    common = _Parser(add_help=False)
+    common.add_argument("--lab", default=argparse.SUPPRESS, help="the lab (default: the only one)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="one JSON document on stdout")
+    common.add_argument("--wait", type=float, default=argparse.SUPPRESS, metavar="SECONDS",
+                        help="wait this long for another vethlab working on the lab (default 60)")
+
+    parser = _Parser(prog="vethlab", description="Virtual networks of namespaces, veth pairs and bridges.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def cmd(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = cmd("up", _lazy("lifecycle", "cmd_up"), "build the lab of FILE, or change it to match FILE")
+    p.add_argument("file", nargs="?")
+    p.add_argument("--keep-on-error", action="store_true", help="on failure, leave what was built for inspection")
+    p.add_argument("-v", "--verbose", action="store_true", help="print each change as it is made")
+    p = cmd("plan", _lazy("lifecycle", "cmd_plan"), "print what `up` would change, touching nothing")
+    p.add_argument("file", nargs="?")
+    p = cmd("down", _lazy("lifecycle", "cmd_down"), "remove everything the lab created")
+    p.add_argument("file", nargs="?")
+    p = cmd("validate", _lazy("lifecycle", "cmd_validate"), "check a topology file only")
+    p.add_argument("file", nargs="?")
+    cmd("ls", _lazy("inspect", "cmd_ls"), "the labs that exist")
+    cmd("status", _lazy("inspect", "cmd_status"), "nodes and interfaces of a lab, as the kernel has them")
+    p = cmd("exec", _lazy("run", "cmd_exec"), "run a command inside a node")
+    p.add_argument("node")
+    p.add_argument("cmd", nargs=argparse.REMAINDER)
+    p = cmd("shell", _lazy("run", "cmd_shell"), "an interactive shell inside a node")
+    p.add_argument("node")
+    p = cmd("ping", _lazy("run", "cmd_ping"), "ping from node SRC to an address or node DST")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("-c", "--count", type=int, default=3)
+    p = cmd("pingall", _lazy("run", "cmd_pingall"), "ping between every pair of neighbours; exit 1 if any fails")
+    p.add_argument("--all", action="store_true", help="every node to every address of every other node")
+    p = cmd("link", _lazy("inspect", "cmd_link"), "fault injection on one link end")
+    p.add_argument("action", choices=["down", "up"])
+    p.add_argument("endpoint", metavar="NODE:IFNAME")
+    p = cmd("graph", _lazy("inspect", "cmd_graph"), "draw the topology (.svg .png .dot .mmd)")
+    p.add_argument("file", nargs="?")
+    p.add_argument("-o", "--output", required=True, metavar="OUT")
+    p = cmd("clean", _lazy("lifecycle", "cmd_clean"), "remove leftovers of labs whose run died")
+    p.add_argument("--all", action="store_true", help="remove every lab, complete ones too")
+    p = cmd("sandbox", _cmd_sandbox, "run a command in a throw-away network+mount namespace")
+    p.add_argument("cmd", nargs=argparse.REMAINDER)
+    cmd("demo", _cmd_demo, "the seed's veth pair, shown working, in a sandbox")
+    return parser
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return f"vethlab {__version__}"
+
+
+def _cmd_sandbox(args: argparse.Namespace) -> int:
+    from .. import sandbox
+
+    argv = list(args.cmd)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    return sandbox.run(argv)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .. import sandbox
+
+    if os.environ.get(sandbox.ENV_FLAG):
+        from ..demo import main as demo_main
+
+        return demo_main()
+    return sandbox.run([sys.executable, "-m", "vethlab", "demo"])
+
+
+def _defaults(args: argparse.Namespace) -> argparse.Namespace:
+    for name, value in (("lab", None), ("json", False), ("wait", 60.0), ("file", None)):
+        if not hasattr(args, name):
+            setattr(args, name, value)
+    if getattr(args, "command", None) == "exec" and args.cmd and args.cmd[0] == "--":
+        args.cmd = args.cmd[1:]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..errors import ValidationError, VethlabError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    args = _defaults(args)
+    try:
+        return int(args.handler(args))
+    except ValidationError as exc:
+        for issue in exc.issues:
+            print(str(issue), file=sys.stderr)
+        return exc.exit_code
+    except VethlabError as exc:
+        print(f"vethlab: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("vethlab: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:  # a bug: say so plainly, with enough to report it
+        if os.environ.get("VETHLAB_DEBUG"):
+            raise
+        print(f"vethlab: internal error: {type(exc).__name__}: {exc} (set VETHLAB_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,152 @@
+"""exec, shell, ping, pingall: using a lab's nodes."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..errors import UsageError
+from ..kernel.process import exec_in_node, run_in_node
+from ..state import store
+from ..topology.schema import HOST
+from .common import print_json, resolve_lab, table
+
+
+def _netns(lab: str, node: str) -> str | None:
+    state = store.load(lab)
+    if state is None:
+        raise UsageError(f"lab {lab} does not exist")
+    if node == HOST:
+        return None
+    if node not in state.nodes:
+        raise UsageError(f"lab {lab} has no node {node} (it has: {', '.join(sorted(state.nodes))})")
+    return state.nodes[node]
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    if not args.cmd:
+        raise UsageError("usage: vethlab exec [--lab NAME] NODE -- CMD [ARG...]")
+    lab = resolve_lab(args.lab, args.node)
+    exec_in_node(_netns(lab, args.node), args.cmd)
+    return 0  # not reached
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    lab = resolve_lab(args.lab, args.node)
+    ns = _netns(lab, args.node)
+    shell = os.environ.get("SHELL") or "/bin/bash"
+    os.environ["VETHLAB_LAB"], os.environ["VETHLAB_NODE"] = lab, args.node
+    os.environ["PS1"] = f"({lab}:{args.node}) \\w\\$ "
+    argv = [shell, "--norc", "-i"] if shell.endswith("bash") else [shell, "-i"]
+    exec_in_node(ns, argv)
+    return 0
+
+
+# -- addresses, read from the kernel --------------------------------------------
+def node_addresses(lab: str) -> dict[str, list[tuple[str, str]]]:
+    """node -> [(ifname, cidr)] for every node of the lab, from the kernel."""
+    from ..kernel.rtnl import NetlinkKernel
+
+    state = store.load(lab)
+    if state is None:
+        raise UsageError(f"lab {lab} does not exist")
+    kernel = NetlinkKernel()
+    try:
+        out: dict[str, list[tuple[str, str]]] = {}
+        ifaces = {(n, i) for link in state.links for n, i in ((link[0], link[1]), (link[2], link[3]))}
+        for node, ns in state.nodes.items():
+            if ns is not None and not kernel.namespace_exists(ns):
+                continue
+            out[node] = [(link.ifname, cidr) for link in kernel.links(ns)
+                         if (node, link.ifname) in ifaces or (ns is not None and link.ifname != "lo")
+                         for cidr in link.addresses]
+        return out
+    finally:
+        kernel.close()
+
+
+def pick_address(src: list[tuple[str, str]], dst: list[tuple[str, str]]) -> str | None:
+    """DST's address on a subnet it shares with SRC, else DST's first address."""
+    for _, theirs in dst:
+        net = ipaddress.ip_interface(theirs).network
+        if any(ipaddress.ip_interface(mine).network == net for _, mine in src):
+            return str(ipaddress.ip_interface(theirs).ip)
+    return str(ipaddress.ip_interface(dst[0][1]).ip) if dst else None
+
+
+def cmd_ping(args: argparse.Namespace) -> int:
+    lab = resolve_lab(args.lab, args.src)
+    ns = _netns(lab, args.src)
+    try:
+        target = str(ipaddress.ip_address(args.dst))
+    except ValueError:
+        addrs = node_addresses(lab)
+        if args.dst not in addrs:
+            raise UsageError(f"{args.dst} is neither an address nor a node of lab {lab}") from None
+        picked = pick_address(addrs.get(args.src, []), addrs[args.dst])
+        if picked is None:
+            raise UsageError(f"node {args.dst} has no address")
+        target = picked
+    exec_in_node(ns, ["ping", "-c", str(args.count), "-W", "1", target])
+    return 0
+
+
+def pairs(lab: str, all_addresses: bool) -> list[dict[str, Any]]:
+    """(src, dst, address) to test: link and network neighbours on their shared
+    subnet, or with `all_addresses` every node to every address of every other node."""
+    state = store.load(lab)
+    assert state is not None
+    addrs = node_addresses(lab)
+    out = []
+    if all_addresses:
+        for src in addrs:
+            for dst, items in addrs.items():
+                if dst != src:
+                    out += [{"src": src, "dst": dst, "address": str(ipaddress.ip_interface(c).ip)} for _, c in items]
+        return out
+    for a_node, a_if, b_node, b_if in state.links:
+        mine = [c for i, c in addrs.get(a_node, []) if i == a_if]
+        theirs = [c for i, c in addrs.get(b_node, []) if i == b_if]
+        for src, dst, src_addrs, dst_addrs in ((a_node, b_node, mine, theirs), (b_node, a_node, theirs, mine)):
+            for cidr in dst_addrs:
+                net = ipaddress.ip_interface(cidr).network
+                if any(ipaddress.ip_interface(s).network == net for s in src_addrs):
+                    out.append({"src": src, "dst": dst, "address": str(ipaddress.ip_interface(cidr).ip)})
+    return out
+
+
+def cmd_pingall(args: argparse.Namespace) -> int:
+    lab = resolve_lab(args.lab)
+    state = store.load(lab)
+    if state is None:
+        raise UsageError(f"lab {lab} does not exist")
+    todo = pairs(lab, args.all)
+
+    def probe(item: dict[str, Any]) -> dict[str, Any]:
+        result = run_in_node(state.nodes.get(item["src"]), ["ping", "-c", "1", "-W", "1", "-q", item["address"]],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return {**item, "ok": result.returncode == 0}
+
+    # Bounded parallelism: the neighbour table is shared by all namespaces and
+    # small (gc_thresh3 = 1024); a flood of simultaneous pings overflows it.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(probe, todo))
+    failed = [r for r in results if not r["ok"]]
+    if args.json:
+        print_json({"lab": lab, "ok": not failed, "pairs": results})
+    else:
+        nodes = sorted({r["src"] for r in results} | {r["dst"] for r in results})
+        cell: dict[tuple[str, str], list[bool]] = {}
+        for r in results:
+            cell.setdefault((r["src"], r["dst"]), []).append(r["ok"])
+        rows = [[src] + [("ok" if all(cell[(src, dst)]) else "FAIL") if (src, dst) in cell else "" for dst in nodes]
+                for src in nodes]
+        print(f"lab {lab}: {len(results) - len(failed)}/{len(results)} pairs reachable")
+        table(None, ["from \\ to", *nodes], rows)
+        for r in failed:
+            print(f"FAIL {r['src']} -> {r['dst']} ({r['address']})")
+    return 1 if failed else 0
