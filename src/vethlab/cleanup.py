@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import hostsfile
 from .kernel.api import Kernel, Route
 from .ownership import ROUTE_PROTO, lab_of
 from .reconcile.planner import route_matches
@@ -83,9 +82,9 @@ def remove(kernel: Kernel, found: Leftovers, states: dict[str, store.LabState]) 
     for ifname in found.host_interfaces:
         attempt(f"interface {ifname}", kernel.delete_link, None, ifname)
     for ns in found.namespaces:
-        hostsfile.remove_files(ns)
+        kernel.remove_node_files(ns)
         attempt(f"namespace {ns}", kernel.delete_namespace, ns)
     for ns in found.stale_files:
-        hostsfile.remove_files(ns)
+        kernel.remove_node_files(ns)
         attempt(f"stale file /run/netns/{ns}", kernel.delete_namespace, ns)
     return errors

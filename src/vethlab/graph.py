@@ -26,8 +26,9 @@ def to_dot(pic: Picture) -> str:
     lines = [f"graph {_q(pic.lab)} {{", "  graph [overlap=false, splines=true, fontname=Helvetica];",
              "  node [shape=box, style=\"rounded,filled\", fillcolor=\"#e8f0fe\", fontname=Helvetica];",
              "  edge [fontname=Helvetica, fontsize=9];"]
+    host_style = ', shape=house, fillcolor="#fde8e8"'
     for node in pic.nodes:
-        lines.append(f"  {_q(node)} [label={_q(node)}{', shape=house, fillcolor=\"#fde8e8\"' if node == 'host' else ''}];")
+        lines.append(f"  {_q(node)} [label={_q(node)}{host_style if node == 'host' else ''}];")
     for a, a_if, a_addr, b, b_if, b_addr in pic.links:
         tail = "\\n".join([a_if, *a_addr])
         head = "\\n".join([b_if, *b_addr])

@@ -158,7 +158,9 @@ class Lab:
 
         if not wait_until(settled, VERIFY_TIMEOUT):
             raise KernelError(f"lab {self.name} did not settle within {VERIFY_TIMEOUT:g} s: {last.get('waiting')}")
-        remaining = make_plan(desired, last["observed"], self.marker, None, None)
+        host = desired.nodes.get(HOST)
+        remaining = make_plan(desired, last["observed"], self.marker, None,
+                              [route_of(r) for r in host.routes] if host else [])
         left = [a for a in remaining.actions if a.kind not in ("exec", "hosts")]
         if left:
             raise KernelError("after applying, the kernel still differs from the file:\n" +

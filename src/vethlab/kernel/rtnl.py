@@ -27,6 +27,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 from ..errors import ConflictError, KernelError
 from ..ownership import ROUTE_PROTO
 from . import netns as nsmod
+from . import nodefiles
+from .process import run_in_node
 from .api import LinkInfo, Netns, Route
 
 IFA_F_NODAD = 0x02
@@ -366,6 +368,29 @@ class NetlinkKernel:
             raise KernelError(f"sysctl {key} does not exist in {where(ns)}") from None
         except OSError as exc:
             raise KernelError(f"cannot set sysctl {key}={value} in {where(ns)}: {plain(exc)}") from None
+
+    # -- /etc/netns files and commands in nodes ------------------------------------
+    def node_hosts(self, ns: str) -> list[tuple[str, str]] | None:
+        return nodefiles.read_entries(ns)
+
+    def write_node_files(self, ns: str, entries: list[tuple[str, str]]) -> None:
+        nodefiles.write_files(ns, entries)
+
+    def remove_node_files(self, ns: str) -> None:
+        nodefiles.remove_files(ns)
+
+    def run_command(self, ns: Netns, argv: list[str], timeout: float) -> tuple[int, str]:
+        """Run argv in a node; (exit status, combined output).  127: not found."""
+        import subprocess
+
+        try:
+            result = run_in_node(ns, argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 timeout=timeout)
+        except FileNotFoundError:
+            return 127, f"command not found: {argv[0]}"
+        except subprocess.TimeoutExpired:
+            return 124, f"did not finish within {timeout:g} s"
+        return result.returncode, result.stdout
 
 
 def _sysctl_path(key: str) -> str:

@@ -8,19 +8,17 @@ one kind are handed to the kernel layer together where it can batch them.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import hostsfile
 from ..errors import CommandFailed, KernelError, VethlabError
 from ..kernel.api import Kernel, Route
-from ..kernel.process import run_in_node
 from .planner import Action, Plan
 
 Undo = Callable[[], None]
+EXEC_TIMEOUT = 300.0
 
 
 @dataclass
@@ -54,9 +52,13 @@ class Executor:
             nodes = [a for a in actions if a.kind == "node" and a.verb == "create"]
             if nodes:
                 names = [a.netns for a in nodes if a.netns]
-                self.kernel.create_namespaces(names, self.marker)
-                for name in names:
-                    self.journal.add(f"namespace {name}", lambda n=name: self.kernel.delete_namespace(n))
+                try:
+                    self.kernel.create_namespaces(names, self.marker)
+                finally:
+                    # journal whatever of the batch exists and is ours, even after a failure half-way
+                    for name in names:
+                        if self.kernel.namespace_exists(name) and self.kernel.namespace_owner(name) == self.marker:
+                            self.journal.add(f"namespace {name}", lambda n=name: self.kernel.delete_namespace(n))
             for action in actions:
                 if self.progress:
                     self.progress(action)
@@ -102,30 +104,21 @@ class Executor:
             if p.get("previous") is not None:
                 self.journal.add(a.target, lambda: k.write_sysctl(ns, p["key"], p["previous"]))
         elif a.kind == "hosts" and ns:
-            previous = hostsfile.read_hosts_file(ns)
-            hostsfile.write_files(ns, p["content"])
-            self.journal.add(a.target, lambda: hostsfile.write_files(ns, previous) if previous
-                             else hostsfile.remove_files(ns))
+            previous = k.node_hosts(ns)
+            k.write_node_files(ns, [(addr, name) for addr, name in p["entries"]])
+            self.journal.add(a.target, lambda: k.write_node_files(ns, previous) if previous is not None
+                             else k.remove_node_files(ns))
         elif a.kind == "exec":
-            _run_exec(ns, a.node, p["argv"])
+            status, output = k.run_command(ns, p["argv"], EXEC_TIMEOUT)
+            if status != 0:
+                output = output.strip()
+                raise CommandFailed(f"exec in node {a.node}: `{' '.join(p['argv'])}` exited with status {status}"
+                                    + (f":\n{output}" if output else ""))
         elif a.kind == "node" and a.verb == "delete" and ns:
-            hostsfile.remove_files(ns)
+            k.remove_node_files(ns)
             k.delete_namespace(ns)
         else:  # pragma: no cover - planner and executor disagree
             raise KernelError(f"no way to carry out {a.verb} {a.kind} {a.target}")
-
-
-def _run_exec(ns: str | None, node: str, argv: list[str]) -> None:
-    try:
-        result = run_in_node(ns, argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
-    except FileNotFoundError:
-        raise CommandFailed(f"exec in node {node}: command not found: {argv[0]}") from None
-    except subprocess.TimeoutExpired:
-        raise CommandFailed(f"exec in node {node}: {' '.join(argv)} did not finish within 300 s") from None
-    if result.returncode != 0:
-        out = result.stdout.strip()
-        raise CommandFailed(f"exec in node {node}: `{' '.join(argv)}` exited with status {result.returncode}"
-                            + (f":\n{out}" if out else ""))
 
 
 def wait_until(check: Callable[[], Any], timeout: float, interval: float = 0.01) -> Any:

@@ -21,7 +21,7 @@ class ObservedNode:
     links: dict[str, LinkInfo] = field(default_factory=dict)
     routes: list[Route] = field(default_factory=list)
     sysctls: dict[str, str | None] = field(default_factory=dict)
-    hosts: str | None = None  # content of /etc/netns/NS/hosts, if any
+    hosts: list[tuple[str, str]] | None = None  # the lab's entries in /etc/netns/NS/hosts
 
 
 @dataclass
@@ -32,8 +32,6 @@ class Observed:
 def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], marker: str,
             read_hosts: bool = True) -> Observed:
     """Observe the nodes of `desired` plus `known_nodes` (from the lab's state)."""
-    from ..hostsfile import read_hosts_file
-
     wanted: dict[str, Netns] = dict(known_nodes)
     wanted.update({name: node.netns for name, node in desired.nodes.items()})
     if any(HOST in key for key in desired.interfaces) or HOST in known_nodes:
@@ -59,7 +57,7 @@ def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], mar
             if node.owner != marker:
                 continue
             if read_hosts:
-                node.hosts = read_hosts_file(ns)
+                node.hosts = kernel.node_hosts(ns)
         node.links = {link.ifname: link for link in kernel.links(ns)}
         node.routes = kernel.routes(ns)
         spec = desired.nodes.get(name)

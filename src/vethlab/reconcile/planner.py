@@ -16,7 +16,6 @@ from typing import Any
 
 from ..desired import Desired, DesiredInterface, IfKey
 from ..errors import ConflictError
-from ..hostsfile import hosts_content
 from ..kernel.api import Netns, Route
 from ..ownership import ROUTE_PROTO, lab_of
 from ..topology.schema import HOST, RouteSpec
@@ -174,12 +173,12 @@ def make_plan(desired: Desired, observed: Observed, marker: str, previous_exec: 
                                 name, node.netns, {"key": key, "value": value, "previous": current}))
 
     # /etc/netns files
-    content = hosts_content(desired.hosts_entries())
+    entries = desired.hosts_entries()
     for name, node in desired.nodes.items():
         seen = observed.nodes.get(name)
-        if node.netns is not None and (name in created_nodes or seen is None or seen.hosts != content):
+        if node.netns is not None and (name in created_nodes or seen is None or seen.hosts != entries):
             plan.add(Action("modify", "hosts", f"/etc/netns/{node.netns}/hosts", "name resolution of the lab's nodes",
-                            "hosts", name, node.netns, {"content": content}))
+                            "hosts", name, node.netns, {"entries": [list(e) for e in entries]}))
 
     # exec: once per node when created, again when its commands changed
     for name, node in desired.nodes.items():

@@ -22,12 +22,21 @@ def node_dir(ns: str) -> str:
     return os.path.join(ETC_NETNS, ns)
 
 
-def read_hosts_file(ns: str) -> str | None:
+def read_entries(ns: str) -> list[tuple[str, str]] | None:
+    """The lab's lines of the node's hosts file, or None if it has no file of ours."""
     try:
         with open(os.path.join(node_dir(ns), "hosts"), encoding="utf-8") as fh:
-            return fh.read()
+            text = fh.read()
     except OSError:
         return None
+    if HEADER not in text:
+        return None
+    out = []
+    for line in text.split(HEADER, 1)[1].splitlines():
+        words = line.split()
+        if len(words) == 2:
+            out.append((words[0], words[1]))
+    return out
 
 
 def _read(path: str) -> str:
@@ -62,7 +71,8 @@ def resolv_content() -> str:
     return HEADER + "\n".join(kept) + "\n"
 
 
-def write_files(ns: str, hosts: str) -> None:
+def write_files(ns: str, entries: list[tuple[str, str]]) -> None:
+    hosts = hosts_content(entries)
     directory = node_dir(ns)
     os.makedirs(directory, mode=0o755, exist_ok=True)
     for name, content in (("hosts", hosts), ("resolv.conf", resolv_content())):

@@ -1,0 +1,218 @@
+"""An in-memory kernel for unit tests of planning, execution and rollback.
+
+It follows the real kernel where the core relies on it: a veth's ends know each
+other's ifindex, deleting one end deletes both, deleting a namespace deletes its
+interfaces (and their peers), names clash with EEXIST.  `fail_at=N` makes the
+N-th mutating call raise, `crash_at=N` raise a BaseException (a stand-in for
+SIGKILL: nothing is unwound), to prove rollback and crash recovery.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ..errors import ConflictError, KernelError
+from ..ownership import ROUTE_PROTO
+from .api import LinkInfo, Netns, Route
+
+
+class Crash(BaseException):
+    """Simulated SIGKILL: not an Exception, so nothing catches and unwinds it."""
+
+
+@dataclass
+class _Link:
+    index: int
+    ifname: str
+    kind: str
+    alias: str | None = None
+    mtu: int = 1500
+    up: bool = False
+    peer: tuple[Netns, int] | None = None
+    addresses: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Ns:
+    links: dict[int, _Link] = field(default_factory=dict)
+    routes: list[Route] = field(default_factory=list)
+    sysctls: dict[str, str] = field(default_factory=dict)
+    next_index: int = 2
+
+
+class FakeKernel:
+    def __init__(self, fail_at: int | None = None, crash_at: int | None = None) -> None:
+        self.spaces: dict[Netns, _Ns] = {None: _Ns(next_index=10)}
+        self.spaces[None].links[1] = _Link(1, "lo", "loopback", up=True)
+        self.stale: set[str] = set()
+        self.calls = 0
+        self.fail_at = fail_at
+        self.crash_at = crash_at
+        self.log: list[str] = []
+        self.files: dict[str, list[tuple[str, str]]] = {}
+        self.commands: list[tuple[Netns, list[str]]] = []
+        self.command_status: dict[str, int] = {}  # argv[0] -> exit status to return
+
+    def snapshot(self) -> dict[Netns, _Ns]:
+        return copy.deepcopy(self.spaces)
+
+    def _step(self, what: str) -> None:
+        self.calls += 1
+        self.log.append(what)
+        if self.crash_at is not None and self.calls == self.crash_at:
+            raise Crash(what)
+        if self.fail_at is not None and self.calls == self.fail_at:
+            raise KernelError(f"injected failure at step {self.calls}: {what}")
+
+    def _ns(self, ns: Netns) -> _Ns:
+        if ns not in self.spaces:
+            raise KernelError(f"namespace {ns} does not exist")
+        return self.spaces[ns]
+
+    def _by_name(self, ns: Netns, ifname: str) -> _Link:
+        for link in self._ns(ns).links.values():
+            if link.ifname == ifname:
+                return link
+        raise KernelError(f"interface {ifname} not found in {ns or 'the host namespace'}")
+
+    # -- namespaces
+    def list_namespaces(self) -> list[str]:
+        return sorted([n for n in self.spaces if n is not None] + list(self.stale))
+
+    def namespace_exists(self, ns: str) -> bool:
+        return ns in self.spaces or ns in self.stale
+
+    def namespace_alive(self, ns: str) -> bool:
+        return ns in self.spaces
+
+    def namespace_owner(self, ns: str) -> str | None:
+        return self.spaces[ns].links[1].alias if ns in self.spaces else None
+
+    def create_namespaces(self, names: Iterable[str], marker: str) -> None:
+        for name in names:
+            if name in self.spaces or name in self.stale:
+                raise ConflictError(f"namespace {name} already exists and is not this lab's")
+            self._step(f"create namespace {name}")
+            space = _Ns()
+            space.links[1] = _Link(1, "lo", "loopback", alias=marker, up=True)
+            self.spaces[name] = space
+
+    def delete_namespace(self, ns: str) -> None:
+        self._step(f"delete namespace {ns}")
+        self.stale.discard(ns)
+        space = self.spaces.pop(ns, None)
+        if space:
+            for link in space.links.values():
+                if link.peer and link.peer[0] in self.spaces:
+                    self.spaces[link.peer[0]].links.pop(link.peer[1], None)
+
+    # -- links
+    def links(self, ns: Netns) -> list[LinkInfo]:
+        out = []
+        for link in self._ns(ns).links.values():
+            peer_up = True
+            if link.peer:
+                other = self.spaces.get(link.peer[0], _Ns()).links.get(link.peer[1])
+                peer_up = bool(other and other.up)
+            carrier = link.up and peer_up
+            out.append(LinkInfo(link.index, link.ifname, link.kind, link.alias, link.mtu, link.up,
+                                "UP" if carrier else ("UNKNOWN" if link.kind == "loopback" and link.up else "DOWN"),
+                                carrier, link.peer[1] if link.peer else None, None, list(link.addresses)))
+        return out
+
+    def create_veth(self, a_ns: Netns, a_if: str, b_ns: Netns, b_if: str, mtu: int | None) -> None:
+        for ns, name in ((a_ns, a_if), (b_ns, b_if)):
+            if any(link.ifname == name for link in self._ns(ns).links.values()):
+                raise KernelError(f"cannot create veth pair: {name} already exists in {ns or 'host'}")
+        self._step(f"create veth {a_ns}:{a_if} {b_ns}:{b_if}")
+        a, b = self._ns(a_ns), self._ns(b_ns)
+        ai = a.next_index
+        a.next_index += 1
+        bi = b.next_index
+        b.next_index += 1
+        a.links[ai] = _Link(ai, a_if, "veth", mtu=mtu or 1500, peer=(b_ns, bi))
+        b.links[bi] = _Link(bi, b_if, "veth", mtu=mtu or 1500, peer=(a_ns, ai))
+
+    def delete_link(self, ns: Netns, ifname: str) -> None:
+        self._step(f"delete link {ns}:{ifname}")
+        try:
+            link = self._by_name(ns, ifname)
+        except KernelError:
+            return
+        self._ns(ns).links.pop(link.index)
+        if link.peer and link.peer[0] in self.spaces:
+            self.spaces[link.peer[0]].links.pop(link.peer[1], None)
+
+    def set_link(self, ns: Netns, ifname: str, *, mtu: int | None = None, up: bool | None = None,
+                 alias: str | None = None) -> None:
+        self._step(f"set link {ns}:{ifname}")
+        link = self._by_name(ns, ifname)
+        if mtu is not None:
+            link.mtu = mtu
+        if up is not None:
+            link.up = up
+        if alias is not None:
+            link.alias = alias
+
+    def add_address(self, ns: Netns, ifname: str, cidr: str) -> None:
+        self._step(f"add address {ns}:{ifname} {cidr}")
+        link = self._by_name(ns, ifname)
+        cidr = str(ipaddress.ip_interface(cidr))
+        if cidr in link.addresses:
+            raise KernelError(f"cannot add address {cidr} on {ifname}: already exists")
+        link.addresses.append(cidr)
+
+    def delete_address(self, ns: Netns, ifname: str, cidr: str) -> None:
+        self._step(f"delete address {ns}:{ifname} {cidr}")
+        link = self._by_name(ns, ifname)
+        cidr = str(ipaddress.ip_interface(cidr))
+        if cidr in link.addresses:
+            link.addresses.remove(cidr)
+
+    # -- routes and sysctls
+    def routes(self, ns: Netns) -> list[Route]:
+        return list(self._ns(ns).routes)
+
+    def add_route(self, ns: Netns, route: Route) -> None:
+        self._step(f"add route {ns}: {route.dst}")
+        metric = route.metric if route.metric is not None else (1024 if ":" in route.dst else 0)
+        dev = route.dev
+        if dev is None and route.via:
+            gateway = ipaddress.ip_address(route.via)
+            for link in self._ns(ns).links.values():
+                if any(gateway in ipaddress.ip_interface(a).network for a in link.addresses):
+                    dev = link.ifname
+        self._ns(ns).routes.append(Route(route.dst, route.via, dev, metric, route.src, ROUTE_PROTO))
+
+    def delete_route(self, ns: Netns, route: Route) -> None:
+        self._step(f"delete route {ns}: {route.dst}")
+        space = self._ns(ns)
+        space.routes = [r for r in space.routes if not (r.dst == route.dst and r.via == route.via)]
+
+    def read_sysctl(self, ns: Netns, key: str) -> str | None:
+        return self._ns(ns).sysctls.get(key, "0")
+
+    def write_sysctl(self, ns: Netns, key: str, value: str) -> None:
+        self._step(f"sysctl {ns}: {key}={value}")
+        self._ns(ns).sysctls[key] = value
+
+    def node_hosts(self, ns: str) -> list[tuple[str, str]] | None:
+        return self.files.get(ns)
+
+    def write_node_files(self, ns: str, entries: list[tuple[str, str]]) -> None:
+        self._step(f"write files {ns}")
+        self.files[ns] = list(entries)
+
+    def remove_node_files(self, ns: str) -> None:
+        self.files.pop(ns, None)
+
+    def run_command(self, ns: Netns, argv: list[str], timeout: float) -> tuple[int, str]:
+        self._step(f"run {ns}: {' '.join(argv)}")
+        self.commands.append((ns, list(argv)))
+        return self.command_status.get(argv[0], 0), ""
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,133 @@
+"""Every validation rule, with the line and field path it reports."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from vethlab.errors import ValidationError
+from vethlab.topology import lab_from_dict, lab_from_text
+
+BASE = """\
+name: t
+nodes:
+  a: {}
+  b: {}
+links:
+  - endpoints: [a:e0, b:e0]
+    addresses: [10.0.0.1/24, 10.0.0.2/24]
+"""
+
+
+def errors(text: str) -> list[str]:
+    with pytest.raises(ValidationError) as info:
+        lab_from_text(textwrap.dedent(text), "lab.yaml")
+    return [str(i) for i in info.value.issues]
+
+
+def one_error(text: str) -> str:
+    found = errors(text)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_valid_seed_compiles() -> None:
+    spec = lab_from_text(BASE)
+    assert spec.name == "t" and set(spec.nodes) == {"a", "b"}
+    assert spec.links[0].addresses_a == ("10.0.0.1/24",)
+
+
+def test_all_errors_reported_at_once_with_lines() -> None:
+    found = errors("""\
+        name: Bad_Name
+        nodes:
+          a: {colour: red}
+        links:
+          - endpoints: [a:e0, c:e0]
+            addresses: [10.0.0.0/24, 10.0.0.2]
+        """)
+    assert "lab.yaml:1: name: lab name 'Bad_Name' must match [a-z][a-z0-9-]{0,11}" in found
+    assert "lab.yaml:3: nodes.a.colour: unknown key 'colour'" in found
+    assert "lab.yaml:5: links[0].endpoints[1]: node 'c' is not defined under 'nodes'" in found
+    assert "lab.yaml:6: links[0].addresses[0]: 10.0.0.0/24 is the network address of 10.0.0.0/24" in found
+    assert any(e.startswith("lab.yaml:6: links[0].addresses[1]: '10.0.0.2' is not an address with a prefix") for e in found)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("name: t\nnodes: {a: {}}\nlinks: [{endpoints: [a:e0, a:e0]}]\n", "lab.yaml:3: links[0].endpoints[1]: both ends are the same interface a:e0"),
+    ("name: t\nnodes: {a: {}, b: {}}\nlinks:\n- {endpoints: [a:e0, b:e0]}\n- {endpoints: [a:e0, b:e1]}\n", "lab.yaml:5: links[1].endpoints[0]: interface a:e0 is already used by links[0]"),
+    ("name: t\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a:abcdefghijklmnop, b:e0]}]\n", "is 16 bytes; the kernel allows at most 15"),
+    ("name: t\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a:e0, b:lo]}]\n", "'lo' is the loopback interface"),
+    ("name: t\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a:e0, b:e0], mtu: 40}]\n", "mtu must be a whole number from 68 to 65535"),
+    ("name: t\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a:e0, b:e0], mtu: 1000, addresses: [fd00::1/64, fd00::2/64]}]\n", "below 1280"),
+    ("name: t\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a:e0, b:e0], state: sideways}]\n", "state must be 'up' or 'down'"),
+    ("name: t\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a:e0, b:e0], addresses: [10.0.0.1/24, 10.0.0.1/24]}]\n", "address 10.0.0.1 is already given to a:e0"),
+    ("name: t\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a:e0, b:e0], addresses: [10.0.0.255/24, 10.0.0.2/24]}]\n", "broadcast address"),
+    ("name: t\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a:e0, b:e0], addresses: [224.0.0.1/24, 10.0.0.2/24]}]\n", "multicast"),
+    ("name: t\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a:e0, b:e0], addresses: [10.0.0.300/24, 10.0.0.2/24]}]\n", "is not a valid address"),
+    ("name: t\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a:e0, b:e0], addresses: [10.0.0.1/24]}]\n", "must be a list of two entries"),
+    ("name: t\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a-e0, b:e0]}]\n", "an endpoint is NODE:IFNAME"),
+    ("name: t\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a:e0, b:e0], rate: 10mbit}]\n", "'rate' is not supported yet"),
+    ("name: t\nnodes: {a: {run: [x]}}\n", "'run' is not supported yet"),
+    ("name: t\nnodes: {a: {}}\nnetworks: {}\n", "'networks' is not supported yet"),
+    ("name: t\nnodes: {a: {sysctls: {kernel.panic: 1}}}\n", "not a per-namespace sysctl"),
+    ("name: t\nnodes: {a: {sysctls: {net.ipv4.ip_forward: [1]}}}\n", "sysctl value must be a number or a string"),
+    ("name: t\nnodes: {a: {routes: [\"default via 10.0.0.1\"]}}\n", "gateway 10.0.0.1 is not on any subnet of this node"),
+    ("name: t\nnodes: {a: {routes: [\"10.0.0.0/8 via\"]}}\n", "'via' needs a value"),
+    ("name: t\nnodes: {a: {routes: [\"10.0.0.1/8 via 1.1.1.1\"]}}\n", "has host bits set"),
+    ("name: t\nnodes: {a: {routes: [\"10.0.0.0/8 gw 1.1.1.1\"]}}\n", "unknown word 'gw'"),
+    ("name: t\nnodes: {a: {routes: [\"default via fd00::1 dev e9\"]}}\n", "dev e9 is not an interface of this node"),
+    ("name: t\nnodes: {a: {exec: [\"echo 'unclosed\"]}}\n", "cannot split command into words"),
+    ("name: t\nnodes: {a: {exec: \"ls\"}}\n", "must be a list of commands"),
+    ("name: t\nnodes: {\"-bad\": {}}\n", "node name '-bad'"),
+    ("name: t\nprefix: maybe\nnodes: {a: {}}\n", "prefix: must be true or false"),
+    ("nodes: {a: {}}\n", "'name' is required"),
+    ("name: t\n", "'nodes' is required"),
+    ("name: t\nnodes: {a: {}}\nnodes: {b: {}}\n", "lab.yaml:3: nodes: duplicate key"),
+    ("name: t\nnodes: [a, b]\n", "must be a mapping"),
+    ("name: t\nnodes: {a: {}}\nlinks: {endpoints: [a:e0, b:e0]}\n", "links: must be a list of links"),
+    ("", "the file is empty"),
+    ("- just\n- a list\n", "must be a mapping (the lab)"),
+    ("name: t\nnodes: {a: {}\n", "YAML syntax error"),
+    ("name: t\nnodes:\n  a: {}\n\tb: {}\n", "YAML syntax error"),
+])
+def test_rule(text: str, expected: str) -> None:
+    found = errors(text)
+    assert any(expected in e for e in found), found
+    assert all(e.startswith("lab.yaml") for e in found)
+
+
+def test_did_you_mean() -> None:
+    assert "lab.yaml:3: links[0].endpoint: unknown key 'endpoint' (did you mean 'endpoints'?)" in errors("name: t\nnodes: {a: {}, b: {}}\nlinks: [{endpoint: [a:e0, b:e0]}]\n")
+
+
+def test_error_lines_point_at_the_field() -> None:
+    text = BASE + "  - endpoints: [a:e1, b:e1]\n    addresses:\n      - [10.0.1.1/24, 10.0.0.1/24]\n      - 10.0.1.2/24\n"
+    assert one_error(text) == "lab.yaml:10: links[1].addresses[0][1]: address 10.0.0.1 is already given to a:e0"
+
+
+def test_yaml_syntax_error_names_line() -> None:
+    assert one_error("name: t\nnodes:\n  a: {}\n  b: [\n").startswith("lab.yaml:5: YAML syntax error")
+
+
+def test_from_dict_has_no_lines_but_paths() -> None:
+    with pytest.raises(ValidationError) as info:
+        lab_from_dict({"name": "t", "nodes": {"a": {}}, "links": [{"endpoints": ["a:e0", "z:e0"]}]})
+    assert str(info.value.issues[0]) == "<dict>: links[0].endpoints[1]: node 'z' is not defined under 'nodes'"
+
+
+def test_prefix_names_namespaces() -> None:
+    spec = lab_from_text("name: lab1\nprefix: true\nnodes: {a: {}}\n")
+    assert spec.netns_of("a") == "lab1-a" and spec.netns_of("host") is None
+
+
+def test_host_endpoint_allowed_and_ipv6_lists() -> None:
+    spec = lab_from_text("name: t\nnodes: {a: {}}\nlinks: [{endpoints: [a:e0, host:vl-a], addresses: [[10.0.0.2/24, fd00::2/64], fd00::1/64]}]\n")
+    assert spec.links[0].addresses_a == ("10.0.0.2/24", "fd00::2/64")
+    assert spec.links[0].addresses_b == ("fd00::1/64",)
+
+
+def test_exec_list_and_string() -> None:
+    spec = lab_from_text("name: t\nnodes: {a: {exec: [\"ip addr add 10.99.0.1/32 dev lo\", [echo, 'a b']]}}\n")
+    assert spec.nodes["a"].exec == (("ip", "addr", "add", "10.99.0.1/32", "dev", "lo"), ("echo", "a b"))
