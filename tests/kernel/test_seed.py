@@ -157,3 +157,11 @@ def test_prefix_names_namespaces(write) -> None:
     vethlab("up", path, check=True)
     assert sorted(os.listdir("/run/netns")) == ["pfx-ns1", "pfx-ns2"]
     assert vethlab("exec", "ns1", "--", "ping", "-c", "1", "-W", "1", "ns2").returncode == 0
+
+
+def test_plan_json_lists_actions_and_touches_nothing(seed_file: str) -> None:
+    doc = json.loads(vethlab("plan", seed_file, "--json", check=True).stdout)
+    assert doc["lab"] == "seed" and doc["changes"] == len(doc["actions"]) == 9
+    assert doc["actions"][0] == {"verb": "create", "kind": "node", "target": "ns1",
+                                 "reason": "namespace ns1 does not exist", "node": "ns1", "netns": "ns1", "params": {}}
+    assert os.listdir("/run/netns") == [] and os.listdir(os.environ["VETHLAB_STATE_DIR"]) == []
