@@ -1,0 +1,210 @@
+"""Build and tear down the same labs with vethlab and with its peers, side by side.
+
+    ./run bench [--quick] [--sizes 10,100] [--reps 3] [--topologies chain] [--peers vethlab,floor,ipbatch]
+
+Everything runs inside one `vethlab sandbox` (nothing reaches the machine).  Each
+repetition runs every peer once, interleaved, so drift on this shared machine
+hits all of them alike; results are min/median/max and ratios to the floor of the
+same run.  Every side is timed as whole processes (interpreter start-up and
+imports included): "up" = build + the first successful ping across a link,
+"down" = teardown until the namespaces are gone.
+
+Output: a table on the terminal, bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import topologies  # noqa: E402
+
+PY = sys.executable
+VETHLAB = [PY, "-m", "vethlab"]
+
+
+@dataclass
+class Sample:
+    up: float
+    down: float
+    rss_kb: int = 0
+
+
+@dataclass
+class Case:
+    topology: str
+    n: int
+    files: dict[str, str] = field(default_factory=dict)
+    probe: tuple[str, str] = ("n0", "10.0.0.2")  # node, address: one ping across a link
+
+
+def timed(argv: list[str], stdin: str | None = None) -> tuple[float, int]:
+    """Run a process, feeding it stdin; (wall seconds, 0).  Raises on failure."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(stdin)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:4])} failed ({proc.returncode}): {err.strip()[-500:]}")
+    return elapsed, 0
+
+
+def timed_rss(argv: list[str]) -> tuple[float, int]:
+    """Run a process; (wall seconds, its own peak RSS in KB from wait4)."""
+    start = time.perf_counter()
+    pid = os.posix_spawnp(argv[0], argv, os.environ,
+                          file_actions=[(os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0)])
+    _, status, usage = os.wait4(pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(argv[:4])} failed")
+    return elapsed, int(usage.ru_maxrss)
+
+
+def ping_until_ok(node: str, address: str, timeout: float = 10.0) -> float:
+    start = time.perf_counter()
+    while True:
+        r = subprocess.run(["ip", "netns", "exec", node, "ping", "-c", "1", "-W", "1", "-q", address],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if r.returncode == 0:
+            return time.perf_counter() - start
+        if time.perf_counter() - start > timeout:
+            raise RuntimeError(f"ping {node} -> {address} never succeeded")
+        time.sleep(0.01)
+
+
+def assert_empty() -> None:
+    left = os.listdir("/run/netns")
+    if left:
+        raise RuntimeError(f"{len(left)} namespaces left after teardown, e.g. {left[:3]}")
+
+
+# -- peers -------------------------------------------------------------------------
+def run_vethlab(case: Case) -> Sample:
+    up, rss = timed_rss([*VETHLAB, "up", case.files["yaml"]])
+    up += ping_until_ok(*case.probe)
+    down, _ = timed_rss([*VETHLAB, "down", case.files["yaml"]])
+    assert_empty()
+    return Sample(up, down, rss)
+
+
+def run_floor(case: Case) -> Sample:
+    up, _ = timed([PY, os.path.join(HERE, "floor.py"), "up", case.files["json"]])
+    up += ping_until_ok(*case.probe)
+    down, _ = timed([PY, os.path.join(HERE, "floor.py"), "down", case.files["json"]])
+    assert_empty()
+    return Sample(up, down)
+
+
+def run_ipbatch(case: Case) -> Sample:
+    """iproute2 as a careful shell user would: one `ip -batch` for namespaces, one for
+    veths, then one `ip -n NS -batch` per namespace for its links and addresses."""
+    spec = json.load(open(case.files["json"]))
+    start = time.perf_counter()
+    timed(["ip", "-batch", "-"], "".join(f"netns add {n}\n" for n in spec["nodes"]))
+    timed(["ip", "-batch", "-"], "".join(f"link add {aif} netns {a} type veth peer name {bif} netns {b}\n"
+                                         for a, aif, _, b, bif, _ in spec["links"]))
+    per: dict[str, list[str]] = {n: ["link set lo up"] for n in spec["nodes"]}
+    for a, aif, aaddr, b, bif, baddr in spec["links"]:
+        for node, ifname, addr in ((a, aif, aaddr), (b, bif, baddr)):
+            per[node].append(f"link set dev {ifname} up")
+            if addr:
+                per[node].append(f"addr add {addr} dev {ifname}")
+    for node, lines in per.items():
+        timed(["ip", "-n", node, "-batch", "-"], "\n".join(lines) + "\n")
+    up = time.perf_counter() - start + ping_until_ok(*case.probe)
+    start = time.perf_counter()
+    timed(["ip", "-batch", "-"], "".join(f"netns del {n}\n" for n in spec["nodes"]))
+    down = time.perf_counter() - start
+    assert_empty()
+    return Sample(up, down)
+
+
+PEERS: dict[str, Callable[[Case], Sample]] = {"vethlab": run_vethlab, "floor": run_floor, "ipbatch": run_ipbatch}
+
+
+def make_case(topology: str, n: int, workdir: str) -> Case:
+    case = Case(topology, n)
+    text, spec = topologies.build(topology, n)
+    case.files["yaml"] = os.path.join(workdir, f"{topology}{n}.yaml")
+    case.files["json"] = os.path.join(workdir, f"{topology}{n}.json")
+    with open(case.files["yaml"], "w") as fh:
+        fh.write(text)
+    with open(case.files["json"], "w") as fh:
+        json.dump(spec, fh)
+    case.probe = topologies.probe(topology, spec)
+    return case
+
+
+def summarize(samples: list[float]) -> dict[str, float]:
+    return {"min": min(samples), "median": statistics.median(samples), "max": max(samples)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="N <= 200, one repetition")
+    parser.add_argument("--sizes", default="10,100,200,1000")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--topologies", default=",".join(topologies.KINDS))
+    parser.add_argument("--peers", default=",".join(PEERS))
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "latest.json"))
+    args = parser.parse_args()
+    if not os.environ.get("VETHLAB_SANDBOX"):
+        return subprocess.call([*VETHLAB, "sandbox", "--", PY, *sys.argv])
+    sizes = [int(s) for s in args.sizes.split(",")]
+    reps = args.reps
+    if args.quick:
+        sizes, reps = [s for s in sizes if s <= 200], 1
+    peers = [p for p in args.peers.split(",") if p]
+    workdir = tempfile.mkdtemp(prefix="vethlab-bench-", dir="/run")
+    results = []
+    for topology in args.topologies.split(","):
+        for n in sizes:
+            case = make_case(topology, n, workdir)
+            samples: dict[str, list[Sample]] = {p: [] for p in peers}
+            for _ in range(reps):
+                for peer in peers:
+                    samples[peer].append(PEERS[peer](case))
+            row = {"topology": topology, "n": n, "reps": reps, "peers": {}}
+            for peer, got in samples.items():
+                row["peers"][peer] = {"up": summarize([s.up for s in got]), "down": summarize([s.down for s in got]),
+                                      "rss_mb": max(s.rss_kb for s in got) / 1024}
+            floor = row["peers"].get("floor")
+            if floor:
+                for peer, data in row["peers"].items():
+                    data["up_ratio"] = data["up"]["median"] / floor["up"]["median"]
+                    data["down_ratio"] = data["down"]["median"] / floor["down"]["median"]
+            results.append(row)
+            print_row(row)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "results": results}, fh, indent=1)
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+def print_row(row: dict) -> None:
+    print(f"\n{row['topology']} N={row['n']} ({row['reps']} reps)")
+    print(f"  {'peer':<10}{'up median':>11}{'(min-max)':>18}{'x floor':>9}{'down median':>13}{'x floor':>9}{'RSS MB':>8}")
+    for peer, d in row["peers"].items():
+        up, down = d["up"], d["down"]
+        spread = f"({up['min']:.3f}-{up['max']:.3f})"
+        print(f"  {peer:<10}{up['median']:>10.3f}s{spread:>18}"
+              f"{d.get('up_ratio', float('nan')):>9.2f}{down['median']:>12.3f}s{d.get('down_ratio', float('nan')):>9.2f}"
+              f"{d['rss_mb']:>8.1f}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
