@@ -55,7 +55,7 @@ def interfaces(kernel: Kernel, state: store.LabState) -> tuple[dict[str, bool], 
         exists[node] = ns is None or ns in live
         if not exists[node]:
             continue
-        for link in kernel.links(ns):
+        for link in kernel.links(ns, stats=True):
             if (node, link.ifname) not in peer_of:
                 continue
             views.append(_view(node, link, peer_of[(node, link.ifname)]))

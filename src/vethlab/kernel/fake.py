@@ -78,6 +78,9 @@ class FakeKernel:
                 return link
         raise KernelError(f"interface {ifname} not found in {ns or 'the host namespace'}")
 
+    def flush(self) -> None:
+        pass
+
     # -- namespaces
     def list_namespaces(self) -> list[str]:
         return sorted([n for n in self.spaces if n is not None] + list(self.stale))
@@ -110,7 +113,7 @@ class FakeKernel:
                     self.spaces[link.peer[0]].links.pop(link.peer[1], None)
 
     # -- links
-    def links(self, ns: Netns) -> list[LinkInfo]:
+    def links(self, ns: Netns, stats: bool = False) -> list[LinkInfo]:
         out = []
         for link in self._ns(ns).links.values():
             peer_up = True

@@ -1,15 +1,11 @@
-"""The real kernel, over rtnetlink with pyroute2.
+"""The real kernel, over rtnetlink (our batched codec in nl.py).
 
-Why pyroute2 and how: it encodes and decodes every rtnetlink message we need, so
-we keep no netlink code of our own.  But `IPRoute(netns=NAME)` forks a helper per
-namespace (and by default *creates* a missing one); instead we open each
-namespace's netlink socket ourselves in a worker thread that has `setns`-ed into it
-(see netns.py) and hand the socket to `IPRoute(fileno=…)`.  A socket keeps the
-namespace it was opened in, so one object per namespace then serves every request
-without any further namespace switching, and the main thread never moves.
-
-Importing pyroute2 costs ~0.15-0.3 s; this module is imported only by commands
-that talk to the kernel (not by validate/plan-less paths such as `exec`).
+One netlink socket per namespace, opened in a worker thread that has entered the
+namespace (a socket keeps the namespace it was opened in), so the main thread
+never moves and no helper process is forked.  Mutating verbs *queue* requests;
+`flush()` sends each namespace's queue in a few `send()` calls and reads the
+acknowledgements together.  Reads flush first, so callers always see their own
+writes.  The executor flushes after each phase.
 """
 
 from __future__ import annotations
@@ -18,23 +14,15 @@ import errno
 import ipaddress
 import os
 import socket
+import struct
 from collections.abc import Iterable
-from typing import Any
-
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import ConflictError, KernelError
 from ..ownership import ROUTE_PROTO
 from . import netns as nsmod
-from . import nodefiles
-from .process import run_in_node
+from . import nl, nodefiles
 from .api import LinkInfo, Netns, Route
-
-IFA_F_NODAD = 0x02
-IFF_UP = 0x1
-RT_TABLE_MAIN = 254
-NETLINK_ROUTE = 0
+from .process import run_in_node
 
 _PLAIN = {
     errno.EEXIST: "already exists",
@@ -56,71 +44,111 @@ _PLAIN = {
 def plain(exc: BaseException) -> str:
     """A kernel error in words a user reads without decoding RTNETLINK."""
     code = getattr(exc, "code", None) or getattr(exc, "errno", None)
-    if isinstance(code, int) and code in _PLAIN:
-        return _PLAIN[code]
-    if isinstance(code, int):
-        return os.strerror(code).lower()
-    return str(exc)
+    words = _PLAIN.get(code, os.strerror(code).lower()) if isinstance(code, int) else str(exc)
+    detail = getattr(exc, "detail", "")
+    return f"{words} ({detail})" if detail else words
 
 
 def where(ns: Netns) -> str:
     return f"namespace {ns}" if ns else "the host namespace"
 
 
-def _netlink_socket() -> int:
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
-    return sock.detach()
+def _raise(errors: list[nl.NetlinkError]) -> None:
+    if errors:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more failures)" if len(errors) > 1 else ""
+        raise KernelError(f"cannot {first.what}: {plain(first)}{more}")
+
+
+def _open_raw() -> int:
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0).detach()
 
 
 class NetlinkKernel:
-    """`Kernel` over rtnetlink; one IPRoute per namespace, opened on first use."""
+    """`Kernel` over rtnetlink."""
 
     def __init__(self) -> None:
-        self._handles: dict[Netns, IPRoute] = {}
+        self._socks: dict[Netns, nl.NlSocket] = {}
         self._index: dict[Netns, dict[str, int]] = {}
         self._next_index: dict[str, int] = {}
+        self._sysctls: list[tuple[Netns, str, str]] = []
+        self._ns_fds: dict[str, int] = {}  # kept open: queued veth requests refer to them
+        self._dirty = False
 
-    # -- sockets ---------------------------------------------------------
-    def _ipr(self, ns: Netns) -> IPRoute:
-        handle = self._handles.get(ns)
-        if handle is None:
+    # -- sockets -----------------------------------------------------------------
+    def _sock(self, ns: Netns) -> nl.NlSocket:
+        sock = self._socks.get(ns)
+        if sock is None:
             if ns is None:
-                handle = IPRoute()
+                sock = nl.NlSocket()
             else:
                 try:
-                    fd = nsmod.call_inside(ns, _netlink_socket)
+                    sock = nl.NlSocket(nsmod.call_inside(ns, _open_raw))
                 except FileNotFoundError:
                     raise KernelError(f"namespace {ns} does not exist") from None
                 except OSError as exc:
                     raise KernelError(f"cannot enter namespace {ns}: {plain(exc)}") from None
-                handle = IPRoute(fileno=fd)
-            self._handles[ns] = handle
-        return handle
+            self._socks[ns] = sock
+        return sock
 
     def open_namespaces(self, names: Iterable[str]) -> None:
-        """Open sockets in many namespaces with one thread (cheaper than one each)."""
-        todo = [n for n in names if n not in self._handles]
+        """Open sockets in many namespaces from one thread (one setns each)."""
+        todo = [n for n in names if n not in self._socks]
         if todo:
-            fds = nsmod.call_inside_many(todo, lambda _n: _netlink_socket())
-            for name, fd in fds.items():
-                self._handles[name] = IPRoute(fileno=fd)
+            for name, fd in nsmod.call_inside_many(todo, lambda _n: _open_raw()).items():
+                self._socks[name] = nl.NlSocket(fd)
+
+    def _queue(self, ns: Netns, kind: int, flags: int, body: bytes, what: str, tolerate: tuple[int, ...] = ()) -> None:
+        self._sock(ns).queue(kind, flags, body, what, tolerate)
+        self._dirty = True
+
+    def _sync(self) -> None:
+        """Before any read: everything queued, in every namespace, is applied."""
+        if self._dirty or self._sysctls:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send every queued request; raise KernelError naming the first failure."""
+        self._dirty = False
+        errors: list[nl.NetlinkError] = []
+        host = self._socks.get(None)
+        if host is not None:  # veth creation lives here and must precede the rest
+            errors += host.flush()
+        for ns, sock in list(self._socks.items()):
+            if ns is not None and sock.out:
+                errors += sock.flush()
+        if self._sysctls:
+            errors += self._apply_sysctls()
+        _raise(errors)
 
     def _ifindex(self, ns: Netns, ifname: str) -> int:
         cache = self._index.setdefault(ns, {})
         if ifname not in cache:
-            found = self._ipr(ns).link_lookup(ifname=ifname)
-            if not found:
-                raise KernelError(f"interface {ifname} not found in {where(ns)}")
-            cache[ifname] = found[0]
+            sock = self._sock(ns)
+            self._sync()
+            try:
+                msg = sock.get(nl.RTM_GETLINK, nl.ifinfo() + nl.attr_str(nl.IFLA_IFNAME, ifname)
+                               + nl.attr_u32(nl.IFLA_EXT_MASK, nl.RTEXT_FILTER_SKIP_STATS), "look up")
+            except nl.NetlinkError:
+                raise KernelError(f"interface {ifname} not found in {where(ns)}") from None
+            cache[ifname] = nl.parse_link(msg).index
         return cache[ifname]
 
+    def _ns_fd(self, ns: str) -> int:
+        if ns not in self._ns_fds:
+            self._ns_fds[ns] = nsmod.open_ns(ns)
+        return self._ns_fds[ns]
+
     def close(self) -> None:
-        for handle in self._handles.values():
-            handle.close()
-        self._handles.clear()
+        for sock in self._socks.values():
+            sock.close()
+        for fd in self._ns_fds.values():
+            os.close(fd)
+        self._socks.clear()
+        self._ns_fds.clear()
         self._index.clear()
 
-    # -- namespaces --------------------------------------------------------
+    # -- namespaces ----------------------------------------------------------------------
     def list_namespaces(self) -> list[str]:
         return nsmod.list_names()
 
@@ -133,65 +161,78 @@ class NetlinkKernel:
     def namespace_owner(self, ns: str) -> str | None:
         """The alias on the namespace's lo: vethlab's marker, or None."""
         try:
-            self._ipr(ns)
+            sock = self._sock(ns)
         except KernelError:
             return None
-        for msg in self._ipr(ns).link("get", index=1):
-            return str(msg.get("ifalias") or "") or None
-        return None
+        self._sync()
+        msg = sock.get(nl.RTM_GETLINK, nl.ifinfo(1) + nl.attr_u32(nl.IFLA_EXT_MASK, nl.RTEXT_FILTER_SKIP_STATS),
+                       "read lo")
+        return nl.parse_link(msg).alias
 
     def create_namespaces(self, names: Iterable[str], marker: str) -> None:
         """Create namespaces, each marked (lo alias) and with lo up *before* it
         appears under /run/netns, so no unmarked namespace of ours ever exists."""
 
-        def inside(name: str) -> int:
-            # pyroute2 objects keep per-thread state: this one lives and dies here;
-            # the socket returned is wrapped by an IPRoute of the calling thread.
-            with IPRoute() as ipr:
-                ipr.link("set", index=1, state="up", ifalias=marker)
-            return _netlink_socket()
+        def inside(name: str) -> nl.NlSocket:
+            sock = nl.NlSocket()
+            sock.request(nl.RTM_NEWLINK, 0, nl.setlink_body(1, up=True, alias=marker), f"set lo up in {name}")
+            return sock
 
         try:
             made = nsmod.create_many(names, inside)
         except FileExistsError as exc:
-            raise ConflictError(f"namespace {os.path.basename(str(exc.filename))} already exists and is not this lab's") from None
+            raise ConflictError(f"namespace {os.path.basename(str(exc.filename))} already exists and is not this "
+                                "lab's") from None
         except OSError as exc:
             raise KernelError(f"cannot create namespace: {plain(exc)}") from None
-        for name, fd in made.items():
-            self._handles[name] = IPRoute(fileno=fd)
-            self._next_index[name] = 2  # lo is 1
+        for name, sock in made.items():
+            self._socks[name] = sock
+            self._index[name] = {"lo": 1}
+            self._next_index[name] = 2
 
     def delete_namespace(self, ns: str) -> None:
-        handle = self._handles.pop(ns, None)
-        if handle is not None:
-            handle.close()
+        self._sync()
+        fd = self._ns_fds.pop(ns, None)
+        if fd is not None:
+            os.close(fd)
+        sock = self._socks.pop(ns, None)
+        if sock is not None:
+            sock.close()
         self._index.pop(ns, None)
+        self._next_index.pop(ns, None)
         try:
             nsmod.delete(ns)
         except OSError as exc:
             raise KernelError(f"cannot delete namespace {ns}: {plain(exc)}") from None
 
-    # -- links ----------------------------------------------------------------
-    def links(self, ns: Netns) -> list[LinkInfo]:
-        ipr = self._ipr(ns)
+    # -- links ---------------------------------------------------------------------------------
+    def links(self, ns: Netns, stats: bool = False) -> list[LinkInfo]:
+        sock = self._sock(ns)
+        self._sync()
+        mask = b"" if stats else nl.attr_u32(nl.IFLA_EXT_MASK, nl.RTEXT_FILTER_SKIP_STATS)
         out: dict[int, LinkInfo] = {}
         cache: dict[str, int] = {}
-        for msg in ipr.link("dump"):
-            info = _link_info(msg)
-            out[info.index] = info
-            cache[info.ifname] = info.index
+        for msg in sock.dump(nl.RTM_GETLINK, nl.ifinfo() + mask):
+            link = nl.parse_link(msg)
+            cache[link.ifname] = link.index
+            out[link.index] = LinkInfo(
+                index=link.index, ifname=link.ifname, kind=link.kind, alias=link.alias, mtu=link.mtu,
+                admin_up=bool(link.flags & nl.IFF_UP), operstate=link.operstate, carrier=link.carrier,
+                peer_index=link.link if link.kind == "veth" else None, master=link.master,
+                stats={k: v for k, v in link.stats.items()} if stats else {})
         self._index[ns] = cache
-        for msg in ipr.addr("dump"):
-            link = out.get(msg["index"])
-            if link is None:
+        for msg in sock.dump(nl.RTM_GETADDR, struct.pack("=BBBBI", 0, 0, 0, 0, 0)):
+            index, family, raw, prefixlen = nl.parse_addr(msg)
+            target = out.get(index)
+            if target is None or not raw:
                 continue
-            addr = msg.get("address")
-            if msg["family"] == socket.AF_INET6 and ipaddress.ip_address(addr).is_link_local:
+            ip = ipaddress.ip_address(raw)
+            if family == socket.AF_INET6 and ip.is_link_local:
                 continue
-            link.addresses.append(str(ipaddress.ip_interface(f"{addr}/{msg['prefixlen']}")))
+            target.addresses.append(f"{ip}/{prefixlen}")
         return list(out.values())
 
-    def _pick_indexes(self, a_ns: Netns, b_ns: Netns) -> tuple[int | None, int | None]:
+    def _pick_indexes(self, a_ns: Netns, b_ns: Netns) -> tuple[int, int]:
         """Distinct ifindexes for the two ends of a veth in two lab namespaces.
 
         Left to itself the kernel numbers both ends 2 in two fresh namespaces; a veth
@@ -200,10 +241,10 @@ class NetlinkKernel:
         packets sent meanwhile hit the noop qdisc.  Distinct numbers make `up`
         settle in milliseconds instead of ~1 s."""
         if a_ns is None or b_ns is None:
-            return None, None
+            return 0, 0
         for ns in (a_ns, b_ns):
             if ns not in self._next_index:
-                self._next_index[ns] = max((m["index"] for m in self._ipr(ns).link("dump")), default=1) + 1
+                self._next_index[ns] = max((link.index for link in self.links(ns)), default=1) + 1
         a = self._next_index[a_ns]
         self._next_index[a_ns] = a + 1
         b = self._next_index[b_ns]
@@ -214,141 +255,93 @@ class NetlinkKernel:
 
     def create_veth(self, a_ns: Netns, a_if: str, b_ns: Netns, b_if: str, mtu: int | None) -> None:
         """One RTM_NEWLINK puts both ends straight into their namespaces, as
-        `ip link add A netns X type veth peer B netns Y` does."""
+        `ip link add A netns X type veth peer B netns Y` does (queued)."""
         a_index, b_index = self._pick_indexes(a_ns, b_ns)
-        try:
-            self._create_veth(a_ns, a_if, b_ns, b_if, mtu, a_index, b_index)
-        except NetlinkError as exc:
-            if exc.code == errno.EBUSY and a_index is not None:  # an index got taken meanwhile
-                self._next_index.pop(a_ns or "", None)
-                self._next_index.pop(b_ns or "", None)
-                self._create_veth(a_ns, a_if, b_ns, b_if, mtu, None, None)
+        body = nl.veth_body(a_if, b_if, a_index, b_index, self._ns_fd(a_ns) if a_ns else None,
+                            self._ns_fd(b_ns) if b_ns else None, mtu)
+        self._queue(None, nl.RTM_NEWLINK, nl.F_CREATE | nl.F_EXCL, body,
+                    f"create veth pair {a_ns or 'host'}:{a_if} <-> {b_ns or 'host'}:{b_if}")
+        for ns, ifname, index in ((a_ns, a_if, a_index), (b_ns, b_if, b_index)):
+            if index:
+                self._index.setdefault(ns, {})[ifname] = index
             else:
-                raise KernelError(f"cannot create veth pair {a_ns or 'host'}:{a_if} <-> {b_ns or 'host'}:{b_if}: "
-                                  f"{plain(exc)}") from None
-
-    def _create_veth(self, a_ns: Netns, a_if: str, b_ns: Netns, b_if: str, mtu: int | None,
-                     a_index: int | None, b_index: int | None) -> None:
-        # The peer is spelled out as raw IFLA_LINKINFO: pyroute2's `peer=` shortcut
-        # cannot carry the peer's ifindex (a header field, not an attribute).
-        fds = []
-        try:
-            peer_attrs: list[tuple[str, Any]] = [("IFLA_IFNAME", b_if)]
-            kwargs: dict[str, Any] = {"ifname": a_if}
-            if a_ns is not None:
-                fds.append(nsmod.open_ns(a_ns))
-                kwargs["net_ns_fd"] = fds[-1]
-            if b_ns is not None:
-                fds.append(nsmod.open_ns(b_ns))
-                peer_attrs.append(("IFLA_NET_NS_FD", fds[-1]))
-            if mtu:
-                kwargs["mtu"] = mtu
-                peer_attrs.append(("IFLA_MTU", mtu))
-            peer: dict[str, Any] = {"attrs": peer_attrs}
-            if a_index is not None and b_index is not None:
-                kwargs["index"] = a_index
-                peer["index"] = b_index
-            kwargs["IFLA_LINKINFO"] = {"attrs": [("IFLA_INFO_KIND", "veth"),
-                                                 ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer)]})]}
-            self._ipr(None).link("add", **kwargs)
-        finally:
-            for fd in fds:
-                os.close(fd)
+                self._index.get(ns, {}).pop(ifname, None)
 
     def delete_link(self, ns: Netns, ifname: str) -> None:
         try:
-            self._ipr(ns).link("del", index=self._ifindex(ns, ifname))
-        except NetlinkError as exc:
-            if exc.code != errno.ENODEV:
-                raise KernelError(f"cannot delete interface {ifname} in {where(ns)}: {plain(exc)}") from None
+            index = self._ifindex(ns, ifname)
+        except KernelError:
+            return  # already gone
+        self._queue(ns, nl.RTM_DELLINK, 0, nl.ifinfo(index), f"delete interface {ifname} in {where(ns)}",
+                             (errno.ENODEV,))
         self._index.get(ns, {}).pop(ifname, None)
 
     def set_link(self, ns: Netns, ifname: str, *, mtu: int | None = None, up: bool | None = None,
                  alias: str | None = None) -> None:
-        kwargs: dict[str, Any] = {}
-        if mtu is not None:
-            kwargs["mtu"] = mtu
-        if up is not None:
-            kwargs["state"] = "up" if up else "down"
-        if alias is not None:
-            kwargs["ifalias"] = alias
-        if not kwargs:
+        if mtu is None and up is None and alias is None:
             return
-        try:
-            self._ipr(ns).link("set", index=self._ifindex(ns, ifname), **kwargs)
-        except NetlinkError as exc:
-            raise KernelError(f"cannot set {', '.join(kwargs)} of {ifname} in {where(ns)}: {plain(exc)}") from None
+        what = ", ".join(w for w, v in (("mtu", mtu), ("state", up), ("alias", alias)) if v is not None)
+        self._queue(ns, nl.RTM_NEWLINK, 0, nl.setlink_body(self._ifindex(ns, ifname), up, mtu, alias),
+                             f"set {what} of {ifname} in {where(ns)}")
 
-    # -- addresses --------------------------------------------------------------
-    def _addr(self, op: str, ns: Netns, ifname: str, cidr: str) -> None:
-        iface = ipaddress.ip_interface(cidr)
-        kwargs: dict[str, Any] = {"index": self._ifindex(ns, ifname), "address": str(iface.ip),
-                                  "prefixlen": iface.network.prefixlen}
-        if iface.version == 6 and op == "add":
-            kwargs["flags"] = IFA_F_NODAD  # usable at once: no duplicate-address-detection wait
-        try:
-            self._ipr(ns).addr(op, **kwargs)
-        except NetlinkError as exc:
-            if op == "del" and exc.code == errno.EADDRNOTAVAIL:
-                return
-            verb = "add" if op == "add" else "remove"
-            raise KernelError(f"cannot {verb} address {cidr} on {ifname} in {where(ns)}: {plain(exc)}") from None
-
+    # -- addresses --------------------------------------------------------------------------------
     def add_address(self, ns: Netns, ifname: str, cidr: str) -> None:
-        self._addr("add", ns, ifname, cidr)
+        iface = ipaddress.ip_interface(cidr)
+        # IPv6: no duplicate-address detection, so the address is usable at once
+        self._queue(ns, nl.RTM_NEWADDR, nl.F_CREATE | nl.F_EXCL,
+                             nl.addr_body(self._ifindex(ns, ifname), iface.ip.packed, iface.network.prefixlen, True),
+                             f"add address {cidr} on {ifname} in {where(ns)}")
 
     def delete_address(self, ns: Netns, ifname: str, cidr: str) -> None:
-        self._addr("del", ns, ifname, cidr)
+        iface = ipaddress.ip_interface(cidr)
+        try:
+            index = self._ifindex(ns, ifname)
+        except KernelError:
+            return
+        self._queue(ns, nl.RTM_DELADDR, 0, nl.addr_body(index, iface.ip.packed, iface.network.prefixlen),
+                             f"remove address {cidr} from {ifname} in {where(ns)}",
+                             (errno.EADDRNOTAVAIL, errno.ENODEV))
 
-    # -- routes ---------------------------------------------------------------------
+    # -- routes -------------------------------------------------------------------------------------
     def routes(self, ns: Netns) -> list[Route]:
-        ipr = self._ipr(ns)
+        sock = self._sock(ns)
+        self._sync()
         names = {index: name for name, index in self._index.get(ns, {}).items()}
-        if not names:
-            names = {m["index"]: m.get("ifname") for m in ipr.link("dump")}
         out = []
         for family in (socket.AF_INET, socket.AF_INET6):
-            for msg in ipr.route("dump", family=family, table=RT_TABLE_MAIN):
-                if msg.get("table") != RT_TABLE_MAIN or msg["type"] != 1:  # unicast, main table
+            for msg in sock.dump(nl.RTM_GETROUTE, struct.pack("=BBBBBBBBI", family, 0, 0, 0, 0, 0, 0, 0, 0)):
+                r = nl.parse_route(msg)
+                if r.table != nl.RT_TABLE_MAIN or r.type != nl.RTN_UNICAST:
                     continue
-                dst = msg.get("dst") or ("0.0.0.0" if family == socket.AF_INET else "::")
-                oif = msg.get("oif")
+                if r.oif and r.oif not in names:
+                    names = {index: name for name, index in self._refresh_index(ns).items()}
                 out.append(Route(
-                    dst=str(ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False)),
-                    via=msg.get("gateway"), dev=names.get(oif) if oif else None,
-                    metric=msg.get("priority"), src=msg.get("prefsrc"), proto=msg["proto"],
-                ))
+                    dst=str(ipaddress.ip_network((ipaddress.ip_address(r.dst), r.dst_len), strict=False)),
+                    via=str(ipaddress.ip_address(r.gateway)) if r.gateway else None,
+                    dev=names.get(r.oif) if r.oif else None, metric=r.priority,
+                    src=str(ipaddress.ip_address(r.prefsrc)) if r.prefsrc else None, proto=r.proto))
         return out
 
-    def _route_args(self, ns: Netns, route: Route) -> dict[str, Any]:
+    def _refresh_index(self, ns: Netns) -> dict[str, int]:
+        self.links(ns)
+        return self._index[ns]
+
+    def _route_body(self, ns: Netns, route: Route) -> bytes:
         net = ipaddress.ip_network(route.dst)
-        kwargs: dict[str, Any] = {"dst": str(net.network_address), "dst_len": net.prefixlen,
-                                  "family": socket.AF_INET6 if net.version == 6 else socket.AF_INET,
-                                  "proto": ROUTE_PROTO, "table": RT_TABLE_MAIN}
-        if route.via:
-            kwargs["gateway"] = route.via
-        if route.dev:
-            kwargs["oif"] = self._ifindex(ns, route.dev)
-        if route.metric is not None:
-            kwargs["priority"] = route.metric
-        if route.src:
-            kwargs["prefsrc"] = route.src
-        return kwargs
+        return nl.route_body(net.network_address.packed, net.prefixlen,
+                             ipaddress.ip_address(route.via).packed if route.via else None,
+                             self._ifindex(ns, route.dev) if route.dev else None, route.metric,
+                             ipaddress.ip_address(route.src).packed if route.src else None, ROUTE_PROTO)
 
     def add_route(self, ns: Netns, route: Route) -> None:
-        try:
-            self._ipr(ns).route("add", **self._route_args(ns, route))
-        except NetlinkError as exc:
-            raise KernelError(f"cannot add route '{_route_text(route)}' in {where(ns)}: {plain(exc)}") from None
+        self._queue(ns, nl.RTM_NEWROUTE, nl.F_CREATE | nl.F_EXCL, self._route_body(ns, route),
+                             f"add route '{_route_text(route)}' in {where(ns)}")
 
     def delete_route(self, ns: Netns, route: Route) -> None:
-        try:
-            self._ipr(ns).route("del", **self._route_args(ns, route))
-        except NetlinkError as exc:
-            if exc.code not in (errno.ESRCH, errno.ENOENT):
-                raise KernelError(f"cannot remove route '{_route_text(route)}' in {where(ns)}: {plain(exc)}") from None
+        self._queue(ns, nl.RTM_DELROUTE, 0, self._route_body(ns, route),
+                             f"remove route '{_route_text(route)}' in {where(ns)}", (errno.ESRCH, errno.ENOENT))
 
-    # -- sysctls ------------------------------------------------------------------------
+    # -- sysctls ---------------------------------------------------------------------------------------
     def read_sysctl(self, ns: Netns, key: str) -> str | None:
         def read() -> str | None:
             try:
@@ -359,15 +352,31 @@ class NetlinkKernel:
         return read() if ns is None else nsmod.call_inside(ns, read)
 
     def write_sysctl(self, ns: Netns, key: str, value: str) -> None:
-        def write() -> None:
-            with open(_sysctl_path(key), "w") as fh:
-                fh.write(value)
-        try:
-            write() if ns is None else nsmod.call_inside(ns, write)
-        except FileNotFoundError:
-            raise KernelError(f"sysctl {key} does not exist in {where(ns)}") from None
-        except OSError as exc:
-            raise KernelError(f"cannot set sysctl {key}={value} in {where(ns)}: {plain(exc)}") from None
+        """Queued: applied at flush, all namespaces' sysctls from one thread."""
+        self._sysctls.append((ns, key, value))
+
+    def _apply_sysctls(self) -> list[nl.NetlinkError]:
+        todo, self._sysctls = self._sysctls, []
+        errors: list[nl.NetlinkError] = []
+
+        def write(key: str, value: str, ns: Netns) -> None:
+            try:
+                with open(_sysctl_path(key), "w") as fh:
+                    fh.write(value)
+            except OSError as exc:
+                code = errno.ENOENT if isinstance(exc, FileNotFoundError) else (exc.errno or errno.EIO)
+                what = f"set sysctl {key}={value} in {where(ns)}"
+                errors.append(nl.NetlinkError(code, what, "no such sysctl" if code == errno.ENOENT else ""))
+
+        for ns, key, value in [t for t in todo if t[0] is None]:
+            write(key, value, None)
+        by_ns: dict[str, list[tuple[str, str]]] = {}
+        for ns, key, value in todo:
+            if ns is not None:
+                by_ns.setdefault(ns, []).append((key, value))
+        if by_ns:
+            nsmod.call_inside_many(list(by_ns), lambda name: [write(k, v, name) for k, v in by_ns[name]])
+        return errors
 
     # -- /etc/netns files and commands in nodes ------------------------------------
     def node_hosts(self, ns: str) -> list[tuple[str, str]] | None:
@@ -383,6 +392,7 @@ class NetlinkKernel:
         """Run argv in a node; (exit status, combined output).  127: not found."""
         import subprocess
 
+        self.flush()
         try:
             result = run_in_node(ns, argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                  timeout=timeout)
@@ -398,29 +408,8 @@ def _sysctl_path(key: str) -> str:
 
 
 def _route_text(route: Route) -> str:
-    words = [route.dst]
+    words = ["default" if route.dst in ("0.0.0.0/0", "::/0") else route.dst]
     for name, value in (("via", route.via), ("dev", route.dev), ("metric", route.metric), ("src", route.src)):
         if value is not None:
             words += [name, str(value)]
     return " ".join(words)
-
-
-def _link_info(msg: Any) -> LinkInfo:
-    kind = None
-    linkinfo = msg.get("IFLA_LINKINFO")
-    if linkinfo is not None:
-        kind = linkinfo.get("IFLA_INFO_KIND")
-    stats = msg.get("IFLA_STATS64") or {}
-    return LinkInfo(
-        index=msg["index"],
-        ifname=msg.get("ifname"),
-        kind=kind,
-        alias=msg.get("ifalias"),
-        mtu=msg.get("mtu"),
-        admin_up=bool(msg["flags"] & IFF_UP),
-        operstate=msg.get("operstate") or "UNKNOWN",
-        carrier=bool(msg.get("carrier")),
-        peer_index=msg.get("link") if kind == "veth" else None,
-        master=msg.get("master"),
-        stats={k: stats.get(k, 0) for k in ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped", "tx_dropped")} if stats else {},
-    )

@@ -59,11 +59,16 @@ class Executor:
                     for name in names:
                         if self.kernel.namespace_exists(name) and self.kernel.namespace_owner(name) == self.marker:
                             self.journal.add(f"namespace {name}", lambda n=name: self.kernel.delete_namespace(n))
+            phase = None
             for action in actions:
+                if action.phase != phase:
+                    self.kernel.flush()  # requests of one phase go to the kernel together
+                    phase = action.phase
                 if self.progress:
                     self.progress(action)
                 if not (action.kind == "node" and action.verb == "create"):
                     self._apply(action)
+            self.kernel.flush()
         except VethlabError as exc:
             if keep_on_error:
                 raise
