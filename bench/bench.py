@@ -182,7 +182,7 @@ def main() -> int:
                                       "rss_mb": max(s.rss_kb for s in got) / 1024}
             floor = row["peers"].get("floor")
             if floor:
-                for peer, data in row["peers"].items():
+                for data in row["peers"].values():
                     data["up_ratio"] = data["up"]["median"] / floor["up"]["median"]
                     data["down_ratio"] = data["down"]["median"] / floor["down"]["median"]
             results.append(row)

@@ -7,8 +7,7 @@
 
 from __future__ import annotations
 
-from .errors import (CommandFailed, ConflictError, KernelError, LockTimeout, UsageError, ValidationError,
-                     VethlabError)
+from .errors import CommandFailed, ConflictError, KernelError, LockTimeout, UsageError, ValidationError, VethlabError
 from .lab import Lab, Node
 
 __version__ = "0.1.0"

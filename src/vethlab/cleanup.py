@@ -70,7 +70,7 @@ def remove(kernel: Kernel, found: Leftovers, states: dict[str, store.LabState]) 
         except Exception as exc:
             errors.append(f"{what}: {exc}")
 
-    for lab, state in states.items():
+    for state in states.values():
         host_routes = [r for r in kernel.routes(None) if r.proto == ROUTE_PROTO] if state.host_routes else []
         for data in state.host_routes:
             want = Route(**data)

@@ -74,7 +74,7 @@ def compile_lab(spec: LabSpec) -> Desired:
     desired = Desired(lab=spec.name, prefix=spec.prefix)
     for name, node in spec.nodes.items():
         desired.nodes[name] = DesiredNode(name, spec.netns_of(name), node.sysctls, node.routes, node.exec)
-    if HOST not in desired.nodes and any(HOST in (l.a.node, l.b.node) for l in spec.links):
+    if HOST not in desired.nodes and any(HOST in (link.a.node, link.b.node) for link in spec.links):
         desired.nodes[HOST] = DesiredNode(HOST, None)
     for link in spec.links:
         a, b = (link.a.node, link.a.ifname), (link.b.node, link.b.ifname)

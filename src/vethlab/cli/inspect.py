@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ..errors import UsageError
 from ..state import store
@@ -10,7 +11,7 @@ from .common import print_json, resolve_lab, split_endpoint, table
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in store.labs():
         state = store.load(name)
         rows.append({"name": name, "nodes": len(state.nodes) if state else 0, "links": len(state.links) if state else 0,

@@ -89,7 +89,7 @@ def cmd_ping(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.dst} is neither an address nor a node of lab {lab}") from None
         picked = pick_address(addrs.get(args.src, []), addrs[args.dst])
         if picked is None:
-            raise UsageError(f"node {args.dst} has no address")
+            raise UsageError(f"node {args.dst} has no address") from None
         target = picked
     exec_in_node(ns, ["ping", "-c", str(args.count), "-W", "1", target])
     return 0

@@ -313,7 +313,7 @@ class NlSocket:
                 raise errors[0]
         seq, data = self._message(kind, F_DUMP, body)
         self.sock.send(data)
-        out = []
+        out: list[memoryview] = []
         while True:
             for mkind, _flags, mseq, msg in self._receive():
                 if mseq != seq:

@@ -368,14 +368,18 @@ class NetlinkKernel:
                 what = f"set sysctl {key}={value} in {where(ns)}"
                 errors.append(nl.NetlinkError(code, what, "no such sysctl" if code == errno.ENOENT else ""))
 
-        for ns, key, value in [t for t in todo if t[0] is None]:
+        for _, key, value in [t for t in todo if t[0] is None]:
             write(key, value, None)
         by_ns: dict[str, list[tuple[str, str]]] = {}
         for ns, key, value in todo:
             if ns is not None:
                 by_ns.setdefault(ns, []).append((key, value))
         if by_ns:
-            nsmod.call_inside_many(list(by_ns), lambda name: [write(k, v, name) for k, v in by_ns[name]])
+            def write_all(name: str) -> None:
+                for key, value in by_ns[name]:
+                    write(key, value, name)
+
+            nsmod.call_inside_many(list(by_ns), write_all)
         return errors
 
     # -- /etc/netns files and commands in nodes ------------------------------------

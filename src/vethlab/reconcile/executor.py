@@ -58,7 +58,7 @@ class Executor:
                     # journal whatever of the batch exists and is ours, even after a failure half-way
                     for name in names:
                         if self.kernel.namespace_exists(name) and self.kernel.namespace_owner(name) == self.marker:
-                            self.journal.add(f"namespace {name}", lambda n=name: self.kernel.delete_namespace(n))
+                            self.journal.add(f"namespace {name}", self._deleter(name))
             phase = None
             for action in actions:
                 if action.phase != phase:
@@ -80,6 +80,9 @@ class Executor:
             if not keep_on_error:
                 self.journal.unwind()
             raise
+
+    def _deleter(self, ns: str) -> Undo:
+        return lambda: self.kernel.delete_namespace(ns)
 
     def _apply(self, a: Action) -> None:
         k, p, ns = self.kernel, a.params, a.netns

@@ -16,9 +16,9 @@ from typing import Any
 
 from ..desired import Desired, DesiredInterface, IfKey
 from ..errors import ConflictError
-from ..kernel.api import Netns, Route
+from ..kernel.api import LinkInfo, Netns, Route
 from ..ownership import ROUTE_PROTO, lab_of
-from ..topology.schema import HOST, RouteSpec
+from ..topology.schema import RouteSpec
 from .observe import Observed
 
 # Execution order; deletions that free a name run early, the rest last so a failed
@@ -91,108 +91,132 @@ def make_plan(desired: Desired, observed: Observed, marker: str, previous_exec: 
     """Compute the actions that take the kernel from `observed` to `desired`.
     Raises ConflictError, naming the object, if a foreign object is in the way."""
     plan = Plan(desired.lab)
-    previous_exec = previous_exec or {}
     _check_conflicts(desired, observed, marker)
-    created_nodes = set()
+    created = _plan_nodes(plan, desired, observed, marker)
+    _plan_veths(plan, desired, observed, marker)
+    _plan_stale_interfaces(plan, desired, observed, marker)
+    _plan_routes(plan, desired, observed, host_routes or [])
+    _plan_sysctls(plan, desired, observed, created)
+    _plan_hosts(plan, desired, observed, created)
+    _plan_exec(plan, desired, created, previous_exec or {})
+    return plan
 
-    # nodes
+
+def _plan_nodes(plan: Plan, desired: Desired, observed: Observed, marker: str) -> set[str]:
+    """Namespaces to create and to delete; returns the nodes created."""
+    created = set()
     for name, node in desired.nodes.items():
         seen = observed.nodes.get(name)
         if node.netns is not None and (seen is None or not seen.exists):
-            created_nodes.add(name)
+            created.add(name)
             plan.add(Action("create", "node", name, f"namespace {node.netns} does not exist", "node", name, node.netns))
     for name, seen in observed.nodes.items():
         if name not in desired.nodes and seen.netns is not None and seen.exists and seen.owner == marker:
-            plan.add(Action("delete", "node", name, f"node {name} is no longer in the file", "delete-late", name, seen.netns))
+            plan.add(Action("delete", "node", name, f"node {name} is no longer in the file", "delete-late", name,
+                            seen.netns))
+    return created
 
-    # veth pairs
-    handled: set[int] = set()
+
+def _plan_veths(plan: Plan, desired: Desired, observed: Observed, marker: str) -> None:
+    """Veth pairs: keep an intact pair (and change it in place), else (re)build it."""
     for veth in desired.veths:
         a, b = desired.interfaces[veth.a], desired.interfaces[veth.b]
         have_a, have_b = _link(observed, veth.a), _link(observed, veth.b)
         intact = (have_a is not None and have_b is not None and have_a.kind == "veth" and have_b.kind == "veth"
                   and have_a.peer_index == have_b.index and have_b.peer_index == have_a.index)
         if intact:
-            for want, have in ((a, have_a), (b, have_b)):
-                _plan_interface(plan, desired, want, have, marker)
+            assert have_a is not None and have_b is not None
+            _plan_interface(plan, desired, a, have_a, marker)
+            _plan_interface(plan, desired, b, have_b, marker)
             continue
-        early = False
+        rebuilt = False
         for key, have in ((veth.a, have_a), (veth.b, have_b)):
             if have is not None:
-                early = True
-                plan.add(Action("delete", "interface", _ep(key), "it is not the veth peer of "
-                                f"{_ep(veth.b if key == veth.a else veth.a)} the file asks for", "delete-early",
-                                key[0], desired.netns(key[0]), {"ifname": key[1]}))
-        reason = "link is new" if not early else "link is rebuilt with the right peer"
-        plan.add(Action("create", "veth", f"{_ep(veth.a)} <-> {_ep(veth.b)}", reason, "veth", veth.a[0],
+                rebuilt = True
+                other = veth.b if key == veth.a else veth.a
+                plan.add(Action("delete", "interface", _ep(key), f"it is not the veth peer of {_ep(other)} the file "
+                                "asks for", "delete-early", key[0], desired.netns(key[0]), {"ifname": key[1]}))
+        plan.add(Action("create", "veth", f"{_ep(veth.a)} <-> {_ep(veth.b)}",
+                        "link is rebuilt with the right peer" if rebuilt else "link is new", "veth", veth.a[0],
                         desired.netns(veth.a[0]), {"a_netns": desired.netns(veth.a[0]), "a_ifname": veth.a[1],
                                                    "b_netns": desired.netns(veth.b[0]), "b_ifname": veth.b[1],
                                                    "mtu": a.mtu}))
-        for want in (a, b):
-            plan.add(Action("modify", "interface", _ep((want.node, want.ifname)),
-                            f"set {'up' if want.up else 'down'}, mark as this lab's", "interface", want.node,
-                            desired.netns(want.node), {"ifname": want.ifname, "up": want.up, "alias": marker}))
-            for cidr in want.addresses:
-                plan.add(_address_action("create", desired, want, cidr, "the link is new"))
+        for end in (a, b):
+            plan.add(Action("modify", "interface", _ep((end.node, end.ifname)),
+                            f"set {'up' if end.up else 'down'}, mark as this lab's", "interface", end.node,
+                            desired.netns(end.node), {"ifname": end.ifname, "up": end.up, "alias": marker}))
+            for cidr in end.addresses:
+                plan.add(_address_action("create", desired, end, cidr, "the link is new"))
 
-    # interfaces of ours that the file no longer has
+
+def _plan_stale_interfaces(plan: Plan, desired: Desired, observed: Observed, marker: str) -> None:
+    """Interfaces marked as this lab's that the file no longer has (one action per pair)."""
+    handled: set[tuple[str, int]] = set()
     for name, seen in observed.nodes.items():
         if seen.owner != marker or not seen.exists or (name not in desired.nodes and seen.netns is not None):
             continue
         for ifname, link in seen.links.items():
             if ifname == "lo" or link.alias != marker or (name, ifname) in desired.interfaces:
                 continue
-            if link.index in handled:
+            if (name, link.index) in handled:
                 continue
-            handled.add(link.index)
-            if link.peer_index is not None:
-                handled.update(_peer_indexes(observed, link))
+            handled.add((name, link.index))
+            handled.update(_peers_of(observed, link))
             plan.add(Action("delete", "interface", f"{name}:{ifname}", "link is no longer in the file",
                             "delete-late", name, seen.netns, {"ifname": ifname}))
 
-    # routes and sysctls
+
+def _plan_routes(plan: Plan, desired: Desired, observed: Observed, host_routes: list[Route]) -> None:
     for name, node in desired.nodes.items():
         seen = observed.nodes.get(name)
-        have_routes = seen.routes if seen else []
-        mine = [r for r in have_routes if r.proto == ROUTE_PROTO]
-        if node.netns is None:
-            mine = [r for r in mine if any(route_matches(h, r) for h in host_routes or [])]
+        mine = [r for r in (seen.routes if seen else []) if r.proto == ROUTE_PROTO]
+        if node.netns is None:  # in the host, only the routes this lab recorded are its own
+            mine = [r for r in mine if any(route_matches(h, r) for h in host_routes)]
         wanted = [route_of(spec) for spec in node.routes]
         for want in wanted:
             if not any(route_matches(want, have) for have in mine):
-                plan.add(Action("create", "route", f"{name}: {route_text(want)}", "route is in the file but not in the kernel",
-                                "route", name, node.netns, {"route": asdict(want)}))
+                plan.add(Action("create", "route", f"{name}: {route_text(want)}",
+                                "route is in the file but not in the kernel", "route", name, node.netns,
+                                {"route": asdict(want)}))
         for have in mine:
             if not any(route_matches(want, have) for want in wanted):
                 plan.add(Action("delete", "route", f"{name}: {route_text(have)}", "route is no longer in the file",
                                 "delete-early", name, node.netns, {"route": asdict(have)}))
+
+
+def _plan_sysctls(plan: Plan, desired: Desired, observed: Observed, created: set[str]) -> None:
+    for name, node in desired.nodes.items():
+        seen = observed.nodes.get(name)
         for key, value in node.sysctls:
             current = seen.sysctls.get(key) if seen else None
-            if name in created_nodes or current is None or current.split() != value.split():
+            if name in created or current is None or current.split() != value.split():
                 plan.add(Action("modify", "sysctl", f"{name}: {key}", f"{current or 'unset'} -> {value}", "sysctl",
                                 name, node.netns, {"key": key, "value": value, "previous": current}))
 
-    # /etc/netns files
+
+def _plan_hosts(plan: Plan, desired: Desired, observed: Observed, created: set[str]) -> None:
+    """/etc/netns/NODE/hosts: every node resolves every other by name."""
     entries = desired.hosts_entries()
     for name, node in desired.nodes.items():
         seen = observed.nodes.get(name)
-        if node.netns is not None and (name in created_nodes or seen is None or seen.hosts != entries):
+        if node.netns is not None and (name in created or seen is None or seen.hosts != entries):
             plan.add(Action("modify", "hosts", f"/etc/netns/{node.netns}/hosts", "name resolution of the lab's nodes",
                             "hosts", name, node.netns, {"entries": [list(e) for e in entries]}))
 
-    # exec: once per node when created, again when its commands changed
+
+def _plan_exec(plan: Plan, desired: Desired, created: set[str], previous: dict[str, str]) -> None:
+    """exec: once per node when created, again when its commands changed."""
     for name, node in desired.nodes.items():
         digest = exec_digest(node.exec)
         plan.exec_digests[name] = digest
-        if node.exec and (name in created_nodes or previous_exec.get(name) != digest):
+        if node.exec and (name in created or previous.get(name) != digest):
             for argv in node.exec:
                 plan.add(Action("run", "exec", f"{name}: {' '.join(argv)}",
-                                "node is new" if name in created_nodes else "exec commands changed", "exec",
+                                "node is new" if name in created else "exec commands changed", "exec",
                                 name, node.netns, {"argv": list(argv)}))
-    return plan
 
 
-def _plan_interface(plan: Plan, desired: Desired, want: DesiredInterface, have: Any, marker: str) -> None:
+def _plan_interface(plan: Plan, desired: Desired, want: DesiredInterface, have: LinkInfo, marker: str) -> None:
     target = _ep((want.node, want.ifname))
     ns = desired.netns(want.node)
     if want.mtu is not None and have.mtu != want.mtu:
@@ -223,13 +247,14 @@ def _ep(key: IfKey) -> str:
     return f"{key[0]}:{key[1]}"
 
 
-def _link(observed: Observed, key: IfKey) -> Any:
+def _link(observed: Observed, key: IfKey) -> LinkInfo | None:
     node = observed.nodes.get(key[0])
     return node.links.get(key[1]) if node else None
 
 
-def _peer_indexes(observed: Observed, link: Any) -> set[int]:
-    return {other.index for node in observed.nodes.values() for other in node.links.values()
+def _peers_of(observed: Observed, link: LinkInfo) -> set[tuple[str, int]]:
+    """(node, ifindex) of the interfaces that are this veth's peer."""
+    return {(name, other.index) for name, node in observed.nodes.items() for other in node.links.values()
             if other.peer_index == link.index and link.peer_index == other.index}
 
 
@@ -246,7 +271,7 @@ def _check_conflicts(desired: Desired, observed: Observed, marker: str) -> None:
             other = lab_of(seen.owner)
             problems.append(f"namespace {node.netns} (node {name}) already exists and belongs to lab {other}" if other
                             else f"namespace {node.netns} (node {name}) already exists and is not vethlab's")
-    for key, iface in desired.interfaces.items():
+    for key in desired.interfaces:
         seen = observed.nodes.get(key[0])
         if seen is None or seen.owner != marker:
             continue
@@ -261,11 +286,11 @@ def _check_conflicts(desired: Desired, observed: Observed, marker: str) -> None:
         if node.netns is not None or seen is None:
             continue
         for spec in node.routes:
-            want = route_of(spec)
-            for have in seen.routes:
-                if have.proto != ROUTE_PROTO and have.dst == want.dst and (have.metric or 0) == (
-                        want.metric if want.metric is not None else (1024 if ":" in want.dst else 0)):
-                    problems.append(f"route {route_text(want)} in the host namespace would replace the existing "
-                                    f"route {route_text(have)}, which is not vethlab's")
+            wanted = route_of(spec)
+            for existing in seen.routes:
+                if existing.proto != ROUTE_PROTO and existing.dst == wanted.dst and (existing.metric or 0) == (
+                        wanted.metric if wanted.metric is not None else (1024 if ":" in wanted.dst else 0)):
+                    problems.append(f"route {route_text(wanted)} in the host namespace would replace the existing "
+                                    f"route {route_text(existing)}, which is not vethlab's")
     if problems:
         raise ConflictError("\n".join(problems) + "\nnothing was changed")

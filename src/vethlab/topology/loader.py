@@ -56,7 +56,7 @@ class Document:
         return Issue(self.file, self.line(path), format_path(path), message)
 
 
-class _Builder(_Loader):  # type: ignore[misc,valid-type]
+class _Builder(_Loader):  # type: ignore[misc]
     pass
 
 
