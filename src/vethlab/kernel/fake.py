@@ -126,7 +126,8 @@ class FakeKernel:
                                 carrier, link.peer[1] if link.peer else None, None, list(link.addresses)))
         return out
 
-    def create_veth(self, a_ns: Netns, a_if: str, b_ns: Netns, b_if: str, mtu: int | None) -> None:
+    def create_veth(self, a_ns: Netns, a_if: str, b_ns: Netns, b_if: str, mtu: int | None,
+                    marker: str | None = None) -> None:
         for ns, name in ((a_ns, a_if), (b_ns, b_if)):
             if any(link.ifname == name for link in self._ns(ns).links.values()):
                 raise KernelError(f"cannot create veth pair: {name} already exists in {ns or 'host'}")
@@ -136,8 +137,8 @@ class FakeKernel:
         a.next_index += 1
         bi = b.next_index
         b.next_index += 1
-        a.links[ai] = _Link(ai, a_if, "veth", mtu=mtu or 1500, peer=(b_ns, bi))
-        b.links[bi] = _Link(bi, b_if, "veth", mtu=mtu or 1500, peer=(a_ns, ai))
+        a.links[ai] = _Link(ai, a_if, "veth", mtu=mtu or 1500, peer=(b_ns, bi), alias=marker)
+        b.links[bi] = _Link(bi, b_if, "veth", mtu=mtu or 1500, peer=(a_ns, ai), alias=marker)
 
     def delete_link(self, ns: Netns, ifname: str) -> None:
         self._step(f"delete link {ns}:{ifname}")

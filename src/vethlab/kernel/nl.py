@@ -101,10 +101,13 @@ def veth_body(name: str, peer: str, index: int = 0, peer_index: int = 0, ns_fd: 
     return body + attr(IFLA_LINKINFO, info)
 
 
-def setlink_body(index: int, up: bool | None = None, mtu: int | None = None, alias: str | None = None) -> bytes:
+def setlink_body(index: int, up: bool | None = None, mtu: int | None = None, alias: str | None = None,
+                 ns_fd: int | None = None) -> bytes:
     flags = IFF_UP if up else 0
     change = IFF_UP if up is not None else 0
     body = ifinfo(index, flags, change)
+    if ns_fd is not None:
+        body += attr_u32(IFLA_NET_NS_FD, ns_fd)
     if mtu is not None:
         body += attr_u32(IFLA_MTU, mtu)
     if alias is not None:

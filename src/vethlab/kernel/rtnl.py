@@ -253,9 +253,30 @@ class NetlinkKernel:
         self._next_index[b_ns] = b + 1
         return a, b
 
-    def create_veth(self, a_ns: Netns, a_if: str, b_ns: Netns, b_if: str, mtu: int | None) -> None:
+    def create_veth(self, a_ns: Netns, a_if: str, b_ns: Netns, b_if: str, mtu: int | None,
+                    marker: str | None = None) -> None:
         """One RTM_NEWLINK puts both ends straight into their namespaces, as
-        `ip link add A netns X type veth peer B netns Y` does (queued)."""
+        `ip link add A netns X type veth peer B netns Y` does (queued).
+
+        An end bound for the host namespace is never there unmarked (the kernel
+        ignores an alias in the create request): the pair is made inside the other
+        end's namespace, which is already the lab's, the end is marked there, and
+        only then moved to the host.  A crash at any point leaves nothing in the
+        host that `clean` could not find."""
+        if marker is not None and (a_ns is None) != (b_ns is None):
+            inner = a_ns if a_ns is not None else b_ns
+            host_if, inner_if = (a_if, b_if) if a_ns is None else (b_if, a_if)
+            assert inner is not None
+            first, second = self._pick_indexes(inner, inner)
+            self._queue(inner, nl.RTM_NEWLINK, nl.F_CREATE | nl.F_EXCL,
+                        nl.veth_body(host_if, inner_if, first, second, None, None, mtu),
+                        f"create veth pair host:{host_if} <-> {inner}:{inner_if}")
+            self._queue(inner, nl.RTM_NEWLINK, 0, nl.setlink_body(first, alias=marker), f"mark {host_if}")
+            self._queue(inner, nl.RTM_NEWLINK, 0, nl.setlink_body(first, ns_fd=self._host_fd()),
+                        f"move {host_if} to the host namespace")
+            self._index.setdefault(inner, {})[inner_if] = second
+            self._index.get(None, {}).pop(host_if, None)
+            return
         a_index, b_index = self._pick_indexes(a_ns, b_ns)
         body = nl.veth_body(a_if, b_if, a_index, b_index, self._ns_fd(a_ns) if a_ns else None,
                             self._ns_fd(b_ns) if b_ns else None, mtu)
@@ -266,6 +287,12 @@ class NetlinkKernel:
                 self._index.setdefault(ns, {})[ifname] = index
             else:
                 self._index.get(ns, {}).pop(ifname, None)
+
+    def _host_fd(self) -> int:
+        """The namespace vethlab runs in (the main thread never leaves it)."""
+        if "" not in self._ns_fds:
+            self._ns_fds[""] = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        return self._ns_fds[""]
 
     def delete_link(self, ns: Netns, ifname: str) -> None:
         try:

@@ -87,7 +87,7 @@ class Executor:
     def _apply(self, a: Action) -> None:
         k, p, ns = self.kernel, a.params, a.netns
         if a.kind == "veth" and a.verb == "create":
-            k.create_veth(p["a_netns"], p["a_ifname"], p["b_netns"], p["b_ifname"], p["mtu"])
+            k.create_veth(p["a_netns"], p["a_ifname"], p["b_netns"], p["b_ifname"], p["mtu"], self.marker)
             self.journal.add(a.target, lambda: k.delete_link(p["a_netns"], p["a_ifname"]))
         elif a.kind == "interface" and a.verb == "delete":
             k.delete_link(ns, p["ifname"])
