@@ -21,13 +21,15 @@ from .state import store
 class Leftovers:
     namespaces: dict[str, str] = field(default_factory=dict)  # netns -> lab
     host_interfaces: dict[str, str] = field(default_factory=dict)  # ifname -> lab
-    stale_files: list[str] = field(default_factory=list)  # dead /run/netns files named in some lab's state
+    stale_files: list[str] = field(default_factory=list)  # dead /run/netns files known to be a lab's
+    birth_markers: list[tuple[str, str]] = field(default_factory=list)  # (lab, netns)
 
     def labs(self) -> set[str]:
-        return set(self.namespaces.values()) | set(self.host_interfaces.values())
+        return (set(self.namespaces.values()) | set(self.host_interfaces.values())
+                | {lab for lab, _ in self.birth_markers})
 
     def __bool__(self) -> bool:
-        return bool(self.namespaces or self.host_interfaces or self.stale_files)
+        return bool(self.namespaces or self.host_interfaces or self.stale_files or self.birth_markers)
 
 
 def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | None = None) -> Leftovers:
@@ -49,6 +51,11 @@ def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | N
         lab = lab_of(link.alias)
         if lab and (labs is None or lab in labs):
             found.host_interfaces[link.ifname] = lab
+    for lab, ns, linked in kernel.birth_markers():
+        if labs is None or lab in labs:
+            found.birth_markers.append((lab, ns))
+            if linked and not kernel.namespace_alive(ns):
+                found.stale_files.append(ns)
     return found
 
 
@@ -84,7 +91,9 @@ def remove(kernel: Kernel, found: Leftovers, states: dict[str, store.LabState]) 
     for ns in found.namespaces:
         kernel.remove_node_files(ns)
         attempt(f"namespace {ns}", kernel.delete_namespace, ns)
-    for ns in found.stale_files:
+    for ns in dict.fromkeys(found.stale_files):
         kernel.remove_node_files(ns)
         attempt(f"stale file /run/netns/{ns}", kernel.delete_namespace, ns)
+    for lab, ns in found.birth_markers:
+        attempt(f"marker of namespace {ns}", kernel.remove_birth_marker, lab, ns)
     return errors

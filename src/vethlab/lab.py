@@ -88,7 +88,13 @@ class Lab:
         return compile_lab(self.spec)
 
     def _observe(self, desired: Desired, state: store.LabState | None) -> Observed:
-        return observe(self.kernel, desired, state.nodes if state else {}, self.marker)
+        known: dict[str, Netns] = dict(state.nodes) if state else {}
+        # a dead namespace file still linked to this lab's birth marker is the lab's own
+        linked = {ns for lab, ns, same in self.kernel.birth_markers() if lab == self.name and same}
+        for name, node in desired.nodes.items():
+            if node.netns in linked:
+                known.setdefault(name, node.netns)
+        return observe(self.kernel, desired, known, self.marker)
 
     def plan(self) -> Plan:
         """What `up` would change; touches nothing."""
@@ -173,7 +179,7 @@ class Lab:
             candidates = [ns for ns in state.nodes.values() if ns] if state and state.complete else None
             found = cleanup.find(self.kernel, {self.name}, candidates)
             if state:
-                found.stale_files = cleanup.stale_files_of(state, self.kernel)
+                found.stale_files += cleanup.stale_files_of(state, self.kernel)
             errors = cleanup.remove(self.kernel, found, {self.name: state} if state else {})
             if errors:
                 raise KernelError(f"lab {self.name} was not removed completely:\n" + "\n".join(errors))

@@ -10,6 +10,9 @@ host namespace.  `clean` finds leftovers by these markers, never by name pattern
 from __future__ import annotations
 
 PREFIX = "vethlab:"
+#: a namespace file is born as /run/netns/.vethlab:LAB:NAME (hard-linked to NAME
+#: before it is mounted), so a file left dead by a crash mid-creation is traceable
+NETNS_TAG_PREFIX = "." + PREFIX
 #: rtm_protocol for routes vethlab adds (unassigned in /etc/iproute2/rt_protos).
 ROUTE_PROTO = 118
 
@@ -23,3 +26,16 @@ def lab_of(alias: str | None) -> str | None:
     if alias and alias.startswith(PREFIX) and len(alias) > len(PREFIX):
         return alias[len(PREFIX):]
     return None
+
+
+def netns_tag(lab: str, netns: str) -> str:
+    """The marker file name a lab's namespace file is born under."""
+    return f"{NETNS_TAG_PREFIX}{lab}:{netns}"
+
+
+def parse_netns_tag(filename: str) -> tuple[str, str] | None:
+    """(lab, netns) of a marker file name, or None."""
+    if not filename.startswith(NETNS_TAG_PREFIX):
+        return None
+    lab, sep, netns = filename[len(NETNS_TAG_PREFIX):].partition(":")
+    return (lab, netns) if sep and lab and netns else None

@@ -147,15 +147,26 @@ def test_clean_after_state_loss_keeps_foreign_objects(seed_file: str) -> None:
     assert {link["ifname"] for link in ip_json("link")} == {"lo", "br-foreign"}
 
 
-def test_clean_all_and_stale_files(seed_file: str) -> None:
+def test_stale_files_after_reboot(seed_file: str) -> None:
     vethlab("up", seed_file, check=True)
     # a reboot on a disk-backed /run: the mount is gone, an empty file remains
     subprocess.run(["umount", "/run/netns/ns1"], check=True)
     assert vethlab("exec", "ns1", "--", "true").returncode != 0
-    r = vethlab("up", seed_file)
-    assert r.returncode == 1 and "stale file" in r.stderr
+    r = vethlab("plan", seed_file, check=True)
+    assert "dead file left by an interrupted run" in r.stdout
+    vethlab("up", seed_file, check=True)  # the lab's own dead file: rebuilt
+    assert vethlab("pingall").returncode == 0
+    subprocess.run(["umount", "/run/netns/ns2"], check=True)
     vethlab("clean", "--all", check=True)
     assert os.listdir("/run/netns") == []
+
+
+def test_unknown_stale_file_is_refused(seed_file: str) -> None:
+    open("/run/netns/ns1", "w").close()  # dead, and nobody's we know of
+    r = vethlab("up", seed_file)
+    assert r.returncode == 1 and "/run/netns/ns1 is a stale file" in r.stderr
+    vethlab("clean", "--all", check=True)
+    assert os.listdir("/run/netns") == ["ns1"], "clean must not remove what it cannot prove is vethlab's"
 
 
 def test_two_ups_of_one_lab_serialize(seed_file: str) -> None:

@@ -94,6 +94,12 @@ class FakeKernel:
     def namespace_owner(self, ns: str) -> str | None:
         return self.spaces[ns].links[1].alias if ns in self.spaces else None
 
+    def birth_markers(self) -> list[tuple[str, str, bool]]:
+        return []
+
+    def remove_birth_marker(self, lab: str, ns: str) -> None:
+        pass
+
     def create_namespaces(self, names: Iterable[str], marker: str) -> None:
         for name in names:
             if name in self.spaces or name in self.stale:

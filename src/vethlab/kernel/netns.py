@@ -61,10 +61,27 @@ def ns_path(name: str) -> str:
 
 
 def list_names() -> list[str]:
+    """Namespace names under /run/netns (dot-files are vethlab's birth markers)."""
     try:
-        return sorted(os.listdir(NETNS_RUN_DIR))
+        return sorted(n for n in os.listdir(NETNS_RUN_DIR) if not n.startswith("."))
     except FileNotFoundError:
         return []
+
+
+def list_hidden() -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(NETNS_RUN_DIR) if n.startswith("."))
+    except FileNotFoundError:
+        return []
+
+
+def same_file(a: str, b: str) -> bool:
+    """Are two names under /run/netns links to one (unmounted) file?"""
+    try:
+        sa, sb = os.lstat(ns_path(a)), os.lstat(ns_path(b))
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
 def exists(name: str) -> bool:
@@ -129,13 +146,17 @@ def run_in_thread(fn: Callable[[], T]) -> T:
     return box["value"]  # type: ignore[return-value]
 
 
-def create_many(names: Iterable[str], inside: Callable[[str], T]) -> dict[str, T]:
+def create_many(names: Iterable[str], inside: Callable[[str], T],
+                tag: Callable[[str], str] | None = None) -> dict[str, T]:
     """Create each named namespace, call `inside(name)` from within it, then publish
     it under /run/netns.  Returns what `inside` returned, per name.
 
-    Raises FileExistsError, naming the namespace, if a name is taken; namespaces
-    created before an error are returned through the exception's `created` list so
-    the caller's undo journal can remove them."""
+    With `tag`, the file is first created as /run/netns/TAG(name) and hard-linked
+    to its name, and the tag removed once the namespace is mounted: a crash at any
+    step leaves either nothing, or a dead file whose twin tag says whose it is.
+
+    Raises FileExistsError if a name is taken; namespaces created before an error
+    are returned through the exception's `created` list."""
     names = list(names)
     _ensure_run_dir()
     results: dict[str, T] = {}
@@ -143,15 +164,28 @@ def create_many(names: Iterable[str], inside: Callable[[str], T]) -> dict[str, T
     def work() -> dict[str, T]:
         for name in names:
             path = ns_path(name)
-            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
-            os.close(fd)
+            marker = ns_path(tag(name)) if tag else None
+            if marker:
+                _unlink_quiet(marker)
+                os.close(os.open(marker, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
+                try:
+                    os.link(marker, path)
+                except BaseException:
+                    _unlink_quiet(marker)
+                    raise
+            else:
+                os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
             try:
                 unshare_net()
                 results[name] = inside(name)
                 _mount("/proc/thread-self/ns/net", path, "none", MS_BIND)
             except BaseException:
                 _unlink_quiet(path)
+                if marker:
+                    _unlink_quiet(marker)
                 raise
+            if marker:
+                _unlink_quiet(marker)
         return results
 
     try:

@@ -18,7 +18,7 @@ import struct
 from collections.abc import Iterable
 
 from ..errors import ConflictError, KernelError
-from ..ownership import ROUTE_PROTO
+from ..ownership import ROUTE_PROTO, lab_of, netns_tag, parse_netns_tag
 from . import netns as nsmod
 from . import nl, nodefiles
 from .api import LinkInfo, Netns, Route
@@ -158,6 +158,22 @@ class NetlinkKernel:
     def namespace_alive(self, ns: str) -> bool:
         return nsmod.is_mounted(ns)
 
+    def birth_markers(self) -> list[tuple[str, str, bool]]:
+        """(lab, netns, still linked to the namespace file) for every namespace
+        birth marker under /run/netns: debris of a run killed mid-creation."""
+        out = []
+        for name in nsmod.list_hidden():
+            parsed = parse_netns_tag(name)
+            if parsed:
+                out.append((parsed[0], parsed[1], nsmod.same_file(name, parsed[1])))
+        return out
+
+    def remove_birth_marker(self, lab: str, ns: str) -> None:
+        try:
+            os.unlink(nsmod.ns_path(netns_tag(lab, ns)))
+        except FileNotFoundError:
+            pass
+
     def namespace_owner(self, ns: str) -> str | None:
         """The alias on the namespace's lo: vethlab's marker, or None."""
         try:
@@ -178,8 +194,9 @@ class NetlinkKernel:
             sock.request(nl.RTM_NEWLINK, 0, nl.setlink_body(1, up=True, alias=marker), f"set lo up in {name}")
             return sock
 
+        lab = lab_of(marker) or ""
         try:
-            made = nsmod.create_many(names, inside)
+            made = nsmod.create_many(names, inside, tag=lambda name: netns_tag(lab, name))
         except FileExistsError as exc:
             raise ConflictError(f"namespace {os.path.basename(str(exc.filename))} already exists and is not this "
                                 "lab's") from None

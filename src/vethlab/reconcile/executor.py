@@ -47,28 +47,17 @@ class Executor:
         self.journal = Journal()
 
     def run(self, plan: Plan, keep_on_error: bool = False) -> None:
-        actions = plan.ordered()
         try:
-            nodes = [a for a in actions if a.kind == "node" and a.verb == "create"]
-            if nodes:
-                names = [a.netns for a in nodes if a.netns]
-                try:
-                    self.kernel.create_namespaces(names, self.marker)
-                finally:
-                    # journal whatever of the batch exists and is ours, even after a failure half-way
-                    for name in names:
-                        if self.kernel.namespace_exists(name) and self.kernel.namespace_owner(name) == self.marker:
-                            self.journal.add(f"namespace {name}", self._deleter(name))
-            phase = None
-            for action in actions:
-                if action.phase != phase:
-                    self.kernel.flush()  # requests of one phase go to the kernel together
-                    phase = action.phase
+            for phase, actions in _phases(plan.ordered()):
                 if self.progress:
-                    self.progress(action)
-                if not (action.kind == "node" and action.verb == "create"):
+                    for action in actions:
+                        self.progress(action)
+                if phase == "node":
+                    self._create_namespaces([a for a in actions if a.verb == "create"])
+                    actions = [a for a in actions if a.verb != "create"]
+                for action in actions:
                     self._apply(action)
-            self.kernel.flush()
+                self.kernel.flush()  # requests of one phase go to the kernel together
         except VethlabError as exc:
             if keep_on_error:
                 raise
@@ -80,6 +69,16 @@ class Executor:
             if not keep_on_error:
                 self.journal.unwind()
             raise
+
+    def _create_namespaces(self, actions: list[Action]) -> None:
+        names = [a.netns for a in actions if a.netns]
+        try:
+            self.kernel.create_namespaces(names, self.marker)
+        finally:
+            # journal whatever of the batch exists and is ours, even after a failure half-way
+            for name in names:
+                if self.kernel.namespace_exists(name) and self.kernel.namespace_owner(name) == self.marker:
+                    self.journal.add(f"namespace {name}", self._deleter(name))
 
     def _deleter(self, ns: str) -> Undo:
         return lambda: self.kernel.delete_namespace(ns)
@@ -127,6 +126,16 @@ class Executor:
             k.delete_namespace(ns)
         else:  # pragma: no cover - planner and executor disagree
             raise KernelError(f"no way to carry out {a.verb} {a.kind} {a.target}")
+
+
+def _phases(actions: list[Action]) -> list[tuple[str, list[Action]]]:
+    """Consecutive actions grouped by phase (the plan is already in phase order)."""
+    groups: list[tuple[str, list[Action]]] = []
+    for action in actions:
+        if not groups or groups[-1][0] != action.phase:
+            groups.append((action.phase, []))
+        groups[-1][1].append(action)
+    return groups
 
 
 def wait_until(check: Callable[[], Any], timeout: float, interval: float = 0.01) -> Any:

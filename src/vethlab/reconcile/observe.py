@@ -22,6 +22,7 @@ class ObservedNode:
     routes: list[Route] = field(default_factory=list)
     sysctls: dict[str, str | None] = field(default_factory=dict)
     hosts: list[tuple[str, str]] | None = None  # the lab's entries in /etc/netns/NS/hosts
+    known: bool = False  # named in the lab's state (so a dead file of that name is the lab's own debris)
 
 
 @dataclass
@@ -42,7 +43,7 @@ def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], mar
     if opener and existing:
         opener([ns for ns in existing if kernel.namespace_alive(ns)])
     for name, ns in wanted.items():
-        node = ObservedNode(name, ns)
+        node = ObservedNode(name, ns, known=known_nodes.get(name, "") == ns)
         out.nodes[name] = node
         if ns is None:
             node.exists, node.owner = True, marker

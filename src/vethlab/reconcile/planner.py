@@ -107,6 +107,10 @@ def _plan_nodes(plan: Plan, desired: Desired, observed: Observed, marker: str) -
     created = set()
     for name, node in desired.nodes.items():
         seen = observed.nodes.get(name)
+        if node.netns is not None and seen is not None and seen.exists and not seen.alive and seen.known:
+            plan.add(Action("delete", "node", name, f"/run/netns/{node.netns} is a dead file left by an interrupted "
+                            "run of this lab", "delete-early", name, node.netns))
+            seen = None
         if node.netns is not None and (seen is None or not seen.exists):
             created.add(name)
             plan.add(Action("create", "node", name, f"namespace {node.netns} does not exist", "node", name, node.netns))
@@ -265,15 +269,18 @@ def _check_conflicts(desired: Desired, observed: Observed, marker: str) -> None:
         if node.netns is None or seen is None or not seen.exists:
             continue
         if not seen.alive:
-            problems.append(f"/run/netns/{node.netns} is a stale file with no namespace behind it "
-                            "(left from before a reboot?); `ip netns del` it, or `vethlab clean` if it was vethlab's")
+            if not seen.known:  # a dead file of our own making is removed by the plan instead
+                problems.append(f"/run/netns/{node.netns} is a stale file with no namespace behind it (left from "
+                                "before a reboot?); `ip netns del` it, or `vethlab clean` if it was vethlab's")
         elif seen.owner != marker:
             other = lab_of(seen.owner)
             problems.append(f"namespace {node.netns} (node {name}) already exists and belongs to lab {other}" if other
                             else f"namespace {node.netns} (node {name}) already exists and is not vethlab's")
     for key in desired.interfaces:
         seen = observed.nodes.get(key[0])
-        if seen is None or seen.owner != marker:
+        # A lab's own namespace and everything in it are the lab's (down removes them
+        # all); only in a namespace vethlab does not own can a name be taken.
+        if seen is None or seen.owner != marker or seen.netns is not None:
             continue
         have = seen.links.get(key[1])
         if have is not None and have.alias != marker:
