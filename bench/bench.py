@@ -38,6 +38,8 @@ class Sample:
     up: float
     down: float
     rss_kb: int = 0
+    plan_change: float = 0.0  # `vethlab plan` of the lab with one link edited
+    up_change: float = 0.0  # `vethlab up` applying that one-link edit
 
 
 @dataclass
@@ -94,9 +96,11 @@ def assert_empty() -> None:
 def run_vethlab(case: Case) -> Sample:
     up, rss = timed_rss([*VETHLAB, "up", case.files["yaml"]])
     up += ping_until_ok(*case.probe)
+    plan_change, _ = timed_rss([*VETHLAB, "plan", case.files["edited"]])
+    up_change, _ = timed_rss([*VETHLAB, "up", case.files["edited"]])
     down, _ = timed_rss([*VETHLAB, "down", case.files["yaml"]])
     assert_empty()
-    return Sample(up, down, rss)
+    return Sample(up, down, rss, plan_change, up_change)
 
 
 def run_floor(case: Case) -> Sample:
@@ -141,6 +145,9 @@ def make_case(topology: str, n: int, workdir: str) -> Case:
     case.files["json"] = os.path.join(workdir, f"{topology}{n}.json")
     with open(case.files["yaml"], "w") as fh:
         fh.write(text)
+    case.files["edited"] = os.path.join(workdir, f"{topology}{n}-edited.yaml")
+    with open(case.files["edited"], "w") as fh:
+        fh.write(topologies.edit_one_link(text))
     with open(case.files["json"], "w") as fh:
         json.dump(spec, fh)
     case.probe = topologies.probe(topology, spec)
@@ -180,6 +187,9 @@ def main() -> int:
             for peer, got in samples.items():
                 row["peers"][peer] = {"up": summarize([s.up for s in got]), "down": summarize([s.down for s in got]),
                                       "rss_mb": max(s.rss_kb for s in got) / 1024}
+                if peer == "vethlab":
+                    row["peers"][peer]["plan_change"] = summarize([s.plan_change for s in got])
+                    row["peers"][peer]["up_change"] = summarize([s.up_change for s in got])
             floor = row["peers"].get("floor")
             if floor:
                 for data in row["peers"].values():
@@ -203,6 +213,10 @@ def print_row(row: dict) -> None:
         print(f"  {peer:<10}{up['median']:>10.3f}s{spread:>18}"
               f"{d.get('up_ratio', float('nan')):>9.2f}{down['median']:>12.3f}s{d.get('down_ratio', float('nan')):>9.2f}"
               f"{d['rss_mb']:>8.1f}")
+    if "vethlab" in row["peers"]:
+        v = row["peers"]["vethlab"]
+        print(f"  vethlab one-link change: plan {v['plan_change']['median']:.3f}s, up {v['up_change']['median']:.3f}s "
+              f"({100 * v['up_change']['median'] / v['up']['median']:.0f}% of a full build)")
     sys.stdout.flush()
 
 

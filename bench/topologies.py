@@ -34,3 +34,15 @@ def probe(kind: str, spec: dict[str, Any]) -> tuple[str, str]:
     """One ping across the lab: from the first link's first end to its other end."""
     a, _, _, _, _, baddr = spec["links"][0]
     return a, baddr.split("/")[0]
+
+
+def edit_one_link(text: str) -> str:
+    """The same lab with one link changed: a second address on the first link's far end."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("  - {endpoints:"):
+            head, addrs = line.rsplit("addresses: [", 1)
+            first, second = addrs.rstrip("]}").split(", ")
+            lines[i] = f"{head}addresses: [{first}, [{second}, 10.255.255.1/24]]}}"
+            break
+    return "\n".join(lines) + "\n"

@@ -94,7 +94,7 @@ class Lab:
         for name, node in desired.nodes.items():
             if node.netns in linked:
                 known.setdefault(name, node.netns)
-        return observe(self.kernel, desired, known, self.marker)
+        return observe(self.kernel, desired, known, self.marker, routed=set(state.routed) if state else None)
 
     def plan(self) -> Plan:
         """What `up` would change; touches nothing."""
@@ -116,7 +116,7 @@ class Lab:
             if plan:
                 self._record_intent(state, desired)
                 Executor(self.kernel, self.marker, progress).run(plan, keep_on_error)
-            self._verify(desired)
+                self._verify(desired, {a.node for a in plan.actions})
             self._record_done(state, desired, plan)
             return plan
 
@@ -127,6 +127,7 @@ class Lab:
         for name, node in desired.nodes.items():
             state.nodes[name] = node.netns
         state.complete = False
+        state.routed = sorted(set(state.routed) | {n for n, node in desired.nodes.items() if node.routes})
         host = desired.nodes.get(HOST)
         if host:
             for key, _value in host.sysctls:
@@ -141,19 +142,24 @@ class Lab:
         state.nodes = {name: node.netns for name, node in desired.nodes.items()}
         state.exec_digests = plan.exec_digests
         state.links = [[*veth.a, *veth.b] for veth in desired.veths]
+        state.routed = sorted(n for n, node in desired.nodes.items() if node.routes)
         state.complete = True
         if HOST not in desired.nodes:
             state.host_routes = []
         store.save(state)
 
-    def _verify(self, desired: Desired) -> None:
-        """Re-read the kernel: everything planned is there, every link meant to be up
-        is operationally up (so the first packet is not lost to a link still coming up)."""
-        up_wanted = {key for key, iface in desired.interfaces.items() if iface.up}
+    def _verify(self, desired: Desired, touched: set[str]) -> None:
+        """Re-read the nodes the plan touched: everything planned is there, every link
+        meant to be up is operationally up (so the first packet is not lost to a link
+        still coming up).  Untouched nodes were just observed to match the file."""
+        # read the touched nodes' neighbours too: a veth pair is judged from both ends
+        neighbours = {iface.peer[0] for key, iface in desired.interfaces.items() if key[0] in touched}
+        up_wanted = {key for key, iface in desired.interfaces.items()
+                     if iface.up and (key[0] in touched or iface.peer[0] in touched)}
         last: dict[str, Any] = {}
 
         def settled() -> bool:
-            observed = observe(self.kernel, desired, {}, self.marker, read_hosts=False)
+            observed = observe(self.kernel, desired, {}, self.marker, read_hosts=False, only=touched | neighbours)
             last["observed"] = observed
             for node, ifname in up_wanted:
                 link = observed.nodes[node].links.get(ifname)
@@ -167,7 +173,7 @@ class Lab:
         host = desired.nodes.get(HOST)
         remaining = make_plan(desired, last["observed"], self.marker, None,
                               [route_of(r) for r in host.routes] if host else [])
-        left = [a for a in remaining.actions if a.kind not in ("exec", "hosts")]
+        left = [a for a in remaining.actions if a.kind not in ("exec", "hosts") and a.node in touched]
         if left:
             raise KernelError("after applying, the kernel still differs from the file:\n" +
                               "\n".join(f"  {a.verb} {a.kind} {a.target}: {a.reason}" for a in left))

@@ -139,12 +139,14 @@ def test_clean_after_state_loss_keeps_foreign_objects(seed_file: str) -> None:
 
     subprocess.run(["ip", "netns", "add", "foreign"], check=True)
     subprocess.run(["ip", "link", "add", "br-foreign", "type", "bridge"], check=True)
+    subprocess.run(["nft", "add", "table", "inet", "foreign"], check=True)
     vethlab("up", seed_file, check=True)
     shutil.rmtree(os.path.join(os.environ["VETHLAB_STATE_DIR"], "seed"))  # the state is lost
     r = vethlab("clean", check=True)
     assert "removed leftovers of lab seed" in r.stdout
     assert os.listdir("/run/netns") == ["foreign"]
     assert {link["ifname"] for link in ip_json("link")} == {"lo", "br-foreign"}
+    assert "table inet foreign" in subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
 
 
 def test_stale_files_after_reboot(seed_file: str) -> None:

@@ -31,36 +31,47 @@ class Observed:
 
 
 def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], marker: str,
-            read_hosts: bool = True) -> Observed:
-    """Observe the nodes of `desired` plus `known_nodes` (from the lab's state)."""
+            read_hosts: bool = True, only: set[str] | None = None, routed: set[str] | None = None) -> Observed:
+    """Observe the nodes of `desired` plus `known_nodes` (from the lab's state).
+
+    `only` limits the nodes read (verification after a change re-reads just the
+    nodes the plan touched).  Routes are dumped for nodes that have routes in the
+    file or, per `routed`, had some when the lab was last built: only vethlab's own
+    routes are managed, and a node that never had any cannot have any to remove."""
     wanted: dict[str, Netns] = dict(known_nodes)
     wanted.update({name: node.netns for name, node in desired.nodes.items()})
     if any(HOST in key for key in desired.interfaces) or HOST in known_nodes:
         wanted[HOST] = None
+    if only is not None:
+        wanted = {name: ns for name, ns in wanted.items() if name in only}
+    routed = set(routed or ()) | {name for name, node in desired.nodes.items() if node.routes}
     out = Observed()
-    existing = [ns for ns in wanted.values() if ns is not None and kernel.namespace_exists(ns)]
+    alive = {ns: kernel.namespace_alive(ns) for ns in wanted.values()
+             if ns is not None and kernel.namespace_exists(ns)}
     opener = getattr(kernel, "open_namespaces", None)
-    if opener and existing:
-        opener([ns for ns in existing if kernel.namespace_alive(ns)])
+    if opener:
+        opener([ns for ns, ok in alive.items() if ok])
     for name, ns in wanted.items():
         node = ObservedNode(name, ns, known=known_nodes.get(name, "") == ns)
         out.nodes[name] = node
         if ns is None:
             node.exists, node.owner = True, marker
         else:
-            node.exists = ns in existing
-            if not node.exists:
+            node.exists = ns in alive
+            node.alive = alive.get(ns, True)
+            if not node.exists or not node.alive:
                 continue
-            node.alive = kernel.namespace_alive(ns)
-            if not node.alive:
-                continue
-            node.owner = kernel.namespace_owner(ns)
+        links = kernel.links(ns)
+        if ns is not None:
+            # the namespace's marker is its lo's alias: read from the same dump
+            node.owner = next((link.alias for link in links if link.index == 1), None)
             if node.owner != marker:
                 continue
             if read_hosts:
                 node.hosts = kernel.node_hosts(ns)
-        node.links = {link.ifname: link for link in kernel.links(ns)}
-        node.routes = kernel.routes(ns)
+        node.links = {link.ifname: link for link in links}
+        if name in routed or ns is None:
+            node.routes = kernel.routes(ns)
         spec = desired.nodes.get(name)
         for key, _value in spec.sysctls if spec else ():
             node.sysctls[key] = kernel.read_sysctl(ns, key)

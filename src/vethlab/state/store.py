@@ -33,6 +33,7 @@ class LabState:
     host_sysctls: dict[str, str] = field(default_factory=dict)  # key -> value before vethlab changed it
     exec_digests: dict[str, str] = field(default_factory=dict)
     links: list[list[str]] = field(default_factory=list)  # [a_node, a_ifname, b_node, b_ifname]
+    routed: list[str] = field(default_factory=list)  # nodes that had routes in the file
     complete: bool = False
     version: int = VERSION
 

@@ -1,25 +1,37 @@
-"""Topology files: load (with line numbers), validate, and the resulting LabSpec."""
+"""Topology files: load (with line numbers), validate, and the resulting LabSpec.
+
+The loader (PyYAML) and the validator are imported when a file is read, not when
+the package is: commands such as `exec` only need the schema's names.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .loader import Document, load, loads
 from .schema import HOST, Endpoint, LabSpec, LinkSpec, NodeSpec, RouteSpec
-from .validate import parse_document
 
-__all__ = ["HOST", "Endpoint", "LabSpec", "LinkSpec", "NodeSpec", "RouteSpec", "load_lab", "lab_from_dict", "lab_from_text"]
+__all__ = ["HOST", "Endpoint", "LabSpec", "LinkSpec", "NodeSpec", "RouteSpec", "load_lab", "lab_from_dict",
+           "lab_from_text"]
 
 
 def load_lab(path: str) -> LabSpec:
     """Read, parse and validate a topology file (ValidationError on any problem)."""
+    from .loader import load
+    from .validate import parse_document
+
     return parse_document(load(path))
 
 
 def lab_from_text(text: str, file: str = "<string>") -> LabSpec:
+    from .loader import loads
+    from .validate import parse_document
+
     return parse_document(loads(text, file))
 
 
 def lab_from_dict(data: dict[str, Any], file: str = "<dict>") -> LabSpec:
     """Validate a topology given as Python data (no line numbers to report)."""
+    from .loader import Document
+    from .validate import parse_document
+
     return parse_document(Document(file=file, data=data))
