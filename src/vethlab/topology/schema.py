@@ -39,6 +39,51 @@ class NodeSpec:
     sysctls: tuple[tuple[str, str], ...] = ()
     routes: tuple[RouteSpec, ...] = ()
     exec: tuple[tuple[str, ...], ...] = ()
+    run: tuple[tuple[str, ...], ...] = ()
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class PublishSpec:
+    """`[HOSTIP:]HOSTPORT:PORT[/tcp|udp]`: host port forwarded to a member's port."""
+
+    host_port: int
+    port: int
+    protocol: str = "tcp"
+    host_ip: str | None = None
+
+    def __str__(self) -> str:
+        ip = f"{self.host_ip}:" if self.host_ip else ""
+        return f"{ip}{self.host_port}:{self.port}/{self.protocol}"
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    node: str
+    ip: str | None = None  # static IPv4 address (no prefix: the subnet's)
+    ip6: str | None = None
+    ifname: str | None = None  # default eth0, eth1, ... in the order of the node's networks
+    publish: tuple[PublishSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A Linux bridge in `host` (Docker's bridge driver), or macvlan on `parent`."""
+
+    name: str
+    host: str = HOST
+    driver: str = "bridge"  # bridge | macvlan
+    bridge: str | None = None
+    parent: str | None = None
+    subnet: str | None = None  # None: allocated from the pool
+    subnet6: str | None = None
+    gateway: bool = True
+    nat: bool = False
+    internal: bool = False
+    isolated: bool = True
+    uplinks: tuple[str, ...] = ()
+    mtu: int | None = None
+    members: tuple[MemberSpec, ...] = ()
     line: int | None = None
 
 
@@ -76,6 +121,7 @@ class LabSpec:
     name: str
     nodes: dict[str, NodeSpec]
     links: tuple[LinkSpec, ...] = ()
+    networks: tuple[NetworkSpec, ...] = ()
     prefix: bool = False
     file: str | None = None
     extra: dict[str, object] = field(default_factory=dict)

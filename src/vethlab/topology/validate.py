@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import Issue, ValidationError
 from .loader import Document, Path
 from .naming import ifname_problem
+from .networks import parse_networks
 from .routes import RouteSyntaxError, parse_route
 from .schema import HOST, Endpoint, LabSpec, LinkSpec, NodeSpec, RouteSpec
 
@@ -23,13 +24,13 @@ LAB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
 NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 SYSCTL_KEY = re.compile(r"^net\.[A-Za-z0-9_.-]+$")
 
-TOP_KEYS = {"name", "prefix", "nodes", "links"}
-NODE_KEYS = {"sysctls", "routes", "exec"}
+TOP_KEYS = {"name", "prefix", "nodes", "links", "networks"}
+NODE_KEYS = {"sysctls", "routes", "exec", "run"}
 LINK_KEYS = {"endpoints", "addresses", "mtu", "state"}
 #: keys of the contract that later work will implement: refused, never ignored
-NOT_YET = {
-    (): {"networks"},
-    ("node",): {"run"},
+NOT_YET: dict[tuple[str, ...], set[str]] = {
+    (): set(),
+    ("node",): set(),
     ("link",): {"rate", "delay", "jitter", "loss", "type", "remote", "vni", "dev", "a", "b"},
 }
 
@@ -113,10 +114,19 @@ def parse_document(doc: Document) -> LabSpec:
     numbered = [(i, link) for i, link in indexed if link is not None]
     good_links = [link for _, link in numbered]
     _check_interfaces(c, numbered)
+    networks = parse_networks(c, top.get("networks"), raw_nodes, good_links)
     interfaces_of: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
     for link in good_links:
         for end in link.endpoints:
             interfaces_of.setdefault(end.node, []).append((end.ifname, link.addresses_of(end)))
+    for net in networks:
+        for member in net.members:
+            assert member.ifname is not None
+            known = [f"{member.ip}/{ipaddress.ip_network(net.subnet).prefixlen}"] if member.ip and net.subnet else []
+            # an address IPAM will choose is unknown here ("*"): routes via it are not checked
+            interfaces_of.setdefault(member.node, []).append((member.ifname, tuple(known) or ("*",)))
+        if net.driver == "bridge":
+            interfaces_of.setdefault(net.host, []).append((net.bridge or "", ("*",)))
     nodes: dict[str, NodeSpec] = {}
     for node_name, raw in raw_nodes.items():
         node = _node(c, node_name, raw, ("nodes", node_name), interfaces_of.get(node_name, []))
@@ -126,7 +136,8 @@ def parse_document(doc: Document) -> LabSpec:
 
     if c.issues:
         raise ValidationError(c.issues)
-    return LabSpec(name=name, nodes=nodes, links=tuple(good_links), prefix=prefix, file=doc.file)
+    return LabSpec(name=name, nodes=nodes, links=tuple(good_links), networks=tuple(networks), prefix=prefix,
+                   file=doc.file)
 
 
 def _node(c: _Checker, name: str, raw: Any, path: Path, ifaces: list[tuple[str, tuple[str, ...]]]) -> NodeSpec | None:
@@ -165,18 +176,26 @@ def _node(c: _Checker, name: str, raw: Any, path: Path, ifaces: list[tuple[str, 
             c.err(rpath, problem)
         routes.append(route)
 
-    commands: list[tuple[str, ...]] = []
-    raw_exec = spec.get("exec")
-    if raw_exec is not None and not isinstance(raw_exec, list):
-        c.err(path + ("exec",), f"must be a list of commands, not {_kind(raw_exec)}")
-        raw_exec = []
-    for i, item in enumerate(raw_exec or []):
-        argv = _command(c, item, path + ("exec", i))
-        if argv:
-            commands.append(argv)
+    commands = _commands(c, spec.get("exec"), path + ("exec",))
+    services = _commands(c, spec.get("run"), path + ("run",))
+    if services and name == HOST:
+        c.err(path + ("run",), "services run in lab nodes, not in the host namespace")
     if not ok:
         return None
-    return NodeSpec(name=name, sysctls=tuple(sysctls), routes=tuple(routes), exec=tuple(commands), line=c.doc.line(path))
+    return NodeSpec(name=name, sysctls=tuple(sysctls), routes=tuple(routes), exec=tuple(commands),
+                    run=tuple(services), line=c.doc.line(path))
+
+
+def _commands(c: _Checker, raw: Any, path: Path) -> list[tuple[str, ...]]:
+    if raw is not None and not isinstance(raw, list):
+        c.err(path, f"must be a list of commands, not {_kind(raw)}")
+        return []
+    commands = []
+    for i, item in enumerate(raw or []):
+        argv = _command(c, item, path + (i,))
+        if argv:
+            commands.append(argv)
+    return commands
 
 
 def _command(c: _Checker, item: Any, path: Path) -> tuple[str, ...] | None:
@@ -225,6 +244,8 @@ def _route_problem(route: RouteSpec, ifaces: list[tuple[str, tuple[str, ...]]]) 
     gateway = ipaddress.ip_address(route.via)
     candidates = [(name, addrs) for name, addrs in ifaces if route.dev in (None, name)]
     for _name, addrs in candidates:
+        if "*" in addrs:
+            return None
         for text in addrs:
             iface = ipaddress.ip_interface(text)
             if iface.version == gateway.version and gateway in iface.network and gateway != iface.ip:
