@@ -10,7 +10,9 @@ vethlab's protocol number).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
+from .firewall import lab_of_table
 from .kernel.api import Kernel, Route
 from .ownership import ROUTE_PROTO, lab_of
 from .reconcile.planner import route_matches
@@ -23,13 +25,17 @@ class Leftovers:
     host_interfaces: dict[str, str] = field(default_factory=dict)  # ifname -> lab
     stale_files: list[str] = field(default_factory=list)  # dead /run/netns files known to be a lab's
     birth_markers: list[tuple[str, str]] = field(default_factory=list)  # (lab, netns)
+    services: list[tuple[int, int, str]] = field(default_factory=list)  # (pid, start time, LAB:NODE)
+    tables: dict[str, str] = field(default_factory=dict)  # firewall table in the host namespace -> lab
 
     def labs(self) -> set[str]:
         return (set(self.namespaces.values()) | set(self.host_interfaces.values())
-                | {lab for lab, _ in self.birth_markers})
+                | {lab for lab, _ in self.birth_markers} | {m.split(":")[0] for _, _, m in self.services}
+                | set(self.tables.values()))
 
     def __bool__(self) -> bool:
-        return bool(self.namespaces or self.host_interfaces or self.stale_files or self.birth_markers)
+        return bool(self.namespaces or self.host_interfaces or self.stale_files or self.birth_markers
+                    or self.services or self.tables)
 
 
 def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | None = None) -> Leftovers:
@@ -51,6 +57,13 @@ def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | N
         lab = lab_of(link.alias)
         if lab and (labs is None or lab in labs):
             found.host_interfaces[link.ifname] = lab
+    for pid, started, mark in kernel.marked_services(None):
+        if labs is None or mark.split(":")[0] in labs:
+            found.services.append((pid, started, mark))
+    for table in kernel.firewall_tables(None):
+        lab = lab_of_table(table)
+        if lab and (labs is None or lab in labs):
+            found.tables[table] = lab
     for lab, ns, linked in kernel.birth_markers():
         if labs is None or lab in labs:
             found.birth_markers.append((lab, ns))
@@ -77,6 +90,21 @@ def remove(kernel: Kernel, found: Leftovers, states: dict[str, store.LabState]) 
         except Exception as exc:
             errors.append(f"{what}: {exc}")
 
+    # services first: a process inside a namespace keeps it alive after its file is gone
+    for pid, started, _mark in found.services:
+        attempt(f"service pid {pid}", kernel.stop_service, pid, started)
+    for state in states.values():
+        for items in state.services.values():
+            for _argv, pid, started in items:
+                attempt(f"service pid {pid}", kernel.stop_service, pid, started)
+    for table in found.tables:
+        attempt(f"firewall table {table}", kernel.firewall_delete, None, table)
+    for state in states.values():
+        for key, original in state.uplinks.items():
+            ifname = key.split(":", 1)[1]
+            attempt(f"uplink {ifname}", partial(kernel.set_link, original.get("netns"), ifname, master="",
+                                                 up=bool(original.get("up", False))))
+        attempt("uplinks", kernel.flush)
     for state in states.values():
         host_routes = [r for r in kernel.routes(None) if r.proto == ROUTE_PROTO] if state.host_routes else []
         for data in state.host_routes:

@@ -1,16 +1,20 @@
-"""Compile a LabSpec into the desired kernel state: typed resources with stable keys.
+"""Compile a LabSpec (plus IPAM's choices) into the desired kernel state.
 
 This is containerlab's `RawLink.Resolve()` step: the file's words (node names,
-`NODE:IFNAME`) become what the kernel will hold (namespace names, interfaces with
-their peers, addresses, routes, sysctls).  Pure: no kernel, no I/O.
+`NODE:IFNAME`, networks) become what the kernel will hold — namespaces,
+interfaces with their peers and masters, addresses, routes, sysctls, one
+firewall table per namespace that holds networks, services.  Pure: no kernel, no
+I/O.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 
-from .topology.schema import HOST, LabSpec, RouteSpec
+from .ipam import Allocation
+from .topology.schema import HOST, LabSpec, NetworkSpec, PublishSpec, RouteSpec
 
 IfKey = tuple[str, str]  # (node, ifname)
 
@@ -22,22 +26,49 @@ class DesiredNode:
     sysctls: tuple[tuple[str, str], ...] = ()
     routes: tuple[RouteSpec, ...] = ()
     exec: tuple[tuple[str, ...], ...] = ()
+    run: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True)
 class DesiredInterface:
     node: str
     ifname: str
-    peer: IfKey
+    peer: IfKey | None  # veth peer; None for bridges and macvlan
     mtu: int | None
     up: bool
     addresses: tuple[str, ...]
+    kind: str = "veth"  # veth | bridge | macvlan
+    master: str | None = None  # the bridge this interface is a port of
+    parent: str | None = None  # macvlan: the parent interface in `parent_node`
+    parent_node: str | None = None
 
 
 @dataclass(frozen=True)
 class DesiredVeth:
     a: IfKey
     b: IfKey
+
+
+@dataclass(frozen=True)
+class Uplink:
+    node: str
+    ifname: str
+    bridge: str
+    network: str
+
+
+@dataclass(frozen=True)
+class NatNetwork:
+    """What the firewall of one namespace needs to know about one network."""
+
+    name: str
+    bridge: str
+    subnet: str | None
+    subnet6: str | None
+    nat: bool
+    internal: bool
+    isolated: bool
+    publish: tuple[tuple[PublishSpec, str, str | None], ...]  # (spec, member IPv4, member IPv6)
 
 
 @dataclass
@@ -47,14 +78,19 @@ class Desired:
     nodes: dict[str, DesiredNode] = field(default_factory=dict)
     interfaces: dict[IfKey, DesiredInterface] = field(default_factory=dict)
     veths: list[DesiredVeth] = field(default_factory=list)
+    uplinks: list[Uplink] = field(default_factory=list)
+    firewalls: dict[str, list[NatNetwork]] = field(default_factory=dict)  # host node -> networks
+    forwarding: dict[str, tuple[str, ...]] = field(default_factory=dict)  # node -> sysctl keys set to 1
+    allocation: Allocation = field(default_factory=Allocation)
 
     def netns(self, node: str) -> str | None:
         return self.nodes[node].netns
 
     def first_address(self, node: str) -> str | None:
-        """The address a node's name resolves to: its first address, in file order."""
+        """The address a node's name resolves to: its first address (links in file
+        order, then networks in file order)."""
         for iface in self.interfaces.values():
-            if iface.node == node and iface.addresses:
+            if iface.node == node and iface.addresses and iface.kind != "bridge":
                 return str(ipaddress.ip_interface(iface.addresses[0]).ip)
         return None
 
@@ -70,15 +106,112 @@ class Desired:
         return out
 
 
-def compile_lab(spec: LabSpec) -> Desired:
-    desired = Desired(lab=spec.name, prefix=spec.prefix)
+def short_hash(*parts: str, size: int = 9) -> str:
+    return hashlib.sha1(":".join(parts).encode()).hexdigest()[:size]
+
+
+def bridge_name(lab: str, net: NetworkSpec) -> str:
+    """The bridge's name: given, else `vb.LAB.NET` (unique: '.' is in neither name),
+    else a hash when that exceeds the kernel's 15 bytes."""
+    if net.bridge:
+        return net.bridge
+    name = f"vb.{lab}.{net.name}"
+    return name if len(name) <= 15 else f"vb.{short_hash(lab, net.name, size=12)}"
+
+
+def port_name(lab: str, network: str, member: str) -> str:
+    """The host end of a member's veth: unique across labs, at most 15 bytes."""
+    return f"vl{short_hash(lab, network, member)}"
+
+
+def compile_lab(spec: LabSpec, allocation: Allocation | None = None) -> Desired:
+    allocation = allocation or Allocation()
+    desired = Desired(lab=spec.name, prefix=spec.prefix, allocation=allocation)
     for name, node in spec.nodes.items():
-        desired.nodes[name] = DesiredNode(name, spec.netns_of(name), node.sysctls, node.routes, node.exec)
-    if HOST not in desired.nodes and any(HOST in (link.a.node, link.b.node) for link in spec.links):
+        desired.nodes[name] = DesiredNode(name, spec.netns_of(name), node.sysctls, node.routes, node.exec, node.run)
+    needs_host = any(HOST in (link.a.node, link.b.node) for link in spec.links) or \
+        any(net.host == HOST for net in spec.networks)
+    if HOST not in desired.nodes and needs_host:
         desired.nodes[HOST] = DesiredNode(HOST, None)
     for link in spec.links:
         a, b = (link.a.node, link.a.ifname), (link.b.node, link.b.ifname)
         desired.veths.append(DesiredVeth(a, b))
         desired.interfaces[a] = DesiredInterface(a[0], a[1], b, link.mtu, link.up, link.addresses_a)
         desired.interfaces[b] = DesiredInterface(b[0], b[1], a, link.mtu, link.up, link.addresses_b)
+    default_via: dict[str, dict[int, str]] = {}
+    for net in spec.networks:
+        _compile_network(desired, spec, net, allocation, default_via)
+    _default_routes(desired, spec, default_via)
     return desired
+
+
+def _compile_network(desired: Desired, spec: LabSpec, net: NetworkSpec, alloc: Allocation,
+                     default_via: dict[str, dict[int, str]]) -> None:
+    v4 = alloc.address.get(net.name, {})
+    v6 = alloc.address6.get(net.name, {})
+    gateway4 = alloc.gateway.get(net.name)
+    gateway6 = alloc.gateway6.get(net.name)
+    subnet4 = alloc.subnet.get(net.name)
+    subnet6 = alloc.subnet6.get(net.name)
+    if net.gateway and not net.internal:
+        for version, subnet in ((4, subnet4), (6, subnet6)):
+            if subnet:
+                via = str(ipaddress.ip_network(subnet).network_address + 1)
+                for member in net.members:
+                    default_via.setdefault(member.node, {}).setdefault(version, via)
+    for member in net.members:
+        assert member.ifname is not None
+        addresses = tuple(a for a in (v4.get(member.node), v6.get(member.node)) if a)
+        key = (member.node, member.ifname)
+        if net.driver == "macvlan":
+            desired.interfaces[key] = DesiredInterface(member.node, member.ifname, None, net.mtu, True, addresses,
+                                                       kind="macvlan", parent=net.parent, parent_node=net.host)
+            continue
+        port = (net.host, port_name(spec.name, net.name, member.node))
+        desired.veths.append(DesiredVeth(key, port))
+        desired.interfaces[key] = DesiredInterface(member.node, member.ifname, port, net.mtu, True, addresses)
+        desired.interfaces[port] = DesiredInterface(net.host, port[1], key, net.mtu, True, (),
+                                                    master=bridge_name(spec.name, net))
+    if net.driver != "bridge":
+        return
+    bridge = bridge_name(spec.name, net)
+    gateways = tuple(g for g in (gateway4, gateway6) if g) if not net.internal else ()
+    desired.interfaces[(net.host, bridge)] = DesiredInterface(net.host, bridge, None, net.mtu, True, gateways,
+                                                              kind="bridge")
+    for uplink in net.uplinks:
+        desired.uplinks.append(Uplink(net.host, uplink, bridge, net.name))
+    publish = tuple((pub, v4[m.node].split("/")[0] if m.node in v4 else "",
+                     v6[m.node].split("/")[0] if m.node in v6 else None)
+                    for m in net.members for pub in m.publish)
+    desired.firewalls.setdefault(net.host, []).append(NatNetwork(
+        net.name, bridge, subnet4, subnet6, net.nat, net.internal, net.isolated, publish))
+    if net.gateway and not net.internal:
+        keys = ["net.ipv4.ip_forward"] if subnet4 else []
+        if subnet6:
+            keys.append("net.ipv6.conf.all.forwarding")
+        desired.forwarding[net.host] = tuple(sorted(set(desired.forwarding.get(net.host, ())) | set(keys)))
+    if any(pub.host_ip == "127.0.0.1" or pub.host_ip is None for _m, pub in
+           ((m, p) for m in net.members for p in m.publish)):
+        # published on 127.0.0.1: DNAT from loopback into the bridge needs route_localnet there
+        _add_sysctl(desired, net.host, f"net.ipv4.conf.{bridge.replace('.', '/')}.route_localnet", "1")
+
+
+def _add_sysctl(desired: Desired, node: str, key: str, value: str) -> None:
+    current = desired.nodes[node]
+    if any(k == key for k, _ in current.sysctls):
+        return
+    desired.nodes[node] = DesiredNode(current.name, current.netns, current.sysctls + ((key, value),), current.routes,
+                                      current.exec, current.run)
+
+
+def _default_routes(desired: Desired, spec: LabSpec, default_via: dict[str, dict[int, str]]) -> None:
+    """A member routes default via the first of its networks that has a gateway,
+    unless the file gives it a default route of that family itself."""
+    for node, by_version in default_via.items():
+        current = desired.nodes[node]
+        own = {r.family for r in current.routes if r.dst in ("0.0.0.0/0", "::/0")}
+        extra = tuple(RouteSpec(dst="0.0.0.0/0" if v == 4 else "::/0", via=via, text=f"default via {via}")
+                      for v, via in sorted(by_version.items()) if v not in own)
+        if extra:
+            desired.nodes[node] = DesiredNode(current.name, current.netns, current.sysctls, current.routes + extra,
+                                              current.exec, current.run)

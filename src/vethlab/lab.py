@@ -7,22 +7,25 @@ method needs the kernel.
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from types import TracebackType
 from typing import Any
 
-from . import cleanup
+from . import cleanup, ipam
 from .desired import Desired, compile_lab
 from .errors import KernelError, UsageError
+from .firewall import table_name
 from .kernel.api import Kernel, Netns
 from .kernel.process import run_in_node
 from .ownership import marker
-from .reconcile.executor import Executor, wait_until
-from .reconcile.observe import Observed, observe
-from .reconcile.planner import Action, Plan, make_plan, route_of
-from .state import store
+from .reconcile.executor import Executor, Outcome, wait_until
+from .reconcile.observe import Observed, observe, observe_extras
+from .reconcile.planner import Action, Memory, Plan, make_plan, route_of
+from .state import shared, store
 from .state.lock import LabLock
 from .topology import HOST, LabSpec, lab_from_dict, load_lab
 
@@ -82,10 +85,41 @@ class Lab:
             self._kernel.close()
 
     # -- the reconcile loop ------------------------------------------------------
-    def _desired(self) -> Desired:
+    def _spec(self) -> LabSpec:
         if self.spec is None:
             raise UsageError(f"lab {self.name}: this needs the topology file")
-        return compile_lab(self.spec)
+        return self.spec
+
+    def _taken(self, spec: LabSpec) -> dict[str, list[tuple[str, str]]]:
+        """Subnets in use in the host namespace that this lab's networks must avoid:
+        other labs' networks there, and addresses of interfaces not this lab's."""
+        if not any(net.host == HOST for net in spec.networks):
+            return {}
+        taken: list[tuple[str, str]] = []
+        for other in store.labs():
+            state = store.load(other) if other != self.name else None
+            for subnet in state.host_subnets if state else []:
+                taken.append((subnet, f"lab {other}"))
+        for link in self.kernel.links(None):
+            if link.alias != self.marker:
+                for cidr in link.addresses:
+                    net = ipaddress.ip_interface(cidr).network
+                    if not net.is_loopback:
+                        taken.append((str(net), f"interface {link.ifname} of the host namespace"))
+        return {HOST: taken}
+
+    def _prepare(self, state: store.LabState | None) -> tuple[Desired, Plan]:
+        """IPAM, compile, observe, plan: everything `up` and `plan` share."""
+        spec = self._spec()
+        allocation = ipam.allocate(spec, ipam.Allocation.previous(state.allocation if state else None),
+                                   self._taken(spec))
+        desired = compile_lab(spec, allocation)
+        observed = self._observe(desired, state)
+        observe_extras(self.kernel, observed, desired, table_name(self.name),
+                       state.firewall_nodes if state else {}, state.services if state else {})
+        memory = Memory(exec_digests=state.exec_digests if state else {}, host_routes=_host_routes(state),
+                        firewall_nodes=state.firewall_nodes if state else {}, uplinks=state.uplinks if state else {})
+        return desired, make_plan(desired, observed, self.marker, memory=memory)
 
     def _observe(self, desired: Desired, state: store.LabState | None) -> Observed:
         known: dict[str, Netns] = dict(state.nodes) if state else {}
@@ -98,29 +132,46 @@ class Lab:
 
     def plan(self) -> Plan:
         """What `up` would change; touches nothing."""
-        desired = self._desired()
-        state = store.load(self.name)
-        observed = self._observe(desired, state)
-        return make_plan(desired, observed, self.marker, state.exec_digests if state else {},
-                         _host_routes(state))
+        return self._prepare(store.load(self.name))[1]
 
     def up(self, keep_on_error: bool = False, wait: float = 60.0,
            progress: Callable[[Action], None] | None = None) -> Plan:
         """Make the kernel match the file; return the plan that was carried out.
         Returns once links are up and addresses usable; rolls back on failure."""
-        desired = self._desired()
+        self._spec()
         with LabLock(self.name, wait):
-            state = store.load(self.name) or store.LabState(self.name)
-            observed = self._observe(desired, state)
-            plan = make_plan(desired, observed, self.marker, state.exec_digests, _host_routes(state))
+            existed = store.load(self.name)
+            state = existed or store.LabState(self.name)
+            desired, plan = self._prepare(existed)
             if plan:
-                self._record_intent(state, desired)
-                Executor(self.kernel, self.marker, progress).run(plan, keep_on_error)
-                self._verify(desired, {a.node for a in plan.actions})
+                self._record_intent(state, desired, plan)
+                executor = Executor(self.kernel, self.marker, progress, os.path.join(store.lab_dir(self.name), "logs"))
+                try:
+                    executor.run(plan, keep_on_error)
+                    self._verify(desired, {a.node for a in plan.actions})
+                except BaseException:
+                    if existed is None and not keep_on_error:
+                        self._forget(state)  # a first `up` that failed leaves no lab behind
+                    else:
+                        self._remember_services(state, executor.outcome)
+                        store.save(state)
+                    raise
+                self._remember_services(state, executor.outcome)
             self._record_done(state, desired, plan)
             return plan
 
-    def _record_intent(self, state: store.LabState, desired: Desired) -> None:
+    def _forget(self, state: store.LabState) -> None:
+        shared.release(self.name, lambda key, value: _restore_sysctl(self.kernel, key, value))
+        store.remove(self.name)
+
+    def _remember_services(self, state: store.LabState, outcome: Outcome) -> None:
+        for node, items in list(state.services.items()):
+            state.services[node] = [item for item in items if item[1] not in outcome.stopped]
+        for node, argv, pid, started in outcome.started:
+            state.services.setdefault(node, []).append([argv, pid, started])
+        state.services = {node: items for node, items in state.services.items() if items}
+
+    def _record_intent(self, state: store.LabState, desired: Desired, plan: Plan) -> None:
         """Before touching the kernel, remember every node we may create, so a
         killed run is found again by `down` even before its markers are read."""
         state.file = self.spec.file if self.spec else state.file
@@ -128,6 +179,13 @@ class Lab:
             state.nodes[name] = node.netns
         state.complete = False
         state.routed = sorted(set(state.routed) | {n for n, node in desired.nodes.items() if node.routes})
+        state.allocation = desired.allocation.to_json()
+        state.host_subnets = sorted(set(state.host_subnets) | _host_subnets(desired))
+        for holder in desired.firewalls:
+            state.firewall_nodes[holder] = desired.netns(holder)
+        for action in plan.actions:
+            if action.kind == "uplink" and not action.params.get("release") and action.target not in state.uplinks:
+                state.uplinks[action.target] = {"up": action.params["was_up"], "netns": action.netns}
         host = desired.nodes.get(HOST)
         if host:
             for key, _value in host.sysctls:
@@ -143,6 +201,11 @@ class Lab:
         state.exec_digests = plan.exec_digests
         state.links = [[*veth.a, *veth.b] for veth in desired.veths]
         state.routed = sorted(n for n, node in desired.nodes.items() if node.routes)
+        state.allocation = desired.allocation.to_json()
+        state.host_subnets = sorted(_host_subnets(desired))
+        state.firewall_nodes = {node: desired.netns(node) for node in desired.firewalls}
+        wanted_uplinks = {f"{u.node}:{u.ifname}" for u in desired.uplinks}
+        state.uplinks = {k: v for k, v in state.uplinks.items() if k in wanted_uplinks}
         state.complete = True
         if HOST not in desired.nodes:
             state.host_routes = []
@@ -153,9 +216,10 @@ class Lab:
         meant to be up is operationally up (so the first packet is not lost to a link
         still coming up).  Untouched nodes were just observed to match the file."""
         # read the touched nodes' neighbours too: a veth pair is judged from both ends
-        neighbours = {iface.peer[0] for key, iface in desired.interfaces.items() if key[0] in touched}
+        neighbours = {iface.peer[0] for key, iface in desired.interfaces.items() if key[0] in touched and iface.peer}
+        # veths: a bridge without ports, or a macvlan on a parent without carrier, is rightly not UP
         up_wanted = {key for key, iface in desired.interfaces.items()
-                     if iface.up and (key[0] in touched or iface.peer[0] in touched)}
+                     if iface.up and iface.peer and (key[0] in touched or iface.peer[0] in touched)}
         last: dict[str, Any] = {}
 
         def settled() -> bool:
@@ -173,7 +237,8 @@ class Lab:
         host = desired.nodes.get(HOST)
         remaining = make_plan(desired, last["observed"], self.marker, None,
                               [route_of(r) for r in host.routes] if host else [])
-        left = [a for a in remaining.actions if a.kind not in ("exec", "hosts") and a.node in touched]
+        left = [a for a in remaining.actions if a.kind not in ("exec", "hosts", "firewall", "service", "uplink",
+                                                               "forwarding") and a.node in touched]
         if left:
             raise KernelError("after applying, the kernel still differs from the file:\n" +
                               "\n".join(f"  {a.verb} {a.kind} {a.target}: {a.reason}" for a in left))
@@ -187,6 +252,7 @@ class Lab:
             if state:
                 found.stale_files += cleanup.stale_files_of(state, self.kernel)
             errors = cleanup.remove(self.kernel, found, {self.name: state} if state else {})
+            shared.release(self.name, lambda key, value: _restore_sysctl(self.kernel, key, value))
             if errors:
                 raise KernelError(f"lab {self.name} was not removed completely:\n" + "\n".join(errors))
             store.remove(self.name)
@@ -216,6 +282,17 @@ class Lab:
             self.down()
         finally:
             self.close()
+
+
+def _restore_sysctl(kernel: Kernel, key: str, value: str) -> None:
+    kernel.write_sysctl(None, key, value)
+    kernel.flush()
+
+
+def _host_subnets(desired: Desired) -> set[str]:
+    alloc = desired.allocation
+    return {subnet for nets in (alloc.subnet, alloc.subnet6) for name, subnet in nets.items()
+            if any(n.name == name for n in desired.firewalls.get(HOST, []))}
 
 
 def _host_routes(state: store.LabState | None) -> list[Any]:

@@ -13,6 +13,7 @@ import copy
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import ConflictError, KernelError
 from ..ownership import ROUTE_PROTO
@@ -33,6 +34,7 @@ class _Link:
     up: bool = False
     peer: tuple[Netns, int] | None = None
     addresses: list[str] = field(default_factory=list)
+    master: int | None = None
 
 
 @dataclass
@@ -55,6 +57,9 @@ class FakeKernel:
         self.files: dict[str, list[tuple[str, str]]] = {}
         self.commands: list[tuple[Netns, list[str]]] = []
         self.command_status: dict[str, int] = {}  # argv[0] -> exit status to return
+        self.tables: dict[tuple[Netns, str], list[str]] = {}
+        self.services: dict[int, tuple[str, list[str]]] = {}
+        self.next_pid = 1000
 
     def snapshot(self) -> dict[Netns, _Ns]:
         return copy.deepcopy(self.spaces)
@@ -129,7 +134,7 @@ class FakeKernel:
             carrier = link.up and peer_up
             out.append(LinkInfo(link.index, link.ifname, link.kind, link.alias, link.mtu, link.up,
                                 "UP" if carrier else ("UNKNOWN" if link.kind == "loopback" and link.up else "DOWN"),
-                                carrier, link.peer[1] if link.peer else None, None, list(link.addresses)))
+                                carrier, link.peer[1] if link.peer else None, link.master, list(link.addresses)))
         return out
 
     def create_veth(self, a_ns: Netns, a_if: str, b_ns: Netns, b_if: str, mtu: int | None,
@@ -146,6 +151,56 @@ class FakeKernel:
         a.links[ai] = _Link(ai, a_if, "veth", mtu=mtu or 1500, peer=(b_ns, bi), alias=marker)
         b.links[bi] = _Link(bi, b_if, "veth", mtu=mtu or 1500, peer=(a_ns, ai), alias=marker)
 
+    def create_bridge(self, ns: Netns, name: str, mtu: int | None, marker: str) -> None:
+        if any(link.ifname == name for link in self._ns(ns).links.values()):
+            raise KernelError(f"cannot create bridge {name}: already exists")
+        self._step(f"create bridge {ns}:{name}")
+        space = self._ns(ns)
+        index = space.next_index
+        space.next_index += 1
+        space.links[index] = _Link(index, name, "bridge", alias=marker, mtu=mtu or 1500)
+
+    def create_macvlan(self, parent_ns: Netns, parent: str, ns: Netns, ifname: str, mtu: int | None,
+                       marker: str) -> None:
+        self._by_name(parent_ns, parent)
+        self._step(f"create macvlan {ns}:{ifname}")
+        space = self._ns(ns)
+        index = space.next_index
+        space.next_index += 1
+        space.links[index] = _Link(index, ifname, "macvlan", alias=marker, mtu=mtu or 1500)
+
+    def firewall_chains(self, ns: Netns, table: str) -> list[str] | None:
+        return self.tables.get((ns, table))
+
+    def firewall_apply(self, ns: Netns, batch: dict[str, Any], what: str) -> None:
+        self._step(f"firewall {ns}: {what}")
+        table = next(c["add"]["table"]["name"] for c in batch["nftables"] if "table" in c.get("add", {}))
+        self.tables[(ns, table)] = [c["add"]["chain"]["name"] for c in batch["nftables"]
+                                    if "chain" in c.get("add", {})]
+
+    def firewall_delete(self, ns: Netns, table: str) -> None:
+        self._step(f"firewall {ns}: delete {table}")
+        self.tables.pop((ns, table), None)
+
+    def firewall_tables(self, ns: Netns) -> list[str]:
+        return [name for (space, name) in self.tables if space == ns]
+
+    def start_service(self, ns: Netns, argv: list[str], log_path: str, marker: str) -> tuple[int, int]:
+        self._step(f"start {ns}: {' '.join(argv)}")
+        self.next_pid += 1
+        self.services[self.next_pid] = (marker, list(argv))
+        return self.next_pid, 1
+
+    def stop_service(self, pid: int, started: int) -> None:
+        self.services.pop(pid, None)
+
+    def service_alive(self, pid: int, started: int) -> bool:
+        return pid in self.services
+
+    def marked_services(self, lab: str | None) -> list[tuple[int, int, str]]:
+        return [(pid, 1, marker) for pid, (marker, _) in self.services.items()
+                if lab is None or marker.split(":")[0] == lab]
+
     def delete_link(self, ns: Netns, ifname: str) -> None:
         self._step(f"delete link {ns}:{ifname}")
         try:
@@ -157,9 +212,11 @@ class FakeKernel:
             self.spaces[link.peer[0]].links.pop(link.peer[1], None)
 
     def set_link(self, ns: Netns, ifname: str, *, mtu: int | None = None, up: bool | None = None,
-                 alias: str | None = None) -> None:
+                 alias: str | None = None, master: str | None = None) -> None:
         self._step(f"set link {ns}:{ifname}")
         link = self._by_name(ns, ifname)
+        if master is not None:
+            link.master = self._by_name(ns, master).index if master else None
         if mtu is not None:
             link.mtu = mtu
         if up is not None:

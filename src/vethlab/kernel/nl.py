@@ -102,17 +102,43 @@ def veth_body(name: str, peer: str, index: int = 0, peer_index: int = 0, ns_fd: 
 
 
 def setlink_body(index: int, up: bool | None = None, mtu: int | None = None, alias: str | None = None,
-                 ns_fd: int | None = None) -> bytes:
+                 ns_fd: int | None = None, master: int | None = None, name: str | None = None) -> bytes:
+    """RTM_NEWLINK changing an existing link, by index (or by `name` with index 0)."""
     flags = IFF_UP if up else 0
     change = IFF_UP if up is not None else 0
     body = ifinfo(index, flags, change)
+    if name is not None:
+        body += attr_str(IFLA_IFNAME, name)
     if ns_fd is not None:
         body += attr_u32(IFLA_NET_NS_FD, ns_fd)
+    if master is not None:
+        body += attr_u32(IFLA_MASTER, master)
     if mtu is not None:
         body += attr_u32(IFLA_MTU, mtu)
     if alias is not None:
         body += attr_str(IFLA_IFALIAS, alias)
     return body
+
+
+def bridge_body(name: str, mtu: int | None = None) -> bytes:
+    body = ifinfo() + attr_str(IFLA_IFNAME, name)
+    if mtu:
+        body += attr_u32(IFLA_MTU, mtu)
+    return body + attr(IFLA_LINKINFO, attr_str(IFLA_INFO_KIND, "bridge"))
+
+
+MACVLAN_MODE_BRIDGE = 4
+
+
+def macvlan_body(name: str, parent_index: int, ns_fd: int | None, mtu: int | None = None) -> bytes:
+    """`ip link add link PARENT name NAME netns NS type macvlan mode bridge`."""
+    body = ifinfo() + attr_str(IFLA_IFNAME, name) + attr_u32(IFLA_LINK, parent_index)
+    if ns_fd is not None:
+        body += attr_u32(IFLA_NET_NS_FD, ns_fd)
+    if mtu:
+        body += attr_u32(IFLA_MTU, mtu)
+    data = attr_u32(1, MACVLAN_MODE_BRIDGE)  # IFLA_MACVLAN_MODE
+    return body + attr(IFLA_LINKINFO, attr_str(IFLA_INFO_KIND, "macvlan") + attr(IFLA_INFO_DATA, data))
 
 
 def addr_body(index: int, ip: bytes, prefixlen: int, nodad: bool = False) -> bytes:

@@ -16,11 +16,12 @@ import os
 import socket
 import struct
 from collections.abc import Iterable
+from typing import Any
 
 from ..errors import ConflictError, KernelError
 from ..ownership import ROUTE_PROTO, lab_of, netns_tag, parse_netns_tag
 from . import netns as nsmod
-from . import nl, nodefiles
+from . import nftables, nl, nodefiles, services
 from .api import LinkInfo, Netns, Route
 from .process import run_in_node
 
@@ -321,12 +322,34 @@ class NetlinkKernel:
         self._index.get(ns, {}).pop(ifname, None)
 
     def set_link(self, ns: Netns, ifname: str, *, mtu: int | None = None, up: bool | None = None,
-                 alias: str | None = None) -> None:
-        if mtu is None and up is None and alias is None:
+                 alias: str | None = None, master: str | None = None) -> None:
+        """Change a link; `master` is a bridge's name, "" to release the link from one."""
+        if mtu is None and up is None and alias is None and master is None:
             return
-        what = ", ".join(w for w, v in (("mtu", mtu), ("state", up), ("alias", alias)) if v is not None)
-        self._queue(ns, nl.RTM_NEWLINK, 0, nl.setlink_body(self._ifindex(ns, ifname), up, mtu, alias),
-                             f"set {what} of {ifname} in {where(ns)}")
+        what = ", ".join(w for w, v in (("mtu", mtu), ("state", up), ("alias", alias), ("master", master))
+                         if v is not None)
+        master_index = None if master is None else (self._ifindex(ns, master) if master else 0)
+        self._queue(ns, nl.RTM_NEWLINK, 0, nl.setlink_body(self._ifindex(ns, ifname), up, mtu, alias,
+                                                           master=master_index),
+                    f"set {what} of {ifname} in {where(ns)}")
+
+    def create_bridge(self, ns: Netns, name: str, mtu: int | None, marker: str) -> None:
+        """A bridge, marked in the same send() as it is made (a kill cannot fall
+        between the two; bridges cannot be moved between namespaces)."""
+        self._queue(ns, nl.RTM_NEWLINK, nl.F_CREATE | nl.F_EXCL, nl.bridge_body(name, mtu),
+                    f"create bridge {name} in {where(ns)}")
+        self._queue(ns, nl.RTM_NEWLINK, 0, nl.setlink_body(0, alias=marker, name=name), f"mark bridge {name}")
+        self._index.get(ns, {}).pop(name, None)
+
+    def create_macvlan(self, parent_ns: Netns, parent: str, ns: Netns, ifname: str, mtu: int | None,
+                       marker: str) -> None:
+        """A macvlan (mode bridge) on `parent`, created straight into `ns`, then marked there."""
+        self._queue(parent_ns, nl.RTM_NEWLINK, nl.F_CREATE | nl.F_EXCL,
+                    nl.macvlan_body(ifname, self._ifindex(parent_ns, parent), self._ns_fd(ns) if ns else None, mtu),
+                    f"create macvlan {ifname} on {parent}")
+        self._sync()
+        self._index.get(ns, {}).pop(ifname, None)
+        self.set_link(ns, ifname, alias=marker)
 
     # -- addresses --------------------------------------------------------------------------------
     def add_address(self, ns: Netns, ifname: str, cidr: str) -> None:
@@ -450,9 +473,44 @@ class NetlinkKernel:
             return 124, f"did not finish within {timeout:g} s"
         return result.returncode, result.stdout
 
+    # -- firewall and services: thin delegations, so all side effects share one face ---
+    def firewall_chains(self, ns: Netns, table: str) -> list[str] | None:
+        return nftables.chains(ns, table)
+
+    def firewall_apply(self, ns: Netns, batch: dict[str, Any], what: str) -> None:
+        self._sync()
+        nftables.apply(ns, batch, what)
+
+    def firewall_delete(self, ns: Netns, table: str) -> None:
+        nftables.delete(ns, table)
+
+    def firewall_tables(self, ns: Netns) -> list[str]:
+        return nftables.tables(ns)
+
+    def start_service(self, ns: Netns, argv: list[str], log_path: str, marker: str) -> tuple[int, int]:
+        self._sync()
+        try:
+            return services.start(ns, argv, log_path, marker)
+        except OSError as exc:
+            raise KernelError(f"cannot start `{' '.join(argv)}`: {plain(exc)}") from None
+
+    def stop_service(self, pid: int, started: int) -> None:
+        services.stop(pid, started)
+
+    def service_alive(self, pid: int, started: int) -> bool:
+        return services.alive(pid, started)
+
+    def marked_services(self, lab: str | None) -> list[tuple[int, int, str]]:
+        return services.marked(lab)
+
+
+_SYSCTL_SWAP = str.maketrans("./", "/.")
+
 
 def _sysctl_path(key: str) -> str:
-    return "/proc/sys/" + key.replace(".", "/")
+    """sysctl(8)'s convention: '.' separates, '/' stands for a '.' inside a name
+    (net.ipv4.conf.vb/t/lan.route_localnet is conf/vb.t.lan/route_localnet)."""
+    return "/proc/sys/" + key.translate(_SYSCTL_SWAP)
 
 
 def _route_text(route: Route) -> str:

@@ -8,13 +8,17 @@ one kind are handed to the kernel layer together where it can batch them.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import CommandFailed, KernelError, VethlabError
+from ..firewall import table_name
 from ..kernel.api import Kernel, Route
+from ..ownership import lab_of
+from ..state import shared
 from .planner import Action, Plan
 
 Undo = Callable[[], None]
@@ -39,12 +43,24 @@ class Journal:
         return errors
 
 
+@dataclass
+class Outcome:
+    """What a run did that the lab's state must remember."""
+
+    started: list[tuple[str, list[str], int, int]] = field(default_factory=list)  # node, argv, pid, start time
+    stopped: set[int] = field(default_factory=set)
+
+
 class Executor:
-    def __init__(self, kernel: Kernel, marker: str, progress: Callable[[Action], None] | None = None) -> None:
+    def __init__(self, kernel: Kernel, marker: str, progress: Callable[[Action], None] | None = None,
+                 log_dir: str = "/tmp") -> None:
         self.kernel = kernel
         self.marker = marker
+        self.lab = lab_of(marker) or ""
         self.progress = progress
         self.journal = Journal()
+        self.outcome = Outcome()
+        self.log_dir = log_dir
 
     def run(self, plan: Plan, keep_on_error: bool = False) -> None:
         try:
@@ -91,7 +107,35 @@ class Executor:
         elif a.kind == "interface" and a.verb == "delete":
             k.delete_link(ns, p["ifname"])
         elif a.kind == "interface":
-            k.set_link(ns, p["ifname"], mtu=p.get("mtu"), up=p.get("up"), alias=p.get("alias"))
+            k.set_link(ns, p["ifname"], mtu=p.get("mtu"), up=p.get("up"), alias=p.get("alias"), master=p.get("master"))
+        elif a.kind == "bridge":
+            k.create_bridge(ns, p["ifname"], p.get("mtu"), self.marker)
+            self.journal.add(a.target, lambda: k.delete_link(ns, p["ifname"]))
+        elif a.kind == "macvlan":
+            k.create_macvlan(p["parent_netns"], p["parent"], ns, p["ifname"], p.get("mtu"), self.marker)
+            self.journal.add(a.target, lambda: k.delete_link(ns, p["ifname"]))
+        elif a.kind == "uplink" and p.get("release"):
+            k.set_link(ns, p["ifname"], master="", up=p["was_up"])
+        elif a.kind == "uplink":
+            k.set_link(ns, p["ifname"], master=p["bridge"], up=True)
+            self.journal.add(a.target, lambda: k.set_link(ns, p["ifname"], master="", up=p["was_up"]))
+        elif a.kind == "firewall" and a.verb == "delete":
+            k.firewall_delete(ns, table_name(self.lab))
+        elif a.kind == "firewall":
+            k.firewall_apply(ns, p["batch"], f"apply the firewall of lab {self.lab} in {a.node}")
+            if not p.get("replace"):
+                self.journal.add(a.target, lambda: k.firewall_delete(ns, table_name(self.lab)))
+        elif a.kind == "forwarding":
+            key = p["key"]
+            shared.hold(self.lab, key, lambda: k.read_sysctl(None, key), lambda v: _write_now(k, key, v), "1")
+        elif a.kind == "service" and a.verb == "run":
+            log = os.path.join(self.log_dir, f"{a.node}-{p['index']}.log")
+            pid, started = k.start_service(ns, p["argv"], log, f"{self.lab}:{a.node}")
+            self.outcome.started.append((a.node, p["argv"], pid, started))
+            self.journal.add(a.target, lambda: k.stop_service(pid, started))
+        elif a.kind == "service":
+            k.stop_service(p["pid"], p["started"])
+            self.outcome.stopped.add(p["pid"])
         elif a.kind == "address" and a.verb == "create":
             k.add_address(ns, p["ifname"], p["cidr"])
             self.journal.add(a.target, lambda: k.delete_address(ns, p["ifname"], p["cidr"]))
@@ -126,6 +170,11 @@ class Executor:
             k.delete_namespace(ns)
         else:  # pragma: no cover - planner and executor disagree
             raise KernelError(f"no way to carry out {a.verb} {a.kind} {a.target}")
+
+
+def _write_now(kernel: Kernel, key: str, value: str) -> None:
+    kernel.write_sysctl(None, key, value)
+    kernel.flush()
 
 
 def _phases(actions: list[Action]) -> list[tuple[str, list[Action]]]:

@@ -5,6 +5,7 @@ namespace (sockets are opened on existing /run/netns files, read-only)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..desired import Desired
 from ..kernel.api import Kernel, LinkInfo, Netns, Route
@@ -25,9 +26,20 @@ class ObservedNode:
     known: bool = False  # named in the lab's state (so a dead file of that name is the lab's own debris)
 
 
+@dataclass(frozen=True)
+class ServiceSeen:
+    node: str
+    argv: tuple[str, ...]
+    pid: int
+    started: int
+    alive: bool
+
+
 @dataclass
 class Observed:
     nodes: dict[str, ObservedNode] = field(default_factory=dict)
+    firewalls: dict[str, list[str] | None] = field(default_factory=dict)  # host node -> chains of our table
+    services: list[ServiceSeen] = field(default_factory=list)
 
 
 def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], marker: str,
@@ -76,3 +88,19 @@ def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], mar
         for key, _value in spec.sysctls if spec else ():
             node.sysctls[key] = kernel.read_sysctl(ns, key)
     return out
+
+
+def observe_extras(kernel: Kernel, observed: Observed, desired: Desired, table: str,
+                   firewall_nodes: dict[str, Netns], services: dict[str, list[list[Any]]]) -> None:
+    """The lab's firewall tables and services (from its state), as they are now."""
+    nodes = dict(firewall_nodes)
+    nodes.update({name: desired.nodes[name].netns for name in desired.firewalls})
+    for name, ns in nodes.items():
+        seen = observed.nodes.get(name)
+        if ns is None or (seen is not None and seen.exists and seen.alive and seen.owner is not None):
+            observed.firewalls[name] = kernel.firewall_chains(ns, table)
+        else:
+            observed.firewalls[name] = None
+    for name, items in services.items():
+        for argv, pid, started in items:
+            observed.services.append(ServiceSeen(name, tuple(argv), pid, started, kernel.service_alive(pid, started)))

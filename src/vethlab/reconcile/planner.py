@@ -18,12 +18,23 @@ from ..desired import Desired, DesiredInterface, IfKey
 from ..errors import ConflictError
 from ..kernel.api import LinkInfo, Netns, Route
 from ..ownership import ROUTE_PROTO, lab_of
-from ..topology.schema import RouteSpec
+from ..topology.schema import HOST, RouteSpec
 from .observe import Observed
 
 # Execution order; deletions that free a name run early, the rest last so a failed
 # creation is rolled back before anything the user had was removed.
-PHASES = ["delete-early", "node", "veth", "interface", "sysctl", "address", "route", "hosts", "exec", "delete-late"]
+PHASES = ["delete-early", "node", "bridge", "veth", "interface", "uplink", "sysctl", "address", "route", "firewall",
+          "hosts", "exec", "service", "delete-late"]
+
+
+@dataclass
+class Memory:
+    """What the lab's state remembers from earlier runs, for planning."""
+
+    exec_digests: dict[str, str] = field(default_factory=dict)
+    host_routes: list[Route] = field(default_factory=list)
+    firewall_nodes: dict[str, Netns] = field(default_factory=dict)
+    uplinks: dict[str, dict[str, Any]] = field(default_factory=dict)  # "node:ifname" -> {"up": bool, "bridge": ...}
 
 
 @dataclass(frozen=True)
@@ -87,14 +98,23 @@ def exec_digest(commands: tuple[tuple[str, ...], ...]) -> str:
 
 
 def make_plan(desired: Desired, observed: Observed, marker: str, previous_exec: dict[str, str] | None = None,
-              host_routes: list[Route] | None = None) -> Plan:
+              host_routes: list[Route] | None = None, memory: Memory | None = None) -> Plan:
     """Compute the actions that take the kernel from `observed` to `desired`.
     Raises ConflictError, naming the object, if a foreign object is in the way."""
     plan = Plan(desired.lab)
+    memory = memory or Memory()
+    previous_exec = previous_exec if previous_exec is not None else memory.exec_digests
+    host_routes = host_routes if host_routes is not None else memory.host_routes
     _check_conflicts(desired, observed, marker)
     created = _plan_nodes(plan, desired, observed, marker)
+    _plan_bridges(plan, desired, observed, marker)
     _plan_veths(plan, desired, observed, marker)
+    _plan_macvlans(plan, desired, observed, marker)
     _plan_stale_interfaces(plan, desired, observed, marker)
+    _plan_uplinks(plan, desired, observed, memory)
+    _plan_firewalls(plan, desired, observed, memory)
+    _plan_forwarding(plan, desired, observed)
+    _plan_services(plan, desired, observed, created)
     _plan_routes(plan, desired, observed, host_routes or [])
     _plan_sysctls(plan, desired, observed, created)
     _plan_hosts(plan, desired, observed, created)
@@ -130,8 +150,8 @@ def _plan_veths(plan: Plan, desired: Desired, observed: Observed, marker: str) -
                   and have_a.peer_index == have_b.index and have_b.peer_index == have_a.index)
         if intact:
             assert have_a is not None and have_b is not None
-            _plan_interface(plan, desired, a, have_a, marker)
-            _plan_interface(plan, desired, b, have_b, marker)
+            _plan_interface(plan, desired, a, have_a, marker, observed)
+            _plan_interface(plan, desired, b, have_b, marker, observed)
             continue
         rebuilt = False
         for key, have in ((veth.a, have_a), (veth.b, have_b)):
@@ -146,11 +166,125 @@ def _plan_veths(plan: Plan, desired: Desired, observed: Observed, marker: str) -
                                                    "b_netns": desired.netns(veth.b[0]), "b_ifname": veth.b[1],
                                                    "mtu": a.mtu}))
         for end in (a, b):
-            plan.add(Action("modify", "interface", _ep((end.node, end.ifname)),
-                            f"set {'up' if end.up else 'down'}, mark as this lab's", "interface", end.node,
-                            desired.netns(end.node), {"ifname": end.ifname, "up": end.up, "alias": marker}))
-            for cidr in end.addresses:
-                plan.add(_address_action("create", desired, end, cidr, "the link is new"))
+            _plan_new_interface(plan, desired, end, marker, "the link is new")
+
+
+def _plan_new_interface(plan: Plan, desired: Desired, end: DesiredInterface, marker: str, why: str) -> None:
+    params: dict[str, Any] = {"ifname": end.ifname, "up": end.up, "alias": marker}
+    reason = f"set {'up' if end.up else 'down'}, mark as this lab's"
+    if end.master:
+        params["master"] = end.master
+        reason += f", port of bridge {end.master}"
+    plan.add(Action("modify", "interface", _ep((end.node, end.ifname)), reason, "interface", end.node,
+                    desired.netns(end.node), params))
+    for cidr in end.addresses:
+        plan.add(_address_action("create", desired, end, cidr, why))
+
+
+def _plan_bridges(plan: Plan, desired: Desired, observed: Observed, marker: str) -> None:
+    for key, want in desired.interfaces.items():
+        if want.kind != "bridge":
+            continue
+        have = _link(observed, key)
+        if have is not None and have.kind == "bridge":
+            _plan_interface(plan, desired, want, have, marker, observed)
+            continue
+        plan.add(Action("create", "bridge", _ep(key), "network bridge is new", "bridge", want.node,
+                        desired.netns(want.node), {"ifname": want.ifname, "mtu": want.mtu}))
+        _plan_new_interface(plan, desired, want, marker, "the bridge is new")
+
+
+def _plan_macvlans(plan: Plan, desired: Desired, observed: Observed, marker: str) -> None:
+    for key, want in desired.interfaces.items():
+        if want.kind != "macvlan":
+            continue
+        have = _link(observed, key)
+        if have is not None and have.kind == "macvlan":
+            _plan_interface(plan, desired, want, have, marker, observed)
+            continue
+        if have is not None:
+            plan.add(Action("delete", "interface", _ep(key), "it is not the macvlan the file asks for",
+                            "delete-early", key[0], desired.netns(key[0]), {"ifname": key[1]}))
+        assert want.parent is not None and want.parent_node is not None
+        plan.add(Action("create", "macvlan", _ep(key), f"member on {want.parent}'s LAN is new", "veth", key[0],
+                        desired.netns(key[0]), {"ifname": key[1], "parent": want.parent, "mtu": want.mtu,
+                                                "parent_netns": desired.netns(want.parent_node)}))
+        _plan_new_interface(plan, desired, want, marker, "the member is new")
+
+
+def _plan_uplinks(plan: Plan, desired: Desired, observed: Observed, memory: Memory) -> None:
+    """Existing interfaces of the host node enslaved to a network's bridge (and
+    released, as they were, when the file drops them)."""
+    wanted = set()
+    for up in desired.uplinks:
+        wanted.add(f"{up.node}:{up.ifname}")
+        node = observed.nodes.get(up.node)
+        have = node.links.get(up.ifname) if node else None
+        bridge = node.links.get(up.bridge) if node else None
+        if have is not None and bridge is not None and have.master == bridge.index and have.admin_up:
+            continue
+        plan.add(Action("modify", "uplink", f"{up.node}:{up.ifname}", f"enslaved to bridge {up.bridge} (network "
+                        f"{up.network}); released as it was at down", "uplink", up.node, desired.netns(up.node),
+                        {"ifname": up.ifname, "bridge": up.bridge,
+                         "was_up": have.admin_up if have is not None else False}))
+    for key, original in memory.uplinks.items():
+        if key not in wanted:
+            node_name, ifname = key.split(":", 1)
+            plan.add(Action("modify", "uplink", key, "no longer an uplink in the file: released as it was",
+                            "delete-early", node_name, original.get("netns"),
+                            {"ifname": ifname, "release": True, "was_up": original.get("up", False)}))
+
+
+def _plan_firewalls(plan: Plan, desired: Desired, observed: Observed, memory: Memory) -> None:
+    from ..firewall import DIGEST_CHAIN_PREFIX, batch, digest
+
+    for node, networks in desired.firewalls.items():
+        chains = observed.firewalls.get(node)
+        want = DIGEST_CHAIN_PREFIX + digest(networks)
+        if chains is not None and want in chains:
+            continue
+        reason = "firewall table is missing" if chains is None else "firewall rules differ from the file"
+        plan.add(Action("modify", "firewall", f"{node}: table inet vethlab_{desired.lab.replace('-', '_')}", reason,
+                        "firewall", node, desired.netns(node),
+                        {"replace": chains is not None, "batch": batch(desired.lab, networks, chains is not None)}))
+    for node, ns in memory.firewall_nodes.items():
+        if node not in desired.firewalls and observed.firewalls.get(node) is not None:
+            plan.add(Action("delete", "firewall", f"{node}: table inet vethlab_{desired.lab.replace('-', '_')}",
+                            "no network of the lab is left in this node", "delete-late", node, ns, {}))
+
+
+def _plan_forwarding(plan: Plan, desired: Desired, observed: Observed) -> None:
+    """IP forwarding where a network routes: a sysctl in a lab node; in the host,
+    shared by all labs and restored when the last lab needing it goes down."""
+    for node, keys in desired.forwarding.items():
+        seen = observed.nodes.get(node)
+        for key in keys:
+            if node == HOST:
+                plan.add(Action("modify", "forwarding", f"host: {key}", "a network routes through the host",
+                                "sysctl", node, None, {"key": key}))
+            elif seen is None or seen.sysctls.get(key) != "1":
+                plan.add(Action("modify", "sysctl", f"{node}: {key}", "a network routes through this node",
+                                "sysctl", node, desired.netns(node), {"key": key, "value": "1", "previous": None}))
+
+
+def _plan_services(plan: Plan, desired: Desired, observed: Observed, created: set[str]) -> None:
+    """run: start what is missing or died; stop what the file no longer has."""
+    running: dict[tuple[str, tuple[str, ...]], list[Any]] = {}
+    for seen in observed.services:
+        running.setdefault((seen.node, seen.argv), []).append(seen)
+    for name, node in desired.nodes.items():
+        for index, argv in enumerate(node.run):
+            alive = [s for s in running.pop((name, tuple(argv)), []) if s.alive and name not in created]
+            if alive:
+                continue
+            plan.add(Action("run", "service", f"{name}: {' '.join(argv)}",
+                            "node is new" if name in created else "service is not running", "service", name,
+                            node.netns, {"argv": list(argv), "index": index}))
+    for items in running.values():
+        for seen in items:
+            plan.add(Action("delete", "service", f"{seen.node}: {' '.join(seen.argv)} (pid {seen.pid})",
+                            "no longer in the file" if seen.alive else "exited; forgotten", "delete-early",
+                            seen.node, None, {"pid": seen.pid, "started": seen.started}))
 
 
 def _plan_stale_interfaces(plan: Plan, desired: Desired, observed: Observed, marker: str) -> None:
@@ -220,9 +354,16 @@ def _plan_exec(plan: Plan, desired: Desired, created: set[str], previous: dict[s
                                 name, node.netns, {"argv": list(argv)}))
 
 
-def _plan_interface(plan: Plan, desired: Desired, want: DesiredInterface, have: LinkInfo, marker: str) -> None:
+def _plan_interface(plan: Plan, desired: Desired, want: DesiredInterface, have: LinkInfo, marker: str,
+                    observed: Observed | None = None) -> None:
     target = _ep((want.node, want.ifname))
     ns = desired.netns(want.node)
+    if want.master and observed is not None:
+        node = observed.nodes.get(want.node)
+        bridge = node.links.get(want.master) if node else None
+        if bridge is None or have.master != bridge.index:
+            plan.add(Action("modify", "interface", target, f"port of bridge {want.master}", "interface", want.node,
+                            ns, {"ifname": want.ifname, "master": want.master}))
     if want.mtu is not None and have.mtu != want.mtu:
         plan.add(Action("modify", "interface", target, f"mtu {have.mtu} -> {want.mtu}", "interface", want.node, ns,
                         {"ifname": want.ifname, "mtu": want.mtu}))
@@ -299,5 +440,33 @@ def _check_conflicts(desired: Desired, observed: Observed, marker: str) -> None:
                         wanted.metric if wanted.metric is not None else (1024 if ":" in wanted.dst else 0)):
                     problems.append(f"route {route_text(wanted)} in the host namespace would replace the existing "
                                     f"route {route_text(existing)}, which is not vethlab's")
+    problems += _uplink_problems(desired, observed)
+    for key, want in desired.interfaces.items():
+        if want.kind == "macvlan" and want.parent_node is not None:
+            parent_node = observed.nodes.get(want.parent_node)
+            if parent_node is not None and parent_node.exists and want.parent not in parent_node.links:
+                problems.append(f"macvlan parent {want.parent} of {_ep(key)} does not exist in node {want.parent_node}")
     if problems:
         raise ConflictError("\n".join(problems) + "\nnothing was changed")
+
+
+def _uplink_problems(desired: Desired, observed: Observed) -> list[str]:
+    problems = []
+    for up in desired.uplinks:
+        node = observed.nodes.get(up.node)
+        if node is None or not node.exists:
+            continue
+        have = node.links.get(up.ifname)
+        where = "the host namespace" if node.netns is None else f"node {up.node}"
+        if have is None:
+            problems.append(f"uplink {up.ifname} of network {up.network} does not exist in {where}")
+            continue
+        bridge = node.links.get(up.bridge)
+        if have.master is not None and (bridge is None or have.master != bridge.index):
+            problems.append(f"uplink {up.ifname} is already a port of another bridge")
+        if have.addresses:
+            problems.append(f"uplink {up.ifname} carries addresses ({', '.join(have.addresses)}); enslaving it would "
+                            "cut them off — move them to the bridge yourself, or pick an interface without addresses")
+        if any(r.dev == up.ifname and r.dst in ("0.0.0.0/0", "::/0") for r in node.routes):
+            problems.append(f"uplink {up.ifname} carries the default route of {where}")
+    return problems

@@ -34,6 +34,11 @@ class LabState:
     exec_digests: dict[str, str] = field(default_factory=dict)
     links: list[list[str]] = field(default_factory=list)  # [a_node, a_ifname, b_node, b_ifname]
     routed: list[str] = field(default_factory=list)  # nodes that had routes in the file
+    allocation: dict[str, Any] = field(default_factory=dict)  # IPAM's choices (ipam.Allocation.to_json)
+    host_subnets: list[str] = field(default_factory=list)  # subnets of networks in the host namespace
+    firewall_nodes: dict[str, str | None] = field(default_factory=dict)  # node -> netns holding our table
+    uplinks: dict[str, dict[str, Any]] = field(default_factory=dict)  # "node:ifname" -> {"up", "netns"}
+    services: dict[str, list[list[Any]]] = field(default_factory=dict)  # node -> [[argv, pid, start time]]
     complete: bool = False
     version: int = VERSION
 

@@ -22,7 +22,7 @@ from .schema import HOST, Endpoint, LabSpec, LinkSpec, NodeSpec, RouteSpec
 
 LAB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
 NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
-SYSCTL_KEY = re.compile(r"^net\.[A-Za-z0-9_.-]+$")
+SYSCTL_KEY = re.compile(r"^net\.[A-Za-z0-9_./-]+$")
 
 TOP_KEYS = {"name", "prefix", "nodes", "links", "networks"}
 NODE_KEYS = {"sysctls", "routes", "exec", "run"}

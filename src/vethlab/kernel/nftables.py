@@ -1,0 +1,65 @@
+"""nftables through its JSON interface: `nft -j -f -`, one atomic batch per change.
+
+PyPI has no official nftables binding and Debian's python3-nftables imports only
+under the system interpreter, so the `nft` command is the portable route; it runs
+inside a node with `ip netns exec` (only for tables in lab namespaces).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from typing import Any
+
+from ..errors import ConflictError, KernelError
+from .process import node_argv
+
+Netns = str | None
+
+
+def _nft() -> str:
+    path = shutil.which("nft") or ("/usr/sbin/nft" if os.path.exists("/usr/sbin/nft") else None)
+    if path is None:
+        raise ConflictError("nftables is needed for nat, published ports and isolation: apt-get install nftables")
+    return path
+
+
+def _run(ns: Netns, args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(node_argv(ns, [_nft(), *args]), input=stdin, capture_output=True, text=True, check=False)
+
+
+def apply(ns: Netns, batch: dict[str, Any], what: str) -> None:
+    result = _run(ns, ["-j", "-f", "-"], json.dumps(batch))
+    if result.returncode != 0:
+        raise KernelError(f"cannot {what}: nft said: {result.stderr.strip()[:600]}")
+
+
+def tables(ns: Netns) -> list[str]:
+    """Names of the inet tables in a namespace."""
+    result = _run(ns, ["-j", "list", "tables", "inet"])
+    if result.returncode != 0:
+        return []
+    data = json.loads(result.stdout or "{}")
+    return [item["table"]["name"] for item in data.get("nftables", []) if "table" in item]
+
+
+def chains(ns: Netns, table: str) -> list[str] | None:
+    """Chain names of an inet table, or None when there is no such table."""
+    result = _run(ns, ["-j", "list", "table", "inet", table])
+    if result.returncode != 0:
+        return None
+    data = json.loads(result.stdout or "{}")
+    return [item["chain"]["name"] for item in data.get("nftables", []) if "chain" in item]
+
+
+def ruleset_text(ns: Netns, table: str) -> str:
+    result = _run(ns, ["list", "table", "inet", table])
+    return result.stdout if result.returncode == 0 else ""
+
+
+def delete(ns: Netns, table: str) -> None:
+    if chains(ns, table) is None:
+        return
+    apply(ns, {"nftables": [{"delete": {"table": {"family": "inet", "name": table}}}]}, f"delete table {table}")
