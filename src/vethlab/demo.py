@@ -13,6 +13,27 @@ import sys
 import tempfile
 import textwrap
 
+DOCKER = """\
+name: docker
+nodes:
+  internet: {}                  # stands in for the world outside the host
+  web:
+    run: ["python3 -m http.server 80 --directory /run/vethlab-demo-www"]
+  client: {}
+links:
+  - endpoints: [host:uplink0, internet:eth0]    # the host's "uplink" to the internet
+    addresses: [203.0.113.1/24, 203.0.113.2/24]
+networks:
+  lan:                          # docker0: a bridge in the host, NAT out of the uplink
+    nat: true
+    members:
+      web: {publish: ["8080:80/tcp"]}           # docker run -p 8080:80
+      client: {}
+"""
+
+FETCH = ("import urllib.request,sys; "
+         "print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())")
+
 SEED = """\
 name: seed
 nodes:
@@ -83,8 +104,58 @@ def main() -> int:
     say("Tear down: namespaces, interfaces, files and state all go.")
     vethlab("down", "seed.yaml")
     run(["ip", "netns", "list"], show="ip netns list   # nothing left")
+    act_two()
     say("Done. Try it yourself: vethlab sandbox -- bash, then vethlab up a file of your own.")
     return 0
+
+
+def act_two() -> None:
+    say("""Act two: how Docker joins containers to the host's network. Each container is a namespace whose
+        veth pair has one end (eth0) inside and the other on a bridge in the host — Docker's docker0. The
+        bridge has the gateway address; NAT (masquerade) takes the containers out through the host's
+        uplink; a published port (-p 8080:80) is a DNAT rule. Here the "internet" is one more namespace
+        behind the host's uplink, and web runs a real HTTP server:""")
+    os.makedirs("/run/vethlab-demo-www", exist_ok=True)
+    with open("/run/vethlab-demo-www/index.html", "w") as fh:
+        fh.write("hello from the web container\n")
+    with open("docker.yaml", "w") as fh:
+        fh.write(DOCKER)
+    print(textwrap.indent(DOCKER, "  "))
+    vethlab("up", "docker.yaml")
+    say("The bridge and the host ends of the veth pairs, all in the host; the gateway is the bridge's address:")
+    run(["ip", "-br", "addr", "show", "type", "bridge"])
+    run(["bridge", "link"])
+    say("Inside a container: eth0, an address from the network's subnet, a default route via the gateway:")
+    run(["ip", "netns", "exec", "client", "ip", "-br", "addr"])
+    run(["ip", "netns", "exec", "client", "ip", "route"])
+    say("Containers find each other by name, like on a Docker network:")
+    vethlab("exec", "client", "--", "ping", "-c", "1", "web")
+    say("The firewall vethlab wrote — one nftables table of its own, nobody else's touched:")
+    run(["nft", "list", "table", "inet", "vethlab_docker"])
+    say("The internet fetches the published port on the host's address; DNAT sends it to web:80.")
+    _wait_http("internet", "http://203.0.113.1:8080/")
+    run(["ip", "netns", "exec", "internet", sys.executable, "-c", FETCH, "http://203.0.113.1:8080/"],
+        show="ip netns exec internet python3 -c 'urlopen(\"http://203.0.113.1:8080/\")'")
+    say("And a container goes out through NAT: the internet sees the host's uplink address, not 172.30.x.")
+    run(["ip", "netns", "exec", "internet", "sh", "-c",
+         "timeout 3 python3 -c \"import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, "
+         "socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', 9000)); s.listen(); c, a = s.accept(); "
+         "print('internet saw a connection from', a[0])\" & sleep 0.3; "
+         "ip netns exec client python3 -c \"import socket; socket.create_connection(('203.0.113.2', 9000), 2)\"; "
+         "wait"], show="(a listener on the internet; client connects to it)")
+    vethlab("down", "docker.yaml")
+    run(["nft", "list", "tables"], show="nft list tables   # vethlab's table is gone too")
+
+
+def _wait_http(node: str, url: str) -> None:
+    import time
+
+    for _ in range(50):
+        result = subprocess.run(["ip", "netns", "exec", node, sys.executable, "-c", FETCH, url],
+                                capture_output=True, text=True)
+        if result.returncode == 0:
+            return
+        time.sleep(0.1)
 
 
 if __name__ == "__main__":

@@ -81,6 +81,7 @@ class Desired:
     uplinks: list[Uplink] = field(default_factory=list)
     firewalls: dict[str, list[NatNetwork]] = field(default_factory=dict)  # host node -> networks
     forwarding: dict[str, tuple[str, ...]] = field(default_factory=dict)  # node -> sysctl keys set to 1
+    own_sysctls: set[str] = field(default_factory=set)  # sysctls of interfaces vethlab makes: nothing to restore
     allocation: Allocation = field(default_factory=Allocation)
 
     def netns(self, node: str) -> str | None:
@@ -193,7 +194,9 @@ def _compile_network(desired: Desired, spec: LabSpec, net: NetworkSpec, alloc: A
     if any(pub.host_ip == "127.0.0.1" or pub.host_ip is None for _m, pub in
            ((m, p) for m in net.members for p in m.publish)):
         # published on 127.0.0.1: DNAT from loopback into the bridge needs route_localnet there
-        _add_sysctl(desired, net.host, f"net.ipv4.conf.{bridge.replace('.', '/')}.route_localnet", "1")
+        localnet = f"net.ipv4.conf.{bridge.replace('.', '/')}.route_localnet"
+        _add_sysctl(desired, net.host, localnet, "1")
+        desired.own_sysctls.add(localnet)
 
 
 def _add_sysctl(desired: Desired, node: str, key: str, value: str) -> None:

@@ -58,6 +58,8 @@ def allocate(spec: LabSpec, previous: Allocation | None = None,
     in_use: dict[str, list[tuple[Net, str]]] = {
         node: [(ipaddress.ip_network(n, strict=False), who) for n, who in pairs] for node, pairs in taken.items()}
     for net in spec.networks:  # explicit subnets first: they are fixed
+        if net.uplinks or net.driver == "macvlan":
+            continue  # members join a real LAN: its subnet is shared by design, the host may be on it too
         for value, key in ((net.subnet, "subnet"), (net.subnet6, "subnet6")):
             if value:
                 subnet = ipaddress.ip_network(value)

@@ -118,8 +118,15 @@ class Lab:
         observe_extras(self.kernel, observed, desired, table_name(self.name),
                        state.firewall_nodes if state else {}, state.services if state else {})
         memory = Memory(exec_digests=state.exec_digests if state else {}, host_routes=_host_routes(state),
-                        firewall_nodes=state.firewall_nodes if state else {}, uplinks=state.uplinks if state else {})
+                        firewall_nodes=state.firewall_nodes if state else {}, uplinks=state.uplinks if state else {},
+                        forwarding=self._forwarding_in_force(desired))
         return desired, make_plan(desired, observed, self.marker, memory=memory)
+
+    def _forwarding_in_force(self, desired: Desired) -> set[str]:
+        """Host forwarding keys this lab holds in the shared ledger and that are on."""
+        held = set(shared.held_by(self.name))
+        return {key for key in desired.forwarding.get(HOST, ()) if key in held
+                and self.kernel.read_sysctl(None, key) == "1"}
 
     def _observe(self, desired: Desired, state: store.LabState | None) -> Observed:
         known: dict[str, Netns] = dict(state.nodes) if state else {}
@@ -166,7 +173,8 @@ class Lab:
 
     def _remember_services(self, state: store.LabState, outcome: Outcome) -> None:
         for node, items in list(state.services.items()):
-            state.services[node] = [item for item in items if item[1] not in outcome.stopped]
+            state.services[node] = [item for item in items if item[1] not in outcome.stopped
+                                    and self.kernel.service_alive(item[1], item[2])]
         for node, argv, pid, started in outcome.started:
             state.services.setdefault(node, []).append([argv, pid, started])
         state.services = {node: items for node, items in state.services.items() if items}
@@ -189,7 +197,7 @@ class Lab:
         host = desired.nodes.get(HOST)
         if host:
             for key, _value in host.sysctls:
-                if key not in state.host_sysctls:
+                if key not in state.host_sysctls and key not in desired.own_sysctls:
                     current = self.kernel.read_sysctl(None, key)
                     if current is not None:
                         state.host_sysctls[key] = current
@@ -313,10 +321,16 @@ def lab_status(name: str, kernel: Kernel | None = None) -> dict[str, Any]:
         exists, views = interfaces(kernel, state)
     finally:
         kernel.close()
+    from .kernel import services
+
     return {
         "lab": name, "file": state.file, "complete": state.complete,
         "nodes": [{"name": n, "netns": ns, "exists": exists.get(n, False)} for n, ns in state.nodes.items()],
         "interfaces": [v.to_json() for v in views],
+        "services": [{"node": node, "command": " ".join(argv), "pid": pid,
+                      "state": "running" if services.alive(pid, started) else "exited",
+                      "log": os.path.join(store.lab_dir(name), "logs", f"{node}-{i}.log")}
+                     for node, items in state.services.items() for i, (argv, pid, started) in enumerate(items)],
     }
 
 

@@ -61,6 +61,7 @@ def test_demo_exits_zero_and_leaves_nothing() -> None:
     r = vethlab("demo", timeout=180)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr
     for expected in ("vethlab up seed.yaml", "ip netns exec ns1 ip addr show", "192.168.1.2",
-                     "NO-CARRIER", "lab seed removed", "no changes"):
+                     "NO-CARRIER", "lab seed removed", "no changes", "hello from the web container",
+                     "internet saw a connection from 203.0.113.1", "lab docker removed"):
         assert expected in r.stdout
     assert os.listdir("/run/netns") == []

@@ -40,6 +40,9 @@ def cmd_status(args: argparse.Namespace) -> int:
           [[i["node"], i["name"], i["peer"] or "", " ".join(i["addresses"]), str(i["mtu"]), i["admin_state"],
             i["operstate"], "yes" if i["carrier"] else "NO",
             f"{i['stats'].get('rx_packets', 0)}/{i['stats'].get('tx_packets', 0)}"] for i in report["interfaces"]])
+    if report["services"]:
+        table(None, ["node", "service", "pid", "state", "log"],
+              [[s["node"], s["command"], str(s["pid"]), s["state"], s["log"]] for s in report["services"]])
     return 0
 
 

@@ -85,7 +85,10 @@ def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], mar
         if name in routed or ns is None:
             node.routes = kernel.routes(ns)
         spec = desired.nodes.get(name)
-        for key, _value in spec.sysctls if spec else ():
+        keys = [key for key, _value in spec.sysctls] if spec else []
+        if name != HOST:
+            keys += desired.forwarding.get(name, ())
+        for key in keys:
             node.sysctls[key] = kernel.read_sysctl(ns, key)
     return out
 

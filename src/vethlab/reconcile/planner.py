@@ -35,6 +35,7 @@ class Memory:
     host_routes: list[Route] = field(default_factory=list)
     firewall_nodes: dict[str, Netns] = field(default_factory=dict)
     uplinks: dict[str, dict[str, Any]] = field(default_factory=dict)  # "node:ifname" -> {"up": bool, "bridge": ...}
+    forwarding: set[str] = field(default_factory=set)  # host forwarding keys this lab holds and that are on
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def make_plan(desired: Desired, observed: Observed, marker: str, previous_exec: 
     _plan_stale_interfaces(plan, desired, observed, marker)
     _plan_uplinks(plan, desired, observed, memory)
     _plan_firewalls(plan, desired, observed, memory)
-    _plan_forwarding(plan, desired, observed)
+    _plan_forwarding(plan, desired, observed, memory)
     _plan_services(plan, desired, observed, created)
     _plan_routes(plan, desired, observed, host_routes or [])
     _plan_sysctls(plan, desired, observed, created)
@@ -253,16 +254,16 @@ def _plan_firewalls(plan: Plan, desired: Desired, observed: Observed, memory: Me
                             "no network of the lab is left in this node", "delete-late", node, ns, {}))
 
 
-def _plan_forwarding(plan: Plan, desired: Desired, observed: Observed) -> None:
+def _plan_forwarding(plan: Plan, desired: Desired, observed: Observed, memory: Memory) -> None:
     """IP forwarding where a network routes: a sysctl in a lab node; in the host,
     shared by all labs and restored when the last lab needing it goes down."""
     for node, keys in desired.forwarding.items():
         seen = observed.nodes.get(node)
         for key in keys:
-            if node == HOST:
+            if node == HOST and key not in memory.forwarding:
                 plan.add(Action("modify", "forwarding", f"host: {key}", "a network routes through the host",
                                 "sysctl", node, None, {"key": key}))
-            elif seen is None or seen.sysctls.get(key) != "1":
+            elif node != HOST and (seen is None or seen.sysctls.get(key) != "1"):
                 plan.add(Action("modify", "sysctl", f"{node}: {key}", "a network routes through this node",
                                 "sysctl", node, desired.netns(node), {"key": key, "value": "1", "previous": None}))
 

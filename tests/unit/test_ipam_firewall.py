@@ -1,0 +1,93 @@
+"""IPAM and the firewall ruleset: pure functions, no kernel."""
+
+from __future__ import annotations
+
+import pytest
+
+from vethlab import firewall
+from vethlab.desired import compile_lab
+from vethlab.errors import ConflictError
+from vethlab.ipam import Allocation, allocate
+from vethlab.topology import lab_from_text
+
+LAB = """\
+name: t
+nodes: {a: {}, b: {}, c: {}}
+networks:
+  one: {nat: true, members: {a: {publish: ["8080:80"]}, b: {}}}
+  two: {subnet: 10.20.0.0/24, subnet6: "fd00:20::/64", members: {a: {}, c: {ip: 10.20.0.50}}}
+"""
+
+
+def test_pool_and_static_and_gateway() -> None:
+    alloc = allocate(lab_from_text(LAB))
+    assert alloc.subnet == {"one": "172.30.0.0/24", "two": "10.20.0.0/24"}
+    assert alloc.gateway == {"one": "172.30.0.1/24", "two": "10.20.0.1/24"}
+    assert alloc.address["one"] == {"a": "172.30.0.2/24", "b": "172.30.0.3/24"}
+    assert alloc.address["two"] == {"a": "10.20.0.2/24", "c": "10.20.0.50/24"}
+    assert alloc.address6["two"] == {"a": "fd00:20::2/64", "c": "fd00:20::3/64"} and alloc.gateway6["two"] == "fd00:20::1/64"
+
+
+def test_previous_choices_are_kept() -> None:
+    first = allocate(lab_from_text(LAB))
+    grown = LAB.replace("members: {a: {publish: [\"8080:80\"]}, b: {}}", "members: {z: {}, a: {publish: [\"8080:80\"]}, b: {}}")
+    grown = grown.replace("nodes: {a: {}, b: {}, c: {}}", "nodes: {a: {}, b: {}, c: {}, z: {}}")
+    second = allocate(lab_from_text(grown), Allocation.previous(first.to_json()))
+    assert second.address["one"]["a"] == first.address["one"]["a"]
+    assert second.address["one"]["b"] == first.address["one"]["b"]
+    assert second.address["one"]["z"] == "172.30.0.4/24"
+
+
+def test_pool_skips_taken_subnets() -> None:
+    taken = {"host": [("172.30.0.0/24", "lab x"), ("172.30.1.0/25", "interface eth9")]}
+    assert allocate(lab_from_text(LAB), taken=taken).subnet["one"] == "172.30.2.0/24"
+
+
+def test_explicit_subnet_overlapping_host_is_a_conflict() -> None:
+    with pytest.raises(ConflictError, match="subnet 10.20.0.0/24 overlaps 10.0.0.0/8 of interface eth0"):
+        allocate(lab_from_text(LAB), taken={"host": [("10.0.0.0/8", "interface eth0")]})
+
+
+def test_pool_exhaustion() -> None:
+    taken = {"host": [("172.30.0.0/16", "someone")]}
+    with pytest.raises(ConflictError, match="no free /24 left"):
+        allocate(lab_from_text(LAB), taken=taken)
+
+
+def test_compile_default_routes_and_ports() -> None:
+    spec = lab_from_text(LAB)
+    desired = compile_lab(spec, allocate(spec))
+    routes = {(r.dst, r.via) for r in desired.nodes["a"].routes}
+    assert routes == {("0.0.0.0/0", "172.30.0.1"), ("::/0", "fd00:20::1")}, "first network with a gateway wins"
+    bridge = desired.interfaces[("host", "vb.t.one")]
+    assert bridge.kind == "bridge" and bridge.addresses == ("172.30.0.1/24",)
+    member = desired.interfaces[("a", "eth0")]
+    assert member.peer and desired.interfaces[member.peer].master == "vb.t.one"
+    assert desired.interfaces[("a", "eth1")].addresses == ("10.20.0.2/24", "fd00:20::2/64")
+    assert desired.forwarding["host"] == ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
+
+
+def test_firewall_rules() -> None:
+    spec = lab_from_text(LAB + "  vault: {internal: true, members: {b: {}}}\n")
+    desired = compile_lab(spec, allocate(spec))
+    chains = firewall.rules(desired.firewalls["host"])
+    assert len(chains["postrouting"]) == 3  # masquerade out, hairpin, loopback
+    assert len(chains["prerouting"]) == 1 and len(chains["output"]) == 1
+    # internal: 2 rules; isolation: every ordered pair of the 3 networks
+    assert len(chains["forward"]) == 2 + 6
+    batch = firewall.batch("t", desired.firewalls["host"], replace=True)["nftables"]
+    assert batch[0] == {"add": {"table": {"family": "inet", "name": "vethlab_t"}}}
+    assert batch[1] == {"delete": {"table": {"family": "inet", "name": "vethlab_t"}}}
+
+
+def test_isolated_false_allows_traffic_between_two_open_networks() -> None:
+    spec = lab_from_text("name: t\nnodes: {a: {}, b: {}}\nnetworks:\n  x: {isolated: false, members: {a: {}}}\n"
+                         "  y: {isolated: false, members: {b: {}}}\n")
+    desired = compile_lab(spec, allocate(spec))
+    assert firewall.rules(desired.firewalls["host"])["forward"] == []
+
+
+def test_table_names_map_back_to_labs() -> None:
+    assert firewall.table_name("my-lab") == "vethlab_my_lab"
+    assert firewall.lab_of_table("vethlab_my_lab") == "my-lab"
+    assert firewall.lab_of_table("nat") is None
