@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from .ipam import Allocation
 from .topology.schema import HOST, LabSpec, NetworkSpec, PublishSpec, RouteSpec
+from .topology.shaping import Shaping
 
 IfKey = tuple[str, str]  # (node, ifname)
 
@@ -41,6 +42,7 @@ class DesiredInterface:
     master: str | None = None  # the bridge this interface is a port of
     parent: str | None = None  # macvlan: the parent interface in `parent_node`
     parent_node: str | None = None
+    shaping: Shaping | None = None  # egress shaping (tbf or netem)
 
 
 @dataclass(frozen=True)
@@ -137,8 +139,10 @@ def compile_lab(spec: LabSpec, allocation: Allocation | None = None) -> Desired:
     for link in spec.links:
         a, b = (link.a.node, link.a.ifname), (link.b.node, link.b.ifname)
         desired.veths.append(DesiredVeth(a, b))
-        desired.interfaces[a] = DesiredInterface(a[0], a[1], b, link.mtu, link.up, link.addresses_a)
-        desired.interfaces[b] = DesiredInterface(b[0], b[1], a, link.mtu, link.up, link.addresses_b)
+        desired.interfaces[a] = DesiredInterface(a[0], a[1], b, link.mtu, link.up, link.addresses_a,
+                                                 shaping=link.shaping_a)
+        desired.interfaces[b] = DesiredInterface(b[0], b[1], a, link.mtu, link.up, link.addresses_b,
+                                                 shaping=link.shaping_b)
     default_via: dict[str, dict[int, str]] = {}
     for net in spec.networks:
         _compile_network(desired, spec, net, allocation, default_via)

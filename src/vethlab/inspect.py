@@ -22,6 +22,7 @@ class InterfaceView:
     operstate: str
     carrier: bool
     stats: dict[str, int] = field(default_factory=dict)
+    shaping: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -58,7 +59,13 @@ def interfaces(kernel: Kernel, state: store.LabState) -> tuple[dict[str, bool], 
         for link in kernel.links(ns, stats=True):
             if (node, link.ifname) not in peer_of:
                 continue
-            views.append(_view(node, link, peer_of[(node, link.ifname)]))
+            view = _view(node, link, peer_of[(node, link.ifname)])
+            shaped = state.shaped.get(f"{node}:{link.ifname}")
+            if shaped:
+                from .topology.shaping import Shaping
+
+                view.shaping = Shaping(**shaped).describe()
+            views.append(view)
     return exists, views
 
 

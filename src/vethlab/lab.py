@@ -17,7 +17,7 @@ from typing import Any
 
 from . import cleanup, ipam
 from .desired import Desired, compile_lab
-from .errors import KernelError, UsageError
+from .errors import ConflictError, KernelError, UsageError, VethlabError
 from .firewall import table_name
 from .kernel.api import Kernel, Netns
 from .kernel.process import run_in_node
@@ -115,11 +115,20 @@ class Lab:
                                    self._taken(spec))
         desired = compile_lab(spec, allocation)
         observed = self._observe(desired, state)
+        kinds = {iface.shaping.qdisc for iface in desired.interfaces.values() if iface.shaping}
+        missing = sorted(kind for kind in kinds if not self.kernel.qdisc_supported(kind))
+        if missing:
+            raise ConflictError(
+                f"this kernel lacks the qdisc {', '.join(missing)} (kernel module "
+                f"{', '.join('sch_' + k for k in missing)}), needed for the links' "
+                f"{'delay, jitter or loss' if 'netem' in missing else 'rate'}: load it with `modprobe "
+                f"sch_{missing[0]}` if the module exists, or drop those keys; nothing was changed")
         observe_extras(self.kernel, observed, desired, table_name(self.name),
-                       state.firewall_nodes if state else {}, state.services if state else {})
+                       state.firewall_nodes if state else {}, state.services if state else {},
+                       state.shaped if state else {})
         memory = Memory(exec_digests=state.exec_digests if state else {}, host_routes=_host_routes(state),
                         firewall_nodes=state.firewall_nodes if state else {}, uplinks=state.uplinks if state else {},
-                        forwarding=self._forwarding_in_force(desired))
+                        forwarding=self._forwarding_in_force(desired), shaped=state.shaped if state else {})
         return desired, make_plan(desired, observed, self.marker, memory=memory)
 
     def _forwarding_in_force(self, desired: Desired) -> set[str]:
@@ -146,26 +155,42 @@ class Lab:
         """Make the kernel match the file; return the plan that was carried out.
         Returns once links are up and addresses usable; rolls back on failure."""
         self._spec()
-        with LabLock(self.name, wait):
-            existed = store.load(self.name)
-            state = existed or store.LabState(self.name)
-            desired, plan = self._prepare(existed)
-            if plan:
-                self._record_intent(state, desired, plan)
-                executor = Executor(self.kernel, self.marker, progress, os.path.join(store.lab_dir(self.name), "logs"))
+        with LabLock(self.name, wait) as lock:
+            try:
+                return self._up_locked(keep_on_error, progress)
+            finally:
+                if store.load(self.name) is None:  # refused or rolled back: not even a lock file stays
+                    lock.release(remove=True)
+
+    def _up_locked(self, keep_on_error: bool, progress: Callable[[Action], None] | None) -> Plan:
+        """up() under the lab's lock: prepare, execute, verify, record."""
+        existed = store.load(self.name)
+        state = existed or store.LabState(self.name)
+        desired, plan = self._prepare(existed)
+        if plan:
+            self._record_intent(state, desired, plan)
+            executor = Executor(self.kernel, self.marker, progress, os.path.join(store.lab_dir(self.name), "logs"))
+            try:
+                executor.run(plan, keep_on_error)
                 try:
-                    executor.run(plan, keep_on_error)
                     self._verify(desired, {a.node for a in plan.actions})
-                except BaseException:
-                    if existed is None and not keep_on_error:
-                        self._forget(state)  # a first `up` that failed leaves no lab behind
-                    else:
-                        self._remember_services(state, executor.outcome)
-                        store.save(state)
-                    raise
-                self._remember_services(state, executor.outcome)
-            self._record_done(state, desired, plan)
-            return plan
+                except VethlabError as exc:
+                    if keep_on_error:
+                        raise
+                    problems = executor.journal.unwind()  # what this run made goes, as on any failure
+                    tail = ("\nrollback was incomplete:\n" + "\n".join(problems)) if problems else \
+                        "\neverything this run created was removed again"
+                    raise type(exc)(f"{exc}{tail}") from None
+            except BaseException:
+                if existed is None and not keep_on_error:
+                    self._forget(state)  # a first `up` that failed leaves no lab behind
+                else:
+                    self._remember_services(state, executor.outcome)
+                    store.save(state)
+                raise
+            self._remember_services(state, executor.outcome)
+        self._record_done(state, desired, plan)
+        return plan
 
     def _forget(self, state: store.LabState) -> None:
         shared.release(self.name, lambda key, value: _restore_sysctl(self.kernel, key, value))
@@ -212,6 +237,8 @@ class Lab:
         state.allocation = desired.allocation.to_json()
         state.host_subnets = sorted(_host_subnets(desired))
         state.firewall_nodes = {node: desired.netns(node) for node in desired.firewalls}
+        state.shaped = {f"{n}:{i}": iface.shaping.to_json() for (n, i), iface in desired.interfaces.items()
+                        if iface.shaping}
         wanted_uplinks = {f"{u.node}:{u.ifname}" for u in desired.uplinks}
         state.uplinks = {k: v for k, v in state.uplinks.items() if k in wanted_uplinks}
         state.complete = True
@@ -245,8 +272,9 @@ class Lab:
         host = desired.nodes.get(HOST)
         remaining = make_plan(desired, last["observed"], self.marker, None,
                               [route_of(r) for r in host.routes] if host else [])
+        # checked by their own means (digest chain, pids, ledger, qdisc kind on the next plan)
         left = [a for a in remaining.actions if a.kind not in ("exec", "hosts", "firewall", "service", "uplink",
-                                                               "forwarding") and a.node in touched]
+                                                               "forwarding", "shaping") and a.node in touched]
         if left:
             raise KernelError("after applying, the kernel still differs from the file:\n" +
                               "\n".join(f"  {a.verb} {a.kind} {a.target}: {a.reason}" for a in left))

@@ -91,7 +91,7 @@ def test_status_json(seed_file: str) -> None:
     by_name = {i["name"]: i for i in report["interfaces"]}
     assert by_name["vp1"] | {"stats": None} == {
         "name": "vp1", "node": "ns1", "peer": "ns2:vp2", "addresses": ["192.168.1.1/24"], "mtu": 1500,
-        "admin_state": "up", "operstate": "UP", "carrier": True, "stats": None}
+        "admin_state": "up", "operstate": "UP", "carrier": True, "stats": None, "shaping": None}
     assert [n["name"] for n in report["nodes"]] == ["ns1", "ns2"]
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..state import store
-from .common import print_json, resolve_lab, split_endpoint, table
+from .common import print_json, resolve_lab, table
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -36,10 +36,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     missing = [n["name"] for n in report["nodes"] if not n["exists"]]
     print(f"lab {report['lab']}: {len(report['nodes'])} nodes" + (f" (missing: {', '.join(missing)})" if missing else ""))
-    table(None, ["node", "interface", "peer", "addresses", "mtu", "admin", "oper", "carrier", "rx/tx packets"],
+    table(None, ["node", "interface", "peer", "addresses", "mtu", "admin", "oper", "carrier", "shaping",
+                 "rx/tx packets", "rx/tx bytes", "rx/tx drops"],
           [[i["node"], i["name"], i["peer"] or "", " ".join(i["addresses"]), str(i["mtu"]), i["admin_state"],
-            i["operstate"], "yes" if i["carrier"] else "NO",
-            f"{i['stats'].get('rx_packets', 0)}/{i['stats'].get('tx_packets', 0)}"] for i in report["interfaces"]])
+            i["operstate"], "yes" if i["carrier"] else "NO", i["shaping"] or "",
+            f"{i['stats'].get('rx_packets', 0)}/{i['stats'].get('tx_packets', 0)}",
+            f"{i['stats'].get('rx_bytes', 0)}/{i['stats'].get('tx_bytes', 0)}",
+            f"{i['stats'].get('rx_dropped', 0)}/{i['stats'].get('tx_dropped', 0)}"] for i in report["interfaces"]])
     if report["services"]:
         table(None, ["node", "service", "pid", "state", "log"],
               [[s["node"], s["command"], str(s["pid"]), s["state"], s["log"]] for s in report["services"]])
@@ -69,15 +72,4 @@ def cmd_graph(args: argparse.Namespace) -> int:
     graph.write(pic, args.output)
     if not args.json:
         print(f"wrote {args.output}")
-    return 0
-
-
-def cmd_link(args: argparse.Namespace) -> int:
-    from ..lab import set_link_state
-
-    node, ifname = split_endpoint(args.endpoint)
-    lab = resolve_lab(args.lab, node)
-    set_link_state(lab, node, ifname, up=args.action == "up")
-    if not args.json:
-        print(f"{node}:{ifname} is {args.action}")
     return 0

@@ -60,6 +60,8 @@ class FakeKernel:
         self.tables: dict[tuple[Netns, str], list[str]] = {}
         self.services: dict[int, tuple[str, list[str]]] = {}
         self.next_pid = 1000
+        self.qdiscs = {"tbf", "netem"}
+        self.shaped: dict[tuple[Netns, str], str] = {}
 
     def snapshot(self) -> dict[Netns, _Ns]:
         return copy.deepcopy(self.spaces)
@@ -200,6 +202,21 @@ class FakeKernel:
     def marked_services(self, lab: str | None) -> list[tuple[int, int, str]]:
         return [(pid, 1, marker) for pid, (marker, _) in self.services.items()
                 if lab is None or marker.split(":")[0] == lab]
+
+    def qdisc_supported(self, kind: str) -> bool:
+        return kind in self.qdiscs
+
+    def set_shaping(self, ns: Netns, ifname: str, shaping: dict[str, Any] | None) -> None:
+        self._step(f"shape {ns}:{ifname}")
+        self._by_name(ns, ifname)
+        if shaping is None:
+            self.shaped.pop((ns, ifname), None)
+        else:
+            kind = "netem" if (shaping.get("delay") or shaping.get("jitter") or shaping.get("loss")) else "tbf"
+            self.shaped[(ns, ifname)] = kind
+
+    def shaping_kind(self, ns: Netns, ifname: str) -> str | None:
+        return self.shaped.get((ns, ifname))
 
     def delete_link(self, ns: Netns, ifname: str) -> None:
         self._step(f"delete link {ns}:{ifname}")

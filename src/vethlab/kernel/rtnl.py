@@ -503,6 +503,23 @@ class NetlinkKernel:
     def marked_services(self, lab: str | None) -> list[tuple[int, int, str]]:
         return services.marked(lab)
 
+    def qdisc_supported(self, kind: str) -> bool:
+        from . import tc
+
+        return tc.supported(kind)
+
+    def set_shaping(self, ns: Netns, ifname: str, shaping: dict[str, Any] | None) -> None:
+        from . import tc
+
+        self._sync()
+        tc.apply(ns, ifname, shaping)
+
+    def shaping_kind(self, ns: Netns, ifname: str) -> str | None:
+        from . import tc
+
+        self._sync()
+        return tc.root_kind(ns, ifname)
+
 
 _SYSCTL_SWAP = str.maketrans("./", "/.")
 

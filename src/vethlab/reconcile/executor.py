@@ -128,6 +128,8 @@ class Executor:
         elif a.kind == "forwarding":
             key = p["key"]
             shared.hold(self.lab, key, lambda: k.read_sysctl(None, key), lambda v: _write_now(k, key, v), "1")
+        elif a.kind == "shaping":
+            k.set_shaping(ns, p["ifname"], p["shaping"])
         elif a.kind == "service" and a.verb == "run":
             log = os.path.join(self.log_dir, f"{a.node}-{p['index']}.log")
             pid, started = k.start_service(ns, p["argv"], log, f"{self.lab}:{a.node}")

@@ -40,6 +40,7 @@ class Observed:
     nodes: dict[str, ObservedNode] = field(default_factory=dict)
     firewalls: dict[str, list[str] | None] = field(default_factory=dict)  # host node -> chains of our table
     services: list[ServiceSeen] = field(default_factory=list)
+    shaping: dict[str, str | None] = field(default_factory=dict)  # "node:ifname" -> root qdisc kind (tbf/netem)
 
 
 def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], marker: str,
@@ -94,8 +95,15 @@ def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], mar
 
 
 def observe_extras(kernel: Kernel, observed: Observed, desired: Desired, table: str,
-                   firewall_nodes: dict[str, Netns], services: dict[str, list[list[Any]]]) -> None:
-    """The lab's firewall tables and services (from its state), as they are now."""
+                   firewall_nodes: dict[str, Netns], services: dict[str, list[list[Any]]],
+                   shaped: dict[str, Any] | None = None) -> None:
+    """The lab's firewall tables, services and shaped links (from its state), as they are now."""
+    keys = set(shaped or {}) | {f"{n}:{i}" for (n, i), iface in desired.interfaces.items() if iface.shaping}
+    for key in keys:
+        node_name, ifname = key.split(":", 1)
+        seen = observed.nodes.get(node_name)
+        if seen is not None and ifname in seen.links:
+            observed.shaping[key] = kernel.shaping_kind(seen.netns, ifname)
     nodes = dict(firewall_nodes)
     nodes.update({name: desired.nodes[name].netns for name in desired.firewalls})
     for name, ns in nodes.items():

@@ -23,8 +23,8 @@ from .observe import Observed
 
 # Execution order; deletions that free a name run early, the rest last so a failed
 # creation is rolled back before anything the user had was removed.
-PHASES = ["delete-early", "node", "bridge", "veth", "interface", "uplink", "sysctl", "address", "route", "firewall",
-          "hosts", "exec", "service", "delete-late"]
+PHASES = ["delete-early", "node", "bridge", "veth", "interface", "shaping", "uplink", "sysctl", "address", "route",
+          "firewall", "hosts", "exec", "service", "delete-late"]
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Memory:
     firewall_nodes: dict[str, Netns] = field(default_factory=dict)
     uplinks: dict[str, dict[str, Any]] = field(default_factory=dict)  # "node:ifname" -> {"up": bool, "bridge": ...}
     forwarding: set[str] = field(default_factory=set)  # host forwarding keys this lab holds and that are on
+    shaped: dict[str, dict[str, Any]] = field(default_factory=dict)  # "node:ifname" -> shaping applied
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ def make_plan(desired: Desired, observed: Observed, marker: str, previous_exec: 
     _plan_firewalls(plan, desired, observed, memory)
     _plan_forwarding(plan, desired, observed, memory)
     _plan_services(plan, desired, observed, created)
+    _plan_shaping(plan, desired, observed, memory)
     _plan_routes(plan, desired, observed, host_routes or [])
     _plan_sysctls(plan, desired, observed, created)
     _plan_hosts(plan, desired, observed, created)
@@ -286,6 +288,21 @@ def _plan_services(plan: Plan, desired: Desired, observed: Observed, created: se
             plan.add(Action("delete", "service", f"{seen.node}: {' '.join(seen.argv)} (pid {seen.pid})",
                             "no longer in the file" if seen.alive else "exited; forgotten", "delete-early",
                             seen.node, None, {"pid": seen.pid, "started": seen.started}))
+
+
+def _plan_shaping(plan: Plan, desired: Desired, observed: Observed, memory: Memory) -> None:
+    """Shaping is changed in place: only the qdisc, never the link."""
+    for (node, ifname), iface in desired.interfaces.items():
+        key = f"{node}:{ifname}"
+        if iface.shaping:
+            want = iface.shaping.to_json()
+            if memory.shaped.get(key) == want and observed.shaping.get(key) == iface.shaping.qdisc:
+                continue
+            plan.add(Action("modify", "shaping", key, f"{iface.shaping.qdisc}: {iface.shaping.describe()}", "shaping",
+                            node, desired.netns(node), {"ifname": ifname, "shaping": want}))
+        elif key in memory.shaped and observed.shaping.get(key):
+            plan.add(Action("delete", "shaping", key, "shaping is no longer in the file", "shaping", node,
+                            desired.netns(node), {"ifname": ifname, "shaping": None}))
 
 
 def _plan_stale_interfaces(plan: Plan, desired: Desired, observed: Observed, marker: str) -> None:

@@ -39,6 +39,7 @@ class LabState:
     firewall_nodes: dict[str, str | None] = field(default_factory=dict)  # node -> netns holding our table
     uplinks: dict[str, dict[str, Any]] = field(default_factory=dict)  # "node:ifname" -> {"up", "netns"}
     services: dict[str, list[list[Any]]] = field(default_factory=dict)  # node -> [[argv, pid, start time]]
+    shaped: dict[str, dict[str, Any]] = field(default_factory=dict)  # "node:ifname" -> Shaping.to_json()
     complete: bool = False
     version: int = VERSION
 

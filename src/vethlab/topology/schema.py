@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .shaping import Shaping
+
 HOST = "host"  #: the reserved node name for the namespace vethlab runs in
 
 
@@ -107,6 +109,8 @@ class LinkSpec:
     mtu: int | None = None
     up: bool = True
     line: int | None = None
+    shaping_a: Shaping | None = None  # egress of end a (link values, overridden by its `a:` block)
+    shaping_b: Shaping | None = None
 
     @property
     def endpoints(self) -> tuple[Endpoint, Endpoint]:

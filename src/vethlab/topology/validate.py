@@ -19,6 +19,7 @@ from .naming import ifname_problem
 from .networks import parse_networks
 from .routes import RouteSyntaxError, parse_route
 from .schema import HOST, Endpoint, LabSpec, LinkSpec, NodeSpec, RouteSpec
+from .shaping import Shaping, parse_shaping
 
 LAB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
 NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
@@ -26,12 +27,13 @@ SYSCTL_KEY = re.compile(r"^net\.[A-Za-z0-9_./-]+$")
 
 TOP_KEYS = {"name", "prefix", "nodes", "links", "networks"}
 NODE_KEYS = {"sysctls", "routes", "exec", "run"}
-LINK_KEYS = {"endpoints", "addresses", "mtu", "state"}
+LINK_KEYS = {"endpoints", "addresses", "mtu", "state", "rate", "delay", "jitter", "loss", "a", "b"}
+SHAPING_KEYS = {"rate", "delay", "jitter", "loss"}
 #: keys of the contract that later work will implement: refused, never ignored
 NOT_YET: dict[tuple[str, ...], set[str]] = {
     (): set(),
     ("node",): set(),
-    ("link",): {"rate", "delay", "jitter", "loss", "type", "remote", "vni", "dev", "a", "b"},
+    ("link",): {"type", "remote", "vni", "dev"},
 }
 
 
@@ -302,10 +304,32 @@ def _link(c: _Checker, raw: Any, path: Path, nodes: dict[str, Any]) -> LinkSpec 
     if state not in ("up", "down"):
         c.err(path + ("state",), f"state must be 'up' or 'down', not {state!r}")
         ok = False
+    shaping = _shaping(c, spec, path)
+    overrides: list[Shaping | None] = []
+    for side in ("a", "b"):
+        block = c.mapping(spec.get(side), path + (side,), "rate/delay/jitter/loss for this end", allow_none=True)
+        if block is None:
+            ok = False
+            overrides.append(None)
+            continue
+        c.keys(block, path + (side,), SHAPING_KEYS, set())
+        overrides.append(_shaping(c, block, path + (side,)) if block else None)
     if not ok or len(ends) != 2:
         return None
+    base = shaping or Shaping()
+    per_end = [base.merged(o) for o in overrides]
     return LinkSpec(a=ends[0], b=ends[1], addresses_a=addresses[0], addresses_b=addresses[1],
-                    mtu=mtu, up=state == "up", line=c.doc.line(path))
+                    mtu=mtu, up=state == "up", line=c.doc.line(path),
+                    shaping_a=per_end[0] or None, shaping_b=per_end[1] or None)
+
+
+def _shaping(c: _Checker, spec: dict[str, Any], path: Path) -> Shaping | None:
+    try:
+        return parse_shaping(spec)
+    except ValueError as exc:
+        key, message = exc.args
+        c.err(path + (key,), message)
+        return None
 
 
 def _endpoint(c: _Checker, text: Any, path: Path, nodes: dict[str, Any]) -> Endpoint | None:

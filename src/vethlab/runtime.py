@@ -1,0 +1,104 @@
+"""Imperfect networks on purpose, at runtime: shaping, flaps, isolation, chaos.
+
+All of these change a running lab without rebuilding anything, and none changes
+the file: the next `vethlab up` brings the lab back to what the file says.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+from .errors import ConflictError, UsageError
+from .inspect import lab_state, peers
+from .kernel.api import Kernel
+from .lab import default_kernel, set_link_state
+from .state import store
+from .topology.shaping import Shaping
+
+Emit = Callable[[str], None]
+
+
+def link_ends(state: store.LabState) -> list[tuple[str, str]]:
+    """Every link end of the lab (veth ends in lab nodes), sorted: the chaos pool."""
+    ends = {(n, i) for link in state.links for n, i in ((link[0], link[1]), (link[2], link[3]))}
+    return sorted((n, i) for n, i in ends if state.nodes.get(n) is not None)
+
+
+def set_shaping(lab: str, node: str, ifname: str, shaping: Shaping | None, kernel: Kernel | None = None) -> None:
+    """Shape traffic leaving NODE:IFNAME (None: remove the shaping)."""
+    state = lab_state(lab)
+    if (node, ifname) not in peers(state):
+        raise UsageError(f"{node}:{ifname} is not a link end of lab {lab}")
+    kernel = kernel or default_kernel()
+    try:
+        if shaping and not kernel.qdisc_supported(shaping.qdisc):
+            raise ConflictError(f"this kernel lacks the qdisc {shaping.qdisc} (kernel module sch_{shaping.qdisc}), "
+                                "needed for --delay, --jitter and --loss; only --rate (tbf) works here")
+        kernel.set_shaping(state.nodes.get(node), ifname, shaping.to_json() if shaping else None)
+    finally:
+        kernel.close()
+    key = f"{node}:{ifname}"
+    if shaping:
+        state.shaped[key] = shaping.to_json()
+    else:
+        state.shaped.pop(key, None)
+    store.save(state)
+
+
+def flap(lab: str, node: str, ifname: str, down: float, up: float, count: int, emit: Emit) -> None:
+    """Take a link end down and up `count` times; each change returns once the peer shows it."""
+    for i in range(count):
+        set_link_state(lab, node, ifname, up=False)
+        emit(f"{i + 1}/{count} {node}:{ifname} down")
+        time.sleep(down)
+        set_link_state(lab, node, ifname, up=True)
+        emit(f"{i + 1}/{count} {node}:{ifname} up")
+        if i + 1 < count:
+            time.sleep(up)
+
+
+def isolate(lab: str, node: str, up: bool, emit: Emit) -> None:
+    """All of a node's link ends down (isolate) or up (restore)."""
+    state = lab_state(lab)
+    if node not in state.nodes:
+        raise UsageError(f"lab {lab} has no node {node}")
+    ends = [(n, i) for n, i in link_ends(state) if n == node]
+    if not ends:
+        raise UsageError(f"node {node} has no links")
+    for n, i in ends:
+        set_link_state(lab, n, i, up=up)
+        emit(f"{n}:{i} {'up' if up else 'down'}")
+
+
+def chaos(lab: str, duration: float, seed: int, emit: Emit, sleep: Callable[[float], None] = time.sleep) -> list[str]:
+    """Random flaps for `duration` seconds; the same seed makes the same schedule.
+    Every link is back up at the end.  Returns the schedule as printed."""
+    state = lab_state(lab)
+    ends = link_ends(state)
+    if not ends:
+        raise UsageError(f"lab {lab} has no links to flap")
+    rng = random.Random(seed)
+    schedule: list[str] = []
+    clock = 0.0
+    try:
+        while True:
+            node, ifname = rng.choice(ends)
+            outage = round(rng.uniform(0.2, 1.0), 2)
+            gap = round(rng.uniform(0.1, 0.5), 2)
+            if clock + outage > duration:
+                break
+            line = f"t=+{clock:.2f}s {node}:{ifname} down for {outage:.2f}s"
+            schedule.append(line)
+            emit(line)
+            set_link_state(lab, node, ifname, up=False)
+            sleep(outage)
+            set_link_state(lab, node, ifname, up=True)
+            clock += outage + gap
+            sleep(gap)
+    finally:
+        for node, ifname in ends:  # whatever happened, every link ends up
+            set_link_state(lab, node, ifname, up=True)
+    emit(f"chaos over after {clock:.2f}s: {len(schedule)} flaps, every link up")
+    return schedule
