@@ -89,24 +89,19 @@ class Desired:
     def netns(self, node: str) -> str | None:
         return self.nodes[node].netns
 
-    def first_address(self, node: str) -> str | None:
-        """The address a node's name resolves to: its first address (links in file
+    def first_addresses(self) -> dict[str, str]:
+        """The address each node's name resolves to: its first address (links in file
         order, then networks in file order)."""
+        out: dict[str, str] = {}
         for iface in self.interfaces.values():
-            if iface.node == node and iface.addresses and iface.kind != "bridge":
-                return str(ipaddress.ip_interface(iface.addresses[0]).ip)
-        return None
+            if iface.addresses and iface.kind != "bridge" and iface.node not in out:
+                out[iface.node] = iface.addresses[0].split("/")[0]
+        return out
 
     def hosts_entries(self) -> list[tuple[str, str]]:
         """(address, node) for every node that has an address."""
-        out = []
-        for name in self.nodes:
-            if name == HOST:
-                continue
-            addr = self.first_address(name)
-            if addr:
-                out.append((addr, name))
-        return out
+        first = self.first_addresses()
+        return [(first[name], name) for name in self.nodes if name != HOST and name in first]
 
 
 def short_hash(*parts: str, size: int = 9) -> str:

@@ -283,12 +283,15 @@ class FakeKernel:
         self._step(f"sysctl {ns}: {key}={value}")
         self._ns(ns).sysctls[key] = value
 
-    def node_hosts(self, ns: str) -> list[tuple[str, str]] | None:
-        return self.files.get(ns)
+    def node_hosts(self, ns: str) -> str | None:
+        from .nodefiles import digest
 
-    def write_node_files(self, ns: str, entries: list[tuple[str, str]]) -> None:
-        self._step(f"write files {ns}")
-        self.files[ns] = list(entries)
+        return digest(self.files[ns]) if ns in self.files else None
+
+    def write_node_files(self, namespaces: list[str], entries: list[tuple[str, str]]) -> None:
+        self._step(f"write files {', '.join(namespaces)}")
+        for ns in namespaces:
+            self.files[ns] = list(entries)
 
     def remove_node_files(self, ns: str) -> None:
         self.files.pop(ns, None)

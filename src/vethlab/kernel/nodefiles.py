@@ -13,30 +13,35 @@ from __future__ import annotations
 import ipaddress
 import os
 import shutil
+import tempfile
 
 ETC_NETNS = "/etc/netns"
 HEADER = "# written by vethlab; removed by `vethlab down`\n"
+DIGEST_PREFIX = "# vethlab digest: "
 
 
 def node_dir(ns: str) -> str:
     return os.path.join(ETC_NETNS, ns)
 
 
-def read_entries(ns: str) -> list[tuple[str, str]] | None:
-    """The lab's lines of the node's hosts file, or None if it has no file of ours."""
+def digest(entries: list[tuple[str, str]]) -> str:
+    """A short fingerprint of the lab's entries, written into every hosts file, so a
+    re-run compares one line per node instead of reading N lines N times."""
+    import hashlib
+
+    return hashlib.sha256("".join(f"{a} {n}\n" for a, n in entries).encode()).hexdigest()[:16]
+
+
+def read_digest(ns: str) -> str | None:
+    """The digest line of the node's hosts file, or None if it has no file of ours."""
     try:
         with open(os.path.join(node_dir(ns), "hosts"), encoding="utf-8") as fh:
-            text = fh.read()
+            for line in fh:
+                if line.startswith(DIGEST_PREFIX):
+                    return line[len(DIGEST_PREFIX):].strip()
     except OSError:
         return None
-    if HEADER not in text:
-        return None
-    out = []
-    for line in text.split(HEADER, 1)[1].splitlines():
-        words = line.split()
-        if len(words) == 2:
-            out.append((words[0], words[1]))
-    return out
+    return None
 
 
 def _read(path: str) -> str:
@@ -54,7 +59,7 @@ def hosts_content(entries: list[tuple[str, str]]) -> str:
     if "localhost" not in base:
         base += "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
     lines = "".join(f"{addr}\t{name}\n" for addr, name in entries)
-    return base + HEADER + lines
+    return base + HEADER + f"{DIGEST_PREFIX}{digest(entries)}\n" + lines
 
 
 def resolv_content() -> str:
@@ -71,16 +76,36 @@ def resolv_content() -> str:
     return HEADER + "\n".join(kept) + "\n"
 
 
-def write_files(ns: str, entries: list[tuple[str, str]]) -> None:
-    hosts = hosts_content(entries)
-    directory = node_dir(ns)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    for name, content in (("hosts", hosts), ("resolv.conf", resolv_content())):
-        tmp = os.path.join(directory, f".{name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
+def write_files(namespaces: list[str], entries: list[tuple[str, str]]) -> None:
+    """Write hosts and resolv.conf for many nodes.  Every node's files have the same
+    content, so each is written once and hard-linked into every node's directory
+    (then renamed over the old file: atomic per node).  1000 nodes cost 2000 links,
+    not 20 MB of writes."""
+    if not namespaces:
+        return
+    os.makedirs(ETC_NETNS, mode=0o755, exist_ok=True)
+    sources = {}
+    for name, content in (("hosts", hosts_content(entries)), ("resolv.conf", resolv_content())):
+        fd, tmp = tempfile.mkstemp(prefix=f".vethlab-{name}.", dir=ETC_NETNS)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(content)
         os.chmod(tmp, 0o644)
-        os.replace(tmp, os.path.join(directory, name))
+        sources[name] = tmp
+    try:
+        for ns in namespaces:
+            directory = node_dir(ns)
+            os.makedirs(directory, mode=0o755, exist_ok=True)
+            for name, source in sources.items():
+                staged = os.path.join(directory, f".{name}.tmp")
+                try:
+                    os.unlink(staged)
+                except FileNotFoundError:
+                    pass
+                os.link(source, staged)
+                os.replace(staged, os.path.join(directory, name))
+    finally:
+        for source in sources.values():
+            os.unlink(source)
 
 
 def remove_files(ns: str) -> None:

@@ -450,11 +450,12 @@ class NetlinkKernel:
         return errors
 
     # -- /etc/netns files and commands in nodes ------------------------------------
-    def node_hosts(self, ns: str) -> list[tuple[str, str]] | None:
-        return nodefiles.read_entries(ns)
+    def node_hosts(self, ns: str) -> str | None:
+        """The digest of the lab entries in the node's hosts file (None: no file of ours)."""
+        return nodefiles.read_digest(ns)
 
-    def write_node_files(self, ns: str, entries: list[tuple[str, str]]) -> None:
-        nodefiles.write_files(ns, entries)
+    def write_node_files(self, namespaces: list[str], entries: list[tuple[str, str]]) -> None:
+        nodefiles.write_files(namespaces, entries)
 
     def remove_node_files(self, ns: str) -> None:
         nodefiles.remove_files(ns)

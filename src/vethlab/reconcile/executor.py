@@ -71,6 +71,9 @@ class Executor:
                 if phase == "node":
                     self._create_namespaces([a for a in actions if a.verb == "create"])
                     actions = [a for a in actions if a.verb != "create"]
+                if phase == "hosts":
+                    self._write_hosts([a.netns for a in actions if a.netns], plan.hosts)
+                    actions = []
                 for action in actions:
                     self._apply(action)
                 self.kernel.flush()  # requests of one phase go to the kernel together
@@ -95,6 +98,13 @@ class Executor:
             for name in names:
                 if self.kernel.namespace_exists(name) and self.kernel.namespace_owner(name) == self.marker:
                     self.journal.add(f"namespace {name}", self._deleter(name))
+
+    def _write_hosts(self, namespaces: list[str], entries: list[tuple[str, str]]) -> None:
+        """All nodes' hosts files at once (one content, hard-linked)."""
+        k = self.kernel
+        self.kernel.write_node_files(namespaces, entries)
+        for ns in namespaces:
+            self.journal.add(f"/etc/netns/{ns}", lambda n=ns: k.remove_node_files(n))  # type: ignore[misc]
 
     def _deleter(self, ns: str) -> Undo:
         return lambda: self.kernel.delete_namespace(ns)
@@ -156,11 +166,6 @@ class Executor:
             k.write_sysctl(ns, p["key"], p["value"])
             if p.get("previous") is not None:
                 self.journal.add(a.target, lambda: k.write_sysctl(ns, p["key"], p["previous"]))
-        elif a.kind == "hosts" and ns:
-            previous = k.node_hosts(ns)
-            k.write_node_files(ns, [(addr, name) for addr, name in p["entries"]])
-            self.journal.add(a.target, lambda: k.write_node_files(ns, previous) if previous is not None
-                             else k.remove_node_files(ns))
         elif a.kind == "exec":
             status, output = k.run_command(ns, p["argv"], EXEC_TIMEOUT)
             if status != 0:

@@ -22,7 +22,7 @@ class ObservedNode:
     links: dict[str, LinkInfo] = field(default_factory=dict)
     routes: list[Route] = field(default_factory=list)
     sysctls: dict[str, str | None] = field(default_factory=dict)
-    hosts: list[tuple[str, str]] | None = None  # the lab's entries in /etc/netns/NS/hosts
+    hosts: str | None = None  # digest of the lab's entries in /etc/netns/NS/hosts
     known: bool = False  # named in the lab's state (so a dead file of that name is the lab's own debris)
 
 

@@ -61,6 +61,7 @@ class Plan:
     lab: str
     actions: list[Action] = field(default_factory=list)
     exec_digests: dict[str, str] = field(default_factory=dict)
+    hosts: list[tuple[str, str]] = field(default_factory=list)  # (address, node) lines of every node's hosts file
 
     def add(self, action: Action) -> None:
         self.actions.append(action)
@@ -72,7 +73,8 @@ class Plan:
         return bool(self.actions)
 
     def to_json(self) -> dict[str, Any]:
-        return {"lab": self.lab, "changes": len(self.actions), "actions": [a.to_json() for a in self.ordered()]}
+        return {"lab": self.lab, "changes": len(self.actions), "actions": [a.to_json() for a in self.ordered()],
+                "hosts": [list(e) for e in self.hosts]}
 
 
 def route_of(spec: RouteSpec) -> Route:
@@ -352,12 +354,15 @@ def _plan_sysctls(plan: Plan, desired: Desired, observed: Observed, created: set
 
 def _plan_hosts(plan: Plan, desired: Desired, observed: Observed, created: set[str]) -> None:
     """/etc/netns/NODE/hosts: every node resolves every other by name."""
-    entries = desired.hosts_entries()
+    from ..kernel.nodefiles import digest
+
+    plan.hosts = desired.hosts_entries()  # once per plan: every node's file has the same lines
+    want = digest(plan.hosts)
     for name, node in desired.nodes.items():
         seen = observed.nodes.get(name)
-        if node.netns is not None and (name in created or seen is None or seen.hosts != entries):
+        if node.netns is not None and (name in created or seen is None or seen.hosts != want):
             plan.add(Action("modify", "hosts", f"/etc/netns/{node.netns}/hosts", "name resolution of the lab's nodes",
-                            "hosts", name, node.netns, {"entries": [list(e) for e in entries]}))
+                            "hosts", name, node.netns, {}))
 
 
 def _plan_exec(plan: Plan, desired: Desired, created: set[str], previous: dict[str, str]) -> None:
