@@ -9,6 +9,8 @@ I/O.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
@@ -20,8 +22,7 @@ from .topology.shaping import Shaping
 IfKey = tuple[str, str]  # (node, ifname)
 
 
-@dataclass(frozen=True)
-class DesiredNode:
+class DesiredNode(NamedTuple):
     name: str
     netns: str | None  # None: the host namespace
     sysctls: tuple[tuple[str, str], ...] = ()
@@ -30,8 +31,7 @@ class DesiredNode:
     run: tuple[tuple[str, ...], ...] = ()
 
 
-@dataclass(frozen=True)
-class DesiredInterface:
+class DesiredInterface(NamedTuple):
     node: str
     ifname: str
     peer: IfKey | None  # veth peer; None for bridges and macvlan
@@ -45,22 +45,19 @@ class DesiredInterface:
     shaping: Shaping | None = None  # egress shaping (tbf or netem)
 
 
-@dataclass(frozen=True)
-class DesiredVeth:
+class DesiredVeth(NamedTuple):
     a: IfKey
     b: IfKey
 
 
-@dataclass(frozen=True)
-class Uplink:
+class Uplink(NamedTuple):
     node: str
     ifname: str
     bridge: str
     network: str
 
 
-@dataclass(frozen=True)
-class NatNetwork:
+class NatNetwork(NamedTuple):
     """What the firewall of one namespace needs to know about one network."""
 
     name: str
@@ -102,6 +99,36 @@ class Desired:
         """(address, node) for every node that has an address."""
         first = self.first_addresses()
         return [(first[name], name) for name in self.nodes if name != HOST and name in first]
+
+
+def fingerprints(desired: Desired) -> dict[str, str]:
+    """Per node, a hash of everything the file asks of it (its own settings, its
+    interfaces with their peers, addresses and shaping, the firewall and uplinks it
+    holds).  Equal fingerprints between runs mean that node's part of the file did
+    not change."""
+    parts: dict[str, list[str]] = {name: [repr(node)] for name, node in desired.nodes.items()}
+    for key in sorted(desired.interfaces):
+        parts.setdefault(key[0], []).append(repr(desired.interfaces[key]))
+    for node, nets in desired.firewalls.items():
+        parts.setdefault(node, []).append(repr(nets))
+    for node, keys in desired.forwarding.items():
+        parts.setdefault(node, []).append(repr(keys))
+    for up in desired.uplinks:
+        parts.setdefault(up.node, []).append(repr(up))
+    return {name: hashlib.sha1("\n".join(items).encode()).hexdigest()[:16] for name, items in parts.items()}
+
+
+def restricted(desired: Desired, nodes: set[str]) -> Desired:
+    """The part of `desired` about `nodes` (and the veth pairs among them)."""
+    out = Desired(lab=desired.lab, prefix=desired.prefix, allocation=desired.allocation,
+                  own_sysctls=desired.own_sysctls)
+    out.nodes = {n: node for n, node in desired.nodes.items() if n in nodes}
+    out.interfaces = {k: i for k, i in desired.interfaces.items() if k[0] in nodes}
+    out.veths = [v for v in desired.veths if v.a[0] in nodes and v.b[0] in nodes]
+    out.uplinks = [u for u in desired.uplinks if u.node in nodes]
+    out.firewalls = {n: f for n, f in desired.firewalls.items() if n in nodes}
+    out.forwarding = {n: f for n, f in desired.forwarding.items() if n in nodes}
+    return out
 
 
 def short_hash(*parts: str, size: int = 9) -> str:

@@ -11,12 +11,12 @@ import ipaddress
 import os
 import subprocess
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from types import TracebackType
 from typing import Any
 
-from . import cleanup, ipam
-from .desired import Desired, compile_lab
+from . import ipam
+from .desired import Desired, compile_lab, fingerprints, restricted
+from .kernel.nodefiles import digest
 from .errors import ConflictError, KernelError, UsageError, VethlabError
 from .firewall import table_name
 from .kernel.api import Kernel, Netns
@@ -108,14 +108,19 @@ class Lab:
                         taken.append((str(net), f"interface {link.ifname} of the host namespace"))
         return {HOST: taken}
 
-    def _prepare(self, state: store.LabState | None) -> tuple[Desired, Plan]:
-        """IPAM, compile, observe, plan: everything `up` and `plan` share."""
+    def _prepare(self, state: store.LabState | None, refresh: bool = False) -> tuple[Desired, Plan]:
+        """IPAM, compile, observe, plan: everything `up` and `plan` share.
+
+        After a complete run the state holds a fingerprint of each node's part of the
+        file; nodes whose fingerprint is unchanged, whose namespace is still there and
+        whose services still run are trusted and not re-read (a one-link edit of a
+        1000-node lab reads a few namespaces, not 1000).  `refresh` re-reads them all,
+        which also repairs drift made behind vethlab's back."""
         spec = self._spec()
         allocation = ipam.allocate(spec, ipam.Allocation.previous(state.allocation if state else None),
                                    self._taken(spec))
-        desired = compile_lab(spec, allocation)
-        observed = self._observe(desired, state)
-        kinds = {iface.shaping.qdisc for iface in desired.interfaces.values() if iface.shaping}
+        full = compile_lab(spec, allocation)
+        kinds = {iface.shaping.qdisc for iface in full.interfaces.values() if iface.shaping}
         missing = sorted(kind for kind in kinds if not self.kernel.qdisc_supported(kind))
         if missing:
             raise ConflictError(
@@ -123,13 +128,47 @@ class Lab:
                 f"{', '.join('sch_' + k for k in missing)}), needed for the links' "
                 f"{'delay, jitter or loss' if 'netem' in missing else 'rate'}: load it with `modprobe "
                 f"sch_{missing[0]}` if the module exists, or drop those keys; nothing was changed")
+        prints = fingerprints(full)
+        scope = None if refresh else self._scope(full, state, prints)
+        desired = full if scope is None else restricted(full, scope)
+        observed = self._observe(desired, state, scope)
+
+        def mine(node: str) -> bool:
+            return scope is None or node in scope
+
         observe_extras(self.kernel, observed, desired, table_name(self.name),
-                       state.firewall_nodes if state else {}, state.services if state else {},
-                       state.shaped if state else {})
-        memory = Memory(exec_digests=state.exec_digests if state else {}, host_routes=_host_routes(state),
-                        firewall_nodes=state.firewall_nodes if state else {}, uplinks=state.uplinks if state else {},
-                        forwarding=self._forwarding_in_force(desired), shaped=state.shaped if state else {})
-        return desired, make_plan(desired, observed, self.marker, memory=memory)
+                       {n: ns for n, ns in (state.firewall_nodes if state else {}).items() if mine(n)},
+                       {n: s for n, s in (state.services if state else {}).items() if mine(n)},
+                       {k: v for k, v in (state.shaped if state else {}).items() if mine(k.split(":")[0])})
+        memory = Memory(exec_digests=state.exec_digests if state else {},
+                        host_routes=_host_routes(state) if mine(HOST) else [],
+                        firewall_nodes={n: ns for n, ns in (state.firewall_nodes if state else {}).items() if mine(n)},
+                        uplinks={k: v for k, v in (state.uplinks if state else {}).items() if mine(k.split(":")[0])},
+                        forwarding=self._forwarding_in_force(desired),
+                        shaped={k: v for k, v in (state.shaped if state else {}).items() if mine(k.split(":")[0])})
+        plan = make_plan(desired, observed, self.marker, memory=memory)
+        plan.hosts = full.hosts_entries()  # every node's hosts file lists every node
+        plan.fingerprints = prints
+        if scope is not None and state is not None and digest(plan.hosts) != state.hosts_digest:
+            planned = {a.node for a in plan.actions if a.kind == "hosts"}
+            for name, node in full.nodes.items():
+                if node.netns is not None and name not in planned:
+                    plan.add(Action("modify", "hosts", f"/etc/netns/{node.netns}/hosts",
+                                    "name resolution of the lab's nodes changed", "hosts", name, node.netns, {}))
+        return full, plan
+
+    def _scope(self, full: Desired, state: store.LabState | None, prints: dict[str, str]) -> set[str] | None:
+        """The nodes to re-read, or None for all of them."""
+        if state is None or not state.complete or not state.fingerprints:
+            return None  # first run, or after a crash: trust nothing
+        changed = {n for n, fp in prints.items() if state.fingerprints.get(n) != fp}
+        changed |= set(state.nodes) - set(full.nodes)
+        alive = self.kernel.alive_namespaces()
+        changed |= {n for n, node in full.nodes.items() if node.netns and node.netns not in alive}
+        changed |= {n for n, items in state.services.items()
+                    if any(not self.kernel.service_alive(pid, started) for _argv, pid, started in items)}
+        peers = {iface.peer[0] for key, iface in full.interfaces.items() if key[0] in changed and iface.peer}
+        return changed | peers
 
     def _forwarding_in_force(self, desired: Desired) -> set[str]:
         """Host forwarding keys this lab holds in the shared ledger and that are on."""
@@ -137,43 +176,45 @@ class Lab:
         return {key for key in desired.forwarding.get(HOST, ()) if key in held
                 and self.kernel.read_sysctl(None, key) == "1"}
 
-    def _observe(self, desired: Desired, state: store.LabState | None) -> Observed:
-        known: dict[str, Netns] = dict(state.nodes) if state else {}
+    def _observe(self, desired: Desired, state: store.LabState | None, scope: set[str] | None = None) -> Observed:
+        known: dict[str, Netns] = {n: ns for n, ns in (state.nodes if state else {}).items()
+                                   if scope is None or n in scope}
         # a dead namespace file still linked to this lab's birth marker is the lab's own
         linked = {ns for lab, ns, same in self.kernel.birth_markers() if lab == self.name and same}
         for name, node in desired.nodes.items():
             if node.netns in linked:
                 known.setdefault(name, node.netns)
-        return observe(self.kernel, desired, known, self.marker, routed=set(state.routed) if state else None)
+        return observe(self.kernel, desired, known, self.marker, routed=set(state.routed) if state else None,
+                       only=scope)
 
-    def plan(self) -> Plan:
+    def plan(self, refresh: bool = False) -> Plan:
         """What `up` would change; touches nothing."""
-        return self._prepare(store.load(self.name))[1]
+        return self._prepare(store.load(self.name), refresh)[1]
 
     def up(self, keep_on_error: bool = False, wait: float = 60.0,
-           progress: Callable[[Action], None] | None = None) -> Plan:
+           progress: Callable[[Action], None] | None = None, refresh: bool = False) -> Plan:
         """Make the kernel match the file; return the plan that was carried out.
         Returns once links are up and addresses usable; rolls back on failure."""
         self._spec()
         with LabLock(self.name, wait) as lock:
             try:
-                return self._up_locked(keep_on_error, progress)
+                return self._up_locked(keep_on_error, progress, refresh)
             finally:
                 if store.load(self.name) is None:  # refused or rolled back: not even a lock file stays
                     lock.release(remove=True)
 
-    def _up_locked(self, keep_on_error: bool, progress: Callable[[Action], None] | None) -> Plan:
+    def _up_locked(self, keep_on_error: bool, progress: Callable[[Action], None] | None, refresh: bool) -> Plan:
         """up() under the lab's lock: prepare, execute, verify, record."""
         existed = store.load(self.name)
         state = existed or store.LabState(self.name)
-        desired, plan = self._prepare(existed)
+        desired, plan = self._prepare(existed, refresh)
         if plan:
             self._record_intent(state, desired, plan)
             executor = Executor(self.kernel, self.marker, progress, os.path.join(store.lab_dir(self.name), "logs"))
             try:
                 executor.run(plan, keep_on_error)
                 try:
-                    self._verify(desired, {a.node for a in plan.actions})
+                    self._verify(desired, {a.node for a in plan.actions if a.kind != "hosts"})
                 except VethlabError as exc:
                     if keep_on_error:
                         raise
@@ -226,12 +267,14 @@ class Lab:
                     current = self.kernel.read_sysctl(None, key)
                     if current is not None:
                         state.host_sysctls[key] = current
-            state.host_routes = [asdict(route_of(r)) for r in host.routes]
+            state.host_routes = [route_of(r)._asdict() for r in host.routes]
         store.save(state)
 
     def _record_done(self, state: store.LabState, desired: Desired, plan: Plan) -> None:
         state.nodes = {name: node.netns for name, node in desired.nodes.items()}
-        state.exec_digests = plan.exec_digests
+        state.exec_digests = {n: plan.exec_digests.get(n, state.exec_digests.get(n, "")) for n in desired.nodes}
+        state.fingerprints = plan.fingerprints
+        state.hosts_digest = digest(plan.hosts)
         state.links = [[*veth.a, *veth.b] for veth in desired.veths]
         state.routed = sorted(n for n, node in desired.nodes.items() if node.routes)
         state.allocation = desired.allocation.to_json()
@@ -257,8 +300,10 @@ class Lab:
                      if iface.up and iface.peer and (key[0] in touched or iface.peer[0] in touched)}
         last: dict[str, Any] = {}
 
+        scope = restricted(desired, touched | neighbours)  # plan over what is read, not all N nodes
+
         def settled() -> bool:
-            observed = observe(self.kernel, desired, {}, self.marker, read_hosts=False, only=touched | neighbours)
+            observed = observe(self.kernel, scope, {}, self.marker, read_hosts=False, only=touched | neighbours)
             last["observed"] = observed
             for node, ifname in up_wanted:
                 link = observed.nodes[node].links.get(ifname)
@@ -270,7 +315,7 @@ class Lab:
         if not wait_until(settled, VERIFY_TIMEOUT):
             raise KernelError(f"lab {self.name} did not settle within {VERIFY_TIMEOUT:g} s: {last.get('waiting')}")
         host = desired.nodes.get(HOST)
-        remaining = make_plan(desired, last["observed"], self.marker, None,
+        remaining = make_plan(scope, last["observed"], self.marker, None,
                               [route_of(r) for r in host.routes] if host else [])
         # checked by their own means (digest chain, pids, ledger, qdisc kind on the next plan)
         left = [a for a in remaining.actions if a.kind not in ("exec", "hosts", "firewall", "service", "uplink",
@@ -284,6 +329,8 @@ class Lab:
         with LabLock(self.name, wait) as lock:
             state = store.load(self.name)
             candidates = [ns for ns in state.nodes.values() if ns] if state and state.complete else None
+            from . import cleanup
+
             found = cleanup.find(self.kernel, {self.name}, candidates)
             if state:
                 found.stale_files += cleanup.stale_files_of(state, self.kernel)
@@ -372,6 +419,8 @@ def set_link_state(name: str, node: str, ifname: str, up: bool, timeout: float =
     peer = peers(state).get((node, ifname))
     if peer is None:
         raise UsageError(f"{node}:{ifname} is not a link end of lab {name}")
+    if state.fingerprints.pop(node, None) is not None:  # differs from the file now: re-read at the next up
+        store.save(state)
     kernel = kernel or default_kernel()
     try:
         kernel.set_link(state.nodes.get(node), ifname, up=up)

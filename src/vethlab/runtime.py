@@ -44,6 +44,7 @@ def set_shaping(lab: str, node: str, ifname: str, shaping: Shaping | None, kerne
         state.shaped[key] = shaping.to_json()
     else:
         state.shaped.pop(key, None)
+    state.fingerprints.pop(node, None)  # the kernel now differs from the file here: the next up re-reads it
     store.save(state)
 
 

@@ -31,7 +31,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     lab = Lab.load(topology_file(args.file))
-    plan = lab.plan()
+    plan = lab.plan(refresh=args.refresh)
     if args.json:
         print_json(plan.to_json())
     elif not plan:
@@ -49,7 +49,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     def progress(action: Action) -> None:
         print(f"  {_sign(action)} {action.kind} {action.target}", file=sys.stderr)
 
-    plan = lab.up(keep_on_error=args.keep_on_error, wait=args.wait, progress=progress if verbose else None)
+    plan = lab.up(keep_on_error=args.keep_on_error, wait=args.wait, progress=progress if verbose else None,
+                  refresh=args.refresh)
     if args.json:
         print_json(plan.to_json())
     elif not plan:

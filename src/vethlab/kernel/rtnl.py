@@ -159,6 +159,9 @@ class NetlinkKernel:
     def namespace_alive(self, ns: str) -> bool:
         return nsmod.is_mounted(ns)
 
+    def alive_namespaces(self) -> set[str]:
+        return nsmod.mounted_names()
+
     def birth_markers(self) -> list[tuple[str, str, bool]]:
         """(lab, netns, still linked to the namespace file) for every namespace
         birth marker under /run/netns: debris of a run killed mid-creation."""

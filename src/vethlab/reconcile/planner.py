@@ -62,6 +62,7 @@ class Plan:
     actions: list[Action] = field(default_factory=list)
     exec_digests: dict[str, str] = field(default_factory=dict)
     hosts: list[tuple[str, str]] = field(default_factory=list)  # (address, node) lines of every node's hosts file
+    fingerprints: dict[str, str] = field(default_factory=dict)  # what the state records once this plan is applied
 
     def add(self, action: Action) -> None:
         self.actions.append(action)
@@ -335,11 +336,11 @@ def _plan_routes(plan: Plan, desired: Desired, observed: Observed, host_routes: 
             if not any(route_matches(want, have) for have in mine):
                 plan.add(Action("create", "route", f"{name}: {route_text(want)}",
                                 "route is in the file but not in the kernel", "route", name, node.netns,
-                                {"route": asdict(want)}))
+                                {"route": want._asdict()}))
         for have in mine:
             if not any(route_matches(want, have) for want in wanted):
                 plan.add(Action("delete", "route", f"{name}: {route_text(have)}", "route is no longer in the file",
-                                "delete-early", name, node.netns, {"route": asdict(have)}))
+                                "delete-early", name, node.netns, {"route": have._asdict()}))
 
 
 def _plan_sysctls(plan: Plan, desired: Desired, observed: Observed, created: set[str]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_DIR = "/run/vethlab"
@@ -40,6 +40,8 @@ class LabState:
     uplinks: dict[str, dict[str, Any]] = field(default_factory=dict)  # "node:ifname" -> {"up", "netns"}
     services: dict[str, list[list[Any]]] = field(default_factory=dict)  # node -> [[argv, pid, start time]]
     shaped: dict[str, dict[str, Any]] = field(default_factory=dict)  # "node:ifname" -> Shaping.to_json()
+    fingerprints: dict[str, str] = field(default_factory=dict)  # node -> desired.fingerprints() at the last full up
+    hosts_digest: str = ""
     complete: bool = False
     version: int = VERSION
 
@@ -66,7 +68,8 @@ def save(state: LabState) -> None:
     tmp = os.path.join(directory, ".state.json.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(asdict(state), fh, indent=1, sort_keys=True)
+        # the fields are plain JSON values already: no deep copy (asdict) of a 1000-node state
+        json.dump(vars(state), fh, separators=(",", ":"), sort_keys=True)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, os.path.join(directory, "state.json"))

@@ -22,6 +22,7 @@ except AttributeError:  # pragma: no cover - libyaml missing
     _Loader = yaml.SafeLoader
 
 Path = tuple[str | int, ...]
+_STR = "tag:yaml.org,2002:str"
 
 
 def format_path(path: Path) -> str:
@@ -118,6 +119,8 @@ def _build(node: yaml.Node, path: Path, doc: Document, constructor: Any) -> Any:
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, path + (i,), doc, constructor) for i, item in enumerate(node.value)]
+    if node.tag == _STR:  # the resolver has typed every scalar already; strings need no constructor
+        return node.value
     try:
         return constructor.construct_object(node, deep=True)
     except yaml.YAMLError as exc:

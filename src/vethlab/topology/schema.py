@@ -7,15 +7,16 @@ them but canonical (`ipaddress.ip_interface` strings).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from dataclasses import dataclass
 
 from .shaping import Shaping
 
 HOST = "host"  #: the reserved node name for the namespace vethlab runs in
 
 
-@dataclass(frozen=True)
-class RouteSpec:
+class RouteSpec(NamedTuple):
     """One route: `DST [via GW] [dev IFNAME] [metric N] [src ADDR]`."""
 
     dst: str  # "default", "default6" is not a thing: IPv6 default is dst "::/0"
@@ -35,8 +36,7 @@ class RouteSpec:
         return self.text or self.dst
 
 
-@dataclass(frozen=True)
-class NodeSpec:
+class NodeSpec(NamedTuple):
     name: str
     sysctls: tuple[tuple[str, str], ...] = ()
     routes: tuple[RouteSpec, ...] = ()
@@ -45,8 +45,7 @@ class NodeSpec:
     line: int | None = None
 
 
-@dataclass(frozen=True)
-class PublishSpec:
+class PublishSpec(NamedTuple):
     """`[HOSTIP:]HOSTPORT:PORT[/tcp|udp]`: host port forwarded to a member's port."""
 
     host_port: int
@@ -59,8 +58,7 @@ class PublishSpec:
         return f"{ip}{self.host_port}:{self.port}/{self.protocol}"
 
 
-@dataclass(frozen=True)
-class MemberSpec:
+class MemberSpec(NamedTuple):
     node: str
     ip: str | None = None  # static IPv4 address (no prefix: the subnet's)
     ip6: str | None = None
@@ -68,8 +66,7 @@ class MemberSpec:
     publish: tuple[PublishSpec, ...] = ()
 
 
-@dataclass(frozen=True)
-class NetworkSpec:
+class NetworkSpec(NamedTuple):
     """A Linux bridge in `host` (Docker's bridge driver), or macvlan on `parent`."""
 
     name: str
@@ -89,8 +86,7 @@ class NetworkSpec:
     line: int | None = None
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     node: str
     ifname: str
 
@@ -98,8 +94,7 @@ class Endpoint:
         return f"{self.node}:{self.ifname}"
 
 
-@dataclass(frozen=True)
-class LinkSpec:
+class LinkSpec(NamedTuple):
     """One veth pair between two endpoints."""
 
     a: Endpoint
@@ -128,7 +123,6 @@ class LabSpec:
     networks: tuple[NetworkSpec, ...] = ()
     prefix: bool = False
     file: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
     def netns_of(self, node: str) -> str | None:
         """The /run/netns name of a node; None for `host`."""

@@ -7,8 +7,9 @@ Units follow tc(8): rates in bit (bit, kbit, mbit, gbit, tbit) or bytes per seco
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import re
-from dataclasses import dataclass
 
 _RATE = {"bit": 1, "kbit": 1000, "mbit": 1000**2, "gbit": 1000**3, "tbit": 1000**4,
          "bps": 8, "kbps": 8000, "mbps": 8 * 1000**2, "gbps": 8 * 1000**3}
@@ -16,8 +17,7 @@ _TIME = {"s": 1_000_000, "ms": 1000, "us": 1, "usec": 1, "msec": 1000, "sec": 1_
 _NUMBER = r"(\d+(?:\.\d+)?)"
 
 
-@dataclass(frozen=True)
-class Shaping:
+class Shaping(NamedTuple):
     """Egress shaping of one interface.  Needs tbf (rate only) or netem (anything else)."""
 
     rate: int | None = None  # bits per second
