@@ -87,9 +87,17 @@ def ping_until_ok(node: str, address: str, timeout: float = 10.0) -> float:
 
 
 def assert_empty() -> None:
+    """Nothing of the last run may be left: no namespace, no interface but lo (a
+    namespace's veths die asynchronously; give the kernel a moment)."""
     left = os.listdir("/run/netns")
     if left:
         raise RuntimeError(f"{len(left)} namespaces left after teardown, e.g. {left[:3]}")
+    for _ in range(200):
+        links = json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True, text=True).stdout)
+        if [link["ifname"] for link in links] == ["lo"]:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"interfaces left after teardown: {[link['ifname'] for link in links][:5]}")
 
 
 # -- peers -------------------------------------------------------------------------
@@ -120,6 +128,15 @@ def run_ipbatch(case: Case) -> Sample:
     timed(["ip", "-batch", "-"], "".join(f"link add {aif} netns {a} type veth peer name {bif} netns {b}\n"
                                          for a, aif, _, b, bif, _ in spec["links"]))
     per: dict[str, list[str]] = {n: ["link set lo up"] for n in spec["nodes"]}
+    if spec.get("bridge"):
+        name, address = spec["bridge"]
+        lines = [f"link add {name} type bridge", f"link set dev {name} up", f"addr add {address} dev {name}"]
+        for node, ifname, addr, port in spec["ports"]:
+            lines += [f"link add {port} type veth peer name {ifname} netns {node}",
+                      f"link set dev {port} master {name} up"]
+            per[node] += [f"link set dev {ifname} up", f"addr add {addr} dev {ifname}",
+                          f"route add default via {spec['gateway']}"]
+        timed(["ip", "-batch", "-"], "\n".join(lines) + "\n")
     for a, aif, aaddr, b, bif, baddr in spec["links"]:
         for node, ifname, addr in ((a, aif, aaddr), (b, bif, baddr)):
             per[node].append(f"link set dev {ifname} up")
@@ -129,13 +146,29 @@ def run_ipbatch(case: Case) -> Sample:
         timed(["ip", "-n", node, "-batch", "-"], "\n".join(lines) + "\n")
     up = time.perf_counter() - start + ping_until_ok(*case.probe)
     start = time.perf_counter()
-    timed(["ip", "-batch", "-"], "".join(f"netns del {n}\n" for n in spec["nodes"]))
+    timed(["ip", "-batch", "-"], "".join(f"link del {port}\n" for *_, port in spec.get("ports", []))
+          + (f"link del {spec['bridge'][0]}\n" if spec.get("bridge") else "")
+          + "".join(f"netns del {n}\n" for n in spec["nodes"]))
     down = time.perf_counter() - start
     assert_empty()
     return Sample(up, down)
 
 
-PEERS: dict[str, Callable[[Case], Sample]] = {"vethlab": run_vethlab, "floor": run_floor, "ipbatch": run_ipbatch}
+def run_mininet(case: Case) -> Sample | None:
+    """Mininet builds the star (its native shape); its chain would not be the same lab."""
+    if case.topology != "star":
+        return None
+    start = time.time()
+    r = subprocess.run(["/usr/bin/python3", os.path.join(HERE, "mininet_peer.py"), str(case.n)],
+                       capture_output=True, text=True, timeout=1800)
+    if r.returncode != 0:
+        raise RuntimeError(f"mininet failed: {r.stderr.strip()[-500:]}")
+    times = json.loads(r.stdout.strip().splitlines()[-1])
+    return Sample(times["up"] - start, times["down"] - times["up"])
+
+
+PEERS: dict[str, Callable[[Case], Sample | None]] = {"vethlab": run_vethlab, "floor": run_floor,
+                                                      "ipbatch": run_ipbatch, "mininet": run_mininet}
 
 
 def make_case(topology: str, n: int, workdir: str) -> Case:
@@ -182,9 +215,13 @@ def main() -> int:
             samples: dict[str, list[Sample]] = {p: [] for p in peers}
             for _ in range(reps):
                 for peer in peers:
-                    samples[peer].append(PEERS[peer](case))
+                    sample = PEERS[peer](case)
+                    if sample is not None:
+                        samples[peer].append(sample)
             row = {"topology": topology, "n": n, "reps": reps, "peers": {}}
             for peer, got in samples.items():
+                if not got:
+                    continue
                 row["peers"][peer] = {"up": summarize([s.up for s in got]), "down": summarize([s.down for s in got]),
                                       "rss_mb": max(s.rss_kb for s in got) / 1024}
                 if peer == "vethlab":

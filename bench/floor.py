@@ -23,9 +23,9 @@ import threading
 
 libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNET, MS_BIND, MS_SHARED, MS_REC, MNT_DETACH = 0x40000000, 4096, 1 << 20, 16384, 2
-RTM_NEWLINK, RTM_NEWADDR = 16, 20
+RTM_NEWLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 20, 24
 F_REQ, F_ACK, F_EXCL, F_CREATE = 1, 4, 0x200, 0x400
-IFLA_IFNAME, IFLA_LINKINFO, IFLA_NET_NS_FD = 3, 18, 28
+IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 3, 10, 18, 28
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 IFF_UP = 1
 
@@ -134,6 +134,25 @@ def up(topo: dict) -> None:
             per_ns[node].add(RTM_NEWLINK, 0, ifinfo(index, IFF_UP, IFF_UP))
             if address:
                 _addr(per_ns[node], index, address)
+    bridge = topo.get("bridge")
+    if bridge:  # star: a bridge in this namespace, a veth per member with its host end as a port
+        name, address = bridge
+        host.add(RTM_NEWLINK, F_CREATE | F_EXCL, ifinfo(100_000) + attr(IFLA_IFNAME, cstr(name))
+                 + attr(IFLA_LINKINFO, attr(1, cstr("bridge"))))
+        host.add(RTM_NEWLINK, 0, ifinfo(100_000, IFF_UP, IFF_UP))
+        _addr(host, 100_000, address)
+        for i, (node, ifname, address, port) in enumerate(topo["ports"]):
+            index = 100_001 + i
+            peer = struct.pack("BxHiII", 0, 0, 2, 0, 0) + attr(IFLA_IFNAME, cstr(ifname)) + \
+                attr(IFLA_NET_NS_FD, struct.pack("I", fds[node]))
+            host.add(RTM_NEWLINK, F_CREATE | F_EXCL, ifinfo(index, IFF_UP, IFF_UP) + attr(IFLA_IFNAME, cstr(port))
+                     + attr(IFLA_MASTER, struct.pack("I", 100_000))
+                     + attr(IFLA_LINKINFO, attr(1, cstr("veth")) + attr(2, attr(1, peer))))
+            per_ns[node].add(RTM_NEWLINK, 0, ifinfo(2, IFF_UP, IFF_UP))
+            _addr(per_ns[node], 2, address)
+            gw = socket.inet_aton(topo["gateway"])
+            per_ns[node].add(RTM_NEWROUTE, F_CREATE | F_EXCL, struct.pack("BBBBBBBBI", socket.AF_INET, 0, 0, 0, 254, 4,
+                                                                           0, 1, 0) + attr(5, gw))
     with nl_socket() as sock:
         host.send(sock)
     for name, batch in per_ns.items():
@@ -152,6 +171,13 @@ def _addr(batch: Batch, index: int, cidr: str) -> None:
 
 
 def down(topo: dict) -> None:
+    if topo.get("bridge"):  # the ports and the bridge, in one batch (RTM_DELLINK by name)
+        with nl_socket() as sock:
+            b = Batch()
+            for _node, _ifname, _addr, port in topo["ports"]:
+                b.add(17, 0, ifinfo(0) + attr(IFLA_IFNAME, cstr(port)))
+            b.add(17, 0, ifinfo(0) + attr(IFLA_IFNAME, cstr(topo["bridge"][0])))
+            b.send(sock)
     for n in topo["nodes"]:
         path = f"/run/netns/{n}"
         libc.umount2(path.encode(), MNT_DETACH)

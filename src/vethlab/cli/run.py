@@ -61,9 +61,11 @@ def node_addresses(lab: str) -> dict[str, list[tuple[str, str]]]:
         for node, ns in state.nodes.items():
             if ns is not None and not kernel.namespace_exists(ns):
                 continue
+            # in a lab node every interface but lo; in the host only link ends (not bridges, not the admin's)
             out[node] = [(link.ifname, cidr) for link in kernel.links(ns)
                          if (node, link.ifname) in ifaces or (ns is not None and link.ifname != "lo")
                          for cidr in link.addresses]
+            out[node] = [item for item in out[node] if not ipaddress.ip_interface(item[1]).is_loopback]
         return out
     finally:
         kernel.close()
@@ -96,10 +98,9 @@ def cmd_ping(args: argparse.Namespace) -> int:
 
 
 def pairs(lab: str, all_addresses: bool) -> list[dict[str, Any]]:
-    """(src, dst, address) to test: link and network neighbours on their shared
-    subnet, or with `all_addresses` every node to every address of every other node."""
-    state = store.load(lab)
-    assert state is not None
+    """(src, dst, address) to test: every two nodes that share a subnet (a link or a
+    network), each to the other's address on it; with `all_addresses`, every node to
+    every address of every other node."""
     addrs = node_addresses(lab)
     out = []
     if all_addresses:
@@ -108,14 +109,16 @@ def pairs(lab: str, all_addresses: bool) -> list[dict[str, Any]]:
                 if dst != src:
                     out += [{"src": src, "dst": dst, "address": str(ipaddress.ip_interface(c).ip)} for _, c in items]
         return out
-    for a_node, a_if, b_node, b_if in state.links:
-        mine = [c for i, c in addrs.get(a_node, []) if i == a_if]
-        theirs = [c for i, c in addrs.get(b_node, []) if i == b_if]
-        for src, dst, src_addrs, dst_addrs in ((a_node, b_node, mine, theirs), (b_node, a_node, theirs, mine)):
-            for cidr in dst_addrs:
-                net = ipaddress.ip_interface(cidr).network
-                if any(ipaddress.ip_interface(s).network == net for s in src_addrs):
-                    out.append({"src": src, "dst": dst, "address": str(ipaddress.ip_interface(cidr).ip)})
+    by_subnet: dict[Any, list[tuple[str, str]]] = {}
+    for node, items in addrs.items():
+        for _ifname, cidr in items:
+            iface = ipaddress.ip_interface(cidr)
+            by_subnet.setdefault(iface.network, []).append((node, str(iface.ip)))
+    for members in by_subnet.values():
+        for src, _ in members:
+            for dst, address in members:
+                if src != dst:
+                    out.append({"src": src, "dst": dst, "address": address})
     return out
 
 

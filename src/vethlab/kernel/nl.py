@@ -301,6 +301,17 @@ class NlSocket:
         self.out.append(data)
         self.pending.append(_Pending(seq, what, tolerate))
 
+    def queue_together(self, requests: list[tuple[int, int, bytes, str]]) -> None:
+        """Requests that must reach the kernel in one send(): the kernel handles a
+        send() whole before the sender can be killed, so e.g. "create X" and "mark X"
+        cannot be separated by a SIGKILL."""
+        parts = []
+        for kind, flags, body, what in requests:
+            seq, data = self._message(kind, flags | F_ACK, body)
+            parts.append(data)
+            self.pending.append(_Pending(seq, what, ()))
+        self.out.append(b"".join(parts))
+
     def flush(self) -> list[NetlinkError]:
         """Send everything queued; wait for every acknowledgement; return the failures
         (the kernel goes on with the next request after one fails)."""
@@ -313,8 +324,9 @@ class NlSocket:
             while end < len(out) and (size == 0 or size + len(out[end]) <= CHUNK):
                 size += len(out[end])
                 end += 1
-            self.sock.send(b"".join(out[start:end]))
-            waiting = end - start
+            chunk = b"".join(out[start:end])
+            self.sock.send(chunk)
+            waiting = _count_messages(chunk)
             while waiting:
                 for kind, flags, seq, msg in self._receive():
                     if kind != NLMSG_ERROR or seq not in pending:
@@ -377,6 +389,15 @@ class NlSocket:
                 break
             yield kind, flags, seq, data[offset: offset + length]
             offset += (length + 3) & ~3
+
+
+def _count_messages(buf: bytes) -> int:
+    count, offset = 0, 0
+    while offset + 16 <= len(buf):
+        length = _HDR.unpack_from(buf, offset)[0]
+        count += 1
+        offset += (length + 3) & ~3
+    return count
 
 
 def _ext_message(msg: memoryview, flags: int) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import random
 import socket
 import struct
 from collections.abc import Iterable
@@ -288,15 +289,16 @@ class NetlinkKernel:
             inner = a_ns if a_ns is not None else b_ns
             host_if, inner_if = (a_if, b_if) if a_ns is None else (b_if, a_if)
             assert inner is not None
-            first, second = self._pick_indexes(inner, inner)
-            self._queue(inner, nl.RTM_NEWLINK, nl.F_CREATE | nl.F_EXCL,
-                        nl.veth_body(host_if, inner_if, first, second, None, None, mtu),
-                        f"create veth pair host:{host_if} <-> {inner}:{inner_if}")
-            self._queue(inner, nl.RTM_NEWLINK, 0, nl.setlink_body(first, alias=marker), f"mark {host_if}")
-            self._queue(inner, nl.RTM_NEWLINK, 0, nl.setlink_body(first, ns_fd=self._host_fd()),
-                        f"move {host_if} to the host namespace")
-            self._index.setdefault(inner, {})[inner_if] = second
-            self._index.get(None, {}).pop(host_if, None)
+            host_index, inner_index = self._pick_host_port_indexes(inner)
+            self._sock(None).queue_together([
+                (nl.RTM_NEWLINK, nl.F_CREATE | nl.F_EXCL,
+                 nl.veth_body(host_if, inner_if, host_index, inner_index, None, self._ns_fd(inner), mtu),
+                 f"create veth pair host:{host_if} <-> {inner}:{inner_if}"),
+                (nl.RTM_NEWLINK, 0, nl.setlink_body(0, alias=marker, name=host_if), f"mark {host_if}"),
+            ])
+            self._dirty = True
+            self._index.setdefault(None, {})[host_if] = host_index
+            self._index.setdefault(inner, {})[inner_if] = inner_index
             return
         a_index, b_index = self._pick_indexes(a_ns, b_ns)
         body = nl.veth_body(a_if, b_if, a_index, b_index, self._ns_fd(a_ns) if a_ns else None,
@@ -308,6 +310,17 @@ class NetlinkKernel:
                 self._index.setdefault(ns, {})[ifname] = index
             else:
                 self._index.get(ns, {}).pop(ifname, None)
+
+    def _pick_host_port_indexes(self, inner: str) -> tuple[int, int]:
+        """(host end, inner end) ifindexes for a pair with one end in the host.  The
+        host end takes a random number far above what the kernel hands out (no clash
+        with the host's interfaces or, in practice, another lab's), the inner end the
+        node's next small one: never equal (see _pick_indexes)."""
+        if inner not in self._next_index:
+            self._next_index[inner] = max((link.index for link in self.links(inner)), default=1) + 1
+        peer = self._next_index[inner]
+        self._next_index[inner] = peer + 1
+        return random.randint(1 << 20, (1 << 30) - 1), peer
 
     def _host_fd(self) -> int:
         """The namespace vethlab runs in (the main thread never leaves it)."""
@@ -404,7 +417,9 @@ class NetlinkKernel:
                              ipaddress.ip_address(route.src).packed if route.src else None, ROUTE_PROTO)
 
     def add_route(self, ns: Netns, route: Route) -> None:
-        self._queue(ns, nl.RTM_NEWROUTE, nl.F_CREATE | nl.F_EXCL, self._route_body(ns, route),
+        # replace: re-adding a route that survived an address change is not an error (foreign
+        # routes of the same destination were refused by the plan before anything ran)
+        self._queue(ns, nl.RTM_NEWROUTE, nl.F_CREATE | nl.F_REPLACE, self._route_body(ns, route),
                              f"add route '{_route_text(route)}' in {where(ns)}")
 
     def delete_route(self, ns: Netns, route: Route) -> None:

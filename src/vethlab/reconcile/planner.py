@@ -121,7 +121,7 @@ def make_plan(desired: Desired, observed: Observed, marker: str, previous_exec: 
     _plan_forwarding(plan, desired, observed, memory)
     _plan_services(plan, desired, observed, created)
     _plan_shaping(plan, desired, observed, memory)
-    _plan_routes(plan, desired, observed, host_routes or [])
+    _plan_routes(plan, desired, observed, host_routes or [])  # after interfaces: it looks at address deletions
     _plan_sysctls(plan, desired, observed, created)
     _plan_hosts(plan, desired, observed, created)
     _plan_exec(plan, desired, created, previous_exec or {})
@@ -242,9 +242,10 @@ def _plan_uplinks(plan: Plan, desired: Desired, observed: Observed, memory: Memo
 
 
 def _plan_firewalls(plan: Plan, desired: Desired, observed: Observed, memory: Memory) -> None:
-    from ..firewall import DIGEST_CHAIN_PREFIX, batch, digest
+    from ..firewall import DIGEST_CHAIN_PREFIX, batch, digest, rules
 
-    for node, networks in desired.firewalls.items():
+    needed = {node: nets for node, nets in desired.firewalls.items() if any(rules(nets).values())}
+    for node, networks in needed.items():
         chains = observed.firewalls.get(node)
         want = DIGEST_CHAIN_PREFIX + digest(networks)
         if chains is not None and want in chains:
@@ -254,7 +255,7 @@ def _plan_firewalls(plan: Plan, desired: Desired, observed: Observed, memory: Me
                         "firewall", node, desired.netns(node),
                         {"replace": chains is not None, "batch": batch(desired.lab, networks, chains is not None)}))
     for node, ns in memory.firewall_nodes.items():
-        if node not in desired.firewalls and observed.firewalls.get(node) is not None:
+        if node not in needed and observed.firewalls.get(node) is not None:
             plan.add(Action("delete", "firewall", f"{node}: table inet vethlab_{desired.lab.replace('-', '_')}",
                             "no network of the lab is left in this node", "delete-late", node, ns, {}))
 
@@ -332,8 +333,10 @@ def _plan_routes(plan: Plan, desired: Desired, observed: Observed, host_routes: 
         if node.netns is None:  # in the host, only the routes this lab recorded are its own
             mine = [r for r in mine if any(route_matches(h, r) for h in host_routes)]
         wanted = [route_of(spec) for spec in node.routes]
+        # removing an address makes the kernel drop routes through it: those are re-added
+        readd = any(a.kind == "address" and a.verb == "delete" and a.node == name for a in plan.actions)
         for want in wanted:
-            if not any(route_matches(want, have) for have in mine):
+            if readd or not any(route_matches(want, have) for have in mine):
                 plan.add(Action("create", "route", f"{name}: {route_text(want)}",
                                 "route is in the file but not in the kernel", "route", name, node.netns,
                                 {"route": want._asdict()}))
