@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -169,6 +170,55 @@ def run_mininet(case: Case) -> Sample | None:
 
 PEERS: dict[str, Callable[[Case], Sample | None]] = {"vethlab": run_vethlab, "floor": run_floor,
                                                       "ipbatch": run_ipbatch, "mininet": run_mininet}
+if not os.path.exists("/usr/lib/python3/dist-packages/mininet"):
+    del PEERS["mininet"]  # `./run bench` installs it; a bare `python bench.py` may not have it
+
+
+# -- datapath and start-up -----------------------------------------------------------------
+DATAPATH_VETH = """name: dpveth
+nodes: {a: {}, b: {}}
+links: [{endpoints: [a:e0, b:e0], addresses: [10.77.0.1/24, 10.77.0.2/24]}]
+"""
+DATAPATH_NAT = """name: dpnat
+prefix: true
+nodes: {a: {}, b: {}}
+networks: {lan: {nat: true, subnet: 10.78.0.0/24, members: {a: {}, b: {}}}}
+"""
+
+
+def datapath(workdir: str, reps: int, seconds: float) -> dict[str, Any]:
+    """iperf3 between two members of a NAT bridge network vs over a bare veth pair."""
+    files = {}
+    for name, text in (("veth", DATAPATH_VETH), ("nat", DATAPATH_NAT)):
+        files[name] = os.path.join(workdir, f"dp-{name}.yaml")
+        with open(files[name], "w") as fh:
+            fh.write(text)
+        subprocess.run([*VETHLAB, "up", files[name]], check=True, stdout=subprocess.DEVNULL)
+    rates: dict[str, list[float]] = {"veth": [], "nat": []}
+    for _ in range(reps):
+        for name, lab in (("veth", "dpveth"), ("nat", "dpnat")):
+            out = subprocess.run([*VETHLAB, "perf", "--lab", lab, "a", "b", "--time", str(seconds), "--json"],
+                                 capture_output=True, text=True, check=True).stdout
+            rates[name].append(json.loads(out)["bits_per_second"])
+    for path in files.values():
+        subprocess.run([*VETHLAB, "down", path], check=True, stdout=subprocess.DEVNULL)
+    veth, nat = statistics.median(rates["veth"]), statistics.median(rates["nat"])
+    return {"veth_bps": veth, "nat_bridge_bps": nat, "ratio": nat / veth, "samples": rates}
+
+
+def startup(workdir: str, runs: int = 20) -> dict[str, Any]:
+    """`vethlab exec NODE -- true` against `python -c pass`, interleaved."""
+    path = os.path.join(workdir, "startup.yaml")
+    with open(path, "w") as fh:
+        fh.write("name: startup\nnodes: {n0: {}}\n")
+    subprocess.run([*VETHLAB, "up", path], check=True, stdout=subprocess.DEVNULL)
+    exec_times, bare_times = [], []
+    for _ in range(runs):
+        exec_times.append(timed([*VETHLAB, "exec", "n0", "--", "true"])[0])
+        bare_times.append(timed([PY, "-c", "pass"])[0])
+    subprocess.run([*VETHLAB, "down", path], check=True, stdout=subprocess.DEVNULL)
+    e, b = statistics.median(exec_times), statistics.median(bare_times)
+    return {"exec_s": e, "python_pass_s": b, "extra_ms": (e - b) * 1000}
 
 
 def make_case(topology: str, n: int, workdir: str) -> Case:
@@ -199,6 +249,7 @@ def main() -> int:
     parser.add_argument("--topologies", default=",".join(topologies.KINDS))
     parser.add_argument("--peers", default=",".join(PEERS))
     parser.add_argument("--out", default=os.path.join(HERE, "results", "latest.json"))
+    parser.add_argument("--no-extras", action="store_true", help="skip the datapath and start-up measurements")
     args = parser.parse_args()
     if not os.environ.get("VETHLAB_SANDBOX"):
         return subprocess.call([*VETHLAB, "sandbox", "--", PY, *sys.argv])
@@ -234,11 +285,98 @@ def main() -> int:
                     data["down_ratio"] = data["down"]["median"] / floor["down"]["median"]
             results.append(row)
             print_row(row)
+    extra: dict[str, Any] = {}
+    if not args.no_extras:
+        extra["datapath"] = datapath(workdir, 1 if args.quick else 3, 2 if args.quick else 3)
+        print(f"\ndatapath: NAT bridge {extra['datapath']['nat_bridge_bps'] / 1e9:.2f} Gbit/s vs bare veth "
+              f"{extra['datapath']['veth_bps'] / 1e9:.2f} Gbit/s = {extra['datapath']['ratio']:.2f}x")
+        extra["startup"] = startup(workdir)
+        print(f"start-up: vethlab exec NODE -- true {extra['startup']['exec_s'] * 1000:.0f} ms, python -c pass "
+              f"{extra['startup']['python_pass_s'] * 1000:.0f} ms: +{extra['startup']['extra_ms']:.0f} ms")
+    verdicts = targets(results, extra)
+    print("\ntargets:")
+    for line in verdicts:
+        print(f"  {line}")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as fh:
-        json.dump({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "results": results}, fh, indent=1)
+        json.dump({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "results": results, **extra, "targets": verdicts},
+                  fh, indent=1)
     print(f"\nwrote {args.out}")
+    plot(results, os.path.join(HERE, "build-time.png"))
     return 0
+
+
+def targets(results: list[dict[str, Any]], extra: dict[str, Any]) -> list[str]:
+    """Issue 6's targets, each PASS, FAIL or n/a (not measured in this run)."""
+    out = []
+
+    def row(topology: str, n: int) -> dict[str, Any] | None:
+        return next((r for r in results if r["topology"] == topology and r["n"] == n), None)
+
+    def verdict(ok: bool, text: str) -> str:
+        return f"{'PASS' if ok else 'FAIL'} {text}"
+
+    for topology in ("star", "chain"):
+        for n in (200, 1000):
+            r = row(topology, n)
+            if not r or "floor" not in r["peers"]:
+                out.append(f"n/a  {topology} N={n}: not measured")
+                continue
+            v = r["peers"]["vethlab"]
+            out.append(verdict(v["up_ratio"] <= 1.5, f"{topology} N={n} up {v['up_ratio']:.2f}x floor (<= 1.5x)"))
+            out.append(verdict(v["down_ratio"] <= 2.0, f"{topology} N={n} down {v['down_ratio']:.2f}x floor (<= 2x)"))
+        small, big = row(topology, 100), row(topology, 1000)
+        if small and big:
+            per_small = small["peers"]["vethlab"]["up"]["median"] / 100
+            per_big = big["peers"]["vethlab"]["up"]["median"] / 1000
+            out.append(verdict(per_big <= 1.3 * per_small, f"{topology} linear: per node at 1000 = "
+                               f"{per_big / per_small:.2f}x per node at 100 (<= 1.3x)"))
+        if big:
+            v = big["peers"]["vethlab"]
+            share = v["up_change"]["median"] / v["up"]["median"]
+            out.append(verdict(share <= 0.10, f"{topology} N=1000 one-link change {share:.0%} of a full build (<= 10%)"))
+            out.append(verdict(v["rss_mb"] <= 150, f"{topology} N=1000 peak RSS {v['rss_mb']:.0f} MB (<= 150 MB)"))
+    r = row("star", 200)
+    if r and "mininet" in r["peers"]:
+        speed = r["peers"]["mininet"]["up"]["median"] / r["peers"]["vethlab"]["up"]["median"]
+        out.append(verdict(speed >= 5, f"star N=200 {speed:.1f}x faster than Mininet (>= 5x)"))
+    if "datapath" in extra:
+        out.append(verdict(extra["datapath"]["ratio"] >= 0.9,
+                           f"datapath NAT bridge {extra['datapath']['ratio']:.2f}x bare veth (>= 0.9x)"))
+    if "startup" in extra:
+        out.append(verdict(extra["startup"]["extra_ms"] <= 50,
+                           f"exec start-up +{extra['startup']['extra_ms']:.0f} ms over python -c pass (<= 50 ms)"))
+    return out
+
+
+def plot(results: list[dict[str, Any]], path: str) -> None:
+    """Build time against N, per topology and peer (PNG), when matplotlib is there."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(no matplotlib: no plot)")
+        return
+    topologies_seen = sorted({r["topology"] for r in results})
+    fig, axes = plt.subplots(1, len(topologies_seen), figsize=(6 * len(topologies_seen), 4.5), squeeze=False)
+    for ax, topology in zip(axes[0], topologies_seen, strict=True):
+        rows = sorted((r for r in results if r["topology"] == topology), key=lambda r: r["n"])
+        peers = sorted({p for r in rows for p in r["peers"]})
+        for peer in peers:
+            points = [(r["n"], r["peers"][peer]["up"]["median"]) for r in rows if peer in r["peers"]]
+            ax.plot([n for n, _ in points], [t for _, t in points], marker="o", label=peer)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("nodes (N)")
+        ax.set_ylabel("build until first ping (s)")
+        ax.set_title(f"{topology}: up, median of the run")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
 
 
 def print_row(row: dict) -> None:

@@ -12,10 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import partial
 
-from .firewall import lab_of_table
-from .kernel.api import Kernel, Route
-from .ownership import ROUTE_PROTO, lab_of
-from .reconcile.planner import route_matches
+from .kernel.api import Kernel, Route, route_matches
+from .ownership import ROUTE_PROTO, lab_of, lab_of_table
 from .state import store
 
 
@@ -38,32 +36,42 @@ class Leftovers:
                     or self.services or self.tables)
 
 
-def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | None = None) -> Leftovers:
+def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | None = None,
+         state: store.LabState | None = None) -> Leftovers:
     """Objects marked as belonging to `labs` (all labs when None).  `candidates`
-    limits the namespaces looked at (the state's list, when it is known complete)."""
+    limits the namespaces looked at (the state's list, when it is known complete).
+
+    With a complete `state` of the one lab asked for, a namespace whose nsfs inode
+    is the one recorded when it was made is the lab's without entering it, and the
+    host is searched for firewall tables and services only if the state has some."""
     found = Leftovers()
     names = candidates if candidates is not None else kernel.list_namespaces()
-    alive = [n for n in names if kernel.namespace_exists(n) and kernel.namespace_alive(n)]
+    live = kernel.alive_namespaces()
+    alive = [n for n in names if n in live]
+    trusted = state is not None and state.complete and labs is not None and len(labs) == 1
+    known = state.netns_ids if trusted and state is not None else {}
+    unproven = [n for n in alive if not (n in known and kernel.namespace_id(n) == known[n])]
     opener = getattr(kernel, "open_namespaces", None)
-    if opener:
-        opener(alive)
-    for ns in names:
-        if ns not in alive:
-            continue
-        lab = lab_of(kernel.namespace_owner(ns))
+    if opener and unproven:
+        opener(unproven)
+    only = next(iter(labs)) if labs and len(labs) == 1 else None
+    for ns in alive:
+        lab = only if ns not in unproven else lab_of(kernel.namespace_owner(ns))
         if lab and (labs is None or lab in labs):
             found.namespaces[ns] = lab
     for link in kernel.links(None):
         lab = lab_of(link.alias)
         if lab and (labs is None or lab in labs):
             found.host_interfaces[link.ifname] = lab
-    for pid, started, mark in kernel.marked_services(None):
-        if labs is None or mark.split(":")[0] in labs:
-            found.services.append((pid, started, mark))
-    for table in kernel.firewall_tables(None):
-        lab = lab_of_table(table)
-        if lab and (labs is None or lab in labs):
-            found.tables[table] = lab
+    if not trusted or (state is not None and state.services):
+        for pid, started, mark in kernel.marked_services(None):
+            if labs is None or mark.split(":")[0] in labs:
+                found.services.append((pid, started, mark))
+    if not trusted or (state is not None and any(ns is None for ns in state.firewall_nodes.values())):
+        for table in kernel.firewall_tables(None):
+            lab = lab_of_table(table)
+            if lab and (labs is None or lab in labs):
+                found.tables[table] = lab
     for lab, ns, linked in kernel.birth_markers():
         if labs is None or lab in labs:
             found.birth_markers.append((lab, ns))

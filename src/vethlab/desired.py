@@ -9,11 +9,10 @@ I/O.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .ipam import Allocation
 from .topology.schema import HOST, LabSpec, NetworkSpec, PublishSpec, RouteSpec

@@ -24,18 +24,11 @@ import json
 from typing import Any
 
 from .desired import NatNetwork
+from .ownership import lab_of_table, table_name
+
+__all__ = ["lab_of_table", "table_name", "rules", "batch", "digest"]
 
 DIGEST_CHAIN_PREFIX = "v-"
-
-
-def table_name(lab: str) -> str:
-    """`vethlab_LAB` ('-' becomes '_': lab names have no '_', so it stays unique)."""
-    return "vethlab_" + lab.replace("-", "_")
-
-
-def lab_of_table(name: str) -> str | None:
-    """The lab a firewall table is named for, or None: the table's name is its marker."""
-    return name[len("vethlab_"):].replace("_", "-") if name.startswith("vethlab_") and len(name) > 8 else None
 
 
 def _match(left: Any, right: Any, op: str = "==") -> dict[str, Any]:

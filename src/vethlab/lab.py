@@ -16,10 +16,10 @@ from typing import Any
 
 from . import ipam
 from .desired import Desired, compile_lab, fingerprints, restricted
-from .kernel.nodefiles import digest
 from .errors import ConflictError, KernelError, UsageError, VethlabError
 from .firewall import table_name
 from .kernel.api import Kernel, Netns
+from .kernel.nodefiles import digest
 from .kernel.process import run_in_node
 from .ownership import marker
 from .reconcile.executor import Executor, Outcome, wait_until
@@ -214,7 +214,8 @@ class Lab:
             try:
                 executor.run(plan, keep_on_error)
                 try:
-                    self._verify(desired, {a.node for a in plan.actions if a.kind != "hosts"})
+                    self._verify(desired, {a.node for a in plan.actions if a.kind != "hosts"},
+                                 {a.node for a in plan.actions if a.kind == "node" and a.verb == "create"})
                 except VethlabError as exc:
                     if keep_on_error:
                         raise
@@ -234,7 +235,9 @@ class Lab:
         return plan
 
     def _forget(self, state: store.LabState) -> None:
-        shared.release(self.name, lambda key, value: _restore_sysctl(self.kernel, key, value))
+        from .teardown import restore_sysctl
+
+        shared.release(self.name, lambda key, value: restore_sysctl(self.kernel, key, value))
         store.remove(self.name)
 
     def _remember_services(self, state: store.LabState, outcome: Outcome) -> None:
@@ -275,6 +278,8 @@ class Lab:
         state.exec_digests = {n: plan.exec_digests.get(n, state.exec_digests.get(n, "")) for n in desired.nodes}
         state.fingerprints = plan.fingerprints
         state.hosts_digest = digest(plan.hosts)
+        state.netns_ids = {ns: ident for node in desired.nodes.values() if (ns := node.netns)
+                           and (ident := self.kernel.namespace_id(ns)) is not None}
         state.links = [[*veth.a, *veth.b] for veth in desired.veths]
         state.routed = sorted(n for n, node in desired.nodes.items() if node.routes)
         state.allocation = desired.allocation.to_json()
@@ -289,7 +294,7 @@ class Lab:
             state.host_routes = []
         store.save(state)
 
-    def _verify(self, desired: Desired, touched: set[str]) -> None:
+    def _verify(self, desired: Desired, touched: set[str], created: set[str] | None = None) -> None:
         """Re-read the nodes the plan touched: everything planned is there, every link
         meant to be up is operationally up (so the first packet is not lost to a link
         still coming up).  Untouched nodes were just observed to match the file."""
@@ -303,7 +308,10 @@ class Lab:
         scope = restricted(desired, touched | neighbours)  # plan over what is read, not all N nodes
 
         def settled() -> bool:
-            observed = observe(self.kernel, scope, {}, self.marker, read_hosts=False, only=touched | neighbours)
+            # nodes made by this run: their address requests were acknowledged one by
+            # one; what is left to wait for there is the links' state
+            observed = observe(self.kernel, scope, {}, self.marker, read_hosts=False, only=touched | neighbours,
+                               skip_addresses=created)
             last["observed"] = observed
             for node, ifname in up_wanted:
                 link = observed.nodes[node].links.get(ifname)
@@ -319,28 +327,17 @@ class Lab:
                               [route_of(r) for r in host.routes] if host else [])
         # checked by their own means (digest chain, pids, ledger, qdisc kind on the next plan)
         left = [a for a in remaining.actions if a.kind not in ("exec", "hosts", "firewall", "service", "uplink",
-                                                               "forwarding", "shaping") and a.node in touched]
+                                                               "forwarding", "shaping") and a.node in touched
+                and not (a.kind == "address" and created and a.node in created)]
         if left:
             raise KernelError("after applying, the kernel still differs from the file:\n" +
                               "\n".join(f"  {a.verb} {a.kind} {a.target}: {a.reason}" for a in left))
 
-    def down(self, wait: float = 60.0) -> list[str]:
+    def down(self, wait: float = 60.0) -> None:
         """Remove everything of this lab.  A lab that does not exist: nothing to do."""
-        with LabLock(self.name, wait) as lock:
-            state = store.load(self.name)
-            candidates = [ns for ns in state.nodes.values() if ns] if state and state.complete else None
-            from . import cleanup
+        from .teardown import down
 
-            found = cleanup.find(self.kernel, {self.name}, candidates)
-            if state:
-                found.stale_files += cleanup.stale_files_of(state, self.kernel)
-            errors = cleanup.remove(self.kernel, found, {self.name: state} if state else {})
-            shared.release(self.name, lambda key, value: _restore_sysctl(self.kernel, key, value))
-            if errors:
-                raise KernelError(f"lab {self.name} was not removed completely:\n" + "\n".join(errors))
-            store.remove(self.name)
-            lock.release(remove=True)
-            return errors
+        down(self.name, self.kernel, wait)
 
     # -- using a lab -----------------------------------------------------------------
     def nodes(self) -> dict[str, Netns]:
@@ -365,11 +362,6 @@ class Lab:
             self.down()
         finally:
             self.close()
-
-
-def _restore_sysctl(kernel: Kernel, key: str, value: str) -> None:
-    kernel.write_sysctl(None, key, value)
-    kernel.flush()
 
 
 def _host_subnets(desired: Desired) -> set[str]:

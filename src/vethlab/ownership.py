@@ -28,6 +28,17 @@ def lab_of(alias: str | None) -> str | None:
     return None
 
 
+def table_name(lab: str) -> str:
+    """The lab's nftables table, `vethlab_LAB` ('-' becomes '_': lab names have no
+    '_', so it stays unique): the table's name is its marker."""
+    return "vethlab_" + lab.replace("-", "_")
+
+
+def lab_of_table(name: str) -> str | None:
+    """The lab a firewall table is named for, or None."""
+    return name[len("vethlab_"):].replace("_", "-") if name.startswith("vethlab_") and len(name) > 8 else None
+
+
 def netns_tag(lab: str, netns: str) -> str:
     """The marker file name a lab's namespace file is born under."""
     return f"{NETNS_TAG_PREFIX}{lab}:{netns}"

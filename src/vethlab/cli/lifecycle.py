@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from ..lab import Lab
+from ..errors import UsageError
 from ..reconcile.planner import Action, Plan
 from ..state import store
 from ..topology import load_lab
@@ -30,6 +31,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from ..lab import Lab
+
     lab = Lab.load(topology_file(args.file))
     plan = lab.plan(refresh=args.refresh)
     if args.json:
@@ -43,6 +46,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from ..lab import Lab
+
     lab = Lab.load(topology_file(args.file))
     verbose = args.verbose and not args.json
 
@@ -67,18 +72,35 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     if args.lab:
         name = args.lab
-    elif args.file:
-        name = load_lab(args.file).name
+    elif args.file or os.path.exists("vethlab.yaml"):
+        name = _lab_name(args.file or "vethlab.yaml")
     else:
-        try:
-            name = load_lab(topology_file(None)).name
-        except Exception:
-            name = resolve_lab(None)
+        name = resolve_lab(None)
     existed = name in store.labs()
-    Lab.existing(name).down(wait=args.wait)
+    from ..lab import default_kernel
+    from ..teardown import down
+
+    kernel = default_kernel()
+    try:
+        down(name, kernel, wait=args.wait)
+    finally:
+        kernel.close()
     if not args.json:
         print(f"lab {name} removed" if existed else f"lab {name}: nothing to remove")
     return 0
+
+
+def _lab_name(path: str) -> str:
+    """The lab a file names.  `down` needs only that: even a file that no longer
+    validates can take its lab down."""
+    from ..errors import ValidationError
+    from ..topology.loader import load
+
+    data = load(path).data
+    name = data.get("name") if isinstance(data, dict) else None
+    if not isinstance(name, str):
+        raise ValidationError([*load(path).issues]) if load(path).issues else UsageError(f"{path} names no lab")
+    return name
 
 
 def cmd_clean(args: argparse.Namespace) -> int:

@@ -98,6 +98,9 @@ class FakeKernel:
     def namespace_alive(self, ns: str) -> bool:
         return ns in self.spaces
 
+    def namespace_id(self, ns: str) -> int | None:
+        return id(self.spaces[ns]) if ns in self.spaces else None
+
     def alive_namespaces(self) -> set[str]:
         return {n for n in self.spaces if n is not None}
 
@@ -129,7 +132,7 @@ class FakeKernel:
                     self.spaces[link.peer[0]].links.pop(link.peer[1], None)
 
     # -- links
-    def links(self, ns: Netns, stats: bool = False) -> list[LinkInfo]:
+    def links(self, ns: Netns, stats: bool = False, addresses: bool = True) -> list[LinkInfo]:
         out = []
         for link in self._ns(ns).links.values():
             peer_up = True

@@ -163,6 +163,14 @@ class NetlinkKernel:
     def alive_namespaces(self) -> set[str]:
         return nsmod.mounted_names()
 
+    def namespace_id(self, ns: str) -> int | None:
+        """The namespace's nsfs inode: unique while it lives, so a stat tells whether
+        /run/netns/NS is still the very namespace vethlab made."""
+        try:
+            return os.stat(nsmod.ns_path(ns)).st_ino
+        except OSError:
+            return None
+
     def birth_markers(self) -> list[tuple[str, str, bool]]:
         """(lab, netns, still linked to the namespace file) for every namespace
         birth marker under /run/netns: debris of a run killed mid-creation."""
@@ -228,7 +236,7 @@ class NetlinkKernel:
             raise KernelError(f"cannot delete namespace {ns}: {plain(exc)}") from None
 
     # -- links ---------------------------------------------------------------------------------
-    def links(self, ns: Netns, stats: bool = False) -> list[LinkInfo]:
+    def links(self, ns: Netns, stats: bool = False, addresses: bool = True) -> list[LinkInfo]:
         sock = self._sock(ns)
         self._sync()
         mask = b"" if stats else nl.attr_u32(nl.IFLA_EXT_MASK, nl.RTEXT_FILTER_SKIP_STATS)
@@ -243,7 +251,7 @@ class NetlinkKernel:
                 peer_index=link.link if link.kind == "veth" else None, master=link.master,
                 stats={k: v for k, v in link.stats.items()} if stats else {})
         self._index[ns] = cache
-        for msg in sock.dump(nl.RTM_GETADDR, struct.pack("=BBBBI", 0, 0, 0, 0, 0)):
+        for msg in sock.dump(nl.RTM_GETADDR, struct.pack("=BBBBI", 0, 0, 0, 0, 0)) if addresses else ():
             index, family, raw, prefixlen = nl.parse_addr(msg)
             target = out.get(index)
             if target is None or not raw:

@@ -76,7 +76,8 @@ class Executor:
                     actions = []
                 for action in actions:
                     self._apply(action)
-                self.kernel.flush()  # requests of one phase go to the kernel together
+                if phase not in _FLUSH_LATER:
+                    self.kernel.flush()  # requests of one phase go to the kernel together
         except VethlabError as exc:
             if keep_on_error:
                 raise
@@ -177,6 +178,12 @@ class Executor:
             k.delete_namespace(ns)
         else:  # pragma: no cover - planner and executor disagree
             raise KernelError(f"no way to carry out {a.verb} {a.kind} {a.target}")
+
+
+# Phases whose requests may share a send() with the next phase's: a socket applies its
+# requests in order (links up, then addresses, then routes through them), so one
+# flush per namespace serves them all; every other phase ends with a flush.
+_FLUSH_LATER = {"interface", "shaping", "uplink", "sysctl", "address"}
 
 
 def _write_now(kernel: Kernel, key: str, value: str) -> None:

@@ -44,7 +44,8 @@ class Observed:
 
 
 def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], marker: str,
-            read_hosts: bool = True, only: set[str] | None = None, routed: set[str] | None = None) -> Observed:
+            read_hosts: bool = True, only: set[str] | None = None, routed: set[str] | None = None,
+            skip_addresses: set[str] | None = None) -> Observed:
     """Observe the nodes of `desired` plus `known_nodes` (from the lab's state).
 
     `only` limits the nodes read (verification after a change re-reads just the
@@ -74,7 +75,7 @@ def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], mar
             node.alive = alive.get(ns, True)
             if not node.exists or not node.alive:
                 continue
-        links = kernel.links(ns)
+        links = kernel.links(ns, addresses=not (skip_addresses and name in skip_addresses))
         if ns is not None:
             # the namespace's marker is its lo's alias: read from the same dump
             node.owner = next((link.alias for link in links if link.index == 1), None)

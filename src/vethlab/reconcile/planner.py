@@ -16,7 +16,7 @@ from typing import Any
 
 from ..desired import Desired, DesiredInterface, IfKey
 from ..errors import ConflictError
-from ..kernel.api import LinkInfo, Netns, Route
+from ..kernel.api import LinkInfo, Netns, Route, route_matches
 from ..ownership import ROUTE_PROTO, lab_of
 from ..topology.schema import HOST, RouteSpec
 from .observe import Observed
@@ -80,16 +80,6 @@ class Plan:
 
 def route_of(spec: RouteSpec) -> Route:
     return Route(dst=spec.dst, via=spec.via, dev=spec.dev, metric=spec.metric, src=spec.src)
-
-
-def route_matches(want: Route, have: Route) -> bool:
-    """Does kernel route `have` satisfy `want`?  Unspecified fields of `want` are
-    whatever the kernel chose (dev from the gateway, default metric)."""
-    default_metric = 1024 if ":" in want.dst else 0
-    return (want.dst == have.dst and want.via == have.via
-            and (want.dev is None or want.dev == have.dev)
-            and (want.metric if want.metric is not None else default_metric) == (have.metric or 0)
-            and (want.src is None or want.src == have.src))
 
 
 def route_text(r: Route) -> str:
@@ -327,6 +317,7 @@ def _plan_stale_interfaces(plan: Plan, desired: Desired, observed: Observed, mar
 
 
 def _plan_routes(plan: Plan, desired: Desired, observed: Observed, host_routes: list[Route]) -> None:
+    lost_addresses = {a.node for a in plan.actions if a.kind == "address" and a.verb == "delete"}
     for name, node in desired.nodes.items():
         seen = observed.nodes.get(name)
         mine = [r for r in (seen.routes if seen else []) if r.proto == ROUTE_PROTO]
@@ -334,7 +325,7 @@ def _plan_routes(plan: Plan, desired: Desired, observed: Observed, host_routes: 
             mine = [r for r in mine if any(route_matches(h, r) for h in host_routes)]
         wanted = [route_of(spec) for spec in node.routes]
         # removing an address makes the kernel drop routes through it: those are re-added
-        readd = any(a.kind == "address" and a.verb == "delete" and a.node == name for a in plan.actions)
+        readd = name in lost_addresses
         for want in wanted:
             if readd or not any(route_matches(want, have) for have in mine):
                 plan.add(Action("create", "route", f"{name}: {route_text(want)}",

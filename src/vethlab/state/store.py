@@ -42,6 +42,7 @@ class LabState:
     shaped: dict[str, dict[str, Any]] = field(default_factory=dict)  # "node:ifname" -> Shaping.to_json()
     fingerprints: dict[str, str] = field(default_factory=dict)  # node -> desired.fingerprints() at the last full up
     hosts_digest: str = ""
+    netns_ids: dict[str, int] = field(default_factory=dict)  # netns -> nsfs inode when vethlab made it
     complete: bool = False
     version: int = VERSION
 

@@ -7,9 +7,8 @@ them but canonical (`ipaddress.ip_interface` strings).
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .shaping import Shaping
 

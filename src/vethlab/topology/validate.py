@@ -368,7 +368,7 @@ def _addresses(c: _Checker, value: Any, path: Path) -> tuple[str, ...]:
 _V4 = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})/(\d{1,2})$")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _interface(text: str) -> Any:
     """ip_interface, parsed once per distinct text.  Plain IPv4 CIDRs, the bulk of a
     big lab file, take a fast path (ipaddress' parser costs ~30 us a call)."""
