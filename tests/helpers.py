@@ -6,15 +6,9 @@ import os
 import subprocess
 import sys
 
-SEED = """\
-name: seed
-nodes:
-  ns1: {}
-  ns2: {}
-links:
-  - endpoints: [ns1:vp1, ns2:vp2]
-    addresses: [192.168.1.1/24, 192.168.1.2/24]
-"""
+from vethlab.demo import SEED  # the seed lab, as the demo shows it
+
+__all__ = ["SEED", "ip_json", "vethlab"]
 
 
 def vethlab(*args: str, input: str | None = None, check: bool | None = None, env: dict[str, str] | None = None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -178,34 +179,34 @@ def _plan_new_interface(plan: Plan, desired: Desired, end: DesiredInterface, mar
 
 
 def _plan_bridges(plan: Plan, desired: Desired, observed: Observed, marker: str) -> None:
-    for key, want in desired.interfaces.items():
-        if want.kind != "bridge":
-            continue
-        have = _link(observed, key)
-        if have is not None and have.kind == "bridge":
-            _plan_interface(plan, desired, want, have, marker, observed)
-            continue
-        plan.add(Action("create", "bridge", _ep(key), "network bridge is new", "bridge", want.node,
-                        desired.netns(want.node), {"ifname": want.ifname, "mtu": want.mtu}))
-        _plan_new_interface(plan, desired, want, marker, "the bridge is new")
+    _plan_made_interfaces(plan, desired, observed, marker, "bridge", lambda want: (
+        "network bridge is new", "bridge", {"ifname": want.ifname, "mtu": want.mtu}))
 
 
 def _plan_macvlans(plan: Plan, desired: Desired, observed: Observed, marker: str) -> None:
+    _plan_made_interfaces(plan, desired, observed, marker, "macvlan", lambda want: (
+        f"member on {want.parent}'s LAN is new", "veth",
+        {"ifname": want.ifname, "parent": want.parent, "mtu": want.mtu,
+         "parent_netns": desired.netns(want.parent_node or HOST)}))
+
+
+def _plan_made_interfaces(plan: Plan, desired: Desired, observed: Observed, marker: str, kind: str,
+                          creation: Callable[[DesiredInterface], tuple[str, str, dict[str, Any]]]) -> None:
+    """Interfaces of one kind that vethlab makes whole (bridges, macvlans): changed in
+    place when there, else (re)made; something else of that name is replaced."""
     for key, want in desired.interfaces.items():
-        if want.kind != "macvlan":
+        if want.kind != kind:
             continue
         have = _link(observed, key)
-        if have is not None and have.kind == "macvlan":
+        if have is not None and have.kind == kind:
             _plan_interface(plan, desired, want, have, marker, observed)
             continue
         if have is not None:
-            plan.add(Action("delete", "interface", _ep(key), "it is not the macvlan the file asks for",
+            plan.add(Action("delete", "interface", _ep(key), f"it is not the {kind} the file asks for",
                             "delete-early", key[0], desired.netns(key[0]), {"ifname": key[1]}))
-        assert want.parent is not None and want.parent_node is not None
-        plan.add(Action("create", "macvlan", _ep(key), f"member on {want.parent}'s LAN is new", "veth", key[0],
-                        desired.netns(key[0]), {"ifname": key[1], "parent": want.parent, "mtu": want.mtu,
-                                                "parent_netns": desired.netns(want.parent_node)}))
-        _plan_new_interface(plan, desired, want, marker, "the member is new")
+        reason, phase, params = creation(want)
+        plan.add(Action("create", kind, _ep(key), reason, phase, want.node, desired.netns(want.node), params))
+        _plan_new_interface(plan, desired, want, marker, f"the {kind} is new")
 
 
 def _plan_uplinks(plan: Plan, desired: Desired, observed: Observed, memory: Memory) -> None:

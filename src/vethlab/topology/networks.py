@@ -80,10 +80,9 @@ def _network(c: _Checker, name: str, raw: Any, path: Path, nodes: dict[str, Any]
     if not NETWORK_NAME.match(name):
         c.err(path, f"network name {name!r} must match [a-z][a-z0-9_-]{{0,30}}")
         ok = False
-    spec = c.mapping(raw, path, "network settings", allow_none=True)
+    spec = c.section(raw, path, "network settings", NETWORK_KEYS)
     if spec is None:
         return None
-    c.keys(spec, path, NETWORK_KEYS, set())
     host = spec.get("host", HOST)
     if host != HOST and host not in nodes:
         c.err(path + ("host",), f"node '{host}' is not defined under 'nodes'")
@@ -188,10 +187,9 @@ def _member(c: _Checker, node: str, raw: Any, path: Path, nodes: dict[str, Any],
     elif node == host:
         c.err(path, f"node '{node}' holds this network's bridge; it cannot also be a member")
         ok = False
-    spec = c.mapping(raw, path, "member settings", allow_none=True)
+    spec = c.section(raw, path, "member settings", MEMBER_KEYS)
     if spec is None:
         return None
-    c.keys(spec, path, MEMBER_KEYS, set())
     ip = _member_ip(c, spec.get("ip"), path + ("ip",), subnet, 4, gateway)
     ip6 = _member_ip(c, spec.get("ip6"), path + ("ip6",), subnet6, 6, gateway)
     if spec.get("ip6") is not None and subnet6 is None:

@@ -54,6 +54,14 @@ class _Checker:
             return None
         return value
 
+    def section(self, value: Any, path: Path, what: str, allowed: set[str],
+                later: set[str] | None = None) -> dict[str, Any] | None:
+        """A mapping (or nothing) whose keys must be among `allowed`."""
+        spec = self.mapping(value, path, what, allow_none=True)
+        if spec is not None:
+            self.keys(spec, path, allowed, later or set())
+        return spec
+
     def keys(self, value: dict[str, Any], path: Path, allowed: set[str], later: set[str]) -> None:
         for key in value:
             if key in later:
@@ -148,10 +156,9 @@ def _node(c: _Checker, name: str, raw: Any, path: Path, ifaces: list[tuple[str, 
     if not NODE_NAME.match(name):
         c.err(path, f"node name {name!r} must start with a letter or digit and use only letters, digits, '-' and '_' (at most 63)")
         ok = False
-    spec = c.mapping(raw, path, "node settings", allow_none=True)
+    spec = c.section(raw, path, "node settings", NODE_KEYS, NOT_YET[("node",)])
     if spec is None:
         return None
-    c.keys(spec, path, NODE_KEYS, NOT_YET[("node",)])
 
     sysctls: list[tuple[str, str]] = []
     raw_sysctls = c.mapping(spec.get("sysctls"), path + ("sysctls",), "sysctl: value", allow_none=True) or {}
@@ -308,12 +315,11 @@ def _link(c: _Checker, raw: Any, path: Path, nodes: dict[str, Any]) -> LinkSpec 
     shaping = _shaping(c, spec, path)
     overrides: list[Shaping | None] = []
     for side in ("a", "b"):
-        block = c.mapping(spec.get(side), path + (side,), "rate/delay/jitter/loss for this end", allow_none=True)
+        block = c.section(spec.get(side), path + (side,), "rate/delay/jitter/loss for this end", SHAPING_KEYS)
         if block is None:
             ok = False
             overrides.append(None)
             continue
-        c.keys(block, path + (side,), SHAPING_KEYS, set())
         overrides.append(_shaping(c, block, path + (side,)) if block else None)
     if not ok or len(ends) != 2:
         return None
