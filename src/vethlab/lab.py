@@ -304,31 +304,50 @@ class Lab:
         up_wanted = {key for key, iface in desired.interfaces.items()
                      if iface.up and iface.peer and (key[0] in touched or iface.peer[0] in touched)}
         last: dict[str, Any] = {}
-
         scope = restricted(desired, touched | neighbours)  # plan over what is read, not all N nodes
+        # Nodes made by this run: their address and route requests were acknowledged
+        # one by one; what is left to wait for there is the links' state.
+        observed = observe(self.kernel, scope, {}, self.marker, read_hosts=False, only=touched | neighbours,
+                           skip_addresses=created, skip_routes=created)
+
+        def pending() -> set[tuple[str, str]]:
+            return {(node, ifname) for node, ifname in up_wanted
+                    if (link := observed.nodes[node].links.get(ifname)) is None or link.operstate != "UP"}
+
+        waiting = pending()
+        refreshed: set[str] = set()
 
         def settled() -> bool:
-            # nodes made by this run: their address requests were acknowledged one by
-            # one; what is left to wait for there is the links' state
-            observed = observe(self.kernel, scope, {}, self.marker, read_hosts=False, only=touched | neighbours,
-                               skip_addresses=created)
-            last["observed"] = observed
-            for node, ifname in up_wanted:
+            # re-read only the nodes still waiting: a 1000-node build does not re-dump
+            # 1000 namespaces while the kernel's linkwatch works through its queue
+            nonlocal waiting
+            if not waiting:
+                return True
+            nodes = {node for node, _ in waiting}
+            for node in nodes:
+                seen = observed.nodes[node]
+                seen.links = {link.ifname: link for link in self.kernel.links(seen.netns, addresses=False)}
+                refreshed.add(node)
+            waiting = pending()
+            if waiting:
+                node, ifname = next(iter(waiting))
                 link = observed.nodes[node].links.get(ifname)
-                if link is None or link.operstate != "UP":
-                    last["waiting"] = f"{node}:{ifname} is {link.operstate if link else 'missing'}"
-                    return False
-            return True
+                last["waiting"] = f"{node}:{ifname} is {link.operstate if link else 'missing'}"
+            return not waiting
 
+        last["observed"] = observed
         if not wait_until(settled, VERIFY_TIMEOUT):
             raise KernelError(f"lab {self.name} did not settle within {VERIFY_TIMEOUT:g} s: {last.get('waiting')}")
+        for node in refreshed - (created or set()):  # polled without addresses: read them once, now
+            seen = observed.nodes[node]
+            seen.links = {link.ifname: link for link in self.kernel.links(seen.netns)}
         host = desired.nodes.get(HOST)
         remaining = make_plan(scope, last["observed"], self.marker, None,
                               [route_of(r) for r in host.routes] if host else [])
         # checked by their own means (digest chain, pids, ledger, qdisc kind on the next plan)
         left = [a for a in remaining.actions if a.kind not in ("exec", "hosts", "firewall", "service", "uplink",
                                                                "forwarding", "shaping") and a.node in touched
-                and not (a.kind == "address" and created and a.node in created)]
+                and not (a.kind in ("address", "route") and created and a.node in created)]
         if left:
             raise KernelError("after applying, the kernel still differs from the file:\n" +
                               "\n".join(f"  {a.verb} {a.kind} {a.target}: {a.reason}" for a in left))

@@ -7,10 +7,13 @@ import os
 import sys
 
 from ..errors import UsageError
-from ..reconcile.planner import Action, Plan
+from typing import TYPE_CHECKING
 from ..state import store
 from ..topology import load_lab
 from .common import print_json, resolve_lab, topology_file
+
+if TYPE_CHECKING:  # the planner is loaded by the commands that plan, not by `down`
+    from ..reconcile.planner import Action, Plan
 
 
 def _describe(plan: Plan) -> list[str]:

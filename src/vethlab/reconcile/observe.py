@@ -45,7 +45,7 @@ class Observed:
 
 def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], marker: str,
             read_hosts: bool = True, only: set[str] | None = None, routed: set[str] | None = None,
-            skip_addresses: set[str] | None = None) -> Observed:
+            skip_addresses: set[str] | None = None, skip_routes: set[str] | None = None) -> Observed:
     """Observe the nodes of `desired` plus `known_nodes` (from the lab's state).
 
     `only` limits the nodes read (verification after a change re-reads just the
@@ -84,7 +84,7 @@ def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], mar
             if read_hosts:
                 node.hosts = kernel.node_hosts(ns)
         node.links = {link.ifname: link for link in links}
-        if name in routed or ns is None:
+        if (name in routed or ns is None) and not (skip_routes and name in skip_routes):
             node.routes = kernel.routes(ns)
         spec = desired.nodes.get(name)
         keys = [key for key, _value in spec.sysctls] if spec else []
