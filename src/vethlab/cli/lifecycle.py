@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from typing import TYPE_CHECKING
 from ..state import store
 from ..topology import load_lab
 from .common import print_json, resolve_lab, topology_file
