@@ -349,6 +349,9 @@ def targets(results: list[dict[str, Any]], extra: dict[str, Any]) -> list[str]:
     return out
 
 
+COLORS = {"vethlab": "tab:red", "floor": "tab:blue", "ipbatch": "tab:orange", "mininet": "tab:green"}
+
+
 def plot(results: list[dict[str, Any]], path: str) -> None:
     """Build time against N, per topology and peer (PNG), when matplotlib is there."""
     try:
@@ -366,7 +369,7 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
         peers = sorted({p for r in rows for p in r["peers"]})
         for peer in peers:
             points = [(r["n"], r["peers"][peer]["up"]["median"]) for r in rows if peer in r["peers"]]
-            ax.plot([n for n, _ in points], [t for _, t in points], marker="o", label=peer)
+            ax.plot([n for n, _ in points], [t for _, t in points], marker="o", label=peer, color=COLORS.get(peer))
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("nodes (N)")

@@ -4,7 +4,7 @@ the cause in the user's words."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class VethlabError(Exception):
@@ -19,8 +19,7 @@ class UsageError(VethlabError):
     exit_code = 2
 
 
-@dataclass(frozen=True)
-class Issue:
+class Issue(NamedTuple):
     """One problem in a topology file, at a line and a field path."""
 
     file: str

@@ -234,6 +234,32 @@ class Lab:
         self._record_done(state, desired, plan)
         return plan
 
+    def _linkwatch_nudger(self, created: set[str] | None) -> Callable[..., None] | None:
+        """A way to hurry the kernel's linkwatch, which applies carrier changes at most
+        100 devices per run and leaves the rest to a run paced at one per second
+        unless an urgent event comes: with 2000 new veth ends the last ones would come
+        up a second or more late.  Flapping a scratch veth pair (inside a namespace
+        this run made: it dies with it) is such an urgent event, each time."""
+        ns = next((self.spec.netns_of(n) for n in sorted(created or ()) if self.spec and self.spec.netns_of(n)), None)
+        if ns is None:
+            return None
+        kernel = self.kernel
+        kernel.create_veth(ns, "vlnudge0", ns, "vlnudge1", None, self.marker)
+        kernel.set_link(ns, "vlnudge1", up=True)
+        kernel.flush()
+        state = {"up": False}
+
+        def nudge(done: bool = False) -> None:
+            if done:
+                kernel.delete_link(ns, "vlnudge0")
+                kernel.flush()
+                return
+            state["up"] = not state["up"]
+            kernel.set_link(ns, "vlnudge0", up=state["up"])
+            kernel.flush()
+
+        return nudge
+
     def _forget(self, state: store.LabState) -> None:
         from .teardown import restore_sysctl
 
@@ -316,6 +342,7 @@ class Lab:
 
         waiting = pending()
         refreshed: set[str] = set()
+        nudger = self._linkwatch_nudger(created) if len(waiting) > 100 else None
 
         def settled() -> bool:
             # re-read only the nodes still waiting: a 1000-node build does not re-dump
@@ -323,6 +350,8 @@ class Lab:
             nonlocal waiting
             if not waiting:
                 return True
+            if nudger:
+                nudger()
             nodes = {node for node, _ in waiting}
             for node in nodes:
                 seen = observed.nodes[node]
@@ -336,8 +365,13 @@ class Lab:
             return not waiting
 
         last["observed"] = observed
-        if not wait_until(settled, VERIFY_TIMEOUT):
-            raise KernelError(f"lab {self.name} did not settle within {VERIFY_TIMEOUT:g} s: {last.get('waiting')}")
+        try:
+            if not wait_until(settled, VERIFY_TIMEOUT):
+                raise KernelError(f"lab {self.name} did not settle within {VERIFY_TIMEOUT:g} s: "
+                                  f"{last.get('waiting')}")
+        finally:
+            if nudger:
+                nudger(done=True)
         for node in refreshed - (created or set()):  # polled without addresses: read them once, now
             seen = observed.nodes[node]
             seen.links = {link.ifname: link for link in self.kernel.links(seen.netns)}

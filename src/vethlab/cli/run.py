@@ -6,14 +6,14 @@ import argparse
 import ipaddress
 import os
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import UsageError
 from ..kernel.process import exec_in_node, run_in_node
 from ..state import store
-from ..topology.schema import HOST
 from .common import print_json, resolve_lab, table
+
+HOST = "host"  # topology.schema.HOST, named here so that `exec` does not load the schema
 
 
 def _netns(lab: str, node: str) -> str | None:
@@ -133,6 +133,8 @@ def cmd_pingall(args: argparse.Namespace) -> int:
         result = run_in_node(state.nodes.get(item["src"]), ["ping", "-c", "1", "-W", "1", "-q", item["address"]],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return {**item, "ok": result.returncode == 0}
+
+    from concurrent.futures import ThreadPoolExecutor
 
     # Bounded parallelism: the neighbour table is shared by all namespaces and
     # small (gc_thresh3 = 1024); a flood of simultaneous pings overflows it.

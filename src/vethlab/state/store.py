@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_DIR = "/run/vethlab"
@@ -24,32 +23,55 @@ def lab_dir(lab: str) -> str:
     return os.path.join(state_root(), lab)
 
 
-@dataclass
 class LabState:
+    """A lab's state.  A plain class, not a dataclass: `vethlab exec` reads it and
+    must not pay for importing dataclasses (~10 ms of a ~50 ms budget)."""
+
     lab: str
-    file: str | None = None
-    nodes: dict[str, str | None] = field(default_factory=dict)  # node -> netns (None: host)
-    host_routes: list[dict[str, Any]] = field(default_factory=list)
-    host_sysctls: dict[str, str] = field(default_factory=dict)  # key -> value before vethlab changed it
-    exec_digests: dict[str, str] = field(default_factory=dict)
-    links: list[list[str]] = field(default_factory=list)  # [a_node, a_ifname, b_node, b_ifname]
-    routed: list[str] = field(default_factory=list)  # nodes that had routes in the file
-    allocation: dict[str, Any] = field(default_factory=dict)  # IPAM's choices (ipam.Allocation.to_json)
-    host_subnets: list[str] = field(default_factory=list)  # subnets of networks in the host namespace
-    firewall_nodes: dict[str, str | None] = field(default_factory=dict)  # node -> netns holding our table
-    uplinks: dict[str, dict[str, Any]] = field(default_factory=dict)  # "node:ifname" -> {"up", "netns"}
-    services: dict[str, list[list[Any]]] = field(default_factory=dict)  # node -> [[argv, pid, start time]]
-    shaped: dict[str, dict[str, Any]] = field(default_factory=dict)  # "node:ifname" -> Shaping.to_json()
-    fingerprints: dict[str, str] = field(default_factory=dict)  # node -> desired.fingerprints() at the last full up
-    hosts_digest: str = ""
-    netns_ids: dict[str, int] = field(default_factory=dict)  # netns -> nsfs inode when vethlab made it
-    complete: bool = False
-    version: int = VERSION
+    file: str | None
+    nodes: dict[str, str | None]  # node -> netns (None: host)
+    host_routes: list[dict[str, Any]]
+    host_sysctls: dict[str, str]  # key -> value before vethlab changed it
+    exec_digests: dict[str, str]
+    links: list[list[str]]  # [a_node, a_ifname, b_node, b_ifname]
+    routed: list[str]  # nodes that had routes in the file
+    allocation: dict[str, Any]  # IPAM's choices (ipam.Allocation.to_json)
+    host_subnets: list[str]  # subnets of networks in the host namespace
+    firewall_nodes: dict[str, str | None]  # node -> netns holding our table
+    uplinks: dict[str, dict[str, Any]]  # "node:ifname" -> {"up", "netns"}
+    services: dict[str, list[list[Any]]]  # node -> [[argv, pid, start time]]
+    shaped: dict[str, dict[str, Any]]  # "node:ifname" -> Shaping.to_json()
+    fingerprints: dict[str, str]  # node -> desired.fingerprints() at the last full up
+    hosts_digest: str
+    netns_ids: dict[str, int]  # netns -> nsfs inode when vethlab made it
+    complete: bool
+    version: int
+
+    def __init__(self, lab: str, **values: Any) -> None:
+        self.lab = lab
+        self.file = values.get("file", None)
+        self.nodes = values.get("nodes", dict())
+        self.host_routes = values.get("host_routes", list())
+        self.host_sysctls = values.get("host_sysctls", dict())
+        self.exec_digests = values.get("exec_digests", dict())
+        self.links = values.get("links", list())
+        self.routed = values.get("routed", list())
+        self.allocation = values.get("allocation", dict())
+        self.host_subnets = values.get("host_subnets", list())
+        self.firewall_nodes = values.get("firewall_nodes", dict())
+        self.uplinks = values.get("uplinks", dict())
+        self.services = values.get("services", dict())
+        self.shaped = values.get("shaped", dict())
+        self.fingerprints = values.get("fingerprints", dict())
+        self.hosts_digest = values.get("hosts_digest", "")
+        self.netns_ids = values.get("netns_ids", dict())
+        self.complete = values.get("complete", False)
+        self.version = values.get("version", VERSION)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LabState:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        known = {k: v for k, v in data.items() if k in cls.__annotations__ and k != "lab"}
+        return cls(str(data["lab"]), **known)
 
 
 def load(lab: str) -> LabState | None:
