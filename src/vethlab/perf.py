@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -98,7 +97,3 @@ def _builtin(src_ns: str | None, dst_ns: str | None, address: str, seconds: floa
             receiver.kill()
     total, elapsed = out.split()
     return {"seconds": float(elapsed), "bits_per_second": int(total) * 8 / float(elapsed), "tool": "builtin"}
-
-
-def family_of(address: str) -> int:
-    return socket.AF_INET6 if ":" in address else socket.AF_INET
