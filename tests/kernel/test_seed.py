@@ -165,3 +165,10 @@ def test_plan_json_lists_actions_and_touches_nothing(seed_file: str) -> None:
     assert doc["actions"][0] == {"verb": "create", "kind": "node", "target": "ns1",
                                  "reason": "namespace ns1 does not exist", "node": "ns1", "netns": "ns1", "params": {}}
     assert os.listdir("/run/netns") == [] and os.listdir(os.environ["VETHLAB_STATE_DIR"]) == []
+
+
+def test_shell_runs_inside_the_node(seed_file: str) -> None:
+    vethlab("up", seed_file, check=True)
+    r = vethlab("shell", "ns1", input="ip -br link show vp1; echo node=$VETHLAB_NODE; exit 3\n", env={"SHELL": "/bin/bash"})
+    assert r.returncode == 3
+    assert "vp1@" in r.stdout and "node=ns1" in r.stdout
