@@ -49,7 +49,8 @@ def interfaces(kernel: Kernel, state: store.LabState) -> tuple[dict[str, bool], 
     exists: dict[str, bool] = {}
     views = []
     opener = getattr(kernel, "open_namespaces", None)
-    live = [ns for ns in state.nodes.values() if ns and kernel.namespace_exists(ns) and kernel.namespace_alive(ns)]
+    mounted = kernel.alive_namespaces()
+    live = [ns for ns in state.nodes.values() if ns and ns in mounted]
     if opener:
         opener(live)
     for node, ns in state.nodes.items():

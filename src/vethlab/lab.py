@@ -121,13 +121,7 @@ class Lab:
                                    self._taken(spec))
         full = compile_lab(spec, allocation)
         kinds = {iface.shaping.qdisc for iface in full.interfaces.values() if iface.shaping}
-        missing = sorted(kind for kind in kinds if not self.kernel.qdisc_supported(kind))
-        if missing:
-            raise ConflictError(
-                f"this kernel lacks the qdisc {', '.join(missing)} (kernel module "
-                f"{', '.join('sch_' + k for k in missing)}), needed for the links' "
-                f"{'delay, jitter or loss' if 'netem' in missing else 'rate'}: load it with `modprobe "
-                f"sch_{missing[0]}` if the module exists, or drop those keys; nothing was changed")
+        require_qdiscs(self.kernel, kinds)
         prints = fingerprints(full)
         scope = None if refresh else self._scope(full, state, prints)
         desired = full if scope is None else restricted(full, scope)
@@ -415,6 +409,17 @@ class Lab:
             self.down()
         finally:
             self.close()
+
+
+def require_qdiscs(kernel: Kernel, kinds: set[str]) -> None:
+    """Refuse, before anything is built, shaping this kernel cannot do."""
+    missing = sorted(kind for kind in kinds if not kernel.qdisc_supported(kind))
+    if missing:
+        raise ConflictError(
+            f"this kernel lacks the qdisc {', '.join(missing)} (kernel module "
+            f"{', '.join('sch_' + k for k in missing)}), needed for "
+            f"{'delay, jitter or loss' if 'netem' in missing else 'rate'}: load it with `modprobe "
+            f"sch_{missing[0]}` if the module exists, or keep only what tbf does (rate); nothing was changed")
 
 
 def _host_subnets(desired: Desired) -> set[str]:

@@ -10,10 +10,10 @@ import random
 import time
 from collections.abc import Callable
 
-from .errors import ConflictError, UsageError
+from .errors import UsageError
 from .inspect import lab_state, peers
 from .kernel.api import Kernel
-from .lab import default_kernel, set_link_state
+from .lab import default_kernel, require_qdiscs, set_link_state
 from .state import store
 from .topology.shaping import Shaping
 
@@ -33,9 +33,8 @@ def set_shaping(lab: str, node: str, ifname: str, shaping: Shaping | None, kerne
         raise UsageError(f"{node}:{ifname} is not a link end of lab {lab}")
     kernel = kernel or default_kernel()
     try:
-        if shaping and not kernel.qdisc_supported(shaping.qdisc):
-            raise ConflictError(f"this kernel lacks the qdisc {shaping.qdisc} (kernel module sch_{shaping.qdisc}), "
-                                "needed for --delay, --jitter and --loss; only --rate (tbf) works here")
+        if shaping:
+            require_qdiscs(kernel, {shaping.qdisc})
         kernel.set_shaping(state.nodes.get(node), ifname, shaping.to_json() if shaping else None)
     finally:
         kernel.close()

@@ -51,6 +51,15 @@ def route_matches(want: Route, have: Route) -> bool:
             and (want.src is None or want.src == have.src))
 
 
+def route_text(route: Route) -> str:
+    """A route as `ip route` prints it: `default via 10.0.0.1 dev eth0 metric 5`."""
+    words = ["default" if route.dst in ("0.0.0.0/0", "::/0") else route.dst]
+    for name, value in (("via", route.via), ("dev", route.dev), ("metric", route.metric), ("src", route.src)):
+        if value is not None:
+            words += [name, str(value)]
+    return " ".join(words)
+
+
 class Kernel(Protocol):
     def flush(self) -> None: ...
     def list_namespaces(self) -> list[str]: ...

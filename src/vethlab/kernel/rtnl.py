@@ -23,7 +23,7 @@ from ..errors import ConflictError, KernelError
 from ..ownership import ROUTE_PROTO, lab_of, netns_tag, parse_netns_tag
 from . import netns as nsmod
 from . import nftables, nl, nodefiles, services
-from .api import LinkInfo, Netns, Route
+from .api import LinkInfo, Netns, Route, route_text
 from .process import run_in_node
 
 _PLAIN = {
@@ -428,11 +428,11 @@ class NetlinkKernel:
         # replace: re-adding a route that survived an address change is not an error (foreign
         # routes of the same destination were refused by the plan before anything ran)
         self._queue(ns, nl.RTM_NEWROUTE, nl.F_CREATE | nl.F_REPLACE, self._route_body(ns, route),
-                             f"add route '{_route_text(route)}' in {where(ns)}")
+                             f"add route '{route_text(route)}' in {where(ns)}")
 
     def delete_route(self, ns: Netns, route: Route) -> None:
         self._queue(ns, nl.RTM_DELROUTE, 0, self._route_body(ns, route),
-                             f"remove route '{_route_text(route)}' in {where(ns)}", (errno.ESRCH, errno.ENOENT))
+                             f"remove route '{route_text(route)}' in {where(ns)}", (errno.ESRCH, errno.ENOENT))
 
     # -- sysctls ---------------------------------------------------------------------------------------
     def read_sysctl(self, ns: Netns, key: str) -> str | None:
@@ -555,11 +555,3 @@ def _sysctl_path(key: str) -> str:
     """sysctl(8)'s convention: '.' separates, '/' stands for a '.' inside a name
     (net.ipv4.conf.vb/t/lan.route_localnet is conf/vb.t.lan/route_localnet)."""
     return "/proc/sys/" + key.translate(_SYSCTL_SWAP)
-
-
-def _route_text(route: Route) -> str:
-    words = ["default" if route.dst in ("0.0.0.0/0", "::/0") else route.dst]
-    for name, value in (("via", route.via), ("dev", route.dev), ("metric", route.metric), ("src", route.src)):
-        if value is not None:
-            words += [name, str(value)]
-    return " ".join(words)

@@ -17,14 +17,13 @@ import os
 import socket
 from typing import Any
 
-from ..errors import ConflictError, KernelError
+from ..errors import KernelError
 from . import netns as nsmod
 
 BURST_MIN = 16_000  # bytes: above any MTU, small enough for an accurate rate at a few Mbit/s
 LATENCY = "50ms"
 _probed: dict[str, bool] = {}
 
-MODULE = {"netem": "sch_netem", "tbf": "sch_tbf"}
 
 
 def params(shaping: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -71,15 +70,6 @@ def supported(kind: str) -> bool:
         except OSError:
             _probed[kind] = True  # cannot probe (no privilege): let the real request speak
     return _probed[kind]
-
-
-def require(kinds: set[str]) -> None:
-    missing = sorted(kind for kind in kinds if not supported(kind))
-    if missing:
-        names = ", ".join(f"{k} (kernel module {MODULE.get(k, 'sch_' + k)})" for k in missing)
-        raise ConflictError(f"this kernel lacks the qdisc {names}, needed for the links' delay, jitter or loss: "
-                            f"`modprobe {MODULE.get(missing[0], 'sch_' + missing[0])}` if the module exists, "
-                            "or keep only `rate` (tbf); nothing was changed")
 
 
 def _ipr(ns: str | None) -> Any:

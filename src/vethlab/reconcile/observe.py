@@ -60,8 +60,8 @@ def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], mar
         wanted = {name: ns for name, ns in wanted.items() if name in only}
     routed = set(routed or ()) | {name for name, node in desired.nodes.items() if node.routes}
     out = Observed()
-    alive = {ns: kernel.namespace_alive(ns) for ns in wanted.values()
-             if ns is not None and kernel.namespace_exists(ns)}
+    live = kernel.alive_namespaces()  # one read of mountinfo, not an open per namespace
+    alive = {ns: ns in live for ns in wanted.values() if ns is not None and kernel.namespace_exists(ns)}
     opener = getattr(kernel, "open_namespaces", None)
     if opener:
         opener([ns for ns, ok in alive.items() if ok])

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..desired import Desired, DesiredInterface, IfKey
 from ..errors import ConflictError
-from ..kernel.api import LinkInfo, Netns, Route, route_matches
+from ..kernel.api import LinkInfo, Netns, Route, route_matches, route_text
 from ..ownership import ROUTE_PROTO, lab_of
 from ..topology.schema import HOST, RouteSpec
 from .observe import Observed
@@ -81,12 +81,6 @@ class Plan:
 
 def route_of(spec: RouteSpec) -> Route:
     return Route(dst=spec.dst, via=spec.via, dev=spec.dev, metric=spec.metric, src=spec.src)
-
-
-def route_text(r: Route) -> str:
-    dst = "default" if r.dst in ("0.0.0.0/0", "::/0") else r.dst
-    words = [dst] + [f"{k} {v}" for k, v in (("via", r.via), ("dev", r.dev), ("metric", r.metric)) if v is not None]
-    return " ".join(words)
 
 
 def exec_digest(commands: tuple[tuple[str, ...], ...]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from typing import Any
 
 DEFAULT_DIR = "/run/vethlab"
@@ -21,6 +22,14 @@ def state_root() -> str:
 
 def lab_dir(lab: str) -> str:
     return os.path.join(state_root(), lab)
+
+
+_DEFAULTS: dict[str, Callable[[], Any]] = {
+    "file": lambda: None, "nodes": dict, "host_routes": list, "host_sysctls": dict, "exec_digests": dict,
+    "links": list, "routed": list, "allocation": dict, "host_subnets": list, "firewall_nodes": dict,
+    "uplinks": dict, "services": dict, "shaped": dict, "fingerprints": dict, "hosts_digest": str,
+    "netns_ids": dict, "complete": lambda: False, "version": lambda: VERSION,
+}
 
 
 class LabState:
@@ -49,24 +58,8 @@ class LabState:
 
     def __init__(self, lab: str, **values: Any) -> None:
         self.lab = lab
-        self.file = values.get("file", None)
-        self.nodes = values.get("nodes", dict())
-        self.host_routes = values.get("host_routes", list())
-        self.host_sysctls = values.get("host_sysctls", dict())
-        self.exec_digests = values.get("exec_digests", dict())
-        self.links = values.get("links", list())
-        self.routed = values.get("routed", list())
-        self.allocation = values.get("allocation", dict())
-        self.host_subnets = values.get("host_subnets", list())
-        self.firewall_nodes = values.get("firewall_nodes", dict())
-        self.uplinks = values.get("uplinks", dict())
-        self.services = values.get("services", dict())
-        self.shaped = values.get("shaped", dict())
-        self.fingerprints = values.get("fingerprints", dict())
-        self.hosts_digest = values.get("hosts_digest", "")
-        self.netns_ids = values.get("netns_ids", dict())
-        self.complete = values.get("complete", False)
-        self.version = values.get("version", VERSION)
+        for name, default in _DEFAULTS.items():
+            setattr(self, name, values[name] if name in values else default())
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LabState:
