@@ -151,29 +151,44 @@ def test_state_naming_a_path_as_a_namespace_is_damaged_and_down_removes_the_lab(
     assert out["canary"] is True and out["netns"] == [] and out["state"] == [] and out["sleepers"] == []
 
 
-def test_markers_with_path_names_are_never_acted_on(tmp_path: Path) -> None:
-    """An alias `vethlab:../canary`, a birth marker `.vethlab:..:x` and a service
-    marked `../canary:x`: `clean --all` used to lock and remove /run/canary."""
-    out = scenario(tmp_path, '''
-        canary()
-        before = snap()
-        subprocess.run(["ip", "link", "add", "fake0", "type", "veth", "peer", "fake1"], check=True)
-        subprocess.run(["ip", "link", "set", "fake0", "alias", "vethlab:../canary"], check=True)
-        open("/run/netns/.vethlab:..:canary", "w").close()
-        proc = subprocess.Popen(["sleep", "600"], env={**os.environ, "VETHLAB_SERVICE": "../canary:x"})
-        out["clean"] = v("clean", "--all")
-        out["canary"] = snap() == before
-        out["run"] = sorted(os.listdir("/run"))
-        out["links"] = sorted(l["ifname"] for l in json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True,
-                                                                           text=True, check=True).stdout))
-        out["markers"] = netns()
-        out["alive"] = proc.poll() is None
-        proc.kill()
-    ''')
-    clean_exit(out["clean"], 0)
-    assert out["canary"] is True and "canary.lock" not in out["run"]
-    assert {"fake0", "fake1"} <= set(out["links"]) and out["markers"] == [".vethlab:..:canary"]
-    assert out["alive"] is True
+MARKERS = {
+    "alias": [
+        'subprocess.run(["ip", "link", "add", "fake0", "type", "veth", "peer", "fake1"], check=True)',
+        'subprocess.run(["ip", "link", "set", "fake0", "alias", "vethlab:" + LAB], check=True)'],
+    "birth-marker": ['open(f"/run/netns/.vethlab:{LAB}:canary", "w").close()'],
+    "service": [  # any user can start a process carrying the marker variable
+        'proc = subprocess.Popen(["runuser", "-u", "nobody", "--", "env", f"VETHLAB_SERVICE={LAB}:x", "sleep", "600"])',
+        'time.sleep(0.3)'],
+}
+
+
+@pytest.mark.parametrize("lab", ["..", "../canary"])
+@pytest.mark.parametrize("kind", list(MARKERS))
+def test_markers_with_path_names_are_never_acted_on(tmp_path: Path, kind: str, lab: str) -> None:
+    """A marker naming lab ".." made `clean` remove all of /run (rm -rf
+    /run/vethlab/..), "../canary" the directory /run/canary: from an alias, a
+    birth-marker file, or the environment of any user's process."""
+    if kind == "birth-marker" and "/" in lab:
+        pytest.skip("a file name cannot hold '/'")
+    out = scenario(tmp_path, "\n".join([
+        f"LAB = {lab!r}",
+        "canary()",
+        'before = {"run": sorted(os.listdir("/run")), "canary": snap()}',
+        *MARKERS[kind],
+        'out["clean"] = v("clean")',
+        'out["clean --all"] = v("clean", "--all")',
+        'out["same"] = before == {"run": sorted(os.listdir("/run")), "canary": snap()}',
+        'out["links"] = sorted(l["ifname"] for l in json.loads(subprocess.run(["ip", "-j", "link"], '
+        'capture_output=True, text=True, check=True).stdout))',
+        'out["markers"] = netns()',
+        f'out["alive"] = {kind == "service"} and proc.poll() is None',
+    ]))
+    for cmd in ("clean", "clean --all"):
+        clean_exit(out[cmd], 0)
+        assert out[cmd]["out"] == "nothing to clean\n", out[cmd]
+    assert out["same"] is True and out["alive"] is (kind == "service")
+    assert out["links"] == (["fake0", "fake1", "lo"] if kind == "alias" else ["lo"])
+    assert out["markers"] == ([f".vethlab:{lab}:canary"] if kind == "birth-marker" else [])
 
 
 # -- class 3: states of the wrong shape -------------------------------------------------------
