@@ -160,7 +160,9 @@ def open_file(parent: int, name: str, path: str, flags: int, what: str, mode: in
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise _symlink(path, parent, name) or StateError(f"{path}: {exc.strerror}") from None
-        raise
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise StateError(f"cannot open {what} {path}: {exc.strerror}") from None  # ENXIO: a FIFO, ...
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise StateError(f"{path} is not a regular file; vethlab needs {what} there: remove it")
@@ -170,6 +172,21 @@ def open_file(parent: int, name: str, path: str, flags: int, what: str, mode: in
         os.close(fd)
         raise
     return fd
+
+
+def open_scratch(parent: int, name: str, path: str) -> int:
+    """A temp file `name` under `parent`, truncated, for writing before a rename.
+    A symlink found there is removed as a link and the file made afresh; it is
+    never written through.  Like before, a second writer of the same lab truncates
+    the same inode (the lab's lock is what keeps writers apart)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    try:
+        return open_file(parent, name, path, flags, "a temporary state file")
+    except StateError:
+        if _symlink(path, parent, name) is None:
+            raise
+    unlink(parent, name)
+    return open_file(parent, name, path, flags | os.O_EXCL, "a temporary state file")
 
 
 def remove_tree(parent: int, name: str) -> None:

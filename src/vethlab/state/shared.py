@@ -44,8 +44,7 @@ def _update(change: Callable[[dict[str, dict[str, object]]], None]) -> None:
             data = _read(root)
             change(data)
             if data:
-                fs.unlink(root, TMP)  # a leftover (a symlink included) goes as a link, never written through
-                tmp = os.open(TMP, os.O_WRONLY | os.O_CREAT | os.O_EXCL | fs.FILE_FLAGS, 0o600, dir_fd=root)
+                tmp = fs.open_scratch(root, TMP, os.path.join(state_root(), TMP))
                 with os.fdopen(tmp, "w", encoding="utf-8") as fh:
                     json.dump(data, fh)
                     fh.flush()

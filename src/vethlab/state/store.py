@@ -146,9 +146,7 @@ def load(lab: str) -> LabState | None:
 def save(state: LabState) -> None:
     with _lab_fd(state.lab, create=True) as lab_fd:
         assert lab_fd is not None
-        # a leftover temp file (a symlink included) is removed as a link, never written through
-        fs.unlink(lab_fd, TMP_FILE)
-        fd = os.open(TMP_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | fs.FILE_FLAGS, 0o600, dir_fd=lab_fd)
+        fd = fs.open_scratch(lab_fd, TMP_FILE, os.path.join(lab_dir(state.lab), TMP_FILE))
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             # the fields are plain JSON values already: no deep copy (asdict) of a 1000-node state
             json.dump(vars(state), fh, separators=(",", ":"), sort_keys=True)
