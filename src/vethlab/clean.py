@@ -5,22 +5,29 @@ from __future__ import annotations
 from typing import Any
 
 from . import cleanup
-from .errors import LockTimeout
+from .errors import LockTimeout, StateDamaged
 from .lab import Lab, default_kernel
 from .state import store
 from .state.lock import LabLock
+from .topology.naming import lab_problem
 
 
 def clean(all_labs: bool = False, wait: float = 0.0) -> dict[str, list[str]]:
     """Remove every lab that is half-built with nobody working on it, or whose state
     is gone but whose marked objects remain; with `all_labs`, every lab.  A lab
     another vethlab process holds the lock of is skipped."""
+    known = store.labs()  # first: an untrustworthy state directory is refused before the kernel is searched
     kernel = default_kernel()
     try:
-        marked = cleanup.find(kernel).labs()
+        # a service's marker is an environment variable anyone may set: a lab name
+        # taken from any marker must pass the lab-name rules before it names a path
+        marked = {name for name in cleanup.find(kernel).labs() if not lab_problem(name)}
         report: dict[str, Any] = {"labs": [], "busy": []}
-        for name in sorted(set(store.labs()) | marked):
-            state = store.load(name)
+        for name in sorted(set(known) | marked):
+            try:
+                state = store.load(name)
+            except StateDamaged:
+                state = None  # removed by its markers, like a lab whose state is lost
             if not all_labs and state is not None and state.complete:
                 continue
             try:

@@ -57,3 +57,25 @@ class CommandFailed(VethlabError):
 
 class LockTimeout(VethlabError):
     """Another vethlab process holds the lab's lock for longer than we may wait."""
+
+
+class StateError(VethlabError):
+    """vethlab's state directory cannot be trusted or read: owned by someone else,
+    writable by others, a symlink where a file or directory belongs, permission
+    denied.  Says which path, why, and what to do."""
+
+
+class StateDamaged(StateError):
+    """A lab's state file does not parse or has the wrong shape.  Names the file and
+    the field; `down` and `clean` still remove the lab by its kernel markers."""
+
+    def __init__(self, lab: str, path: str, reason: str) -> None:
+        self.lab = lab
+        self.path = path
+        self.reason = reason
+        super().__init__(f"the state of lab {lab} is damaged: {path}: {reason} "
+                         f"(`vethlab down --lab {lab}` removes the lab by its kernel markers)")
+
+
+class NotPermitted(VethlabError):
+    """This user may not do what was asked (not root, outside a sandbox)."""

@@ -204,7 +204,7 @@ class Lab:
         desired, plan = self._prepare(existed, refresh)
         if plan:
             self._record_intent(state, desired, plan)
-            executor = Executor(self.kernel, self.marker, progress, os.path.join(store.lab_dir(self.name), "logs"))
+            executor = Executor(self.kernel, self.marker, progress, store.logs_dir(self.name))
             try:
                 executor.run(plan, keep_on_error)
                 try:

@@ -5,17 +5,20 @@ lab does not pay for loading the reconcile machinery it never uses."""
 
 from __future__ import annotations
 
+import sys
+
 from . import cleanup
-from .errors import KernelError
+from .errors import KernelError, StateDamaged
 from .kernel.api import Kernel
 from .state import shared, store
 from .state.lock import LabLock
 
 
 def down(name: str, kernel: Kernel, wait: float = 60.0) -> None:
-    """Remove every object of lab `name`.  A lab that does not exist: nothing to do."""
-    with LabLock(name, wait) as lock:
-        state = store.load(name)
+    """Remove every object of lab `name`.  A lab that does not exist: nothing to do.
+    A lab whose state is damaged is removed by its kernel markers alone."""
+    with LabLock(name, wait) as lock:  # LabLock checks the name before it becomes a path
+        state = load_or_warn(name)
         candidates = [ns for ns in state.nodes.values() if ns] if state and state.complete else None
         found = cleanup.find(kernel, {name}, candidates, state)
         if state:
@@ -26,6 +29,18 @@ def down(name: str, kernel: Kernel, wait: float = 60.0) -> None:
             raise KernelError(f"lab {name} was not removed completely:\n" + "\n".join(errors))
         store.remove(name)
         lock.release(remove=True)
+
+
+def load_or_warn(name: str) -> store.LabState | None:
+    """The lab's state; None, with a warning, when it is damaged: the kernel
+    markers then say what to remove (what only the state knew — host routes and
+    sysctls — cannot be undone, and the warning says so)."""
+    try:
+        return store.load(name)
+    except StateDamaged as exc:
+        print(f"vethlab: warning: {exc.path}: {exc.reason}; removing lab {name} by its kernel markers "
+              "(host routes and sysctls it changed, known only to the state, stay as they are)", file=sys.stderr)
+        return None
 
 
 def restore_sysctl(kernel: Kernel, key: str, value: str) -> None:

@@ -5,25 +5,33 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import StateDamaged, UsageError
 from ..state import store
 from .common import print_json, resolve_lab, table
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    """The labs.  A lab whose state is damaged is listed as such, with why: it is
+    still there (its namespaces may run) and `down` still removes it.  A state
+    directory that cannot be trusted or read is an error, never "no labs"."""
     rows: list[dict[str, Any]] = []
     for name in store.labs():
-        state = store.load(name)
+        try:
+            state, damage = store.load(name), None
+        except StateDamaged as exc:
+            state, damage = None, f"{exc.path}: {exc.reason}"
         rows.append({"name": name, "nodes": len(state.nodes) if state else 0, "links": len(state.links) if state else 0,
-                     "complete": bool(state and state.complete), "file": state.file if state else None})
+                     "complete": bool(state and state.complete), "file": state.file if state else None,
+                     **({"damaged": damage} if damage else {})})
     if args.json:
         print_json({"labs": rows})
     elif not rows:
         print("no labs")
     else:
         table(None, ["lab", "nodes", "links", "state", "file"],
-              [[r["name"], str(r["nodes"]), str(r["links"]), "up" if r["complete"] else "incomplete", r["file"] or ""]
-               for r in rows])
+              [[r["name"], str(r["nodes"]), str(r["links"]),
+                f"damaged ({r['damaged']})" if "damaged" in r else "up" if r["complete"] else "incomplete",
+                r["file"] or ""] for r in rows])
     return 0
 
 

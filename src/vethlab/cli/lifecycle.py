@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ..errors import UsageError
 from ..state import store
 from ..topology import load_lab
-from .common import print_json, resolve_lab, topology_file
+from .common import print_json, require_privileges, resolve_lab, topology_file
 
 if TYPE_CHECKING:  # the planner is loaded by the commands that plan, not by `down`
     from ..reconcile.planner import Action, Plan
@@ -37,6 +37,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from ..lab import Lab
 
     lab = Lab.load(topology_file(args.file))
+    require_privileges("plan")
     plan = lab.plan(refresh=args.refresh)
     if args.json:
         print_json(plan.to_json())
@@ -52,6 +53,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from ..lab import Lab
 
     lab = Lab.load(topology_file(args.file))
+    require_privileges("up")
     verbose = args.verbose and not args.json
 
     def progress(action: Action) -> None:
@@ -74,11 +76,12 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     if args.lab:
-        name = args.lab
+        name = resolve_lab(args.lab)
     elif args.file or os.path.exists("vethlab.yaml"):
         name = _lab_name(args.file or "vethlab.yaml")
     else:
         name = resolve_lab(None)
+    require_privileges("down")
     existed = name in store.labs()
     from ..lab import default_kernel
     from ..teardown import down
@@ -98,17 +101,22 @@ def _lab_name(path: str) -> str:
     validates can take its lab down."""
     from ..errors import ValidationError
     from ..topology.loader import load
+    from ..topology.naming import lab_problem
 
-    data = load(path).data
-    name = data.get("name") if isinstance(data, dict) else None
+    doc = load(path)
+    name = doc.data.get("name") if isinstance(doc.data, dict) else None
     if not isinstance(name, str):
-        raise ValidationError([*load(path).issues]) if load(path).issues else UsageError(f"{path} names no lab")
+        raise ValidationError([*doc.issues]) if doc.issues else UsageError(f"{path} names no lab")
+    problem = lab_problem(name)  # the one rule `up` applies: a name like ../../x never becomes a path
+    if problem:
+        raise ValidationError([doc.issue(("name",), problem)])
     return name
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
     from ..clean import clean
 
+    require_privileges("clean")
     report = clean(all_labs=args.all, wait=0.0)
     if args.json:
         print_json(report)

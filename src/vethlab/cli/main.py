@@ -161,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = _defaults(args)
     try:
+        if args.lab is not None:  # every command: a --lab that is no lab name never reaches a path
+            from ..topology.naming import check_lab
+
+            check_lab(args.lab)
         return int(args.handler(args))
     except ValidationError as exc:
         for issue in exc.issues:

@@ -57,6 +57,11 @@ def unshare_net() -> None:
 
 
 def ns_path(name: str) -> str:
+    """/run/netns/NAME.  Callers pass names checked by topology.naming (or read from
+    this directory); a name that is not one path component is a bug, refused here
+    as the last line of defence rather than unmounted and unlinked elsewhere."""
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"{name!r} cannot name a namespace file under {NETNS_RUN_DIR}")
     return os.path.join(NETNS_RUN_DIR, name)
 
 

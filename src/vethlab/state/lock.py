@@ -3,7 +3,10 @@
 flock(2) on STATE/LAB.lock; the holder writes its pid and command into the file
 so a waiter can say for whom it waits.  `down` removes the lock file while holding
 it; a waiter that then wins the lock on the removed inode notices (inode changed)
-and takes the new file instead."""
+and takes the new file instead.
+
+The file is opened relative to the state root's descriptor with O_NOFOLLOW
+(state/fs.py): a symlink planted as LAB.lock is refused, never written through."""
 
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ import time
 from types import TracebackType
 
 from ..errors import LockTimeout
-from .store import state_root
+from . import fs
+from .store import lab_dir, state_root
 
 
 class LabLock:
@@ -22,15 +26,25 @@ class LabLock:
         self.lab = lab
         self.wait = wait
         self.say = say
-        self.path = os.path.join(state_root(), f"{lab}.lock")
+        self.path = lab_dir(lab) + ".lock"  # lab_dir: the name is checked before it becomes a path
+        self.name = os.path.basename(self.path)
         self.fd: int | None = None
+        self.root: int | None = None
 
     def acquire(self) -> None:
-        os.makedirs(state_root(), mode=0o700, exist_ok=True)
+        self.root = fs.open_root(state_root(), create=True)
+        assert self.root is not None
+        try:
+            self._acquire(self.root)
+        except BaseException:
+            self._close_root()
+            raise
+
+    def _acquire(self, root: int) -> None:
         deadline = time.monotonic() + self.wait
         told = False
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = fs.open_file(root, self.name, self.path, os.O_RDWR | os.O_CREAT, f"the lock file of lab {self.lab}")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -45,7 +59,7 @@ class LabLock:
                 time.sleep(0.05)
                 continue
             try:
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+                same = os.fstat(fd).st_ino == os.stat(self.name, dir_fd=root, follow_symlinks=False).st_ino
             except FileNotFoundError:
                 same = False
             if not same:
@@ -59,13 +73,16 @@ class LabLock:
     def release(self, remove: bool = False) -> None:
         if self.fd is None:
             return
-        if remove:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
+        if remove and self.root is not None:
+            fs.unlink(self.root, self.name)
         os.close(self.fd)
         self.fd = None
+        self._close_root()
+
+    def _close_root(self) -> None:
+        if self.root is not None:
+            os.close(self.root)
+            self.root = None
 
     def __enter__(self) -> LabLock:
         self.acquire()

@@ -3,7 +3,9 @@
 IP forwarding is switched on by the first lab that needs it and restored to its
 original value only when the last such lab goes down.  The ledger
 (STATE/.shared.json: key -> original value and the labs holding it) is updated
-under its own lock, so labs going up and down in parallel agree."""
+under its own lock, so labs going up and down in parallel agree.  Both files are
+opened relative to the state root's descriptor, never through a symlink
+(state/fs.py)."""
 
 from __future__ import annotations
 
@@ -12,41 +14,47 @@ import json
 import os
 from collections.abc import Callable
 
-from .store import state_root
+from . import fs
+from .store import open_root, state_root
+
+DATA, LOCK, TMP = ".shared.json", ".shared.lock", ".shared.json.tmp"
 
 
-def _paths() -> tuple[str, str]:
-    root = state_root()
-    return os.path.join(root, ".shared.json"), os.path.join(root, ".shared.lock")
+def _read(root: int) -> dict[str, dict[str, object]]:
+    path = os.path.join(state_root(), DATA)
+    try:
+        fd = fs.open_file(root, DATA, path, os.O_RDONLY, "the shared-settings ledger")
+    except FileNotFoundError:
+        return {}
+    try:
+        with os.fdopen(fd, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _update(change: Callable[[dict[str, dict[str, object]]], None]) -> None:
-    data_path, lock_path = _paths()
-    os.makedirs(state_root(), mode=0o700, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with open_root(create=True) as root:
+        assert root is not None
+        fd = fs.open_file(root, LOCK, os.path.join(state_root(), LOCK), os.O_RDWR | os.O_CREAT,
+                          "the shared-settings lock")
         try:
-            with open(data_path, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except (OSError, ValueError):
-            data = {}
-        change(data)
-        if data:
-            tmp = data_path + ".tmp"
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(data, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, data_path)
-        else:
-            for path in (data_path, lock_path):
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
-    finally:
-        os.close(fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            data = _read(root)
+            change(data)
+            if data:
+                tmp = fs.open_scratch(root, TMP, os.path.join(state_root(), TMP))
+                with os.fdopen(tmp, "w", encoding="utf-8") as fh:
+                    json.dump(data, fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(TMP, DATA, src_dir_fd=root, dst_dir_fd=root)
+            else:
+                for name in (DATA, LOCK):
+                    fs.unlink(root, name)
+        finally:
+            os.close(fd)
 
 
 def hold(lab: str, key: str, read: Callable[[], str | None], write: Callable[[str], None], value: str) -> None:
@@ -84,10 +92,7 @@ def release(lab: str, write: Callable[[str, str], None]) -> None:
 
 
 def held_by(lab: str) -> list[str]:
-    data_path, _ = _paths()
-    try:
-        with open(data_path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return []
-    return [key for key, entry in data.items() if lab in entry.get("labs", [])]
+    with open_root(create=False) as root:
+        data = _read(root) if root is not None else {}
+    return [key for key, entry in data.items()
+            if isinstance(entry, dict) and isinstance(labs := entry.get("labs"), list) and lab in labs]

@@ -2,26 +2,65 @@
 /run/vethlab, cleared at reboot like the namespaces it describes), readable by
 root only, written atomically (write a temp file, fsync, rename: CNI host-local's
 disk backend).  The state is a convenience, never the only truth: every object is
-also marked in the kernel (ownership.py), so losing it loses nothing."""
+also marked in the kernel (ownership.py), so losing it loses nothing.
+
+Nothing here trusts the directory: it is opened through state/fs.py (owner and
+mode checked, never through a symlink), every lab name is checked by
+topology.naming before it becomes a path, and every state is checked by
+state/shape.py before it is returned."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from ..errors import StateDamaged, StateError
+from ..topology.naming import check_lab, lab_problem
+from . import fs
+from .shape import ShapeError, check
 
 DEFAULT_DIR = "/run/vethlab"
 VERSION = 1
+STATE_FILE = "state.json"
+TMP_FILE = ".state.json.tmp"
 
 
 def state_root() -> str:
-    return os.environ.get("VETHLAB_STATE_DIR") or DEFAULT_DIR
+    return os.path.abspath(os.environ.get("VETHLAB_STATE_DIR") or DEFAULT_DIR)
 
 
 def lab_dir(lab: str) -> str:
-    return os.path.join(state_root(), lab)
+    """The path of lab `lab`'s directory: the one place a lab name becomes a path,
+    and only once the name is checked (a name like "../x" never gets this far)."""
+    return os.path.join(state_root(), check_lab(lab, "lab"))
+
+
+@contextmanager
+def open_root(create: bool) -> Iterator[int | None]:
+    """A checked descriptor of the state root (fs.open_root), closed on exit; None
+    when it does not exist and `create` is false."""
+    fd = fs.open_root(state_root(), create)
+    try:
+        yield fd
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+@contextmanager
+def _lab_fd(lab: str, create: bool) -> Iterator[int | None]:
+    path = lab_dir(lab)
+    with open_root(create) as root:
+        fd = None if root is None else fs.open_dir(root, lab, path, create, f"the state directory of lab {lab}")
+        try:
+            yield fd
+        finally:
+            if fd is not None:
+                os.close(fd)
 
 
 _DEFAULTS: dict[str, Callable[[], Any]] = {
@@ -62,43 +101,98 @@ class LabState:
             setattr(self, name, values[name] if name in values else default())
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> LabState:
+    def from_json(cls, data: dict[str, Any], lab: str | None = None) -> LabState:
+        """A state from its JSON form, checked (shape.ShapeError if it is wrong)."""
+        check(data, lab)
         known = {k: v for k, v in data.items() if k in cls.__annotations__ and k != "lab"}
-        return cls(str(data["lab"]), **known)
+        return cls(data["lab"], **known)
 
 
 def load(lab: str) -> LabState | None:
-    """The lab's state, or None if it has none (or it is unreadable: the kernel
-    markers are then the truth)."""
+    """The lab's state, or None if it has none.  StateDamaged (exit 1, naming the
+    file and the field) when it is there but does not parse, has the wrong shape
+    or is reached through a symlink; StateError when the state root cannot be
+    trusted or the state cannot be read at all (permission)."""
+    path = os.path.join(lab_dir(lab), STATE_FILE)
+    with open_root(create=False) as root:
+        if root is None:
+            return None
+        try:
+            lab_fd = fs.open_dir(root, lab, lab_dir(lab), False, f"the state directory of lab {lab}")
+            if lab_fd is None:
+                return None
+            try:
+                fd = fs.open_file(lab_fd, STATE_FILE, path, os.O_RDONLY, "the state file")
+            except FileNotFoundError:
+                return None
+            finally:
+                os.close(lab_fd)
+        except fs.StateDenied:
+            raise
+        except StateError as exc:  # a symlink, or a stranger, where the lab's directory or file belongs
+            raise StateDamaged(lab, path, str(exc)) from None
+    with os.fdopen(fd, "rb") as fh:
+        raw = fh.read()
     try:
-        with open(os.path.join(lab_dir(lab), "state.json"), encoding="utf-8") as fh:
-            return LabState.from_json(json.load(fh))
-    except (OSError, ValueError, TypeError):
-        return None
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise StateDamaged(lab, path, f"not valid JSON ({str(exc)[:100]})") from None
+    try:
+        return LabState.from_json(data, lab)
+    except ShapeError as exc:
+        raise StateDamaged(lab, path, str(exc)) from None
 
 
 def save(state: LabState) -> None:
-    directory = lab_dir(state.lab)
-    os.makedirs(state_root(), mode=0o700, exist_ok=True)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    tmp = os.path.join(directory, ".state.json.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        # the fields are plain JSON values already: no deep copy (asdict) of a 1000-node state
-        json.dump(vars(state), fh, separators=(",", ":"), sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, os.path.join(directory, "state.json"))
+    with _lab_fd(state.lab, create=True) as lab_fd:
+        assert lab_fd is not None
+        fd = fs.open_scratch(lab_fd, TMP_FILE, os.path.join(lab_dir(state.lab), TMP_FILE))
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            # the fields are plain JSON values already: no deep copy (asdict) of a 1000-node state
+            json.dump(vars(state), fh, separators=(",", ":"), sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(TMP_FILE, STATE_FILE, src_dir_fd=lab_fd, dst_dir_fd=lab_fd)
 
 
 def remove(lab: str) -> None:
-    shutil.rmtree(lab_dir(lab), ignore_errors=True)
+    """Remove the lab's directory and everything in it, following no symlink."""
+    path = lab_dir(lab)
+    with open_root(create=False) as root:
+        if root is None:
+            return
+        try:
+            fs.remove_tree(root, lab)
+        except OSError as exc:
+            raise StateError(f"cannot remove {path}: {exc.strerror}") from None
+
+
+def logs_dir(lab: str) -> str:
+    """The lab's log directory, made if missing (0700, never through a symlink)."""
+    path = os.path.join(lab_dir(lab), "logs")
+    with _lab_fd(lab, create=True) as lab_fd:
+        assert lab_fd is not None
+        fd = fs.open_dir(lab_fd, "logs", path, True, f"the log directory of lab {lab}")
+        assert fd is not None
+        os.close(fd)
+    return path
 
 
 def labs() -> list[str]:
-    """Labs that have a state directory."""
-    try:
-        return sorted(e for e in os.listdir(state_root())
-                      if os.path.isdir(os.path.join(state_root(), e)) and not e.startswith("."))
-    except OSError:
-        return []
+    """Labs that have a state directory.  Entries whose name is not a lab name are
+    never listed (nor, so, acted on); a symlink named like a lab is (its state
+    then reads as damaged, and `down` removes the link)."""
+    with open_root(create=False) as root:
+        if root is None:
+            return []
+        out = []
+        for name in os.listdir(root):
+            if lab_problem(name):
+                continue
+            try:
+                st = os.stat(name, dir_fd=root, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
+                out.append(name)
+        return sorted(out)

@@ -1,17 +1,31 @@
 """Topology files: load (with line numbers), validate, and the resulting LabSpec.
 
 The loader (PyYAML) and the validator are imported when a file is read, not when
-the package is: commands such as `exec` only need the schema's names.
+the package is: commands such as `exec` only need the schema's names.  Even the
+schema is imported on first use (PEP 562): the state store checks names with
+topology.naming on every `exec`, which must not pay ~10 ms for dataclasses.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .schema import HOST, Endpoint, LabSpec, LinkSpec, NodeSpec, RouteSpec
+if TYPE_CHECKING:
+    from .schema import HOST, Endpoint, LabSpec, LinkSpec, NodeSpec, RouteSpec
 
 __all__ = ["HOST", "Endpoint", "LabSpec", "LinkSpec", "NodeSpec", "RouteSpec", "load_lab", "lab_from_dict",
            "lab_from_text"]
+_SCHEMA = {"HOST", "Endpoint", "LabSpec", "LinkSpec", "NodeSpec", "RouteSpec"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SCHEMA:
+        from . import schema
+
+        value = getattr(schema, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'vethlab.topology' has no attribute {name!r}")
 
 
 def load_lab(path: str) -> LabSpec:

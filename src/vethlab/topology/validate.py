@@ -16,15 +16,11 @@ from typing import Any
 
 from ..errors import Issue, ValidationError
 from .loader import Document, Path
-from .naming import ifname_problem
+from .naming import ifname_problem, lab_problem, node_problem, sysctl_problem
 from .networks import parse_networks
 from .routes import RouteSyntaxError, parse_route
 from .schema import HOST, Endpoint, LabSpec, LinkSpec, NodeSpec, RouteSpec
 from .shaping import Shaping, parse_shaping
-
-LAB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
-NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
-SYSCTL_KEY = re.compile(r"^net\.[A-Za-z0-9_./-]+$")
 
 TOP_KEYS = {"name", "prefix", "nodes", "links", "networks"}
 NODE_KEYS = {"sysctls", "routes", "exec", "run"}
@@ -102,8 +98,8 @@ def parse_document(doc: Document) -> LabSpec:
     if name is None:
         c.err((), "'name' is required")
         name = "invalid"
-    elif not isinstance(name, str) or not LAB_NAME.match(name):
-        c.err(("name",), f"lab name {name!r} must match [a-z][a-z0-9-]{{0,11}}")
+    elif lab_problem(name):
+        c.err(("name",), str(lab_problem(name)))
         name = "invalid"
 
     prefix = top.get("prefix", False)
@@ -153,8 +149,8 @@ def parse_document(doc: Document) -> LabSpec:
 
 def _node(c: _Checker, name: str, raw: Any, path: Path, ifaces: list[tuple[str, tuple[str, ...]]]) -> NodeSpec | None:
     ok = True
-    if not NODE_NAME.match(name):
-        c.err(path, f"node name {name!r} must start with a letter or digit and use only letters, digits, '-' and '_' (at most 63)")
+    if node_problem(name):
+        c.err(path, str(node_problem(name)))
         ok = False
     spec = c.section(raw, path, "node settings", NODE_KEYS, NOT_YET[("node",)])
     if spec is None:
@@ -164,8 +160,8 @@ def _node(c: _Checker, name: str, raw: Any, path: Path, ifaces: list[tuple[str, 
     raw_sysctls = c.mapping(spec.get("sysctls"), path + ("sysctls",), "sysctl: value", allow_none=True) or {}
     for key, value in raw_sysctls.items():
         kpath = path + ("sysctls", key)
-        if not SYSCTL_KEY.match(key) or ".." in key:
-            c.err(kpath, f"'{key}' is not a per-namespace sysctl (only net.* keys can be set in a node)")
+        if sysctl_problem(key):
+            c.err(kpath, str(sysctl_problem(key)))
         elif isinstance(value, bool):
             sysctls.append((key, "1" if value else "0"))
         elif isinstance(value, (int, str)) and str(value).strip() != "":
