@@ -1,0 +1,83 @@
+"""The documentation cannot drift from the code.
+
+* docs/reference/topology.md and docs/reference/cli.md are what docs/gen.py makes
+  from the validator's key tables and the argparse parser *now*: a new command,
+  option or key without `.venv/bin/python docs/gen.py` fails here.
+* every key the validator accepts is described (no "undocumented" row);
+* every relative link in README.md and docs/ points at a file that exists, and
+  nothing points outside the repository (a user's clone has no ../shared).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _gen() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("docs_gen", ROOT / "docs" / "gen.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GEN = _gen()
+
+
+@pytest.mark.parametrize("name", ["topology.md", "cli.md"])
+def test_generated_reference_is_current(name: str) -> None:
+    path = ROOT / "docs" / "reference" / name
+    expected = GEN.pages()[path]
+    assert path.exists(), f"{path} is missing: run .venv/bin/python docs/gen.py"
+    assert path.read_text() == expected, f"{path.relative_to(ROOT)} is stale: run .venv/bin/python docs/gen.py"
+
+
+def test_every_accepted_key_is_described() -> None:
+    assert GEN.undocumented() == []
+
+
+def test_every_command_and_option_is_on_the_cli_page() -> None:
+    """The page is built from the parser; this guards the builder itself (a
+    command or option it silently skipped would pass the staleness test)."""
+    from vethlab.cli.main import build_parser
+
+    page = (ROOT / "docs" / "reference" / "cli.md").read_text()
+    for name, sub in GEN._subparsers(build_parser()).items():
+        assert f"### vethlab {name}\n" in page
+        for action in sub._actions:
+            for flag in action.option_strings:
+                if flag not in ("-h", "--help"):
+                    assert flag in page, f"{name} {flag} missing from the CLI reference"
+
+
+def test_every_key_is_on_the_topology_page() -> None:
+    page = (ROOT / "docs" / "reference" / "topology.md").read_text()
+    for table, keys in GEN._key_tables().items():
+        for key in keys:
+            assert f"| `{key}` |" in page, f"{table} key {key} missing from the topology reference"
+
+
+def _markdown_files() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("path", _markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_links_resolve_inside_the_repository(path: Path) -> None:
+    text = path.read_text()
+    assert "../shared" not in text, f"{path.name} refers to ../shared, which a user's clone does not have"
+    for target in LINK.findall(text):
+        if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+            continue  # a URL or an anchor on the same page
+        file = (path.parent / target.split("#")[0]).resolve()
+        assert file.exists(), f"{path.relative_to(ROOT)} links to {target}, which does not exist"
+        assert ROOT in file.parents or file == ROOT, f"{path.relative_to(ROOT)} links outside the repository: {target}"
