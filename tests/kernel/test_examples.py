@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +124,23 @@ def test_star_of_500() -> None:
     report = up_pingall_down("star-500.yaml")
     assert len(report["pairs"]) == 998
     assert {p["src"] for p in report["pairs"]} == {"hub"} | {f"n{i}" for i in range(1, 500)}
+
+
+def _example_suite(*prefix: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*prefix, sys.executable, "-m", "pytest", str(EXAMPLES / "pytest"), "-q",
+                           "-p", "no:cacheprovider"], capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_pytest_plugin_example_passes() -> None:
+    """docs/pytest-plugin.md's worked example: every test runs (none skipped) and passes."""
+    result = _example_suite()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout and "skipped" not in result.stdout, result.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runuser") is None, reason="needs root and runuser")
+def test_pytest_plugin_example_skips_where_namespaces_cannot_be_made() -> None:
+    """Run as `nobody` outside a sandbox: skipped with the reason, not failed."""
+    result = _example_suite("runuser", "-u", "nobody", "--")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 skipped" in result.stdout and "need root" in result.stdout, result.stdout
