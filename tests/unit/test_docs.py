@@ -81,3 +81,22 @@ def test_links_resolve_inside_the_repository(path: Path) -> None:
         file = (path.parent / target.split("#")[0]).resolve()
         assert file.exists(), f"{path.relative_to(ROOT)} links to {target}, which does not exist"
         assert ROOT in file.parents or file == ROOT, f"{path.relative_to(ROOT)} links outside the repository: {target}"
+
+
+FENCE = re.compile(r"^```[ \t]*([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+
+
+def _commands(path: Path) -> list[list[str]]:
+    """The code blocks of a page with comments and trailing blanks removed: what a
+    reader types, whatever language the prose and the comments are in."""
+    out = []
+    for m in FENCE.finditer(path.read_text()):
+        lines = [re.sub(r"\s+#(?!!).*$", "", line).rstrip() for line in m.group(2).splitlines()]
+        out.append([line for line in lines if line and not line.lstrip().startswith("#")])
+    return out
+
+
+def test_the_translated_tutorial_runs_the_same_commands() -> None:
+    """tutorial.zh.md is a translation: its code blocks are the English page's
+    (comments may differ), so a fix made to one page cannot be missed in the other."""
+    assert _commands(ROOT / "docs" / "tutorial.zh.md") == _commands(ROOT / "docs" / "tutorial.md")
