@@ -100,3 +100,25 @@ def test_the_translated_tutorial_runs_the_same_commands() -> None:
     """tutorial.zh.md is a translation: its code blocks are the English page's
     (comments may differ), so a fix made to one page cannot be missed in the other."""
     assert _commands(ROOT / "docs" / "tutorial.zh.md") == _commands(ROOT / "docs" / "tutorial.md")
+
+
+def test_the_plugin_page_quotes_the_example_it_runs() -> None:
+    """docs/pytest-plugin.md shows excerpts of examples/pytest/test_transfer.py; the
+    kernel tests run that file, so every line the page shows must be in it."""
+    source = (ROOT / "examples" / "pytest" / "test_transfer.py").read_text().splitlines()
+    page = (ROOT / "docs" / "pytest-plugin.md").read_text()
+    shown = [m.group(2) for m in FENCE.finditer(page) if m.group(1).strip() == "python"]
+    assert shown, "the page shows no code"
+    for block in shown:
+        for line in block.splitlines():
+            assert not line.strip() or line in source, f"not in test_transfer.py: {line!r}"
+
+
+def test_the_contract_names_every_command() -> None:
+    """docs/spec.md is written by hand; a command added to the parser must get its
+    row there too (the generated CLI page covers its options)."""
+    from vethlab.cli.main import build_parser
+
+    spec = (ROOT / "docs" / "spec.md").read_text()
+    for name in GEN._subparsers(build_parser()):
+        assert f"`vethlab {name}" in spec, f"docs/spec.md does not describe `vethlab {name}`"
