@@ -24,6 +24,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,12 +88,17 @@ def test_page_commands_run(page: Path, tmp_path: Path) -> None:
             if block.kind == "file":
                 (tmp_path / block.name).write_text(block.text)
             elif block.kind == "run":
-                result = subprocess.run(["bash", "-euo", "pipefail", "-c", block.text], cwd=tmp_path, env=env,
-                                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
-                                        check=False)
+                # Output goes to a file, not a pipe: a process a block leaves in the
+                # background would hold a pipe open and hang the run until the timeout.
+                with tempfile.TemporaryFile("w+") as out:
+                    result = subprocess.run(["bash", "-euo", "pipefail", "-c", block.text], cwd=tmp_path, env=env,
+                                            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                            timeout=300, check=False)
+                    out.seek(0)
+                    output = out.read()
                 assert result.returncode == 0, (
                     f"{where}:{block.line}: the block exited {result.returncode}\n--- block\n{block.text}"
-                    f"--- stdout\n{result.stdout}--- stderr\n{result.stderr}")
+                    f"--- output\n{output}")
         assert _labs(tmp_path, env) == [], f"{where} leaves labs behind; end it with `vethlab down`"
     finally:
         subprocess.run(["vethlab", "clean", "--all"], cwd=tmp_path, env=env, capture_output=True, timeout=120,

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ def _is_example_service(pid: str) -> bool:
         return False
 
 
-def up_pingall_down(name: str, checks: list[tuple[str, ...]] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+def up_pingall_down(name: str, checks: Sequence[tuple[str, ...]] = ()) -> dict[str, Any]:
     """up, pingall (exit 0), each extra `vethlab` check (exit 0), down; returns pingall's JSON."""
     path = str(EXAMPLES / name)
     before = world()
