@@ -305,10 +305,24 @@ POSITIONALS = {
 }
 
 
-def _help(action: argparse.Action) -> str:
+#: Options the parser gives no help text yet, keyed by (command, dest).  Better
+#: moved into cli/main.py as `help=`, where `--help` shows them too; the parser's
+#: own text wins as soon as it has one.
+OPTIONS = {
+    ("ping", "count"): "how many echo requests to send",
+    ("chaos", "duration"): "how long to flap links, e.g. `60s`",
+    ("chaos", "seed"): "the random seed: the same seed replays the same run",
+    ("perf", "time"): "seconds to measure",
+    ("graph", "output"): "the picture to write; its suffix (`.svg`, `.png`, `.dot`, `.mmd`) picks the format",
+}
+
+
+def _help(action: argparse.Action, command: str) -> str:
     if action.help:
         return _cell(action.help)
-    return POSITIONALS.get(action.dest, "") if _is_positional(action) else ""
+    if _is_positional(action):
+        return POSITIONALS.get(action.dest, "")
+    return OPTIONS.get((command, action.dest), "")
 
 
 def _own_actions(parser: argparse.ArgumentParser, common: set[str]) -> list[argparse.Action]:
@@ -362,7 +376,7 @@ def cli_page() -> str:
         lines += [f"### vethlab {name}", "", _cell(sub.description or helps.get(name)), "", "```", usage, "```", ""]
         if own:
             lines += ["| argument | default | meaning |", "|---|---|---|"]
-            lines += [f"| `{_cell(_arg_name(a))}` | {_default(a)} | {_help(a)} |" for a in own]
+            lines += [f"| `{_cell(_arg_name(a))}` | {_default(a)} | {_help(a, name)} |" for a in own]
             lines.append("")
     return "\n".join(lines)
 
