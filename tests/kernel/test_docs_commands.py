@@ -110,7 +110,8 @@ def test_the_pages_that_teach_commands_have_runnable_blocks() -> None:
     marked no-run) would otherwise turn this whole check into a no-op."""
     runnable = {str(p.relative_to(ROOT)) for p in pages()}
     for page in ("README.md", "docs/tutorial.md", "docs/tutorial.zh.md", "docs/pytest-plugin.md",
-                 "docs/troubleshooting.md", "docs/migrating/mininet.md"):
+                 "docs/troubleshooting.md", "docs/migrating/docker.md", "docs/migrating/mininet.md",
+                 "docs/migrating/containerlab.md"):
         assert page in runnable, f"{page} has no runnable ```sh block"
 
 
