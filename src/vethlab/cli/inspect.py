@@ -64,7 +64,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
             try:
                 from ..topology import load_lab
 
-                pic = graph.from_spec(load_lab(state.file))
+                pic = graph.from_spec(load_lab(state.file), state.allocation)
             except Exception:
                 pic = graph.from_state(state)
         else:
