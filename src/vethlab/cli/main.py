@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("sandbox", _cmd_sandbox, "run a command in a throw-away network+mount namespace")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     cmd("demo", _cmd_demo, "the seed's veth pair, shown working, in a sandbox")
+    p = cmd("doctor", _lazy("doctor", "cmd_doctor"),
+            "preflight of this host: kernel features, firewalls, settings; with FILE, what it needs")
+    p.add_argument("file", nargs="?", help="a topology file: its needs become requirements (exit 1 if missing)")
     return parser
 
 
