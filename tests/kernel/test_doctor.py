@@ -7,7 +7,6 @@ import json
 import subprocess
 
 from helpers import SEED, vethlab
-
 from vethlab.kernel import tc
 
 
