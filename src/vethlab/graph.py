@@ -1,4 +1,5 @@
-"""Pictures of a topology: Graphviz dot (rendered to .svg/.png by `dot`) and Mermaid.
+"""Pictures of a topology: Graphviz dot (rendered to .svg/.png by `dot`), Mermaid, and a
+self-contained HTML page (webpage.py) that `vethlab web` also serves live.
 
 A picture shows what `up` builds, not only what the file names: it is drawn from
 the compiled desired state (desired.py) with IPAM's choices, so a Docker-style
@@ -37,6 +38,7 @@ class Edge:
     a_label: list[str] = field(default_factory=list)  # at a's end: interface, addresses
     b_label: list[str] = field(default_factory=list)
     label: list[str] = field(default_factory=list)  # in the middle: shaping, published ports
+    ends: list[tuple[str, str]] = field(default_factory=list)  # (node, ifname) of each interface it stands for
 
 
 @dataclass
@@ -75,17 +77,17 @@ _DOT_STYLE = {
 def to_dot(pic: Picture) -> str:
     lines = [f"graph {_q(pic.lab)} {{", "  graph [overlap=false, splines=true, nodesep=0.9, ranksep=1.0, fontname=Helvetica];",
              "  node [fontname=Helvetica];", "  edge [fontname=Helvetica, fontsize=9, labeldistance=2.2, labelfloat=false];"]
-    for v in pic.vertices:
-        lines.append(f"  {_q(v.ident)} [label={_q(v.label)}, {_DOT_STYLE[v.kind]}];")
-    for e in pic.edges:
-        attrs = []
+    for n, v in enumerate(pic.vertices):
+        lines.append(f"  {_q(v.ident)} [id={_q(f'v{n}')}, label={_q(v.label)}, {_DOT_STYLE[v.kind]}];")
+    for n, e in enumerate(pic.edges):
+        attrs = [f"id={_q(f'e{n}')}"]
         if e.a_label:
             attrs.append(f"taillabel={_q(e.a_label)}")
         if e.b_label:
             attrs.append(f"headlabel={_q(e.b_label)}")
         if e.label:
             attrs.append(f"label={_q(e.label)}")
-        lines.append(f"  {_q(e.a)} -- {_q(e.b)}" + (f" [{', '.join(attrs)}]" if attrs else "") + ";")
+        lines.append(f"  {_q(e.a)} -- {_q(e.b)} [{', '.join(attrs)}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -119,6 +121,10 @@ def write(pic: Picture, out: str) -> None:
         text = to_dot(pic)
     elif suffix in (".mmd", ".mermaid"):
         text = to_mermaid(pic)
+    elif suffix in (".html", ".htm"):
+        from .webpage import static_page
+
+        text = static_page(pic)
     elif suffix in (".svg", ".png"):
         dot = shutil.which("dot")
         if dot is None:
@@ -130,7 +136,7 @@ def write(pic: Picture, out: str) -> None:
             raise ConflictError(f"dot failed: {result.stderr.decode(errors='replace').strip()}")
         return
     else:
-        raise UsageError(f"cannot tell the picture format from {out!r}: use .svg, .png, .dot or .mmd")
+        raise UsageError(f"cannot tell the picture format from {out!r}: use .svg, .png, .dot, .mmd or .html")
     with open(out, "w", encoding="utf-8") as fh:
         fh.write(text)
 
@@ -141,7 +147,7 @@ def from_spec(spec: object, allocation: dict[str, Any] | None = None) -> Picture
     (its state), so the picture shows the addresses it really has; without it, the
     choices a first `up` would make on an empty host."""
     from . import ipam
-    from .desired import bridge_name, compile_lab
+    from .desired import bridge_name, compile_lab, port_name
     from .errors import VethlabError
     from .topology.schema import HOST, LabSpec
 
@@ -159,7 +165,8 @@ def from_spec(spec: object, allocation: dict[str, Any] | None = None) -> Picture
     for link in spec.links:
         shaping = [s.describe() for s in (link.shaping_a, link.shaping_b) if s]
         pic.edges.append(Edge(link.a.node, link.b.node, [link.a.ifname, *link.addresses_a],
-                              [link.b.ifname, *link.addresses_b], list(dict.fromkeys(shaping))))
+                              [link.b.ifname, *link.addresses_b], list(dict.fromkeys(shaping)),
+                              [(link.a.node, link.a.ifname), (link.b.node, link.b.ifname)]))
     for net in spec.networks:
         ident = f"net:{net.name}"
         subnets = [s for s in (alloc.subnet.get(net.name), alloc.subnet6.get(net.name)) if s]
@@ -173,7 +180,9 @@ def from_spec(spec: object, allocation: dict[str, Any] | None = None) -> Picture
             pic.add(Vertex(ident, [f"network {net.name}", f"bridge {bridge}", *subnets, *flags], BRIDGE))
             gateways = [g for g in (alloc.gateway.get(net.name), alloc.gateway6.get(net.name)) if g]
             holder_label = [bridge, *gateways] if gateways and not net.internal else [bridge]
-            pic.edges.append(Edge(net.host, ident, [], [], holder_label))  # mid-edge: the gateway is the bridge itself
+            # mid-edge label: the gateway is the bridge itself.  No ends: a bridge has no
+            # carrier of its own worth colouring (it follows its ports)
+            pic.edges.append(Edge(net.host, ident, [], [], holder_label))
             for uplink in net.uplinks:
                 pic.add(Vertex(f"uplink:{uplink}", [f"uplink {uplink}", "(a real NIC)"], UPLINK))
                 pic.edges.append(Edge(ident, f"uplink:{uplink}", [], [], ["enslaved"]))
@@ -182,7 +191,10 @@ def from_spec(spec: object, allocation: dict[str, Any] | None = None) -> Picture
             addresses = list(iface.addresses) if iface else []
             published = [f"{net.host}:{p.host_port} → {member.node}:{p.port}/{p.protocol}"
                          + (f" on {p.host_ip}" if p.host_ip else "") for p in member.publish]
-            pic.edges.append(Edge(member.node, ident, [member.ifname or "", *addresses], [], published))
+            ends = [(member.node, member.ifname or "")]
+            if net.driver != "macvlan":
+                ends.append((net.host, port_name(spec.name, net.name, member.node)))
+            pic.edges.append(Edge(member.node, ident, [member.ifname or "", *addresses], [], published, ends))
     return pic
 
 
@@ -197,5 +209,5 @@ def from_state(state: object) -> Picture:
     for a, a_if, b, b_if in state.links:
         for end in (a, b):
             pic.add(Vertex(end, [end], HOST_NODE if end == "host" else NODE))
-        pic.edges.append(Edge(a, b, [a_if], [b_if]))
+        pic.edges.append(Edge(a, b, [a_if], [b_if], [], [(a, a_if), (b, b_if)]))
     return pic

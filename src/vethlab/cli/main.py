@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--time", type=float, default=5.0, metavar="S")
-    p = cmd("graph", _lazy("inspect", "cmd_graph"), "draw the topology (.svg .png .dot .mmd)")
+    p = cmd("graph", _lazy("inspect", "cmd_graph"), "draw the topology (.svg .png .dot .mmd .html)")
     p.add_argument("file", nargs="?", metavar="FILE", help=FILE_HELP + "; or draw a running lab with --lab")
     p.add_argument("-o", "--output", required=True, metavar="OUT")
     p = cmd("clean", _lazy("lifecycle", "cmd_clean"), "remove leftovers of labs whose run died")
@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("sandbox", _cmd_sandbox, "run a command in a throw-away network+mount namespace")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     cmd("demo", _cmd_demo, "the seed's veth pair, shown working, in a sandbox")
+    p = cmd("web", _lazy("web", "cmd_web"), "a live page of the lab on 127.0.0.1 (actions need the printed token)")
+    p.add_argument("--port", type=int, default=8088, help="TCP port (default 8088; 0: any free port)")
+    p.add_argument("--bind", metavar="ADDRESS", help="listen on ADDRESS instead of 127.0.0.1 (reachable by others!)")
     p = cmd("doctor", _lazy("doctor", "cmd_doctor"),
             "preflight of this host: kernel features, firewalls, settings; with FILE, what it needs")
     p.add_argument("file", nargs="?", help="a topology file: its needs become requirements (exit 1 if missing)")
