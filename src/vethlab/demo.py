@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 
 DOCKER = """\
 name: docker
@@ -31,8 +32,10 @@ networks:
       client: {}
 """
 
-FETCH = ("import urllib.request,sys; "
-         "print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())")
+FETCH = "import urllib.request, sys; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())"
+LISTEN = ('import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); '
+          's.bind(("0.0.0.0", 9000)); s.listen(); c, a = s.accept(); print("internet saw a connection from", a[0])')
+CONNECT = 'import socket; socket.create_connection(("203.0.113.2", 9000), 2)'
 
 SEED = """\
 name: seed
@@ -53,16 +56,23 @@ def say(text: str) -> None:
     print(f"\n{_BOLD}{textwrap.fill(' '.join(text.split()), 88)}{_RESET}", flush=True)
 
 
+def shown(argv: list[str]) -> str:
+    """argv as a command a reader can paste: quoted, and `python3` for this interpreter."""
+    import shlex
+
+    return shlex.join(["python3" if a == sys.executable else a for a in argv])
+
+
 def run(argv: list[str], expect: int | None = 0, show: str | None = None) -> int:
     """Run and show a step; `expect` is its exit status (None: any, -1: any failure)."""
-    shown = show or " ".join(argv)
-    print(f"{_DIM}${_RESET} {shown}", flush=True)
+    shown_text = show or globals()["shown"](argv)
+    print(f"{_DIM}${_RESET} {shown_text}", flush=True)
     result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     out = result.stdout.rstrip()
     if out:
         print(textwrap.indent(out, "  "), flush=True)
     if (expect == -1 and result.returncode == 0) or (expect not in (None, -1) and result.returncode != expect):
-        raise SystemExit(f"demo step failed (exit {result.returncode}, expected {expect}): {shown}")
+        raise SystemExit(f"demo step failed (exit {result.returncode}, expected {expect}): {shown_text}")
     return result.returncode
 
 
@@ -122,7 +132,9 @@ def act_two() -> None:
         fh.write(DOCKER)
     print(textwrap.indent(DOCKER, "  "))
     vethlab("up", "docker.yaml")
-    say("The bridge and the host ends of the veth pairs, all in the host; the gateway is the bridge's address:")
+    say("The bridge and the host ends of the veth pairs, all in the host; the gateway is the bridge's address. "
+        "vb.docker.lan is this lab's docker0 (named vb.LAB.NETWORK, or `bridge:` in the file); the host ends "
+        "are named vl + a short hash, as Docker names them veth + a hash; each container's end is its eth0:")
     run(["ip", "-br", "addr", "show", "type", "bridge"])
     run(["bridge", "link"])
     say("Inside a container: eth0, an address from the network's subnet, a default route via the gateway:")
@@ -130,26 +142,37 @@ def act_two() -> None:
     run(["ip", "netns", "exec", "client", "ip", "route"])
     say("Containers find each other by name, like on a Docker network:")
     vethlab("exec", "client", "--", "ping", "-c", "1", "web")
-    say("The firewall vethlab wrote — one nftables table of its own, nobody else's touched:")
+    say("The firewall vethlab wrote — one nftables table of its own, nobody else's touched. Its chains: "
+        "postrouting masquerades what leaves the subnet (NAT out) and hairpin traffic; prerouting and output "
+        "DNAT the published port (from outside, and from the host itself); forward isolates networks. The "
+        "empty chain holds no rules on purpose: its name is vethlab's mark of ownership and a digest of the "
+        "ruleset, so a re-run `up` knows from one read that the table is its own and current:")
     run(["nft", "list", "table", "inet", "vethlab_docker"])
     say("The internet fetches the published port on the host's address; DNAT sends it to web:80.")
     _wait_http("internet", "http://203.0.113.1:8080/")
-    run(["ip", "netns", "exec", "internet", sys.executable, "-c", FETCH, "http://203.0.113.1:8080/"],
-        show="ip netns exec internet python3 -c 'urlopen(\"http://203.0.113.1:8080/\")'")
+    run(["ip", "netns", "exec", "internet", sys.executable, "-c", FETCH, "http://203.0.113.1:8080/"])
     say("And a container goes out through NAT: the internet sees the host's uplink address, not 172.30.x.")
-    run(["ip", "netns", "exec", "internet", "sh", "-c",
-         "timeout 3 python3 -c \"import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, "
-         "socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', 9000)); s.listen(); c, a = s.accept(); "
-         "print('internet saw a connection from', a[0])\" & sleep 0.3; "
-         "ip netns exec client python3 -c \"import socket; socket.create_connection(('203.0.113.2', 9000), 2)\"; "
-         "wait"], show="(a listener on the internet; client connects to it)")
+    listener = ["ip", "netns", "exec", "internet", sys.executable, "-c", LISTEN]
+    print(f"{_DIM}${_RESET} {shown(listener)} &", flush=True)
+    server = subprocess.Popen(listener, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(50):  # until it listens
+            if subprocess.run(["ip", "netns", "exec", "internet", "ss", "-Hltn", "sport = :9000"],
+                              capture_output=True, text=True).stdout.strip():
+                break
+            time.sleep(0.05)
+        run(["ip", "netns", "exec", "client", sys.executable, "-c", CONNECT])
+        out, _ = server.communicate(timeout=5)
+        print(textwrap.indent(out.rstrip(), "  "), flush=True)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
     vethlab("down", "docker.yaml")
     run(["nft", "list", "tables"], show="nft list tables   # vethlab's table is gone too")
 
 
 def _wait_http(node: str, url: str) -> None:
-    import time
-
     for _ in range(50):
         result = subprocess.run(["ip", "netns", "exec", node, sys.executable, "-c", FETCH, url],
                                 capture_output=True, text=True)

@@ -45,8 +45,16 @@ class Node:
         self.lab, self.name, self.netns = lab, name, netns
 
     def exec(self, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
-        """Run argv in the node (as `ip netns exec` does); returns CompletedProcess.
-        Keyword arguments go to subprocess.run (capture_output=True, text=True, …)."""
+        """Run argv in the node (as `ip netns exec` does) and return the CompletedProcess,
+        its output captured as text in `.stdout`/`.stderr` — what a test or a script
+        wants to look at.  Keyword arguments go to subprocess.run: pass
+        `capture_output=False` (or your own stdout=/stderr=) to let the output through
+        to the terminal instead, `text=False` for bytes."""
+        if not any(key in kwargs for key in ("capture_output", "stdout", "stderr")):
+            kwargs["capture_output"] = True
+        if kwargs.get("capture_output") and not any(k in kwargs for k in ("text", "encoding", "universal_newlines")) \
+                and not isinstance(kwargs.get("input"), bytes):
+            kwargs["text"] = True
         return run_in_node(self.netns, argv, **kwargs)
 
     def __repr__(self) -> str:

@@ -1,7 +1,8 @@
 """`vethlab watch`: link and address changes as they happen, from netlink events.
 
 One NETLINK_ROUTE socket per node, opened inside the node's namespace and bound to
-the link and address multicast groups; select() over all of them.  The lab's
+the link and address multicast groups; poll() over all of them (not select(): its
+FD_SETSIZE of 1024 descriptors is less than a 1000-node lab plus the caller's own).  The lab's
 interfaces are read once first, so each event is printed as old -> new state, and
 notifications that change nothing the user sees (statistics, alias) are skipped.
 """
@@ -47,9 +48,12 @@ def _listener() -> int:
 
 
 def watch(lab: str, emit: Callable[[dict[str, Any]], None], duration: float | None = None,
-          count: int | None = None) -> int:
-    """Stream events until `duration` seconds pass or `count` events were emitted
-    (or forever).  Returns the number of events."""
+          count: int | None = None, stop: Callable[[], bool] | None = None,
+          ready: Callable[[], None] | None = None) -> int:
+    """Stream events until `duration` seconds pass, `count` events were emitted or
+    `stop()` says so (checked at least twice a second; or forever).  Returns the
+    number of events.  `ready()` is called once the state before the first event is
+    read: a change made before that may be folded into that state, not reported."""
     state = lab_state(lab)
     mark = marker(lab)
     nodes = {name: ns for name, ns in state.nodes.items() if ns is None or nsmod.is_mounted(ns)}
@@ -70,15 +74,22 @@ def watch(lab: str, emit: Callable[[dict[str, Any]], None], duration: float | No
                 last[(name, link.ifname)] = LinkView(bool(link.flags & nl.IFF_UP), link.carrier, link.operstate)
         finally:
             dumper.close()
+    if ready is not None:
+        ready()
+    poller = select.poll()
+    for fd in listeners:
+        poller.register(fd, select.POLLIN)
     deadline = time.monotonic() + duration if duration is not None else None
     emitted = 0
     try:
-        while count is None or emitted < count:
+        while (count is None or emitted < count) and not (stop and stop()):
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             if timeout == 0.0:
                 break
-            ready, _, _ = select.select(list(listeners), [], [], timeout)
-            for fd in ready:
+            if stop is not None:
+                timeout = 0.5 if timeout is None else min(timeout, 0.5)
+            readable = poller.poll(None if timeout is None else timeout * 1000)
+            for fd, _mask in readable:
                 node, sock = listeners[fd]
                 data = memoryview(sock.recv(1 << 20))
                 for event in _events(lab, node, data, last, names, mark, nodes[node] is None):

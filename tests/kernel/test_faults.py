@@ -106,6 +106,7 @@ def test_capture_writes_a_pcap_with_the_ping(write, tmp_path) -> None:
     cap.wait(10)
     text = subprocess.run(["tcpdump", "-r", pcap, "-n"], capture_output=True, text=True).stdout
     assert "ICMP echo request" in text and "ICMP echo reply" in text
+    assert os.stat(pcap).st_uid == os.geteuid(), "the pcap belongs to who asked for it, not to tcpdump"
 
 
 def test_delay_on_a_kernel_without_netem(write) -> None:

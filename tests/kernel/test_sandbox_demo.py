@@ -65,3 +65,38 @@ def test_demo_exits_zero_and_leaves_nothing() -> None:
                      "internet saw a connection from 203.0.113.1", "lab docker removed"):
         assert expected in r.stdout
     assert os.listdir("/run/netns") == []
+
+
+def test_demo_commands_can_be_pasted() -> None:
+    """Every `$` line the demo prints is a command a reader can paste as it stands:
+    it parses as shell words, names a real program (python3, not the venv's path),
+    and each `python3 -c` program compiles on its own (imports included)."""
+    import shlex
+
+    r = vethlab("demo", timeout=180)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+    commands = [line.split("$ ", 1)[1] for line in r.stdout.splitlines() if line.startswith("$ ")]
+    assert len(commands) > 20
+    for text in commands:
+        words = shlex.split(text.split("   #")[0].rstrip(" &"))
+        assert words[0] in ("vethlab", "ip", "nft", "bridge", "python3"), text
+        assert not any(w.startswith("/") and "python" in w for w in words), text
+        for i, word in enumerate(words[:-1]):
+            if word == "-c" and words[i - 1] == "python3":
+                _assert_self_contained(words[i + 1])
+
+
+def _assert_self_contained(code: str) -> None:
+    """Every name the program reads is imported, assigned or a builtin."""
+    import ast
+    import builtins
+
+    tree = ast.parse(code)
+    defined = set(dir(builtins))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            defined |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            defined.add(node.id)
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    assert used <= defined, f"{code}: {sorted(used - defined)} not imported"

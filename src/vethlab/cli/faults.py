@@ -101,6 +101,10 @@ def cmd_capture(args: argparse.Namespace) -> int:
     if tcpdump is None:
         raise ConflictError("capture needs tcpdump: apt-get install tcpdump")
     argv = [tcpdump, "-i", ifname, "-n", "-U"]
+    if os.geteuid() == 0:
+        # tcpdump drops to its own user before it creates -w FILE, leaving the user a
+        # pcap owned by `tcpdump`; stay the invoking user (root, or root of a sandbox)
+        argv += ["-Z", "root"]
     if args.write:
         argv += ["-w", args.write]
     if args.count:

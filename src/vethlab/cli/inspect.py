@@ -8,6 +8,7 @@ from typing import Any
 from ..errors import StateDamaged, UsageError
 from ..state import store
 from .common import print_json, resolve_lab, table
+from .words import natural_key, plural
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -43,7 +44,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print_json(report)
         return 0
     missing = [n["name"] for n in report["nodes"] if not n["exists"]]
-    print(f"lab {report['lab']}: {len(report['nodes'])} nodes" + (f" (missing: {', '.join(missing)})" if missing else ""))
+    print(f"lab {report['lab']}: {plural(len(report['nodes']), 'node')}"
+          + (f" (missing: {', '.join(missing)})" if missing else ""))
+    report["interfaces"].sort(key=lambda i: (natural_key(i["node"]), natural_key(i["name"])))
     table(None, ["node", "interface", "peer", "addresses", "mtu", "admin", "oper", "carrier", "shaping",
                  "rx/tx packets", "rx/tx bytes", "rx/tx drops"],
           [[i["node"], i["name"], i["peer"] or "", " ".join(i["addresses"]), str(i["mtu"]), i["admin_state"],
@@ -72,7 +75,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
             try:
                 from ..topology import load_lab
 
-                pic = graph.from_spec(load_lab(state.file))
+                pic = graph.from_spec(load_lab(state.file), state.allocation)
             except Exception:
                 pic = graph.from_state(state)
         else:

@@ -11,6 +11,7 @@ from ..errors import UsageError
 from ..state import store
 from ..topology import load_lab
 from .common import print_json, require_privileges, resolve_lab, topology_file
+from .words import plural
 
 if TYPE_CHECKING:  # the planner is loaded by the commands that plan, not by `down`
     from ..reconcile.planner import Action, Plan
@@ -29,7 +30,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"file": args.file, "valid": True, "lab": spec.name, "nodes": len(spec.nodes), "links": len(spec.links)})
     else:
-        print(f"{args.file}: lab {spec.name}: {len(spec.nodes)} nodes, {len(spec.links)} links: valid")
+        print(f"{args.file}: lab {spec.name}: {plural(len(spec.nodes), 'node')}, {plural(len(spec.links), 'link')}: valid")
     return 0
 
 
@@ -44,7 +45,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     elif not plan:
         print(f"lab {lab.name}: no changes")
     else:
-        print(f"lab {lab.name}: {len(plan.actions)} changes")
+        print(f"lab {lab.name}: {plural(len(plan.actions), 'change')}")
         print("\n".join("  " + line for line in _describe(plan)))
     return 0
 
@@ -69,8 +70,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         counts: dict[str, int] = {}
         for a in plan.actions:
             counts[a.kind] = counts.get(a.kind, 0) + 1
-        summary = ", ".join(f"{n} {k}" for k, n in counts.items())
-        print(f"lab {lab.name} is up ({len(plan.actions)} changes: {summary})")
+        summary = ", ".join(plural(n, k) for k, n in counts.items())
+        print(f"lab {lab.name} is up ({plural(len(plan.actions), 'change')}: {summary})")
     return 0
 
 

@@ -34,6 +34,9 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+FILE_HELP = "the topology file (YAML; default ./vethlab.yaml)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     # Options shared by commands may stand anywhere after the command word: each
     # subparser gets them (SUPPRESS keeps a nested parser from resetting them).
@@ -53,18 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = cmd("up", _lazy("lifecycle", "cmd_up"), "build the lab of FILE, or change it to match FILE")
-    p.add_argument("file", nargs="?")
+    p.add_argument("file", nargs="?", metavar="FILE", help=FILE_HELP)
     p.add_argument("--keep-on-error", action="store_true", help="on failure, leave what was built for inspection")
     p.add_argument("-v", "--verbose", action="store_true", help="print each change as it is made")
     p.add_argument("--refresh", action="store_true",
                    help="re-read every node, not only those whose part of the file changed (repairs drift)")
     p = cmd("plan", _lazy("lifecycle", "cmd_plan"), "print what `up` would change, touching nothing")
-    p.add_argument("file", nargs="?")
+    p.add_argument("file", nargs="?", metavar="FILE", help=FILE_HELP)
     p.add_argument("--refresh", action="store_true", help="re-read every node (shows drift)")
     p = cmd("down", _lazy("lifecycle", "cmd_down"), "remove everything the lab created")
-    p.add_argument("file", nargs="?")
+    p.add_argument("file", nargs="?", metavar="FILE", help=FILE_HELP + "; or name the lab with --lab")
     p = cmd("validate", _lazy("lifecycle", "cmd_validate"), "check a topology file only")
-    p.add_argument("file", nargs="?")
+    p.add_argument("file", nargs="?", metavar="FILE", help=FILE_HELP)
     cmd("ls", _lazy("inspect", "cmd_ls"), "the labs that exist")
     cmd("status", _lazy("inspect", "cmd_status"), "nodes and interfaces of a lab, as the kernel has them")
     p = cmd("exec", _lazy("run", "cmd_exec"), "run a command inside a node")
@@ -106,14 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--time", type=float, default=5.0, metavar="S")
-    p = cmd("graph", _lazy("inspect", "cmd_graph"), "draw the topology (.svg .png .dot .mmd)")
-    p.add_argument("file", nargs="?")
+    p = cmd("graph", _lazy("inspect", "cmd_graph"), "draw the topology (.svg .png .dot .mmd .html)")
+    p.add_argument("file", nargs="?", metavar="FILE", help=FILE_HELP + "; or draw a running lab with --lab")
     p.add_argument("-o", "--output", required=True, metavar="OUT")
     p = cmd("clean", _lazy("lifecycle", "cmd_clean"), "remove leftovers of labs whose run died")
     p.add_argument("--all", action="store_true", help="remove every lab, complete ones too")
     p = cmd("sandbox", _cmd_sandbox, "run a command in a throw-away network+mount namespace")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     cmd("demo", _cmd_demo, "the seed's veth pair, shown working, in a sandbox")
+    p = cmd("web", _lazy("web", "cmd_web"), "a live page of the lab on 127.0.0.1 (actions need the printed token)")
+    p.add_argument("--port", type=int, default=8088, help="TCP port (default 8088; 0: any free port)")
+    p.add_argument("--bind", metavar="ADDRESS", help="listen on ADDRESS instead of 127.0.0.1 (reachable by others!)")
+    p = cmd("doctor", _lazy("doctor", "cmd_doctor"),
+            "preflight of this host: kernel features, firewalls, settings; with FILE, what it needs")
+    p.add_argument("file", nargs="?", help="a topology file: its needs become requirements (exit 1 if missing)")
     return parser
 
 

@@ -8,10 +8,11 @@ import os
 import subprocess
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import CommandFailed, UsageError
 from ..kernel.process import exec_in_node, run_in_node
 from ..state import store
 from .common import print_json, resolve_lab, table
+from .words import natural_key
 
 HOST = "host"  # topology.schema.HOST, named here so that `exec` does not load the schema
 
@@ -128,6 +129,10 @@ def cmd_pingall(args: argparse.Namespace) -> int:
     if state is None:
         raise UsageError(f"lab {lab} does not exist")
     todo = pairs(lab, args.all)
+    if not todo:
+        # nothing tested is not a pass: a lab whose links share no subnet would otherwise "succeed"
+        raise CommandFailed(f"lab {lab}: no pair of nodes shares a link or a network with addresses on both "
+                            "ends: nothing to ping (give the link ends addresses on one subnet, or use --all)")
 
     def probe(item: dict[str, Any]) -> dict[str, Any]:
         result = run_in_node(state.nodes.get(item["src"]), ["ping", "-c", "1", "-W", "1", "-q", item["address"]],
@@ -144,7 +149,7 @@ def cmd_pingall(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"lab": lab, "ok": not failed, "pairs": results})
     else:
-        nodes = sorted({r["src"] for r in results} | {r["dst"] for r in results})
+        nodes = sorted({r["src"] for r in results} | {r["dst"] for r in results}, key=natural_key)
         cell: dict[tuple[str, str], list[bool]] = {}
         for r in results:
             cell.setdefault((r["src"], r["dst"]), []).append(r["ok"])

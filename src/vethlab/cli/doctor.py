@@ -1,0 +1,20 @@
+"""`vethlab doctor [FILE]`: the host's preflight, as a table or one JSON document."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import print_json, table
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .. import doctor
+
+    checks, ok = doctor.run(args.file)
+    if args.json:
+        print_json({"ok": ok, "checks": [vars(c) for c in checks]})
+    else:
+        table(None, ["check", "verdict", "detail", "fix"],
+              [[c.name + (" (needed)" if c.needed else ""), c.status, c.detail, c.fix] for c in checks])
+        print("verdict: " + ("ready" if ok else "something the file needs is missing (FAIL above)"))
+    return 0 if ok else 1
