@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 
 from helpers import SEED, ip_json, vethlab
@@ -21,10 +20,16 @@ def test_waits_and_names_the_holder(seed_file: str) -> None:
         assert r.returncode == 1
         assert f"lab seed is busy: held by pid {os.getpid()}" in r.stderr and "--wait" in r.stderr
         assert os.listdir("/run/netns") == []
-        threading.Timer(0.5, lock.release).start()
-        r = vethlab("up", seed_file, "--wait", "10")
-        assert r.returncode == 0, r.stderr
-        assert f"waiting for lab seed, held by pid {os.getpid()}" in r.stderr
+        # release only once the second `up` says it waits (no timer: a loaded machine
+        # can take longer than any fixed delay just to start the process)
+        waiter = subprocess.Popen([sys.executable, "-m", "vethlab", "up", seed_file, "--wait", "60"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert waiter.stderr is not None
+        said = waiter.stderr.readline()
+        assert f"waiting for lab seed, held by pid {os.getpid()}" in said
+        lock.release()
+        out, err = waiter.communicate(timeout=60)
+        assert waiter.returncode == 0, said + err
     finally:
         lock.release()
 
