@@ -65,3 +65,52 @@ def test_ambiguous_node_needs_lab(tmp_path) -> None:
     assert vethlab("exec", "--lab", "two", "ns1", "--", "true").returncode == 0
     r = vethlab("status")
     assert r.returncode == 2 and "several labs exist: one, two" in r.stderr
+
+
+# -- host-wide resources: subnets, published ports, host addresses --------------------------
+RACE_LABS = 10
+# 20 rounds were measured by hand (VETHLAB_RACE_ROUNDS=20); a few rounds catch the race
+# too: without the host-wide lock every round measured had duplicates.
+RACE_ROUNDS = int(os.environ.get("VETHLAB_RACE_ROUNDS", "3"))
+
+
+def _parallel(verb: str, files: list[str]) -> list[subprocess.CompletedProcess[str]]:
+    """`vethlab VERB FILE` for every file at once, as separate processes."""
+    procs = [subprocess.Popen([sys.executable, "-m", "vethlab", verb, f], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for f in files]
+    return [subprocess.CompletedProcess(p.args, p.wait(120), *p.communicate()) for p in procs]
+
+
+def _bridge_subnets() -> dict[str, list[str]]:
+    """Subnet -> the bridges of the host namespace that carry an address in it."""
+    import ipaddress
+
+    seen: dict[str, list[str]] = {}
+    for link in ip_json("addr"):
+        if link.get("linkinfo", {}).get("info_kind") == "bridge" or link["ifname"].startswith("vb."):
+            for addr in link.get("addr_info", []):
+                if addr["family"] == "inet":
+                    net = str(ipaddress.ip_interface(f"{addr['local']}/{addr['prefixlen']}").network)
+                    seen.setdefault(net, []).append(link["ifname"])
+    return seen
+
+
+def test_parallel_labs_never_share_an_automatic_subnet(tmp_path) -> None:
+    files = []
+    for i in range(RACE_LABS):
+        path = tmp_path / f"r{i}.yaml"
+        path.write_text(f"name: r{i}\nprefix: true\nnodes: {{a: {{}}, b: {{}}}}\n"
+                        "networks: {n: {nat: true, members: {a: {}, b: {}}}}\n")
+        files.append(str(path))
+    shared = []  # per round: the bridges whose subnet another lab's bridge has too
+    for _round in range(RACE_ROUNDS):
+        for r in _parallel("up", files):
+            assert r.returncode == 0, r.stderr
+        subnets = _bridge_subnets()
+        assert sum(len(bridges) for bridges in subnets.values()) == RACE_LABS
+        shared.append(sorted(b for bridges in subnets.values() if len(bridges) > 1 for b in bridges))
+        for r in _parallel("down", files):
+            assert r.returncode == 0, r.stderr
+        assert os.listdir("/run/netns") == []
+    print("bridges sharing a subnet, per round:", [len(s) for s in shared])
+    assert shared == [[]] * RACE_ROUNDS, shared
