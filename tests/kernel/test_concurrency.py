@@ -114,3 +114,106 @@ def test_parallel_labs_never_share_an_automatic_subnet(tmp_path) -> None:
         assert os.listdir("/run/netns") == []
     print("bridges sharing a subnet, per round:", [len(s) for s in shared])
     assert shared == [[]] * RACE_ROUNDS, shared
+
+
+def _snapshot() -> dict[str, object]:
+    """Everything a refused `up` must leave as it was: links and addresses, routes,
+    the ruleset, namespaces, /etc/netns and the state directory (the host-wide lock
+    file aside: it stays, by design)."""
+    state_dir = os.environ["VETHLAB_STATE_DIR"]
+    # links as built, not as they settle (carrier, lifetimes and counters move on their own)
+    links = sorted((link["ifname"], link.get("master"), link["mtu"], "UP" in link["flags"], link.get("ifalias"),
+                    sorted((a["family"], a["local"], a["prefixlen"]) for a in link.get("addr_info", [])))
+                   for link in ip_json("-d", "addr"))
+    return {
+        "links": links, "route": ip_json("route", "show", "table", "all"),
+        "route6": ip_json("-6", "route", "show", "table", "all"),
+        "nft": subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True, check=True).stdout,
+        "netns": sorted(os.listdir("/run/netns")), "etc": sorted(os.listdir("/etc/netns")),
+        "state": sorted(os.path.relpath(os.path.join(d, f), state_dir) for d, _, fs in os.walk(state_dir)
+                        for f in fs if f != ".alloc.lock"),
+        "states": {lab: open(os.path.join(state_dir, lab, "state.json")).read()
+                   for lab in os.listdir(state_dir) if os.path.isdir(os.path.join(state_dir, lab))},
+    }
+
+
+def _publisher(name: str, publish: str = "8080:80/tcp") -> str:
+    return (f"name: {name}\nprefix: true\nnodes: {{web: {{}}}}\n"
+            f"networks: {{lan: {{nat: true, members: {{web: {{publish: [\"{publish}\"]}}}}}}}}\n")
+
+
+def test_a_published_host_port_is_one_labs(write) -> None:
+    vethlab("up", write(_publisher("one"), "one.yaml"), check=True)
+    before = _snapshot()
+    for publish in ("8080:80/tcp", "8080:8080/tcp", "127.0.0.1:8080:80/tcp"):
+        r = vethlab("up", write(_publisher("two", publish), "two.yaml"))
+        assert r.returncode == 1, r.stderr
+        assert "host port" in r.stderr and "lab one already publishes (8080/tcp)" in r.stderr, r.stderr
+        assert "nothing was changed" in r.stderr and "Traceback" not in r.stderr
+        assert _snapshot() == before
+    # another protocol, or the same port published inside a node's own namespace, is no clash
+    vethlab("up", write(_publisher("udp", "8080:80/udp"), "udp.yaml"), check=True)
+    inside = write("name: inner\nprefix: true\nnodes: {r: {}, web: {}}\n"
+                   "networks: {lan: {host: r, nat: true, members: {web: {publish: [\"8080:80\"]}}}}\n", "in.yaml")
+    vethlab("up", inside, check=True)
+
+
+def test_parallel_labs_publishing_one_port_one_wins(write) -> None:
+    files = [write(_publisher(f"p{i}"), f"p{i}.yaml") for i in range(5)]
+    results = _parallel("up", files)
+    winners = [i for i, r in enumerate(results) if r.returncode == 0]
+    assert len(winners) == 1, [r.stderr for r in results]
+    for r in results:
+        assert r.returncode in (0, 1) and "Traceback" not in r.stderr
+        if r.returncode == 1:
+            assert f"lab p{winners[0]} already publishes (8080/tcp)" in r.stderr, r.stderr
+    assert sorted(os.listdir("/run/netns")) == [f"p{winners[0]}-web"]
+
+
+def test_a_port_a_host_process_listens_on(write) -> None:
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("0.0.0.0", 8080))
+    listener.listen()
+    try:
+        before = _snapshot()
+        r = vethlab("up", write(_publisher("one")))
+        assert r.returncode == 1
+        assert "but a process of the host namespace listens on 0.0.0.0:8080/tcp" in r.stderr, r.stderr
+        assert _snapshot() == before
+        vethlab("up", write(_publisher("one", "8081:80/tcp")), check=True)
+    finally:
+        listener.close()
+
+
+HOST_LINK = """\
+name: {name}
+prefix: true
+nodes: {{a: {{}}}}
+links:
+  - endpoints: [host:vh-{name}, a:e0]
+    addresses: [{host}, {node}]
+"""
+
+
+def test_a_host_link_end_with_an_address_the_host_has(write) -> None:
+    subprocess.run(["ip", "link", "add", "uplink9", "type", "veth", "peer", "uplink9p"], check=True)
+    subprocess.run(["ip", "addr", "add", "10.50.0.1/24", "dev", "uplink9"], check=True)
+    vethlab("up", write(HOST_LINK.format(name="one", host="10.60.0.1/24", node="10.60.0.2/24"), "one.yaml"),
+            check=True)
+    before = _snapshot()
+    cases = {("10.50.0.1/24", "10.50.0.2/24"): "address 10.50.0.1/24 is already on interface uplink9 of the host",
+             ("10.50.0.7/24", "10.50.0.8/24"): "address 10.50.0.7/24 overlaps 10.50.0.0/24 of interface uplink9",
+             ("10.60.0.1/24", "10.60.0.3/24"): "address 10.60.0.1/24 is already on lab one",
+             ("10.60.0.5/24", "10.60.0.6/24"): "address 10.60.0.5/24 overlaps 10.60.0.0/24 of lab one"}
+    for (host, node), message in cases.items():
+        r = vethlab("up", write(HOST_LINK.format(name="two", host=host, node=node), "two.yaml"))
+        assert r.returncode == 1 and message in r.stderr and "nothing was changed" in r.stderr, r.stderr
+        assert _snapshot() == before
+    # a lab's automatic subnet avoids the subnet of another lab's host link end
+    near = write("name: near\nprefix: true\nnodes: {b: {}}\nnetworks: {n: {members: {b: {}}}}\n", "near.yaml")
+    vethlab("up", write(HOST_LINK.format(name="far", host="172.30.0.1/24", node="172.30.0.2/24"), "far.yaml"),
+            check=True)
+    vethlab("up", near, check=True)
+    assert ip_json("-n", "near-b", "addr", "show", "eth0")[0]["addr_info"][0]["local"].startswith("172.30.1.")
