@@ -15,8 +15,10 @@ built, and checked here against:
   refuses a port already bound; vethlab does the same: a conflict, exit 1.
 
 Networks and link ends in any other node live in that node's own namespace, which
-no other lab shares: they claim nothing here.  So do macvlan networks and bridges
-with uplinks, whose subnet is a real LAN's (ipam.py).
+no other lab shares: they claim nothing here.  Neither do macvlan networks (members
+sit on a real LAN, with its subnet).  A bridge with uplinks records its subnet, so
+other labs' automatic subnets avoid it, but is not checked against the host's own
+addresses: it joins a real LAN the host may be on too (ipam.py).
 """
 
 from __future__ import annotations

@@ -133,11 +133,14 @@ class Lab:
         spec = self._spec()
         if not claims.wants_host(spec):
             return self._allocate(spec, existed)
+        self.kernel.links(None, addresses=False)  # pay netlink's import and socket before the lock, not in it
         with AllocationLock(self.name, wait):
             allocation = self._allocate(spec, existed)
+            before = [getattr(state, key) for key in CLAIM_FIELDS]
             state.allocation = allocation.to_json()
             _record_claims(state, claims.of(spec, allocation), keep=True)
-            store.save(state)
+            if existed is None or [getattr(state, key) for key in CLAIM_FIELDS] != before:
+                store.save(state)  # a re-run that claims nothing new writes nothing
         return allocation
 
     def _unclaim(self, state: store.LabState, existed: store.LabState | None, before: dict[str, Any]) -> None:

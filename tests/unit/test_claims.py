@@ -125,3 +125,10 @@ def test_allocation_lock_is_not_opened_through_a_symlink(tmp_path: Path, monkeyp
     with pytest.raises(ConflictError, match="is a symlink"):
         AllocationLock("one").acquire()
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_networks_in_a_node_of_their_own_ignore_the_host() -> None:
+    spec = lab_from_text("name: i\nnodes: {r: {}, a: {}}\nnetworks: {n: {host: r, members: {a: {}}}}\n")
+    assert not claims.wants_host(spec)
+    everything = {"host": [("172.30.0.0/16", "lab x")]}
+    assert allocate(spec, taken=everything).subnet["n"] == "172.30.0.0/24"
