@@ -8,7 +8,7 @@ from __future__ import annotations
 from . import cleanup
 from .errors import KernelError
 from .kernel.api import Kernel
-from .state import shared, store
+from .state import hostwide, shared, store
 from .state.lock import LabLock
 
 
@@ -26,6 +26,7 @@ def down(name: str, kernel: Kernel, wait: float = 60.0) -> None:
             raise KernelError(f"lab {name} was not removed completely:\n" + "\n".join(errors))
         store.remove(name)
         lock.release(remove=True)
+    hostwide.tidy()  # the host-wide lock file goes with the last lab
 
 
 def restore_sysctl(kernel: Kernel, key: str, value: str) -> None:

@@ -126,8 +126,10 @@ def _snapshot() -> dict[str, object]:
                     sorted((a["family"], a["local"], a["prefixlen"]) for a in link.get("addr_info", [])))
                    for link in ip_json("-d", "addr"))
     return {
-        "links": links, "route": ip_json("route", "show", "table", "all"),
-        "route6": ip_json("-6", "route", "show", "table", "all"),
+        "links": links,
+        # routes the kernel derives from links and addresses (they come as links settle) are above
+        "routes": [r for family in ("-4", "-6") for r in ip_json(family, "route", "show", "table", "all")
+                   if r.get("protocol") != "kernel" and r.get("table") != "local"],
         "nft": subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True, check=True).stdout,
         "netns": sorted(os.listdir("/run/netns")), "etc": sorted(os.listdir("/etc/netns")),
         "state": sorted(os.path.relpath(os.path.join(d, f), state_dir) for d, _, fs in os.walk(state_dir)

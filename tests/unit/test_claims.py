@@ -14,7 +14,7 @@ from vethlab.claims import HostUse, Port
 from vethlab.errors import ConflictError, LockTimeout
 from vethlab.ipam import allocate
 from vethlab.kernel.listeners import Listener, parse
-from vethlab.state.hostwide import AllocationLock
+from vethlab.state.hostwide import AllocationLock, tidy
 from vethlab.topology import lab_from_text
 
 LAB = """\
@@ -132,3 +132,28 @@ def test_networks_in_a_node_of_their_own_ignore_the_host() -> None:
     assert not claims.wants_host(spec)
     everything = {"host": [("172.30.0.0/16", "lab x")]}
     assert allocate(spec, taken=everything).subnet["n"] == "172.30.0.0/24"
+
+
+def test_allocation_lock_file_goes_with_the_last_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VETHLAB_STATE_DIR", str(tmp_path))
+    (tmp_path / "one").mkdir()
+    with AllocationLock("one"):
+        pass
+    assert sorted(os.listdir(tmp_path)) == [".alloc.lock", "one"]
+    (tmp_path / "one").rmdir()
+    tidy()
+    assert os.listdir(tmp_path) == []
+    # a waiter that opened the file before the last holder unlinked it, and wins the
+    # lock on that unlinked inode, takes the new file instead: never two holders
+    holder = AllocationLock("a")
+    holder.acquire()
+    stale = os.open(holder.path, os.O_RDWR)
+    waiter = AllocationLock("b", say=False)
+    real_open, opened = waiter._open, [stale]
+    monkeypatch.setattr(waiter, "_open", lambda: opened.pop() if opened else real_open())
+    holder.release()  # no lab left: unlinks the file
+    waiter.acquire()
+    (tmp_path / "b").mkdir()
+    with pytest.raises(LockTimeout, match="held by pid"):
+        AllocationLock("c", wait=0.05, say=False).acquire()
+    waiter.release()
