@@ -157,7 +157,7 @@ def _check_addresses(spec: LabSpec, use: HostUse) -> None:
                 where = f"link end {end}: address {mine}"
                 for other, who in held:
                     if other.ip == mine.ip:
-                        raise ConflictError(f"{where} is already on {who}; {NOTHING_CHANGED}")
+                        raise ConflictError(f"{where} is already taken: {who} has it; {NOTHING_CHANGED}")
                 for other, who in held:
                     if _overlap(mine, other.network):
                         raise ConflictError(f"{where} overlaps {other.network} of {who} ({other}): the host "

@@ -205,9 +205,9 @@ def test_a_host_link_end_with_an_address_the_host_has(write) -> None:
     vethlab("up", write(HOST_LINK.format(name="one", host="10.60.0.1/24", node="10.60.0.2/24"), "one.yaml"),
             check=True)
     before = _snapshot()
-    cases = {("10.50.0.1/24", "10.50.0.2/24"): "address 10.50.0.1/24 is already on interface uplink9 of the host",
+    cases = {("10.50.0.1/24", "10.50.0.2/24"): "address 10.50.0.1/24 is already taken: interface uplink9 of the host namespace has it",
              ("10.50.0.7/24", "10.50.0.8/24"): "address 10.50.0.7/24 overlaps 10.50.0.0/24 of interface uplink9",
-             ("10.60.0.1/24", "10.60.0.3/24"): "address 10.60.0.1/24 is already on lab one",
+             ("10.60.0.1/24", "10.60.0.3/24"): "address 10.60.0.1/24 is already taken: lab one has it",
              ("10.60.0.5/24", "10.60.0.6/24"): "address 10.60.0.5/24 overlaps 10.60.0.0/24 of lab one"}
     for (host, node), message in cases.items():
         r = vethlab("up", write(HOST_LINK.format(name="two", host=host, node=node), "two.yaml"))

@@ -61,9 +61,9 @@ def test_claims_are_what_lives_in_the_host_namespace() -> None:
     (HostUse(listeners=[("::1:53/udp", "a process")]), None),  # a v6 loopback socket vs 127.0.0.1
     (HostUse(listeners=[("127.0.0.53:53/udp", "a process")]), None),
     (HostUse(ports=[("9090/tcp", "lab x"), ("8080/udp", "lab x")]), None),
-    (HostUse(addresses=[("10.9.0.1/16", "interface eth0")]), "address 10.9.0.1/24 is already on interface eth0"),
+    (HostUse(addresses=[("10.9.0.1/16", "interface eth0")]), "address 10.9.0.1/24 is already taken: interface eth0 has it"),
     (HostUse(addresses=[("10.9.0.77/24", "lab x")]), "address 10.9.0.1/24 overlaps 10.9.0.0/24 of lab x"),
-    (HostUse(addresses=[("fd00:9::1/128", "lab x")]), "address fd00:9::1/64 is already on lab x"),
+    (HostUse(addresses=[("fd00:9::1/128", "lab x")]), "address fd00:9::1/64 is already taken: lab x has it"),
     (HostUse(subnets=[("10.0.0.0/8", "lab x")]), "address 10.9.0.1/24 overlaps 10.0.0.0/8 of lab x"),
     (HostUse(addresses=[("127.0.0.1/8", "interface lo"), ("fe80::1/64", "interface lo")]), None),
     (HostUse(addresses=[("10.8.0.1/24", "interface eth0")]), None),  # r:x is in r's namespace
