@@ -2,7 +2,10 @@
 
 The host namespace is shared by every lab and by the host itself.  A lab claims
 there: the subnets of its bridge networks (ipam.py chooses and checks those), the
-addresses of its link ends in `host`, and the host ports its members publish.
+addresses of its link ends in `host`, the host ports its members publish, and
+names: its namespaces' names, and the names of its bridges, link ends and uplinks
+in the host namespace (the planner refuses a name the kernel already has; this
+catches the lab that is still building it).
 Each claim is recorded in the lab's state under the host-wide allocation lock
 (state/hostwide.py), so a lab coming up in parallel sees it before anything is
 built, and checked here against:
@@ -66,9 +69,10 @@ class HostClaims:
     subnets: set[str] = field(default_factory=set)  # bridge networks' subnets
     addresses: set[str] = field(default_factory=set)  # "ip/prefix" of link ends in host
     ports: set[str] = field(default_factory=set)  # str(Port)
+    names: set[str] = field(default_factory=set)  # "netns:NAME", "if:IFNAME" (in the host namespace)
 
     def __bool__(self) -> bool:
-        return bool(self.subnets or self.addresses or self.ports)
+        return bool(self.subnets or self.addresses or self.ports or self.names)
 
 
 @dataclass
@@ -79,6 +83,7 @@ class HostUse:
     addresses: list[tuple[str, str]] = field(default_factory=list)  # "ip/prefix": interfaces, other labs' ends
     ports: list[tuple[str, str]] = field(default_factory=list)  # str(Port) of other labs
     listeners: list[tuple[str, str]] = field(default_factory=list)  # str(Port) of the host's sockets
+    names: list[tuple[str, str]] = field(default_factory=list)  # other labs' names ("netns:…", "if:…")
 
     def taken_subnets(self) -> list[tuple[str, str]]:
         """What ipam.allocate must avoid in the host node: every subnet above, and the
@@ -92,10 +97,37 @@ class HostUse:
 
 
 def wants_host(spec: LabSpec) -> bool:
-    """Does the lab claim anything in the host namespace?  Labs that do not (every
-    node and network in their own namespaces) never wait for the host-wide lock."""
+    """Does the lab use the host namespace (bridges, link ends, published ports)?
+    A lab that does not has no subnet, address or port to clash with there."""
     return any(net.host == HOST for net in spec.networks) or \
         any(end.node == HOST for link in spec.links for end in link.endpoints)
+
+
+def names(spec: LabSpec) -> dict[str, str]:
+    """Host-wide names the lab creates or takes: claim key -> what it is, for messages.
+    Namespace names are host-wide even with `prefix: true` (lab a's node b is a-b, a
+    name lab x may give a node of its own).  Member port ends (`vl` + a hash of the
+    lab's name) are left out: unique per lab by construction, and one per member."""
+    from .desired import bridge_name  # desired imports ipam, as this module does: no cycle
+
+    out: dict[str, str] = {}
+    for node in spec.nodes:
+        netns = spec.netns_of(node)
+        if netns:
+            out[f"netns:{netns}"] = f"namespace {netns} (node {node})"
+    for link in spec.links:
+        for end in link.endpoints:
+            if end.node == HOST:
+                out[f"if:{end.ifname}"] = f"interface {end.ifname} of the host namespace (link end {end})"
+    for net in spec.networks:
+        if net.host != HOST:
+            continue
+        if net.driver == "bridge":
+            bridge = bridge_name(spec.name, net)
+            out[f"if:{bridge}"] = f"bridge {bridge} of network {net.name}"
+        for uplink in net.uplinks:
+            out[f"if:{uplink}"] = f"uplink {uplink} of network {net.name}"
+    return out
 
 
 def of(spec: LabSpec, allocation: Allocation) -> HostClaims:
@@ -113,14 +145,24 @@ def of(spec: LabSpec, allocation: Allocation) -> HostClaims:
         for end in link.endpoints:
             if end.node == HOST:
                 claims.addresses |= {str(ipaddress.ip_interface(a)) for a in link.addresses_of(end)}
+    claims.names = set(names(spec))
     return claims
 
 
 def check(spec: LabSpec, use: HostUse) -> None:
     """Raise ConflictError (exit 1, before anything is built) for the first published
-    port or host link address that clashes with what `use` holds."""
+    port, host link address or host-wide name that clashes with what `use` holds."""
+    _check_names(spec, use)
     _check_ports(spec, use)
     _check_addresses(spec, use)
+
+
+def _check_names(spec: LabSpec, use: HostUse) -> None:
+    mine = names(spec)
+    for key, who in use.names:
+        if key in mine:
+            raise ConflictError(f"{mine[key]} is already taken: {who} has it (up, or being built); "
+                                f"{NOTHING_CHANGED}")
 
 
 def _check_ports(spec: LabSpec, use: HostUse) -> None:

@@ -93,20 +93,22 @@ class Lab:
 
     def _taken(self, spec: LabSpec) -> claims.HostUse:
         """What others hold in the host namespace that this lab must not claim too:
-        other labs' recorded claims (subnets, host link addresses, published ports),
-        the addresses of interfaces not this lab's, and — when the lab publishes —
-        the host's listening sockets.  `up` reads this under the host-wide lock."""
+        other labs' recorded claims (names, subnets, host link addresses, published
+        ports), the addresses of interfaces not this lab's, and — when the lab
+        publishes — the host's listening sockets.  `up` reads this under the
+        host-wide lock; every lab takes it, since namespace names are host-wide."""
         use = claims.HostUse()
-        if not claims.wants_host(spec):
-            return use  # everything in the lab's own namespaces: nothing to clash with
         for other in store.labs():
             state = store.load(other) if other != self.name else None
             if state is None:
                 continue
             who = f"lab {other}"
+            use.names += [(name, who) for name in state.host_names]
             use.subnets += [(subnet, who) for subnet in state.host_subnets]
             use.addresses += [(address, who) for address in state.host_addresses]
             use.ports += [(port, who) for port in state.host_ports]
+        if not claims.wants_host(spec):
+            return use  # nodes and networks all in the lab's own namespaces: only names can clash
         for link in self.kernel.links(None):
             if link.alias != self.marker:
                 owner = lab_of(link.alias)
@@ -131,8 +133,6 @@ class Lab:
         host-wide lock, so a lab coming up in parallel sees them before it chooses
         (state/hostwide.py).  The lock covers reading, choosing and one state save."""
         spec = self._spec()
-        if not claims.wants_host(spec):
-            return self._allocate(spec, existed)
         self.kernel.links(None, addresses=False)  # pay netlink's import and socket before the lock, not in it
         with AllocationLock(self.name, wait):
             allocation = self._allocate(spec, existed)
@@ -475,7 +475,7 @@ def require_qdiscs(kernel: Kernel, kinds: set[str]) -> None:
             f"sch_{missing[0]}` if the module exists, or keep only what tbf does (rate); nothing was changed")
 
 
-CLAIM_FIELDS = ("allocation", "host_subnets", "host_addresses", "host_ports")
+CLAIM_FIELDS = ("allocation", "host_subnets", "host_addresses", "host_ports", "host_names")
 
 
 def _record_claims(state: store.LabState, mine: claims.HostClaims, keep: bool) -> None:
@@ -483,7 +483,7 @@ def _record_claims(state: store.LabState, mine: claims.HostClaims, keep: bool) -
     recorded (before building: what an interrupted run may have made stays claimed
     until `down`); else replace (after a complete run)."""
     for key, values in (("host_subnets", mine.subnets), ("host_addresses", mine.addresses),
-                        ("host_ports", mine.ports)):
+                        ("host_ports", mine.ports), ("host_names", mine.names)):
         setattr(state, key, sorted(set(getattr(state, key)) | values if keep else values))
 
 

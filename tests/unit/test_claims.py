@@ -157,3 +157,17 @@ def test_allocation_lock_file_goes_with_the_last_lab(tmp_path: Path, monkeypatch
     with pytest.raises(LockTimeout, match="held by pid"):
         AllocationLock("c", wait=0.05, say=False).acquire()
     waiter.release()
+
+
+def test_host_wide_names() -> None:
+    spec = lab_from_text(LAB.replace("  phys:", "  up: {uplinks: [enp7s0], subnet: 10.7.0.0/24, members: {a: {}}}\n  phys:"))
+    assert claims.of(spec, allocate(spec)).names == {
+        "netns:a", "netns:b", "netns:r", "if:vh0", "if:vb.t.one", "if:vb.t.up", "if:enp7s0"}
+    for key, message in (("netns:r", "namespace r (node r) is already taken: lab x has it"),
+                         ("if:vh0", "interface vh0 of the host namespace (link end host:vh0) is already taken"),
+                         ("if:enp7s0", "uplink enp7s0 of network up is already taken: lab x has it")):
+        with pytest.raises(ConflictError, match=message.replace("(", "\\(").replace(")", "\\)")):
+            claims.check(spec, HostUse(names=[(key, "lab x")]))
+    claims.check(spec, HostUse(names=[("netns:t-r", "lab x"), ("if:r", "lab x")]))
+    prefixed = lab_from_text("name: a\nprefix: true\nnodes: {b: {}}\n")
+    assert claims.of(prefixed, allocate(prefixed)).names == {"netns:a-b"}  # lab x may have a node a-b
