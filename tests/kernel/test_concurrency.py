@@ -250,3 +250,16 @@ def test_parallel_labs_with_the_same_names_one_wins(write) -> None:
         for r in _parallel("down", [f for f in files if any(f.endswith(f"/{w}.yaml") for w in won)]):
             assert r.returncode == 0, r.stderr
         assert os.listdir("/run/netns") == [] and os.listdir(os.environ["VETHLAB_STATE_DIR"]) == []
+
+
+def test_allocation_lock_wait_is_bounded_and_names_the_holder(seed_file: str) -> None:
+    from vethlab.state.hostwide import AllocationLock
+
+    with AllocationLock("holder", say=False):
+        before = _snapshot()
+        r = vethlab("up", seed_file, "--wait", "0.3")
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert f"the host-wide allocation lock {os.environ['VETHLAB_STATE_DIR']}/.alloc.lock is held by " \
+               f"pid {os.getpid()}" in r.stderr and "--wait" in r.stderr and "nothing was changed" in r.stderr
+        assert _snapshot() == before
+    vethlab("up", seed_file, check=True)
