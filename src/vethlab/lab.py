@@ -25,7 +25,7 @@ from .ownership import lab_of, marker
 from .reconcile.executor import Executor, Outcome, wait_until
 from .reconcile.observe import Observed, observe, observe_extras
 from .reconcile.planner import Action, Memory, Plan, make_plan, route_of
-from .state import shared, store
+from .state import hostwide, shared, store
 from .state.hostwide import AllocationLock
 from .state.lock import LabLock
 from .topology import HOST, LabSpec, lab_from_dict, load_lab
@@ -242,6 +242,7 @@ class Lab:
             finally:
                 if store.load(self.name) is None:  # refused or rolled back: not even a lock file stays
                     lock.release(remove=True)
+                    hostwide.tidy()
 
     def _up_locked(self, keep_on_error: bool, progress: Callable[[Action], None] | None, refresh: bool,
                    wait: float = 60.0) -> Plan:

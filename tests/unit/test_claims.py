@@ -112,9 +112,11 @@ def test_allocation_lock_waits_and_names_the_holder(tmp_path: Path, monkeypatch:
             AllocationLock("two", wait=0.1).acquire()
         assert f"lab two: the host-wide allocation lock {tmp_path}/.alloc.lock is held by pid {os.getpid()}" \
             in str(err.value) and "--wait" in str(err.value)
-        threading.Timer(0.2, holder.release).start()
+        timer = threading.Timer(0.2, holder.release)
+        timer.start()
         with AllocationLock("two", wait=5):
             assert "lab two waits for the host-wide allocation lock, held by pid" in capsys.readouterr().err
+        timer.join()
     finally:
         holder.release()
 
