@@ -2,11 +2,15 @@
 
 Subnets not given in the file come from a pool (172.30.0.0/16 cut into /24s),
 skipping any that overlaps a subnet in use: this lab's other networks, other
-labs' networks (from their state) and addresses already present in the host
-node's namespace.  Members get their static `ip` or the next free address after
-the gateway, in file order.  Every choice is kept in the lab's state, and an
-earlier choice that is still valid wins, so a re-run `up` keeps every address
-even when members are added or removed around it.
+labs' claims (bridge subnets and host link ends, from their states) and addresses
+already present in the host node's namespace.  `up` reads what is in use, chooses
+and records its choice under one host-wide lock (state/hostwide.py), so labs
+brought up in parallel never get the same subnet.  There is no IPv6 pool: a
+`subnet6` is always given, and checked against the same claims.  Members get
+their static `ip` or the next free address after the gateway, in file order.
+Every choice is kept in the lab's state, and an earlier choice that is still
+valid wins, so a re-run `up` keeps every address even when members are added or
+removed around it.
 """
 
 from __future__ import annotations

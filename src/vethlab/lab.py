@@ -7,25 +7,26 @@ method needs the kernel.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import subprocess
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
-from . import ipam
+from . import claims, ipam
 from .desired import Desired, compile_lab, fingerprints, restricted
 from .errors import ConflictError, KernelError, UsageError, VethlabError
 from .firewall import table_name
 from .kernel.api import Kernel, Netns
+from .kernel.listeners import listeners
 from .kernel.nodefiles import digest
 from .kernel.process import run_in_node
-from .ownership import marker
+from .ownership import lab_of, marker
 from .reconcile.executor import Executor, Outcome, wait_until
 from .reconcile.observe import Observed, observe, observe_extras
 from .reconcile.planner import Action, Memory, Plan, make_plan, route_of
-from .state import shared, store
+from .state import hostwide, shared, store
+from .state.hostwide import AllocationLock
 from .state.lock import LabLock
 from .topology import HOST, LabSpec, lab_from_dict, load_lab
 
@@ -98,35 +99,80 @@ class Lab:
             raise UsageError(f"lab {self.name}: this needs the topology file")
         return self.spec
 
-    def _taken(self, spec: LabSpec) -> dict[str, list[tuple[str, str]]]:
-        """Subnets in use in the host namespace that this lab's networks must avoid:
-        other labs' networks there, and addresses of interfaces not this lab's."""
-        if not any(net.host == HOST for net in spec.networks):
-            return {}
-        taken: list[tuple[str, str]] = []
+    def _taken(self, spec: LabSpec) -> claims.HostUse:
+        """What others hold in the host namespace that this lab must not claim too:
+        other labs' recorded claims (names, subnets, host link addresses, published
+        ports), the addresses of interfaces not this lab's, and — when the lab
+        publishes — the host's listening sockets.  `up` reads this under the
+        host-wide lock; every lab takes it, since namespace names are host-wide."""
+        use = claims.HostUse()
         for other in store.labs():
             state = store.load(other) if other != self.name else None
-            for subnet in state.host_subnets if state else []:
-                taken.append((subnet, f"lab {other}"))
+            if state is None:
+                continue
+            who = f"lab {other}"
+            use.names += [(name, who) for name in state.host_names]
+            use.subnets += [(subnet, who) for subnet in state.host_subnets]
+            use.addresses += [(address, who) for address in state.host_addresses]
+            use.ports += [(port, who) for port in state.host_ports]
+        if not claims.wants_host(spec):
+            return use  # nodes and networks all in the lab's own namespaces: only names can clash
         for link in self.kernel.links(None):
             if link.alias != self.marker:
-                for cidr in link.addresses:
-                    net = ipaddress.ip_interface(cidr).network
-                    if not net.is_loopback:
-                        taken.append((str(net), f"interface {link.ifname} of the host namespace"))
-        return {HOST: taken}
+                owner = lab_of(link.alias)
+                who = f"interface {link.ifname} of the host namespace" + (f" (lab {owner})" if owner else "")
+                use.addresses += [(cidr, who) for cidr in link.addresses]
+        if any(m.publish for net in spec.networks if net.host == HOST for m in net.members):
+            use.listeners = [(str(claims.Port(s.port, s.protocol, s.address)), "a process of the host namespace")
+                             for s in listeners()]
+        return use
 
-    def _prepare(self, state: store.LabState | None, refresh: bool = False) -> tuple[Desired, Plan]:
+    def _allocate(self, spec: LabSpec, state: store.LabState | None) -> ipam.Allocation:
+        """IPAM's choices, checked against what others hold in the host namespace:
+        ConflictError (exit 1) before anything is built."""
+        use = self._taken(spec)
+        allocation = ipam.allocate(spec, ipam.Allocation.previous(state.allocation if state else None),
+                                   {HOST: use.taken_subnets()})
+        claims.check(spec, use)
+        return allocation
+
+    def _claim(self, state: store.LabState, existed: store.LabState | None, wait: float) -> ipam.Allocation:
+        """Choose and record the lab's host-namespace claims as one step under the
+        host-wide lock, so a lab coming up in parallel sees them before it chooses
+        (state/hostwide.py).  The lock covers reading, choosing and one state save."""
+        spec = self._spec()
+        self.kernel.links(None, addresses=False)  # pay netlink's import and socket before the lock, not in it
+        with AllocationLock(self.name, wait):
+            allocation = self._allocate(spec, existed)
+            before = [getattr(state, key) for key in CLAIM_FIELDS]
+            state.allocation = allocation.to_json()
+            _record_claims(state, claims.of(spec, allocation), keep=True)
+            if existed is None or [getattr(state, key) for key in CLAIM_FIELDS] != before:
+                store.save(state)  # a re-run that claims nothing new writes nothing
+        return allocation
+
+    def _unclaim(self, state: store.LabState, existed: store.LabState | None, before: dict[str, Any]) -> None:
+        """A refused `up` (a conflict found after the claim) gives its claims back."""
+        if existed is None:
+            store.remove(self.name)
+            return
+        for key, value in before.items():
+            setattr(state, key, value)
+        store.save(state)
+
+    def _prepare(self, state: store.LabState | None, refresh: bool = False,
+                 allocation: ipam.Allocation | None = None) -> tuple[Desired, Plan]:
         """IPAM, compile, observe, plan: everything `up` and `plan` share.
 
         After a complete run the state holds a fingerprint of each node's part of the
         file; nodes whose fingerprint is unchanged, whose namespace is still there and
         whose services still run are trusted and not re-read (a one-link edit of a
         1000-node lab reads a few namespaces, not 1000).  `refresh` re-reads them all,
-        which also repairs drift made behind vethlab's back."""
+        which also repairs drift made behind vethlab's back.  `allocation`: IPAM's
+        choices already claimed by `up`; `plan` computes (and checks) them here."""
         spec = self._spec()
-        allocation = ipam.allocate(spec, ipam.Allocation.previous(state.allocation if state else None),
-                                   self._taken(spec))
+        if allocation is None:
+            allocation = self._allocate(spec, state)
         full = compile_lab(spec, allocation)
         kinds = {iface.shaping.qdisc for iface in full.interfaces.values() if iface.shaping}
         require_qdiscs(self.kernel, kinds)
@@ -200,16 +246,24 @@ class Lab:
         self._spec()
         with LabLock(self.name, wait) as lock:
             try:
-                return self._up_locked(keep_on_error, progress, refresh)
+                return self._up_locked(keep_on_error, progress, refresh, wait)
             finally:
                 if store.load(self.name) is None:  # refused or rolled back: not even a lock file stays
                     lock.release(remove=True)
+                    hostwide.tidy()
 
-    def _up_locked(self, keep_on_error: bool, progress: Callable[[Action], None] | None, refresh: bool) -> Plan:
-        """up() under the lab's lock: prepare, execute, verify, record."""
+    def _up_locked(self, keep_on_error: bool, progress: Callable[[Action], None] | None, refresh: bool,
+                   wait: float = 60.0) -> Plan:
+        """up() under the lab's lock: claim, prepare, execute, verify, record."""
         existed = store.load(self.name)
         state = existed or store.LabState(self.name)
-        desired, plan = self._prepare(existed, refresh)
+        before = {key: getattr(state, key) for key in CLAIM_FIELDS}
+        allocation = self._claim(state, existed, wait)
+        try:
+            desired, plan = self._prepare(existed, refresh, allocation)
+        except BaseException:
+            self._unclaim(state, existed, before)
+            raise
         if plan:
             self._record_intent(state, desired, plan)
             executor = Executor(self.kernel, self.marker, progress, store.logs_dir(self.name))
@@ -285,7 +339,7 @@ class Lab:
         state.complete = False
         state.routed = sorted(set(state.routed) | {n for n, node in desired.nodes.items() if node.routes})
         state.allocation = desired.allocation.to_json()
-        state.host_subnets = sorted(set(state.host_subnets) | _host_subnets(desired))
+        _record_claims(state, claims.of(self._spec(), desired.allocation), keep=True)
         for holder in desired.firewalls:
             state.firewall_nodes[holder] = desired.netns(holder)
         for action in plan.actions:
@@ -311,7 +365,7 @@ class Lab:
         state.links = [[*veth.a, *veth.b] for veth in desired.veths]
         state.routed = sorted(n for n, node in desired.nodes.items() if node.routes)
         state.allocation = desired.allocation.to_json()
-        state.host_subnets = sorted(_host_subnets(desired))
+        _record_claims(state, claims.of(self._spec(), desired.allocation), keep=False)
         state.firewall_nodes = {node: desired.netns(node) for node in desired.firewalls}
         state.shaped = {f"{n}:{i}": iface.shaping.to_json() for (n, i), iface in desired.interfaces.items()
                         if iface.shaping}
@@ -430,10 +484,16 @@ def require_qdiscs(kernel: Kernel, kinds: set[str]) -> None:
             f"sch_{missing[0]}` if the module exists, or keep only what tbf does (rate); nothing was changed")
 
 
-def _host_subnets(desired: Desired) -> set[str]:
-    alloc = desired.allocation
-    return {subnet for nets in (alloc.subnet, alloc.subnet6) for name, subnet in nets.items()
-            if any(n.name == name for n in desired.firewalls.get(HOST, []))}
+CLAIM_FIELDS = ("allocation", "host_subnets", "host_addresses", "host_ports", "host_names")
+
+
+def _record_claims(state: store.LabState, mine: claims.HostClaims, keep: bool) -> None:
+    """Put the lab's host-namespace claims in its state.  keep: add to what is
+    recorded (before building: what an interrupted run may have made stays claimed
+    until `down`); else replace (after a complete run)."""
+    for key, values in (("host_subnets", mine.subnets), ("host_addresses", mine.addresses),
+                        ("host_ports", mine.ports), ("host_names", mine.names)):
+        setattr(state, key, sorted(set(getattr(state, key)) | values if keep else values))
 
 
 def _host_routes(state: store.LabState | None) -> list[Any]:

@@ -10,7 +10,7 @@ import sys
 from . import cleanup
 from .errors import KernelError, StateDamaged
 from .kernel.api import Kernel
-from .state import shared, store
+from .state import hostwide, shared, store
 from .state.lock import LabLock
 
 
@@ -29,6 +29,7 @@ def down(name: str, kernel: Kernel, wait: float = 60.0) -> None:
             raise KernelError(f"lab {name} was not removed completely:\n" + "\n".join(errors))
         store.remove(name)
         lock.release(remove=True)
+    hostwide.tidy()  # the host-wide lock file goes with the last lab
 
 
 def load_or_warn(name: str) -> store.LabState | None:

@@ -68,6 +68,7 @@ _DEFAULTS: dict[str, Callable[[], Any]] = {
     "links": list, "routed": list, "allocation": dict, "host_subnets": list, "firewall_nodes": dict,
     "uplinks": dict, "services": dict, "shaped": dict, "fingerprints": dict, "hosts_digest": str,
     "netns_ids": dict, "complete": lambda: False, "version": lambda: VERSION,
+    "host_addresses": list, "host_ports": list, "host_names": list,
 }
 
 
@@ -85,6 +86,9 @@ class LabState:
     routed: list[str]  # nodes that had routes in the file
     allocation: dict[str, Any]  # IPAM's choices (ipam.Allocation.to_json)
     host_subnets: list[str]  # subnets of networks in the host namespace
+    host_addresses: list[str]  # "ip/prefix" of link ends in the host namespace (claims.py)
+    host_ports: list[str]  # published host ports, "[IP:]PORT/PROTO" (claims.py)
+    host_names: list[str]  # host-wide names: "netns:NAME", "if:IFNAME" in the host namespace (claims.py)
     firewall_nodes: dict[str, str | None]  # node -> netns holding our table
     uplinks: dict[str, dict[str, Any]]  # "node:ifname" -> {"up", "netns"}
     services: dict[str, list[list[Any]]]  # node -> [[argv, pid, start time]]
