@@ -277,6 +277,9 @@ FIELDS: dict[str, Check] = {
     "routed": _list(_node),
     "allocation": _allocation,
     "host_subnets": _list(_network),
+    "host_addresses": _list(_interface),  # claims.py: compared, never used as a path
+    "host_ports": _list(_str),
+    "host_names": _list(_str),
     "firewall_nodes": _dict(_node, _optional(_netns)),
     "uplinks": _dict(_endpoint, _record({"up": _bool, "netns": _optional(_netns)})),
     "services": _dict(_node, _list(_tuple(_list(_str), _pid, _int))),
