@@ -142,6 +142,7 @@ class Lab:
                         shaped={k: v for k, v in (state.shaped if state else {}).items() if mine(k.split(":")[0])})
         plan = make_plan(desired, observed, self.marker, memory=memory)
         plan.hosts = full.hosts_entries()  # every node's hosts file lists every node
+        plan.warnings = forward_warnings(self.kernel, full)
         plan.fingerprints = prints
         if scope is not None and state is not None and digest(plan.hosts) != state.hosts_digest:
             planned = {a.node for a in plan.actions if a.kind == "hosts"}
@@ -201,6 +202,7 @@ class Lab:
         """up() under the lab's lock: prepare, execute, verify, record."""
         existed = store.load(self.name)
         state = existed or store.LabState(self.name)
+        self._remove_temp_files()
         desired, plan = self._prepare(existed, refresh)
         if plan:
             self._record_intent(state, desired, plan)
@@ -227,6 +229,13 @@ class Lab:
             self._remember_services(state, executor.outcome)
         self._record_done(state, desired, plan)
         return plan
+
+    def _remove_temp_files(self) -> None:
+        """Temporary files a killed run of this lab left in /etc/netns (we hold the
+        lab's lock: no run of it is writing them now)."""
+        for lab, name in self.kernel.node_temp_files():
+            if lab == self.name:
+                self.kernel.remove_node_temp_file(name)
 
     def _linkwatch_nudger(self, created: set[str] | None) -> Callable[..., None] | None:
         """A way to hurry the kernel's linkwatch, which applies carrier changes at most
@@ -255,9 +264,9 @@ class Lab:
         return nudge
 
     def _forget(self, state: store.LabState) -> None:
-        from .teardown import restore_sysctl
+        from . import forwarding
 
-        shared.release(self.name, lambda key, value: restore_sysctl(self.kernel, key, value))
+        forwarding.release(self.kernel, self.name, recorded=True)
         store.remove(self.name)
 
     def _remember_services(self, state: store.LabState, outcome: Outcome) -> None:
@@ -420,6 +429,16 @@ def require_qdiscs(kernel: Kernel, kinds: set[str]) -> None:
             f"{', '.join('sch_' + k for k in missing)}), needed for "
             f"{'delay, jitter or loss' if 'netem' in missing else 'rate'}: load it with `modprobe "
             f"sch_{missing[0]}` if the module exists, or keep only what tbf does (rate); nothing was changed")
+
+
+def forward_warnings(kernel: Kernel, desired: Desired) -> list[str]:
+    """Foreign forward chains of the host namespace that will drop this lab's traffic
+    (Docker's FORWARD with policy drop): `up` still succeeds, and says so."""
+    from .forward_policy import check
+
+    bridges = [iface.ifname for (node, _), iface in desired.interfaces.items()
+               if node == HOST and iface.kind == "bridge"]
+    return [b.message() for b in check(kernel, bridges, routed=bool(desired.forwarding.get(HOST)))]
 
 
 def _host_subnets(desired: Desired) -> set[str]:

@@ -9,6 +9,8 @@ host namespace.  `clean` finds leftovers by these markers, never by name pattern
 
 from __future__ import annotations
 
+import re
+
 PREFIX = "vethlab:"
 #: a namespace file is born as /run/netns/.vethlab:LAB:NAME (hard-linked to NAME
 #: before it is mounted), so a file left dead by a crash mid-creation is traceable
@@ -34,9 +36,52 @@ def table_name(lab: str) -> str:
     return "vethlab_" + lab.replace("-", "_")
 
 
+#: what a lab's name may be (topology.validate checks files against the same rule)
+_LAB = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
+
+
 def lab_of_table(name: str) -> str | None:
-    """The lab a firewall table is named for, or None."""
-    return name[len("vethlab_"):].replace("_", "-") if name.startswith("vethlab_") and len(name) > 8 else None
+    """The lab a firewall table is named for, or None.  A name alone proves nothing
+    (anyone can make a table `vethlab_x`): ownership is `table_owner`'s job."""
+    lab = name[len("vethlab_"):].replace("_", "-") if name.startswith("vethlab_") else ""
+    return lab if _LAB.match(lab) else None
+
+
+def table_marker(lab: str) -> str:
+    """The empty regular chain every table of the lab carries, its proof of ownership.
+
+    nft 1.0.6 keeps no table or chain comment in its JSON (measured: a `comment` given
+    in a JSON batch is dropped, and `nft -j list` never shows one made in text), so the
+    mark is a chain's name.  It stays a plain identifier (no ':' or '='): `nft list
+    ruleset > f; nft -f f`, as admins and nftables.service save rulesets, must re-read it."""
+    return "owner-vethlab-" + lab
+
+
+def table_owner(table: str, chains: list[str]) -> str | None:
+    """The lab that made `table` (its name and its marker chain agree), or None."""
+    lab = lab_of_table(table)
+    return lab if lab is not None and table_marker(lab) in chains else None
+
+
+#: /etc/netns/NODE_DIR_MARKER + NODE holds `vethlab:LAB DEV:INODE` for a directory
+#: /etc/netns/NODE vethlab made.  Beside it, not in it: `ip netns exec` bind-mounts
+#: every entry of the directory over /etc and complains of any /etc lacks.
+NODE_DIR_MARKER = ".vethlab-owner."
+#: temporary files and directories of a lab in /etc/netns are named TEMP_PREFIX + LAB + "."
+TEMP_PREFIX = ".vethlab-tmp."
+
+
+def temp_prefix(lab: str) -> str:
+    """The name prefix of a lab's temporary entries in /etc/netns: up, down and clean
+    find a killed run's leftovers by it (lab names hold no '.', so it is unambiguous)."""
+    return f"{TEMP_PREFIX}{lab}."
+
+
+def lab_of_temp(filename: str) -> str | None:
+    if not filename.startswith(TEMP_PREFIX):
+        return None
+    lab = filename[len(TEMP_PREFIX):].split(".", 1)[0]
+    return lab if _LAB.match(lab) else None
 
 
 def netns_tag(lab: str, netns: str) -> str:

@@ -5,10 +5,10 @@ lab does not pay for loading the reconcile machinery it never uses."""
 
 from __future__ import annotations
 
-from . import cleanup
+from . import cleanup, forwarding
 from .errors import KernelError
 from .kernel.api import Kernel
-from .state import shared, store
+from .state import store
 from .state.lock import LabLock
 
 
@@ -21,7 +21,7 @@ def down(name: str, kernel: Kernel, wait: float = 60.0) -> None:
         if state:
             found.stale_files += cleanup.stale_files_of(state, kernel)
         errors = cleanup.remove(kernel, found, {name: state} if state else {})
-        shared.release(name, lambda key, value: restore_sysctl(kernel, key, value))
+        forwarding.release(kernel, name, recorded=state is not None)
         if errors:
             raise KernelError(f"lab {name} was not removed completely:\n" + "\n".join(errors))
         store.remove(name)

@@ -91,3 +91,9 @@ def held_by(lab: str) -> list[str]:
     except (OSError, ValueError):
         return []
     return [key for key, entry in data.items() if lab in entry.get("labs", [])]
+
+
+def under_lock(action: Callable[[], None]) -> None:
+    """Run `action` under the ledger's lock, the ledger unchanged: for the kernel's copy
+    of it (vethlab.forwarding), which must change in step with this one."""
+    _update(lambda _data: action())
