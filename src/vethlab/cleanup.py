@@ -83,7 +83,8 @@ def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | N
         lab = lab_of(owner)
         if lab and (labs is None or lab in labs):
             found.node_dirs[ns] = lab
-    found.temp_files = [(lab, name) for lab, name in kernel.node_temp_files() if labs is None or lab in labs]
+    found.temp_files = [(lab, name) for lab, name in kernel.node_temp_files(candidates)
+                         if labs is None or lab in labs]
     for lab, ns, linked in kernel.birth_markers():
         if labs is None or lab in labs:
             found.birth_markers.append((lab, ns))

@@ -233,7 +233,7 @@ class Lab:
     def _remove_temp_files(self) -> None:
         """Temporary files a killed run of this lab left in /etc/netns (we hold the
         lab's lock: no run of it is writing them now)."""
-        for lab, name in self.kernel.node_temp_files():
+        for lab, name in self.kernel.node_temp_files(()):
             if lab == self.name:
                 self.kernel.remove_node_temp_file(name)
 

@@ -332,7 +332,7 @@ class FakeKernel:
         wanted = None if namespaces is None else set(namespaces)
         return {ns: owner for ns, owner in self.file_owners.items() if wanted is None or ns in wanted}
 
-    def node_temp_files(self) -> list[tuple[str, str]]:
+    def node_temp_files(self, namespaces: Iterable[str] | None) -> list[tuple[str, str]]:
         return [(lab, name) for name, lab in self.temp_files.items()]
 
     def remove_node_temp_file(self, name: str) -> None:

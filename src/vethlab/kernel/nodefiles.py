@@ -139,17 +139,19 @@ def owners(namespaces: Iterable[str] | None = None) -> dict[str, str]:
             if not name.startswith(".") and (wanted is None or name in wanted)}
 
 
-def temps() -> list[tuple[str, str]]:
+def temps(namespaces: Iterable[str] | None = None) -> list[tuple[str, str]]:
     """(lab, entry) of what labs left in /etc/netns besides their directories: temporary
     files and directories of a run killed while writing or removing, and markers whose
-    directory is gone."""
+    directory is gone — those of `namespaces` (None: all; a marker is read to know its
+    lab, so `up` passes none: it overwrites its own nodes' stale markers anyway)."""
     try:
         present = os.listdir(ETC_NETNS)
     except OSError:
         return []
     out = [(lab, name) for name in present if (lab := lab_of_temp(name)) is not None]
+    wanted = None if namespaces is None else {NODE_DIR_MARKER + ns for ns in namespaces}
     for name in present:
-        if name.startswith(NODE_DIR_MARKER):
+        if name.startswith(NODE_DIR_MARKER) and (wanted is None or name in wanted):
             ns = name[len(NODE_DIR_MARKER):]
             mark = _read_marker(ns)
             lab = lab_of(mark[0]) if mark is not None else None
@@ -273,31 +275,25 @@ def _create_dir(ns: str, marker: str, sources: dict[str, str], prefix: str) -> N
 
 
 def remove_files(ns: str, marker: str) -> None:
-    """Remove /etc/netns/NS if `marker`'s lab made it: only the files vethlab wrote.
-    A directory of someone else is left alone; one to which the admin added files
-    keeps them (and, without our marker, is theirs from then on)."""
+    """Remove /etc/netns/NS if `marker`'s lab made it: only the files vethlab wrote,
+    then the directory, then its marker.  A directory of someone else is left alone;
+    one to which the admin added files keeps them and, its marker gone, is theirs.
+
+    Killed half-way, what is left is still found: an emptied directory keeps its
+    marker (bound to its inode), and a marker without its directory is debris that
+    `temps()` lists."""
     if _owner(ns) != marker:
         return
     directory = node_dir(ns)
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return
-    ours = [n for n in names if n in OUR_FILES]
-    if len(ours) == len(names):
-        # all ours: away at once, under a temporary name a killed `down` leaves findable
-        gone = tempfile.mkdtemp(prefix=temp_prefix(lab_of(marker) or "") + "gone.", dir=ETC_NETNS)
-        try:
-            os.rename(directory, os.path.join(gone, "d"))
-        except OSError:
-            os.rmdir(gone)
-            raise
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(_marker_path(ns))
-        shutil.rmtree(gone, ignore_errors=True)
-        return
-    for name in ours:
+    for name in OUR_FILES:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(directory, name))
+    try:
+        os.rmdir(directory)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        if exc.errno != errno.ENOTEMPTY:
+            raise
     with contextlib.suppress(FileNotFoundError):
         os.unlink(_marker_path(ns))

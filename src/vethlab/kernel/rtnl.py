@@ -489,8 +489,8 @@ class NetlinkKernel:
     def node_files_owners(self, namespaces: Iterable[str] | None) -> dict[str, str]:
         return nodefiles.owners(namespaces)
 
-    def node_temp_files(self) -> list[tuple[str, str]]:
-        return nodefiles.temps()
+    def node_temp_files(self, namespaces: Iterable[str] | None) -> list[tuple[str, str]]:
+        return nodefiles.temps(namespaces)
 
     def remove_node_temp_file(self, name: str) -> None:
         nodefiles.remove_temp(name)
