@@ -67,6 +67,9 @@ def table_owner(table: str, chains: list[str]) -> str | None:
 #: /etc/netns/NODE vethlab made.  Beside it, not in it: `ip netns exec` bind-mounts
 #: every entry of the directory over /etc and complains of any /etc lacks.
 NODE_DIR_MARKER = ".vethlab-owner."
+#: what a directory written by a vethlab from before these markers reads as: vethlab's
+#: own files and nothing else, of no known lab; adopted by the next lab that writes it
+LEGACY_NODE_DIR = "vethlab-legacy"
 #: temporary files and directories of a lab in /etc/netns are named TEMP_PREFIX + LAB + "."
 TEMP_PREFIX = ".vethlab-tmp."
 

@@ -17,7 +17,7 @@ from vethlab.errors import ConflictError
 from vethlab.ipam import allocate
 from vethlab.kernel import nodefiles
 from vethlab.kernel.fake import FakeKernel
-from vethlab.ownership import lab_of_table, lab_of_temp, marker, table_marker, table_owner
+from vethlab.ownership import LEGACY_NODE_DIR, lab_of_table, lab_of_temp, marker, table_marker, table_owner
 from vethlab.reconcile.executor import Executor
 from vethlab.reconcile.observe import observe, observe_extras
 from vethlab.reconcile.planner import make_plan
@@ -155,6 +155,24 @@ def test_rewrite_keeps_the_directory_and_leaves_no_temporary_file(etc_netns: Pat
     assert os.stat(etc_netns / "n1").st_ino == inode
     assert b"10.0.0.9\tn1\n" in (etc_netns / "n2" / "hosts").read_bytes()
     assert sorted(os.listdir(etc_netns)) == [".vethlab-owner.n1", ".vethlab-owner.n2", "n1", "n2"]
+
+
+def test_a_dir_an_older_vethlab_wrote_is_adopted_not_refused(etc_netns: Path) -> None:
+    old = etc_netns / "n1"
+    old.mkdir()
+    (old / "hosts").write_text("127.0.0.1 localhost\n" + nodefiles.HEADER)
+    (old / "resolv.conf").write_text(nodefiles.HEADER + "nameserver 10.0.0.53\n")
+    (old / ".hosts.tmp").write_text("")
+    admins = etc_netns / "n2"
+    admins.mkdir()
+    (admins / "resolv.conf").write_text("nameserver 10.0.0.53\n")  # same names, not our header
+    assert nodefiles.owners(None) == {"n1": LEGACY_NODE_DIR, "n2": ""}
+    nodefiles.write_files(["n1"], [("10.0.0.1", "n1")], "vethlab:lab")
+    assert nodefiles.owners(["n1"]) == {"n1": "vethlab:lab"}
+    assert sorted(os.listdir(old)) == ["hosts", "resolv.conf"]
+    nodefiles.remove_files("n1", "vethlab:lab")
+    nodefiles.remove_files("n2", "vethlab:lab")
+    assert listing(etc_netns) == {"n2": None, "n2/resolv.conf": b"nameserver 10.0.0.53\n"}
 
 
 # -- the kernel's copy of the forwarding ledger -----------------------------------------

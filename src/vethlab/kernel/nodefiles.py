@@ -9,9 +9,11 @@ waiting out a 10 s timeout when `getent hosts NAME` asks for IPv6 first.
 
 /etc/netns/NODE is the lab's only when the marker file /etc/netns/.vethlab-owner.NODE
 names the lab and that very directory (device and inode), written before the
-directory gets its name.  An administrator's
-directory of the same name (say with their own resolv.conf) is a conflict, found
-by the planner through `owners()`, and never overwritten or removed.
+directory gets its name.  An administrator's directory of the same name (say with
+their own resolv.conf) is a conflict, found by the planner through `owners()`, and
+never overwritten or removed.  A directory an older vethlab wrote (its files only,
+with our header, no marker) is adopted: it survives reboots in /etc, and refusing it
+would strand every lab built before the upgrade.
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ import tempfile
 from collections.abc import Iterable
 
 from ..errors import ConflictError
-from ..ownership import NODE_DIR_MARKER, lab_of, lab_of_temp, temp_prefix
+from ..ownership import LEGACY_NODE_DIR, NODE_DIR_MARKER, lab_of, lab_of_temp, temp_prefix
 
 ETC_NETNS = "/etc/netns"
 HEADER = "# written by vethlab; removed by `vethlab down`\n"
 DIGEST_PREFIX = "# vethlab digest: "
 #: what vethlab writes into a node's directory; nothing else there is removed
 OUR_FILES = ("hosts", "resolv.conf")
+_LEGACY_FILES = {"hosts", "resolv.conf", ".hosts.tmp", ".resolv.conf.tmp"}
 
 
 def node_dir(ns: str) -> str:
@@ -122,9 +125,24 @@ def _owner(ns: str) -> str | None:
     except OSError:
         return ""
     mark = _read_marker(ns)
-    if not stat.S_ISDIR(st.st_mode) or mark is None or mark[1] != _identity(st):
+    if not stat.S_ISDIR(st.st_mode):
         return ""
+    if mark is None or mark[1] != _identity(st):
+        return LEGACY_NODE_DIR if _legacy(node_dir(ns)) else ""
     return mark[0]
+
+
+def _legacy(directory: str) -> bool:
+    """Written by a vethlab from before the markers: its files only, its header in them."""
+    try:
+        names = set(os.listdir(directory))
+        if not names or not names <= _LEGACY_FILES or "resolv.conf" not in names:
+            return False
+        fd = os.open(os.path.join(directory, "resolv.conf"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(len(HEADER)) == HEADER.encode()
 
 
 def owners(namespaces: Iterable[str] | None = None) -> dict[str, str]:
@@ -232,7 +250,9 @@ def write_files(namespaces: list[str], entries: list[tuple[str, str]], marker: s
             if owner is None:
                 _create_dir(ns, marker, sources, prefix)
                 continue
-            if owner != marker:
+            if owner == LEGACY_NODE_DIR:
+                _adopt(ns, marker, prefix)
+            elif owner != marker:
                 raise _foreign(ns, owner)
             for name, source in sources.items():
                 # staged beside the directory, not in it: `ip netns exec` would bind it
@@ -274,6 +294,18 @@ def _create_dir(ns: str, marker: str, sources: dict[str, str], prefix: str) -> N
         raise
 
 
+def _adopt(ns: str, marker: str, prefix: str) -> None:
+    """Mark a directory an older vethlab wrote as this lab's."""
+    for name in _LEGACY_FILES - set(OUR_FILES):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(node_dir(ns), name))
+    fd, staged = tempfile.mkstemp(prefix=prefix, dir=ETC_NETNS)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(f"{marker} {_identity(os.lstat(node_dir(ns)))}\n")
+    os.chmod(staged, 0o644)
+    os.replace(staged, _marker_path(ns))
+
+
 def remove_files(ns: str, marker: str) -> None:
     """Remove /etc/netns/NS if `marker`'s lab made it: only the files vethlab wrote,
     then the directory, then its marker.  A directory of someone else is left alone;
@@ -282,10 +314,11 @@ def remove_files(ns: str, marker: str) -> None:
     Killed half-way, what is left is still found: an emptied directory keeps its
     marker (bound to its inode), and a marker without its directory is debris that
     `temps()` lists."""
-    if _owner(ns) != marker:
+    owner = _owner(ns)
+    if owner != marker and owner != LEGACY_NODE_DIR:
         return
     directory = node_dir(ns)
-    for name in OUR_FILES:
+    for name in OUR_FILES if owner == marker else _LEGACY_FILES:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(directory, name))
     try:

@@ -18,7 +18,7 @@ from typing import Any
 from ..desired import Desired, DesiredInterface, IfKey
 from ..errors import ConflictError
 from ..kernel.api import LinkInfo, Netns, Route, route_matches, route_text
-from ..ownership import ROUTE_PROTO, lab_of, table_marker, table_owner
+from ..ownership import LEGACY_NODE_DIR, ROUTE_PROTO, lab_of, table_marker, table_owner
 from ..topology.schema import HOST, RouteSpec
 from .observe import Observed
 
@@ -473,7 +473,7 @@ def _host_object_problems(desired: Desired, observed: Observed, marker: str) -> 
     problems = []
     for name, node in desired.nodes.items():
         seen = observed.nodes.get(name)
-        if node.netns is None or seen is None or seen.files is None or seen.files == marker:
+        if node.netns is None or seen is None or seen.files in (None, marker, LEGACY_NODE_DIR):
             continue
         other = lab_of(seen.files)
         problems.append(f"/etc/netns/{node.netns} (node {name}) already exists and "
