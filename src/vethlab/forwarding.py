@@ -12,7 +12,9 @@ Two copies say who holds it and what it was before vethlab:
   resets too).  It has no base chain, so no packet ever meets it; the names of its
   empty chains carry the facts: `was.net.ipv4.ip_forward.0` (the value before
   vethlab turned it on) and `held-by.LAB` (one per lab that needs it).  Both are
-  plain nft identifiers, so `nft list ruleset > f; nft -f f` re-reads them.
+  plain nft identifiers, so `nft list ruleset > f; nft -f f` re-reads them.  The
+  chain `owner-vethlab` marks the table as vethlab's: a table of that name without
+  it is left alone, and only the ledger keeps the record then.
 
 A setting is restored only when neither copy names a lab that still holds it.  The
 kernel copy is changed under the ledger's lock, so labs going up and down in
@@ -31,6 +33,11 @@ from .state import shared
 TABLE = "vethlab__forwarding"  # lab tables are vethlab_LAB, LAB starting with a letter: no clash
 _WAS = re.compile(r"^was\.(?P<key>net\.[a-z0-9_.]+)\.(?P<value>[0-9]+)$")
 _HELD = "held-by."
+_OWNER = "owner-vethlab"
+
+
+class _Foreign(Exception):
+    """A table named like the record that vethlab did not make."""
 
 
 def _chain(name: str, verb: str = "add") -> dict[str, Any]:
@@ -38,15 +45,26 @@ def _chain(name: str, verb: str = "add") -> dict[str, Any]:
 
 
 def read(kernel: Kernel) -> tuple[dict[str, str], set[str]] | None:
-    """(key -> value before vethlab, labs holding) from the kernel's copy, or None."""
+    """(key -> value before vethlab, labs holding) from the kernel's copy, or None;
+    raises _Foreign for a table of that name without vethlab's marker chain."""
     try:
         chains = kernel.firewall_chains(None, TABLE)
     except ConflictError:  # no nft on this host: the ledger is the only copy
         return None
     if chains is None:
         return None
+    if _OWNER not in chains:
+        raise _Foreign
     was = {m["key"]: m["value"] for name in chains if (m := _WAS.match(name))}
     return was, {name[len(_HELD):] for name in chains if name.startswith(_HELD)}
+
+
+def _read(kernel: Kernel) -> tuple[dict[str, str], set[str]] | None:
+    """`read`, with a foreign table of that name read as no record at all."""
+    try:
+        return read(kernel)
+    except _Foreign:
+        return None
 
 
 def hold(kernel: Kernel, lab: str, key: str) -> None:
@@ -54,20 +72,23 @@ def hold(kernel: Kernel, lab: str, key: str) -> None:
     fresh: dict[str, str | None] = {}
 
     def original() -> str | None:  # the ledger has no entry for key (first holder, or the ledger was lost)
-        mark = read(kernel)
+        mark = _read(kernel)
         value = mark[0].get(key) if mark else None  # a lost ledger must not take our 1 for the host's own
         fresh[key] = value if value is not None else kernel.read_sysctl(None, key)
         return fresh[key]
 
     def write(value: str) -> None:
-        mark = read(kernel)
-        cmds: list[dict[str, Any]] = [{"add": {"table": {"family": "inet", "name": TABLE}}}, _chain(_HELD + lab)]
-        before = fresh.get(key)
-        if before is not None and before.isdigit() and not (mark and key in mark[0]):
-            cmds.append(_chain(f"was.{key}.{before}"))
         try:
+            mark = read(kernel)
+            cmds: list[dict[str, Any]] = []
+            if mark is None:  # `create`: never adds chains to a table of that name that appeared meanwhile
+                cmds += [{"create": {"table": {"family": "inet", "name": TABLE}}}, _chain(_OWNER)]
+            cmds.append(_chain(_HELD + lab))
+            before = fresh.get(key)
+            if before is not None and before.isdigit() and not (mark and key in mark[0]):
+                cmds.append(_chain(f"was.{key}.{before}"))
             kernel.firewall_apply(None, {"nftables": cmds}, f"record that lab {lab} holds {key} in the host namespace")
-        except ConflictError:  # no nft on this host: the ledger is the only copy
+        except (ConflictError, _Foreign):  # no nft, or a foreign table of that name: the ledger is the only copy
             pass
         kernel.write_sysctl(None, key, value)
         kernel.flush()
@@ -78,7 +99,7 @@ def hold(kernel: Kernel, lab: str, key: str) -> None:
 def _let_go(kernel: Kernel, gone: set[str]) -> None:
     """Under the ledger's lock: drop `gone` from the kernel's copy; with no holder
     left, restore every value it recorded and remove the table."""
-    mark = read(kernel)
+    mark = _read(kernel)
     if mark is None:
         return
     was, holders = mark
@@ -104,7 +125,7 @@ def release(kernel: Kernel, lab: str, recorded: bool = False) -> None:
         shared.under_lock(lambda: _let_go(kernel, {lab}))
 
     def restore(key: str, value: str) -> None:  # the ledger's last holder left
-        mark = read(kernel)
+        mark = _read(kernel)
         if mark is not None and mark[1]:
             return  # a lab the ledger lost (its state dir went) still needs it
         kernel.write_sysctl(None, key, value)
@@ -116,6 +137,6 @@ def release(kernel: Kernel, lab: str, recorded: bool = False) -> None:
 def release_orphans(kernel: Kernel, living: set[str]) -> None:
     """`clean`: holders in the kernel's copy that are no lab any more (state and every
     marked object gone) hold nothing."""
-    mark = read(kernel)
+    mark = _read(kernel)
     if mark is not None and mark[1] - living:
         shared.under_lock(lambda: _let_go(kernel, mark[1] - living))

@@ -63,7 +63,7 @@ def table_owner(table: str, chains: list[str]) -> str | None:
     return lab if lab is not None and table_marker(lab) in chains else None
 
 
-#: /etc/netns/NODE_DIR_MARKER + NODE holds `vethlab:LAB DEV:INODE` for a directory
+#: /etc/netns/NODE_DIR_MARKER + NODE holds `vethlab:LAB DEV:INODE:GENERATION` for a directory
 #: /etc/netns/NODE vethlab made.  Beside it, not in it: `ip netns exec` bind-mounts
 #: every entry of the directory over /etc and complains of any /etc lacks.
 NODE_DIR_MARKER = ".vethlab-owner."

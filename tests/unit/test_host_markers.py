@@ -129,15 +129,19 @@ def test_foreign_dir_is_refused_even_at_write_time(etc_netns: Path) -> None:
 
 
 def test_marker_binds_the_directory_not_its_name(etc_netns: Path) -> None:
-    nodefiles.write_files(["n1"], [], "vethlab:lab")
-    mark = (etc_netns / ".vethlab-owner.n1").read_bytes()
-    nodefiles.remove_files("n1", "vethlab:lab")
-    (etc_netns / "n1").mkdir()  # someone else's, under the same name
-    (etc_netns / ".vethlab-owner.n1").write_bytes(mark)  # our marker, left by a kill
-    assert nodefiles.owners(None) == {"n1": ""}
-    assert nodefiles.temps() == [("lab", ".vethlab-owner.n1")]
-    nodefiles.remove_temp(".vethlab-owner.n1")
-    assert listing(etc_netns) == {"n1": None}
+    """ext4 gives a new directory the inode number just freed: the marker's
+    generation number tells the admin's new directory from the lab's old one."""
+    for _ in range(8):
+        nodefiles.write_files(["n1"], [], "vethlab:lab")
+        mark = (etc_netns / ".vethlab-owner.n1").read_bytes()
+        nodefiles.remove_files("n1", "vethlab:lab")
+        (etc_netns / "n1").mkdir()  # someone else's, under the same name
+        (etc_netns / ".vethlab-owner.n1").write_bytes(mark)  # our marker, left by a kill
+        assert nodefiles.owners(None) == {"n1": ""}
+        assert nodefiles.temps() == [("lab", ".vethlab-owner.n1")]
+        nodefiles.remove_temp(".vethlab-owner.n1")
+        assert listing(etc_netns) == {"n1": None}
+        (etc_netns / "n1").rmdir()
 
 
 def test_admins_files_in_a_labs_dir_stay(etc_netns: Path) -> None:
@@ -189,7 +193,7 @@ def test_forwarding_restored_from_the_kernels_copy_when_the_ledger_is_lost(state
     kernel.write_sysctl(None, KEY, "0")
     forwarding.hold(kernel, "a", KEY)
     assert kernel.read_sysctl(None, KEY) == "1"
-    assert sorted(kernel.tables[(None, forwarding.TABLE)]) == ["held-by.a", f"was.{KEY}.0"]
+    assert sorted(kernel.tables[(None, forwarding.TABLE)]) == ["held-by.a", "owner-vethlab", f"was.{KEY}.0"]
     lose_ledger(state_dir)
     forwarding.release(kernel, "a")
     assert kernel.read_sysctl(None, KEY) == "0"
@@ -218,6 +222,17 @@ def test_the_ledger_restores_when_the_kernels_copy_was_flushed(state_dir: Path) 
     kernel.tables.clear()  # `nft flush ruleset` by a firewall reload
     forwarding.release(kernel, "a", recorded=True)
     assert kernel.read_sysctl(None, KEY) == "0"
+
+
+def test_a_foreign_table_named_like_the_record_is_left_alone(state_dir: Path) -> None:
+    kernel = FakeKernel()
+    kernel.tables[(None, forwarding.TABLE)] = ["someones"]
+    kernel.write_sysctl(None, KEY, "0")
+    forwarding.hold(kernel, "a", KEY)
+    assert kernel.read_sysctl(None, KEY) == "1"
+    forwarding.release(kernel, "a", recorded=True)
+    assert kernel.read_sysctl(None, KEY) == "0"  # the ledger alone restored it
+    assert kernel.tables == {(None, forwarding.TABLE): ["someones"]}
 
 
 def test_forwarding_the_host_had_on_stays_on(state_dir: Path) -> None:

@@ -8,7 +8,7 @@ resolver falls back to 127.0.0.1 inside the node and fails at once instead of
 waiting out a 10 s timeout when `getent hosts NAME` asks for IPv6 first.
 
 /etc/netns/NODE is the lab's only when the marker file /etc/netns/.vethlab-owner.NODE
-names the lab and that very directory (device and inode), written before the
+names the lab and that very directory (device, inode, generation), written before the
 directory gets its name.  An administrator's directory of the same name (say with
 their own resolv.conf) is a conflict, found by the planner through `owners()`, and
 never overwritten or removed.  A directory an older vethlab wrote (its files only,
@@ -21,10 +21,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import ipaddress
 import os
 import shutil
 import stat
+import struct
 import tempfile
 from collections.abc import Iterable
 
@@ -100,7 +102,7 @@ def _marker_path(ns: str) -> str:
 
 
 def _read_marker(ns: str) -> tuple[str, str] | None:
-    """(marker, "DEV:INODE") of the marker file of /etc/netns/NS, or None."""
+    """(marker, "DEV:INODE:GENERATION") of the marker file of /etc/netns/NS, or None."""
     try:
         fd = os.open(_marker_path(ns), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
@@ -110,8 +112,25 @@ def _read_marker(ns: str) -> tuple[str, str] | None:
     return (words[0], words[1]) if len(words) == 2 else None
 
 
-def _identity(st: os.stat_result) -> str:
-    return f"{st.st_dev}:{st.st_ino}"
+# FS_IOC_GETVERSION = _IOR('v', 1, long): the inode's generation number
+_GETVERSION = 0x80000000 | (struct.calcsize("l") << 16) | (ord("v") << 8) | 1
+
+
+def _identity(path: str) -> str:
+    """DEV:INODE:GENERATION of a directory.  The inode number alone is not enough:
+    ext4 hands a freed inode number to the next directory made (measured: three
+    mkdir/rmdir in a row got the same number), with a new generation each time.
+    Where the ioctl is missing (tmpfs: ENOTTY; its inode numbers only grow) it is 0."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        try:
+            generation = struct.unpack("l", fcntl.ioctl(fd, _GETVERSION, bytes(struct.calcsize("l"))))[0]
+        except OSError:
+            generation = 0
+    finally:
+        os.close(fd)
+    return f"{st.st_dev}:{st.st_ino}:{generation}"
 
 
 def _owner(ns: str) -> str | None:
@@ -127,9 +146,16 @@ def _owner(ns: str) -> str | None:
     mark = _read_marker(ns)
     if not stat.S_ISDIR(st.st_mode):
         return ""
-    if mark is None or mark[1] != _identity(st):
+    if mark is None or mark[1] != _identity_or_none(node_dir(ns)):
         return LEGACY_NODE_DIR if _legacy(node_dir(ns)) else ""
     return mark[0]
+
+
+def _identity_or_none(path: str) -> str | None:
+    try:
+        return _identity(path)
+    except OSError:
+        return None
 
 
 def _legacy(directory: str) -> bool:
@@ -276,7 +302,7 @@ def _create_dir(ns: str, marker: str, sources: dict[str, str], prefix: str) -> N
             os.link(source, os.path.join(tmp, name))
         fd, staged = tempfile.mkstemp(prefix=prefix, dir=ETC_NETNS)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(f"{marker} {_identity(os.lstat(tmp))}\n")
+            fh.write(f"{marker} {_identity(tmp)}\n")
         os.chmod(staged, 0o644)
         os.replace(staged, _marker_path(ns))  # only debris can be there: the directory does not exist
         marked = True
@@ -301,7 +327,7 @@ def _adopt(ns: str, marker: str, prefix: str) -> None:
             os.unlink(os.path.join(node_dir(ns), name))
     fd, staged = tempfile.mkstemp(prefix=prefix, dir=ETC_NETNS)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(f"{marker} {_identity(os.lstat(node_dir(ns)))}\n")
+        fh.write(f"{marker} {_identity(node_dir(ns))}\n")
     os.chmod(staged, 0o644)
     os.replace(staged, _marker_path(ns))
 
