@@ -23,9 +23,9 @@ import ctypes
 import errno
 import fcntl
 import ipaddress
+import itertools
 import os
 import shutil
-import stat
 import struct
 import tempfile
 from collections.abc import Iterable
@@ -42,7 +42,7 @@ _LEGACY_FILES = {"hosts", "resolv.conf", ".hosts.tmp", ".resolv.conf.tmp"}
 
 
 def node_dir(ns: str) -> str:
-    return os.path.join(ETC_NETNS, ns)
+    return f"{ETC_NETNS}/{ns}"
 
 
 def digest(entries: list[tuple[str, str]]) -> str:
@@ -98,7 +98,7 @@ def resolv_content() -> str:
 
 
 def _marker_path(ns: str) -> str:
-    return os.path.join(ETC_NETNS, NODE_DIR_MARKER + ns)
+    return f"{ETC_NETNS}/{NODE_DIR_MARKER}{ns}"
 
 
 def _read_marker(ns: str) -> tuple[str, str] | None:
@@ -107,25 +107,34 @@ def _read_marker(ns: str) -> tuple[str, str] | None:
         fd = os.open(_marker_path(ns), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
-    with os.fdopen(fd, encoding="utf-8", errors="replace") as fh:
-        words = fh.read(300).split()
+    try:
+        words = os.read(fd, 300).decode("utf-8", "replace").split()
+    finally:
+        os.close(fd)
     return (words[0], words[1]) if len(words) == 2 else None
 
 
 # FS_IOC_GETVERSION = _IOR('v', 1, long): the inode's generation number
-_GETVERSION = 0x80000000 | (struct.calcsize("l") << 16) | (ord("v") << 8) | 1
+_LONG = struct.calcsize("l")
+_GETVERSION = 0x80000000 | (_LONG << 16) | (ord("v") << 8) | 1
 
 
-def _identity(path: str) -> str:
-    """DEV:INODE:GENERATION of a directory.  The inode number alone is not enough:
+def _identity(path: str) -> str | None:
+    """DEV:INODE:GENERATION of the directory at `path`; None when nothing is there, ""
+    when something else is (a symlink, a file).  The inode number alone is not enough:
     ext4 hands a freed inode number to the next directory made (measured: three
     mkdir/rmdir in a row got the same number), with a new generation each time.
     Where the ioctl is missing (tmpfs: ENOTTY; its inode numbers only grow) it is 0."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return ""
     try:
         st = os.fstat(fd)
         try:
-            generation = struct.unpack("l", fcntl.ioctl(fd, _GETVERSION, bytes(struct.calcsize("l"))))[0]
+            generation = struct.unpack("l", fcntl.ioctl(fd, _GETVERSION, bytes(_LONG)))[0]
         except OSError:
             generation = 0
     finally:
@@ -137,25 +146,13 @@ def _owner(ns: str) -> str | None:
     """None: /etc/netns/NS does not exist; else the marker of the lab that made it, or
     "" for one vethlab did not make (no marker, a marker written for another directory
     of that name since removed, a symlink, a plain file)."""
-    try:
-        st = os.lstat(node_dir(ns))
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return ""
+    identity = _identity(node_dir(ns))
+    if not identity:
+        return identity
     mark = _read_marker(ns)
-    if not stat.S_ISDIR(st.st_mode):
-        return ""
-    if mark is None or mark[1] != _identity_or_none(node_dir(ns)):
+    if mark is None or mark[1] != identity:
         return LEGACY_NODE_DIR if _legacy(node_dir(ns)) else ""
     return mark[0]
-
-
-def _identity_or_none(path: str) -> str | None:
-    try:
-        return _identity(path)
-    except OSError:
-        return None
 
 
 def _legacy(directory: str) -> bool:
@@ -286,25 +283,44 @@ def write_files(namespaces: list[str], entries: list[tuple[str, str]], marker: s
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(staged)
                 os.link(source, staged)
-                os.replace(staged, os.path.join(node_dir(ns), name))
+                os.replace(staged, f"{node_dir(ns)}/{name}")
     finally:
         for source in sources.values():
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(source)
 
 
+_serial = itertools.count()
+
+
+def _scratch(prefix: str) -> str:
+    """A new temporary name in /etc/netns: PREFIX PID.N (tempfile's random names cost
+    more than the file operations for a 1000-node lab; a clash with a dead run's
+    leftover of the same pid fails with EEXIST, and the caller's O_EXCL/mkdir sees it)."""
+    return f"{ETC_NETNS}/{prefix}{os.getpid()}.{next(_serial)}"
+
+
+def _write_marker(ns: str, marker: str, directory: str, prefix: str) -> None:
+    """Write /etc/netns/.vethlab-owner.NS for `directory` (atomic: staged, renamed)."""
+    staged = _scratch(prefix)
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        os.fchmod(fd, 0o644)
+        os.write(fd, f"{marker} {_identity(directory)}\n".encode())
+    finally:
+        os.close(fd)
+    os.replace(staged, _marker_path(ns))
+
+
 def _create_dir(ns: str, marker: str, sources: dict[str, str], prefix: str) -> None:
-    tmp = tempfile.mkdtemp(prefix=prefix, dir=ETC_NETNS)
+    tmp = _scratch(prefix)
+    os.mkdir(tmp, 0o755)
     marked = False
     try:
-        os.chmod(tmp, 0o755)
+        os.chmod(tmp, 0o755)  # whatever the umask
         for name, source in sources.items():
-            os.link(source, os.path.join(tmp, name))
-        fd, staged = tempfile.mkstemp(prefix=prefix, dir=ETC_NETNS)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(f"{marker} {_identity(tmp)}\n")
-        os.chmod(staged, 0o644)
-        os.replace(staged, _marker_path(ns))  # only debris can be there: the directory does not exist
+            os.link(source, f"{tmp}/{name}")
+        _write_marker(ns, marker, tmp, prefix)  # only debris can be there: the directory does not exist
         marked = True
         try:
             _rename_noreplace(tmp, node_dir(ns))
@@ -324,12 +340,8 @@ def _adopt(ns: str, marker: str, prefix: str) -> None:
     """Mark a directory an older vethlab wrote as this lab's."""
     for name in _LEGACY_FILES - set(OUR_FILES):
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(node_dir(ns), name))
-    fd, staged = tempfile.mkstemp(prefix=prefix, dir=ETC_NETNS)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(f"{marker} {_identity(node_dir(ns))}\n")
-    os.chmod(staged, 0o644)
-    os.replace(staged, _marker_path(ns))
+            os.unlink(f"{node_dir(ns)}/{name}")
+    _write_marker(ns, marker, node_dir(ns), prefix)
 
 
 def remove_files(ns: str, marker: str) -> None:
@@ -346,7 +358,7 @@ def remove_files(ns: str, marker: str) -> None:
     directory = node_dir(ns)
     for name in OUR_FILES if owner == marker else _LEGACY_FILES:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(directory, name))
+            os.unlink(f"{directory}/{name}")
     try:
         os.rmdir(directory)
     except FileNotFoundError:
