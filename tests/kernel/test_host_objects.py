@@ -86,10 +86,25 @@ def test_admins_etc_netns_dir_is_a_conflict_and_is_never_touched(write, files: d
     assert "nothing was changed" in r.stderr
     assert tree("/etc/netns") == before
     nothing_built()
-    assert "no changes" not in vethlab("plan", path).stdout
+    p = vethlab("plan", path)
+    assert p.returncode == 1 and "/etc/netns/ns1 (node ns1) already exists and is not vethlab's" in p.stderr
     for command in (["down", path], ["clean"], ["clean", "--all"]):
         vethlab(*command, check=True)
         assert tree("/etc/netns") == before, command
+
+
+def test_admins_symlink_in_etc_netns_is_a_conflict(write, tmp_path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "resolv.conf").write_bytes(b"nameserver 10.0.0.53\n")
+    os.symlink(tmp_path / "elsewhere", "/etc/netns/ns1")
+    path = write(SEED)
+    r = vethlab("up", path)
+    assert r.returncode == 1 and "/etc/netns/ns1 (node ns1) already exists and is not vethlab's" in r.stderr
+    for command in (["down", path], ["clean", "--all"]):
+        vethlab(*command, check=True)
+    assert os.readlink("/etc/netns/ns1") == str(tmp_path / "elsewhere")
+    assert tree(str(tmp_path / "elsewhere")) == {str(tmp_path / "elsewhere" / "resolv.conf"): b"nameserver 10.0.0.53\n"}
+    nothing_built()
 
 
 def test_admins_files_added_to_the_labs_dir_stay_after_down(write) -> None:
