@@ -77,13 +77,16 @@ def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | N
             lab = lab_of_table(table)
             if lab and (labs is None or lab in labs):
                 found.tables[table] = lab
-    # /etc/netns: every marked directory (a complete state: those of its nodes), and
-    # temporary entries of a killed run
-    for ns, owner in kernel.node_files_owners(candidates).items():
+    # /etc/netns: every marked directory, and temporary entries of a killed run.  With
+    # the state's list of namespaces, only those not found alive are read here (the
+    # directory of a live one goes with it, checked then): a 1000-node `down` reads
+    # no marker twice.
+    unread = None if candidates is None else [ns for ns in candidates if ns not in found.namespaces]
+    for ns, owner in kernel.node_files_owners(unread).items():
         lab = lab_of(owner)
         if lab and (labs is None or lab in labs):
             found.node_dirs[ns] = lab
-    found.temp_files = [(lab, name) for lab, name in kernel.node_temp_files(candidates)
+    found.temp_files = [(lab, name) for lab, name in kernel.node_temp_files(unread)
                          if labs is None or lab in labs]
     for lab, ns, linked in kernel.birth_markers():
         if labs is None or lab in labs:
