@@ -57,10 +57,24 @@ def table_marker(lab: str) -> str:
     return "owner-vethlab-" + lab
 
 
+_LEGACY_CHAINS = {"postrouting", "prerouting", "output", "forward"}
+_DIGEST_CHAIN = re.compile(r"^v-[0-9a-f]{16}$")
+
+
 def table_owner(table: str, chains: list[str]) -> str | None:
-    """The lab that made `table` (its name and its marker chain agree), or None."""
+    """The lab that made `table` (its name and its marker chain agree), or None.
+
+    A table an older vethlab made, before the marker chain, is recognised by its
+    shape: our four chains at most plus exactly one ruleset-digest chain `v-` + 16
+    hex digits (firewall.py), nothing else.  Refusing it would strand, in the host's
+    ruleset, the NAT rules of every lab built before the upgrade."""
     lab = lab_of_table(table)
-    return lab if lab is not None and table_marker(lab) in chains else None
+    if lab is None:
+        return None
+    if table_marker(lab) in chains:
+        return lab
+    digests = [c for c in chains if _DIGEST_CHAIN.match(c)]
+    return lab if len(digests) == 1 and set(chains) - set(digests) <= _LEGACY_CHAINS else None
 
 
 #: /etc/netns/NODE_DIR_MARKER + NODE holds `vethlab:LAB DEV:INODE:GENERATION` for a directory

@@ -229,6 +229,23 @@ def test_labs_own_table_carries_its_marker_and_goes_with_it(write) -> None:
     assert nft("list", "ruleset").stdout == ""
 
 
+def test_an_older_vethlabs_table_is_still_the_labs(write) -> None:
+    """Made before the marker chain: recognised by its exact shape (our chains and one
+    ruleset digest), so neither refused by `up` nor stranded by `clean`."""
+    nft("add", "table", "inet", "vethlab_x")
+    nft("add", "chain", "inet", "vethlab_x", "v-0123456789abcdef")
+    nft("add", "chain", "inet", "vethlab_x", "postrouting", "{ type nat hook postrouting priority 100; }")
+    nft("add", "rule", "inet", "vethlab_x", "postrouting", "ip", "saddr", "172.30.0.0/24", "masquerade")
+    path = write(NAT)
+    vethlab("up", path, check=True)
+    vethlab("down", path, check=True)
+    assert nft("list", "ruleset").stdout == ""
+    nft("add", "table", "inet", "vethlab_x")
+    nft("add", "chain", "inet", "vethlab_x", "v-0123456789abcdef")
+    vethlab("clean", check=True)
+    assert nft("list", "ruleset").stdout == ""
+
+
 # -- host forwarding ------------------------------------------------------------------
 KEYS = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
 NAT6 = NAT.replace("    nat: true\n", "    nat: true\n    subnet6: fd00:30::/64\n")

@@ -31,9 +31,13 @@ def test_table_names_prove_nothing_without_the_marker_chain() -> None:
     assert lab_of_table("vethlab_my_lab") == "my-lab"
     assert lab_of_table("vethlab__forwarding") is None  # the forwarding record is no lab's table
     assert lab_of_table("vethlab_") is None and lab_of_table("vethlab_Bad") is None
-    assert table_owner("vethlab_my_lab", ["postrouting", "v-0123456789abcdef"]) is None
+    assert table_owner("vethlab_my_lab", ["postrouting", "v-0123456789"]) is None
     assert table_owner("vethlab_my_lab", [table_marker("my-lab")]) == "my-lab"
     assert table_owner("vethlab_my_lab", [table_marker("other")]) is None
+    # an older vethlab's table, before the marker chain: adopted by its exact shape
+    assert table_owner("vethlab_my_lab", ["v-0123456789abcdef", "postrouting", "forward"]) == "my-lab"
+    assert table_owner("vethlab_my_lab", ["v-0123456789abcdef", "postrouting", "input"]) is None
+    assert table_owner("vethlab_my_lab", ["v-0123456789abcdef", "v-fedcba9876543210"]) is None
     assert lab_of_temp(".vethlab-tmp.seed.k3y8w2") == "seed" and lab_of_temp(".vethlab-hosts.x") is None
 
 
