@@ -11,7 +11,7 @@ networks would be dead while `up` exits 0.  Which traffic meets such a chain:
 * routed traffic (NAT out, published ports, between networks) whenever the host
   forwards.
 
-A chain "drops" when its policy is drop or its last rule drops unconditionally,
+A chain "drops" when its policy is drop or its last rule drops or rejects unconditionally,
 unless a rule in it, or in a chain it jumps to, accepts traffic coming in by the
 lab's bridge (`iifname "BR" accept`, iptables' `-i BR -j ACCEPT`, with only counters
 or comments beside).  Anything subtler (sets of names, marks) is not interpreted:
@@ -39,7 +39,7 @@ class Blocker:
     family: str
     table: str
     chain: str
-    reason: str  # "policy drop" | "a final drop rule"
+    reason: str  # "policy drop" | "a final drop rule" | "a final reject rule"
     bridges: tuple[str, ...]
     sysctl: str | None  # why bridged traffic meets it, or None (routed traffic / bridge family)
     user_chain: str | None = None  # DOCKER-USER, where Docker wants such rules
@@ -101,7 +101,10 @@ def _accepts(rule: list[dict[str, Any]], bridge: str) -> bool:
 
 
 def _drops_at_end(rules: list[list[dict[str, Any]]]) -> bool:
-    return bool(rules) and "drop" in rules[-1][-1] and all(any(k in _HARMLESS for k in e) for e in rules[-1][:-1])
+    """The last rule drops or rejects whatever reaches it (firewalld's filter_FORWARD
+    ends with `reject with icmpx admin-prohibited`, its policy accept)."""
+    return (bool(rules) and bool(rules[-1]) and ("drop" in rules[-1][-1] or "reject" in rules[-1][-1])
+            and all(any(k in _HARMLESS for k in e) for e in rules[-1][:-1]))
 
 
 def blockers(items: list[dict[str, Any]], bridges: list[str], bridge_nf: dict[str, bool],
@@ -138,7 +141,7 @@ def blockers(items: list[dict[str, Any]], bridges: list[str], bridge_nf: dict[st
             if chain.get("policy") == "drop":
                 reason = "policy drop"
             elif _drops_at_end(own):
-                reason = "a final drop rule"
+                reason = "a final drop rule" if "drop" in own[-1][-1] else "a final reject rule"
             else:
                 continue
             reachable = _reachable(family, table, name, rules)

@@ -305,6 +305,11 @@ def test_final_drop_rule_and_own_tables() -> None:
     found = forward_policy.blockers(final, ["br0"], NF_ON, routed=False)
     assert [(b.reason, b.commands()[0]) for b in found] == [
         ("a final drop rule", 'nft insert rule inet fw forward_filter iifname "br0" accept')]
+    firewalld = [chain("inet", "firewalld", "filter_FORWARD", **FORWARD, policy="accept"),
+                 rule("inet", "firewalld", "filter_FORWARD",
+                      {"reject": {"type": "icmpx", "expr": "admin-prohibited"}})]
+    assert [b.reason for b in forward_policy.blockers(firewalld, ["br0"], NF_ON, routed=False)] == [
+        "a final reject rule"]
     conditional = final[:1] + [rule("inet", "fw", "forward_filter", iif("eth9"), {"drop": None})]
     assert forward_policy.blockers(conditional, ["br0"], NF_ON, routed=False) == []
     ours = [chain("inet", "vethlab_x", "forward", **FORWARD, policy="drop"), chain("inet", "vethlab_x", "owner-vethlab-x")]
