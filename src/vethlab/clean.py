@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import cleanup
+from . import cleanup, forwarding
 from .errors import LockTimeout, StateDamaged
 from .lab import Lab, default_kernel
 from .state import store
@@ -38,6 +38,8 @@ def clean(all_labs: bool = False, wait: float = 0.0) -> dict[str, list[str]]:
                 continue
             Lab.existing(name, kernel=kernel).down(wait=wait)
             report["labs"].append(name)
+        # host forwarding held by labs of which nothing is left (state and markers gone)
+        forwarding.release_orphans(kernel, set(store.labs()) | (marked - set(report["labs"])))
         return report
     finally:
         kernel.close()

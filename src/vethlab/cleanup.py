@@ -4,7 +4,10 @@ Never by name pattern (Mininet's `mn -c` deletes by pattern and has broken users
 hosts).  A namespace is a lab's when its lo carries the lab's marker; an interface
 in the host namespace when its alias does.  Routes and sysctls in the host
 namespace are undone from the lab's state (a route additionally must still carry
-vethlab's protocol number).
+vethlab's protocol number).  A firewall table is the lab's when it carries the lab's
+marker chain (its name alone proves nothing), a directory /etc/netns/NODE when it
+holds the lab's `.vethlab` marker file; temporary files a killed run left in
+/etc/netns carry the lab's name in theirs.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from .kernel.api import Kernel, Route, route_matches
-from .ownership import ROUTE_PROTO, lab_of, lab_of_table
+from .ownership import ROUTE_PROTO, lab_of, lab_of_table, marker
 from .state import store
 
 
@@ -25,15 +28,17 @@ class Leftovers:
     birth_markers: list[tuple[str, str]] = field(default_factory=list)  # (lab, netns)
     services: list[tuple[int, int, str]] = field(default_factory=list)  # (pid, start time, LAB:NODE)
     tables: dict[str, str] = field(default_factory=dict)  # firewall table in the host namespace -> lab
+    node_dirs: dict[str, str] = field(default_factory=dict)  # /etc/netns/NS marked as a lab's -> lab
+    temp_files: list[tuple[str, str]] = field(default_factory=list)  # (lab, entry of /etc/netns)
 
     def labs(self) -> set[str]:
         return (set(self.namespaces.values()) | set(self.host_interfaces.values())
                 | {lab for lab, _ in self.birth_markers} | {m.split(":")[0] for _, _, m in self.services}
-                | set(self.tables.values()))
+                | set(self.tables.values()) | set(self.node_dirs.values()) | {lab for lab, _ in self.temp_files})
 
     def __bool__(self) -> bool:
         return bool(self.namespaces or self.host_interfaces or self.stale_files or self.birth_markers
-                    or self.services or self.tables)
+                    or self.services or self.tables or self.node_dirs or self.temp_files)
 
 
 def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | None = None,
@@ -72,6 +77,17 @@ def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | N
             lab = lab_of_table(table)
             if lab and (labs is None or lab in labs):
                 found.tables[table] = lab
+    # /etc/netns: every marked directory, and temporary entries of a killed run.  With
+    # the state's list of namespaces, only those not found alive are read here (the
+    # directory of a live one goes with it, checked then): a 1000-node `down` reads
+    # no marker twice.
+    unread = None if candidates is None else [ns for ns in candidates if ns not in found.namespaces]
+    for ns, owner in kernel.node_files_owners(unread).items():
+        lab = lab_of(owner)
+        if lab and (labs is None or lab in labs):
+            found.node_dirs[ns] = lab
+    found.temp_files = [(lab, name) for lab, name in kernel.node_temp_files(unread)
+                         if labs is None or lab in labs]
     for lab, ns, linked in kernel.birth_markers():
         if labs is None or lab in labs:
             found.birth_markers.append((lab, ns))
@@ -124,12 +140,16 @@ def remove(kernel: Kernel, found: Leftovers, states: dict[str, store.LabState]) 
             attempt(f"sysctl {key}", kernel.write_sysctl, None, key, value)
     for ifname in found.host_interfaces:
         attempt(f"interface {ifname}", kernel.delete_link, None, ifname)
-    for ns in found.namespaces:
-        kernel.remove_node_files(ns)
+    for ns, lab in found.namespaces.items():
+        attempt(f"/etc/netns/{ns}", kernel.remove_node_files, ns, marker(lab))
         attempt(f"namespace {ns}", kernel.delete_namespace, ns)
     for ns in dict.fromkeys(found.stale_files):
-        kernel.remove_node_files(ns)
         attempt(f"stale file /run/netns/{ns}", kernel.delete_namespace, ns)
+    for ns, lab in found.node_dirs.items():  # those of stale files and of namespaces already gone
+        if ns not in found.namespaces:
+            attempt(f"/etc/netns/{ns}", kernel.remove_node_files, ns, marker(lab))
+    for _lab, name in found.temp_files:
+        attempt(f"/etc/netns/{name}", kernel.remove_node_temp_file, name)
     for lab, ns in found.birth_markers:
         attempt(f"marker of namespace {ns}", kernel.remove_birth_marker, lab, ns)
     return errors

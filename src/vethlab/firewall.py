@@ -13,7 +13,15 @@ One table per lab (`inet vethlab_LAB`), never touching anyone else's (iptables-n
 The forward chain's policy is accept: bridged traffic passes the IP hooks here
 (bridge-nf-call-iptables), and a drop policy would cut members of one bridge off
 from each other.  The table carries a chain named after the ruleset's digest, so
-a re-run `up` sees at a glance whether the kernel has this very ruleset.
+a re-run `up` sees at a glance whether the kernel has this very ruleset, and the
+empty chain `table_marker(LAB)`: the proof that vethlab made it.  A table of the
+same name without it is someone else's: a conflict for `up`, never deleted.
+
+An accept here cannot undo another table's drop: nftables runs every base chain
+registered at a hook, and a packet dropped by any of them is gone (an accept only
+ends the chain that says it).  Docker's `ip filter FORWARD` with policy drop
+therefore drops the lab's bridged traffic whatever this table says; `forward_policy`
+detects that and says which rule would let it through.
 """
 
 from __future__ import annotations
@@ -24,9 +32,9 @@ import json
 from typing import Any
 
 from .desired import NatNetwork
-from .ownership import lab_of_table, table_name
+from .ownership import lab_of_table, table_marker, table_name, table_owner
 
-__all__ = ["lab_of_table", "table_name", "rules", "batch", "digest"]
+__all__ = ["lab_of_table", "table_name", "table_marker", "table_owner", "rules", "batch", "digest"]
 
 DIGEST_CHAIN_PREFIX = "v-"
 
@@ -112,7 +120,10 @@ def batch(lab: str, networks: list[NatNetwork], replace: bool) -> dict[str, Any]
     if replace:  # delete and re-add in one transaction: atomic, no window without rules
         cmds.append({"add": {"table": {"family": "inet", "name": table}}})
         cmds.append({"delete": {"table": {"family": "inet", "name": table}}})
-    cmds.append({"add": {"table": {"family": "inet", "name": table}}})
+        cmds.append({"add": {"table": {"family": "inet", "name": table}}})
+    else:  # `create` fails if a table of that name appeared since the plan; `add` would merge into it
+        cmds.append({"create": {"table": {"family": "inet", "name": table}}})
+    cmds.append({"add": {"chain": {"family": "inet", "table": table, "name": table_marker(lab)}}})
     cmds.append({"add": {"chain": {"family": "inet", "table": table, "name": DIGEST_CHAIN_PREFIX + digest(networks)}}})
     for chain, chain_rules in rules(networks).items():
         kind, hook, prio = HOOKS[chain]

@@ -196,6 +196,7 @@ class Lab:
                         shaped={k: v for k, v in (state.shaped if state else {}).items() if mine(k.split(":")[0])})
         plan = make_plan(desired, observed, self.marker, memory=memory)
         plan.hosts = full.hosts_entries()  # every node's hosts file lists every node
+        plan.warnings = forward_warnings(self.kernel, full)
         plan.fingerprints = prints
         if scope is not None and state is not None and digest(plan.hosts) != state.hosts_digest:
             planned = {a.node for a in plan.actions if a.kind == "hosts"}
@@ -257,6 +258,7 @@ class Lab:
         """up() under the lab's lock: claim, prepare, execute, verify, record."""
         existed = store.load(self.name)
         state = existed or store.LabState(self.name)
+        self._remove_temp_files()
         before = {key: getattr(state, key) for key in CLAIM_FIELDS}
         allocation = self._claim(state, existed, wait)
         try:
@@ -290,6 +292,13 @@ class Lab:
         self._record_done(state, desired, plan)
         return plan
 
+    def _remove_temp_files(self) -> None:
+        """Temporary files a killed run of this lab left in /etc/netns (we hold the
+        lab's lock: no run of it is writing them now)."""
+        for lab, name in self.kernel.node_temp_files(()):
+            if lab == self.name:
+                self.kernel.remove_node_temp_file(name)
+
     def _linkwatch_nudger(self, created: set[str] | None) -> Callable[..., None] | None:
         """A way to hurry the kernel's linkwatch, which applies carrier changes at most
         100 devices per run and leaves the rest to a run paced at one per second
@@ -317,9 +326,9 @@ class Lab:
         return nudge
 
     def _forget(self, state: store.LabState) -> None:
-        from .teardown import restore_sysctl
+        from . import forwarding
 
-        shared.release(self.name, lambda key, value: restore_sysctl(self.kernel, key, value))
+        forwarding.release(self.kernel, self.name, recorded=True)
         store.remove(self.name)
 
     def _remember_services(self, state: store.LabState, outcome: Outcome) -> None:
@@ -494,6 +503,16 @@ def _record_claims(state: store.LabState, mine: claims.HostClaims, keep: bool) -
     for key, values in (("host_subnets", mine.subnets), ("host_addresses", mine.addresses),
                         ("host_ports", mine.ports), ("host_names", mine.names)):
         setattr(state, key, sorted(set(getattr(state, key)) | values if keep else values))
+
+
+def forward_warnings(kernel: Kernel, desired: Desired) -> list[str]:
+    """Foreign forward chains of the host namespace that will drop this lab's traffic
+    (Docker's FORWARD with policy drop): `up` still succeeds, and says so."""
+    from .forward_policy import check
+
+    bridges = [iface.ifname for (node, _), iface in desired.interfaces.items()
+               if node == HOST and iface.kind == "bridge"]
+    return [b.message() for b in check(kernel, bridges, routed=bool(desired.forwarding.get(HOST)))]
 
 
 def _host_routes(state: store.LabState | None) -> list[Any]:

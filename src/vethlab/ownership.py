@@ -13,6 +13,8 @@ through topology.naming: one carrying a name vethlab could not have written
 
 from __future__ import annotations
 
+import re
+
 from .topology.naming import lab_problem, netns_problem
 
 PREFIX = "vethlab:"
@@ -41,8 +43,63 @@ def table_name(lab: str) -> str:
 
 
 def lab_of_table(name: str) -> str | None:
-    """The lab a firewall table is named for, or None."""
+    """The lab a firewall table is named for, or None.  A name alone proves nothing
+    (anyone can make a table `vethlab_x`): ownership is `table_owner`'s job."""
     lab = name[len("vethlab_"):].replace("_", "-") if name.startswith("vethlab_") else None
+    return lab if lab and not lab_problem(lab) else None
+
+
+def table_marker(lab: str) -> str:
+    """The empty regular chain every table of the lab carries, its proof of ownership.
+
+    nft 1.0.6 keeps no table or chain comment in its JSON (measured: a `comment` given
+    in a JSON batch is dropped, and `nft -j list` never shows one made in text), so the
+    mark is a chain's name.  It stays a plain identifier (no ':' or '='): `nft list
+    ruleset > f; nft -f f`, as admins and nftables.service save rulesets, must re-read it."""
+    return "owner-vethlab-" + lab
+
+
+_LEGACY_CHAINS = {"postrouting", "prerouting", "output", "forward"}
+_DIGEST_CHAIN = re.compile(r"^v-[0-9a-f]{16}$")
+
+
+def table_owner(table: str, chains: list[str]) -> str | None:
+    """The lab that made `table` (its name and its marker chain agree), or None.
+
+    A table an older vethlab made, before the marker chain, is recognised by its
+    shape: our four chains at most plus exactly one ruleset-digest chain `v-` + 16
+    hex digits (firewall.py), nothing else.  Refusing it would strand, in the host's
+    ruleset, the NAT rules of every lab built before the upgrade."""
+    lab = lab_of_table(table)
+    if lab is None:
+        return None
+    if table_marker(lab) in chains:
+        return lab
+    digests = [c for c in chains if _DIGEST_CHAIN.match(c)]
+    return lab if len(digests) == 1 and set(chains) - set(digests) <= _LEGACY_CHAINS else None
+
+
+#: /etc/netns/NODE_DIR_MARKER + NODE holds `vethlab:LAB DEV:INODE:GENERATION` for a directory
+#: /etc/netns/NODE vethlab made.  Beside it, not in it: `ip netns exec` bind-mounts
+#: every entry of the directory over /etc and complains of any /etc lacks.
+NODE_DIR_MARKER = ".vethlab-owner."
+#: what a directory written by a vethlab from before these markers reads as: vethlab's
+#: own files and nothing else, of no known lab; adopted by the next lab that writes it
+LEGACY_NODE_DIR = "vethlab-legacy"
+#: temporary files and directories of a lab in /etc/netns are named TEMP_PREFIX + LAB + "."
+TEMP_PREFIX = ".vethlab-tmp."
+
+
+def temp_prefix(lab: str) -> str:
+    """The name prefix of a lab's temporary entries in /etc/netns: up, down and clean
+    find a killed run's leftovers by it (lab names hold no '.', so it is unambiguous)."""
+    return f"{TEMP_PREFIX}{lab}."
+
+
+def lab_of_temp(filename: str) -> str | None:
+    if not filename.startswith(TEMP_PREFIX):
+        return None
+    lab = filename[len(TEMP_PREFIX):].split(".", 1)[0]
     return lab if lab and not lab_problem(lab) else None
 
 

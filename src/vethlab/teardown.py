@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import sys
 
-from . import cleanup
+from . import cleanup, forwarding
 from .errors import KernelError, StateDamaged
 from .kernel.api import Kernel
-from .state import hostwide, shared, store
+from .state import hostwide, store
 from .state.lock import LabLock
 
 
@@ -24,7 +24,7 @@ def down(name: str, kernel: Kernel, wait: float = 60.0) -> None:
         if state:
             found.stale_files += cleanup.stale_files_of(state, kernel)
         errors = cleanup.remove(kernel, found, {name: state} if state else {})
-        shared.release(name, lambda key, value: restore_sysctl(kernel, key, value))
+        forwarding.release(kernel, name, recorded=state is not None)
         if errors:
             raise KernelError(f"lab {name} was not removed completely:\n" + "\n".join(errors))
         store.remove(name)
@@ -43,7 +43,3 @@ def load_or_warn(name: str) -> store.LabState | None:
               "(host routes and sysctls it changed, known only to the state, stay as they are)", file=sys.stderr)
         return None
 
-
-def restore_sysctl(kernel: Kernel, key: str, value: str) -> None:
-    kernel.write_sysctl(None, key, value)
-    kernel.flush()

@@ -35,7 +35,9 @@ def test_second_up_changes_nothing_and_keeps_ifindex(seed_file: str) -> None:
 
 def test_down_leaves_nothing(seed_file: str) -> None:
     vethlab("up", seed_file, check=True)
-    assert os.listdir("/etc/netns") == ["ns1", "ns2"] or sorted(os.listdir("/etc/netns")) == ["ns1", "ns2"]
+    # each node's directory, and beside it the marker that proves it is the lab's
+    assert sorted(os.listdir("/etc/netns")) == [".vethlab-owner.ns1", ".vethlab-owner.ns2", "ns1", "ns2"]
+    assert sorted(os.listdir("/etc/netns/ns1")) == ["hosts", "resolv.conf"]
     vethlab("down", seed_file, check=True)
     assert os.listdir("/run/netns") == []
     assert os.listdir("/etc/netns") == []

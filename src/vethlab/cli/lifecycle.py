@@ -25,6 +25,11 @@ def _sign(action: Action) -> str:
     return {"create": "+", "delete": "-", "modify": "~", "run": ">"}.get(action.verb, "?")
 
 
+def _warn(plan: Plan) -> None:
+    for warning in plan.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     spec = load_lab(topology_file(args.file))
     if args.json:
@@ -40,6 +45,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     lab = Lab.load(topology_file(args.file))
     require_privileges("plan")
     plan = lab.plan(refresh=args.refresh)
+    _warn(plan)
     if args.json:
         print_json(plan.to_json())
     elif not plan:
@@ -62,6 +68,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     plan = lab.up(keep_on_error=args.keep_on_error, wait=args.wait, progress=progress if verbose else None,
                   refresh=args.refresh)
+    _warn(plan)
     if args.json:
         print_json(plan.to_json())
     elif not plan:

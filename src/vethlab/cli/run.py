@@ -146,8 +146,9 @@ def cmd_pingall(args: argparse.Namespace) -> int:
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(probe, todo))
     failed = [r for r in results if not r["ok"]]
+    explained = explain_failures(lab) if failed else []
     if args.json:
-        print_json({"lab": lab, "ok": not failed, "pairs": results})
+        print_json({"lab": lab, "ok": not failed, "pairs": results, **({"blocked_by": explained} if explained else {})})
     else:
         nodes = sorted({r["src"] for r in results} | {r["dst"] for r in results}, key=natural_key)
         cell: dict[tuple[str, str], list[bool]] = {}
@@ -159,4 +160,23 @@ def cmd_pingall(args: argparse.Namespace) -> int:
         table(None, ["from \\ to", *nodes], rows)
         for r in failed:
             print(f"FAIL {r['src']} -> {r['dst']} ({r['address']})")
+        for text in explained:
+            print(f"probable cause: {text}")
     return 1 if failed else 0
+
+
+def explain_failures(lab: str) -> list[str]:
+    """Why pairs may fail that vethlab cannot mend: foreign forward chains of the host
+    namespace that drop traffic of the lab's bridges there (see forward_policy)."""
+    from ..forward_policy import check
+    from ..kernel.rtnl import NetlinkKernel
+    from ..ownership import marker
+
+    kernel = NetlinkKernel()
+    try:
+        bridges = [link.ifname for link in kernel.links(None, addresses=False)
+                   if link.kind == "bridge" and link.alias == marker(lab)]
+        routed = kernel.read_sysctl(None, "net.ipv4.ip_forward") == "1"
+        return [b.message() for b in check(kernel, bridges, routed)]
+    finally:
+        kernel.close()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConflictError, KernelError
-from ..ownership import ROUTE_PROTO
+from ..ownership import ROUTE_PROTO, table_owner
 from .api import LinkInfo, Netns, Route
 
 
@@ -55,9 +55,12 @@ class FakeKernel:
         self.crash_at = crash_at
         self.log: list[str] = []
         self.files: dict[str, list[tuple[str, str]]] = {}
+        self.file_owners: dict[str, str] = {}  # /etc/netns/NS -> the marker it holds ("" foreign)
+        self.temp_files: dict[str, str] = {}  # temporary entry of /etc/netns -> lab
         self.commands: list[tuple[Netns, list[str]]] = []
         self.command_status: dict[str, int] = {}  # argv[0] -> exit status to return
         self.tables: dict[tuple[Netns, str], list[str]] = {}
+        self.ruleset: dict[Netns, list[dict[str, Any]]] = {}  # foreign rules `firewall_ruleset` returns
         self.services: dict[int, tuple[str, list[str]]] = {}
         self.next_pid = 1000
         self.qdiscs = {"tbf", "netem"}
@@ -182,16 +185,33 @@ class FakeKernel:
 
     def firewall_apply(self, ns: Netns, batch: dict[str, Any], what: str) -> None:
         self._step(f"firewall {ns}: {what}")
-        table = next(c["add"]["table"]["name"] for c in batch["nftables"] if "table" in c.get("add", {}))
-        self.tables[(ns, table)] = [c["add"]["chain"]["name"] for c in batch["nftables"]
-                                    if "chain" in c.get("add", {})]
+        tables = copy.deepcopy(self.tables)  # one transaction: all or nothing, as nft applies a batch
+        for command in batch["nftables"]:
+            (verb, body), = command.items()
+            if "table" in body:
+                key = (ns, body["table"]["name"])
+                if verb == "create" and key in tables:
+                    raise KernelError(f"cannot {what}: table {key[1]} exists")
+                if verb == "delete":
+                    del tables[key]
+                else:
+                    tables.setdefault(key, [])
+            elif "chain" in body:
+                key, name = (ns, body["chain"]["table"]), body["chain"]["name"]
+                if verb == "delete":
+                    tables[key].remove(name)
+                elif name not in tables[key]:
+                    tables[key].append(name)
+        self.tables = tables
 
     def firewall_delete(self, ns: Netns, table: str) -> None:
+        if table_owner(table, self.tables.get((ns, table), [])) is None:
+            return  # as nftables.delete: a table without the lab's marker chain is not ours
         self._step(f"firewall {ns}: delete {table}")
         self.tables.pop((ns, table), None)
 
     def firewall_tables(self, ns: Netns) -> list[str]:
-        return [name for (space, name) in self.tables if space == ns]
+        return [name for (space, name), chains in self.tables.items() if space == ns and table_owner(name, chains)]
 
     def start_service(self, ns: Netns, argv: list[str], log_path: str, marker: str) -> tuple[int, int]:
         self._step(f"start {ns}: {' '.join(argv)}")
@@ -294,13 +314,32 @@ class FakeKernel:
 
         return digest(self.files[ns]) if ns in self.files else None
 
-    def write_node_files(self, namespaces: list[str], entries: list[tuple[str, str]]) -> None:
+    def write_node_files(self, namespaces: list[str], entries: list[tuple[str, str]], marker: str) -> None:
+        for ns in namespaces:
+            if self.file_owners.get(ns, marker) != marker:
+                raise ConflictError(f"/etc/netns/{ns} already exists and is not this lab's")
         self._step(f"write files {', '.join(namespaces)}")
         for ns in namespaces:
             self.files[ns] = list(entries)
+            self.file_owners[ns] = marker
 
-    def remove_node_files(self, ns: str) -> None:
-        self.files.pop(ns, None)
+    def remove_node_files(self, ns: str, marker: str) -> None:
+        if self.file_owners.get(ns) == marker:
+            self.files.pop(ns, None)
+            del self.file_owners[ns]
+
+    def node_files_owners(self, namespaces: Iterable[str] | None) -> dict[str, str]:
+        wanted = None if namespaces is None else set(namespaces)
+        return {ns: owner for ns, owner in self.file_owners.items() if wanted is None or ns in wanted}
+
+    def node_temp_files(self, namespaces: Iterable[str] | None) -> list[tuple[str, str]]:
+        return [(lab, name) for name, lab in self.temp_files.items()]
+
+    def remove_node_temp_file(self, name: str) -> None:
+        self.temp_files.pop(name, None)
+
+    def firewall_ruleset(self, ns: Netns) -> list[dict[str, Any]]:
+        return list(self.ruleset.get(ns, []))
 
     def run_command(self, ns: Netns, argv: list[str], timeout: float) -> tuple[int, str]:
         self._step(f"run {ns}: {' '.join(argv)}")

@@ -14,6 +14,7 @@ import subprocess
 from typing import Any
 
 from ..errors import ConflictError, KernelError
+from ..ownership import table_owner
 from .process import node_argv
 
 Netns = str | None
@@ -37,12 +38,30 @@ def apply(ns: Netns, batch: dict[str, Any], what: str) -> None:
 
 
 def tables(ns: Netns) -> list[str]:
-    """Names of the inet tables in a namespace."""
-    result = _run(ns, ["-j", "list", "tables", "inet"])
+    """Names of the inet tables in a namespace that vethlab made: those whose marker
+    chain names the lab the table is named for (one `nft list chains`, however many
+    tables there are).  A foreign table named `vethlab_x` is not among them."""
+    result = _run(ns, ["-j", "list", "chains", "inet"])
     if result.returncode != 0:
         return []
-    data = json.loads(result.stdout or "{}")
-    return [item["table"]["name"] for item in data.get("nftables", []) if "table" in item]
+    by_table: dict[str, list[str]] = {}
+    for item in json.loads(result.stdout or "{}").get("nftables", []):
+        if "chain" in item:
+            by_table.setdefault(item["chain"]["table"], []).append(item["chain"]["name"])
+    return [table for table, names in by_table.items() if table_owner(table, names)]
+
+
+def ruleset(ns: Netns) -> list[dict[str, Any]]:
+    """The whole ruleset of a namespace as nft's JSON items (tables, chains, rules of
+    every family), or [] when nft cannot list it."""
+    result = _run(ns, ["-j", "list", "ruleset"])
+    if result.returncode != 0:
+        return []
+    try:
+        items = json.loads(result.stdout or "{}").get("nftables", [])
+    except ValueError:
+        return []
+    return [item for item in items if isinstance(item, dict)]
 
 
 def chains(ns: Netns, table: str) -> list[str] | None:
@@ -60,6 +79,8 @@ def ruleset_text(ns: Netns, table: str) -> str:
 
 
 def delete(ns: Netns, table: str) -> None:
-    if chains(ns, table) is None:
+    """Delete a lab's table; one without the lab's marker chain is not vethlab's and stays."""
+    have = chains(ns, table)
+    if have is None or table_owner(table, have) is None:
         return
     apply(ns, {"nftables": [{"delete": {"table": {"family": "inet", "name": table}}}]}, f"delete table {table}")

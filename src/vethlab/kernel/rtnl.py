@@ -480,11 +480,20 @@ class NetlinkKernel:
         """The digest of the lab entries in the node's hosts file (None: no file of ours)."""
         return nodefiles.read_digest(ns)
 
-    def write_node_files(self, namespaces: list[str], entries: list[tuple[str, str]]) -> None:
-        nodefiles.write_files(namespaces, entries)
+    def write_node_files(self, namespaces: list[str], entries: list[tuple[str, str]], marker: str) -> None:
+        nodefiles.write_files(namespaces, entries, marker)
 
-    def remove_node_files(self, ns: str) -> None:
-        nodefiles.remove_files(ns)
+    def remove_node_files(self, ns: str, marker: str) -> None:
+        nodefiles.remove_files(ns, marker)
+
+    def node_files_owners(self, namespaces: Iterable[str] | None) -> dict[str, str]:
+        return nodefiles.owners(namespaces)
+
+    def node_temp_files(self, namespaces: Iterable[str] | None) -> list[tuple[str, str]]:
+        return nodefiles.temps(namespaces)
+
+    def remove_node_temp_file(self, name: str) -> None:
+        nodefiles.remove_temp(name)
 
     def run_command(self, ns: Netns, argv: list[str], timeout: float) -> tuple[int, str]:
         """Run argv in a node; (exit status, combined output).  127: not found."""
@@ -513,6 +522,9 @@ class NetlinkKernel:
 
     def firewall_tables(self, ns: Netns) -> list[str]:
         return nftables.tables(ns)
+
+    def firewall_ruleset(self, ns: Netns) -> list[dict[str, Any]]:
+        return nftables.ruleset(ns)
 
     def start_service(self, ns: Netns, argv: list[str], log_path: str, marker: str) -> tuple[int, int]:
         self._sync()

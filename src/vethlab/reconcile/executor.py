@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import forwarding
 from ..errors import CommandFailed, KernelError, VethlabError
 from ..firewall import table_name
 from ..kernel.api import Kernel, Route
 from ..ownership import lab_of
-from ..state import shared
 from .planner import Action, Plan
 
 Undo = Callable[[], None]
@@ -102,10 +102,12 @@ class Executor:
 
     def _write_hosts(self, namespaces: list[str], entries: list[tuple[str, str]]) -> None:
         """All nodes' hosts files at once (one content, hard-linked)."""
-        k = self.kernel
-        self.kernel.write_node_files(namespaces, entries)
+        k, marker = self.kernel, self.marker
+        # journalled first: a failure half-way leaves no directory of ours behind, and
+        # removal touches only directories that carry this lab's marker
         for ns in namespaces:
-            self.journal.add(f"/etc/netns/{ns}", lambda n=ns: k.remove_node_files(n))  # type: ignore[misc]
+            self.journal.add(f"/etc/netns/{ns}", lambda n=ns: k.remove_node_files(n, marker))  # type: ignore[misc]
+        self.kernel.write_node_files(namespaces, entries, marker)
 
     def _deleter(self, ns: str) -> Undo:
         return lambda: self.kernel.delete_namespace(ns)
@@ -137,8 +139,7 @@ class Executor:
             if not p.get("replace"):
                 self.journal.add(a.target, lambda: k.firewall_delete(ns, table_name(self.lab)))
         elif a.kind == "forwarding":
-            key = p["key"]
-            shared.hold(self.lab, key, lambda: k.read_sysctl(None, key), lambda v: _write_now(k, key, v), "1")
+            forwarding.hold(k, self.lab, p["key"])
         elif a.kind == "shaping":
             k.set_shaping(ns, p["ifname"], p["shaping"])
         elif a.kind == "service" and a.verb == "run":
@@ -174,7 +175,7 @@ class Executor:
                 raise CommandFailed(f"exec in node {a.node}: `{' '.join(p['argv'])}` exited with status {status}"
                                     + (f":\n{output}" if output else ""))
         elif a.kind == "node" and a.verb == "delete" and ns:
-            k.remove_node_files(ns)
+            k.remove_node_files(ns, self.marker)
             k.delete_namespace(ns)
         else:  # pragma: no cover - planner and executor disagree
             raise KernelError(f"no way to carry out {a.verb} {a.kind} {a.target}")
@@ -184,11 +185,6 @@ class Executor:
 # requests in order (links up, then addresses, then routes through them), so one
 # flush per namespace serves them all; every other phase ends with a flush.
 _FLUSH_LATER = {"interface", "shaping", "uplink", "sysctl", "address"}
-
-
-def _write_now(kernel: Kernel, key: str, value: str) -> None:
-    kernel.write_sysctl(None, key, value)
-    kernel.flush()
 
 
 def _phases(actions: list[Action]) -> list[tuple[str, list[Action]]]:

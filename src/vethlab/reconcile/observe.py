@@ -24,6 +24,7 @@ class ObservedNode:
     sysctls: dict[str, str | None] = field(default_factory=dict)
     hosts: str | None = None  # digest of the lab's entries in /etc/netns/NS/hosts
     known: bool = False  # named in the lab's state (so a dead file of that name is the lab's own debris)
+    files: str | None = None  # /etc/netns/NS: None absent, else the marker it holds ("" none: not vethlab's)
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,12 @@ def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], mar
     opener = getattr(kernel, "open_namespaces", None)
     if opener:
         opener([ns for ns, ok in alive.items() if ok])
+    # /etc/netns/NS is read for every node, made or not: an admin's directory of that
+    # name is a conflict even where no namespace exists (one listdir when there is none)
+    dirs = kernel.node_files_owners([ns for ns in wanted.values() if ns]) if read_hosts else {}
     for name, ns in wanted.items():
         node = ObservedNode(name, ns, known=known_nodes.get(name, "") == ns)
+        node.files = dirs.get(ns) if ns else None
         out.nodes[name] = node
         if ns is None:
             node.exists, node.owner = True, marker
@@ -81,7 +86,7 @@ def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], mar
             node.owner = next((link.alias for link in links if link.index == 1), None)
             if node.owner != marker:
                 continue
-            if read_hosts:
+            if read_hosts and node.files == marker:
                 node.hosts = kernel.node_hosts(ns)
         node.links = {link.ifname: link for link in links}
         if (name in routed or ns is None) and not (skip_routes and name in skip_routes):

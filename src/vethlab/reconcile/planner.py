@@ -18,7 +18,7 @@ from typing import Any
 from ..desired import Desired, DesiredInterface, IfKey
 from ..errors import ConflictError
 from ..kernel.api import LinkInfo, Netns, Route, route_matches, route_text
-from ..ownership import ROUTE_PROTO, lab_of
+from ..ownership import LEGACY_NODE_DIR, ROUTE_PROTO, lab_of, table_marker, table_owner
 from ..topology.schema import HOST, RouteSpec
 from .observe import Observed
 
@@ -64,6 +64,7 @@ class Plan:
     exec_digests: dict[str, str] = field(default_factory=dict)
     hosts: list[tuple[str, str]] = field(default_factory=list)  # (address, node) lines of every node's hosts file
     fingerprints: dict[str, str] = field(default_factory=dict)  # what the state records once this plan is applied
+    warnings: list[str] = field(default_factory=list)  # what the host will do to the lab that vethlab may not change
 
     def add(self, action: Action) -> None:
         self.actions.append(action)
@@ -240,7 +241,9 @@ def _plan_firewalls(plan: Plan, desired: Desired, observed: Observed, memory: Me
                         "firewall", node, desired.netns(node),
                         {"replace": chains is not None, "batch": batch(desired.lab, networks, chains is not None)}))
     for node, ns in memory.firewall_nodes.items():
-        if node not in needed and observed.firewalls.get(node) is not None:
+        have = observed.firewalls.get(node)
+        if node not in needed and have is not None and table_owner(f"vethlab_{desired.lab.replace('-', '_')}",
+                                                                   have) == desired.lab:
             plan.add(Action("delete", "firewall", f"{node}: table inet vethlab_{desired.lab.replace('-', '_')}",
                             "no network of the lab is left in this node", "delete-late", node, ns, {}))
 
@@ -454,6 +457,7 @@ def _check_conflicts(desired: Desired, observed: Observed, marker: str) -> None:
                     problems.append(f"route {route_text(wanted)} in the host namespace would replace the existing "
                                     f"route {route_text(existing)}, which is not vethlab's")
     problems += _uplink_problems(desired, observed)
+    problems += _host_object_problems(desired, observed, marker)
     for key, want in desired.interfaces.items():
         if want.kind == "macvlan" and want.parent_node is not None:
             parent_node = observed.nodes.get(want.parent_node)
@@ -461,6 +465,28 @@ def _check_conflicts(desired: Desired, observed: Observed, marker: str) -> None:
                 problems.append(f"macvlan parent {want.parent} of {_ep(key)} does not exist in node {want.parent_node}")
     if problems:
         raise ConflictError("\n".join(problems) + "\nnothing was changed")
+
+
+def _host_object_problems(desired: Desired, observed: Observed, marker: str) -> list[str]:
+    """/etc/netns/NODE directories and firewall tables named like the lab's that vethlab
+    did not make (SPEC §4): conflicts, never taken over."""
+    problems = []
+    for name, node in desired.nodes.items():
+        seen = observed.nodes.get(name)
+        if node.netns is None or seen is None or seen.files in (None, marker, LEGACY_NODE_DIR):
+            continue
+        other = lab_of(seen.files)
+        problems.append(f"/etc/netns/{node.netns} (node {name}) already exists and "
+                        + (f"belongs to lab {other}" if other else "is not vethlab's (no .vethlab marker in it)"))
+    table = f"vethlab_{desired.lab.replace('-', '_')}"
+    for name, chains in observed.firewalls.items():
+        # in a lab's own namespace everything is the lab's; elsewhere the name proves nothing
+        if chains is not None and name == HOST and name in desired.firewalls and \
+                table_owner(table, chains) != desired.lab:
+            problems.append(f"firewall table inet {table} already exists in the host namespace and is not "
+                            f"vethlab's (it lacks the chain {table_marker(desired.lab)} vethlab marks its tables "
+                            "with)")
+    return problems
 
 
 def _uplink_problems(desired: Desired, observed: Observed) -> list[str]:

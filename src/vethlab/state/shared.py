@@ -96,3 +96,9 @@ def held_by(lab: str) -> list[str]:
         data = _read(root) if root is not None else {}
     return [key for key, entry in data.items()
             if isinstance(entry, dict) and isinstance(labs := entry.get("labs"), list) and lab in labs]
+
+
+def under_lock(action: Callable[[], None]) -> None:
+    """Run `action` under the ledger's lock, the ledger unchanged: for the kernel's copy
+    of it (vethlab.forwarding), which must change in step with this one."""
+    _update(lambda _data: action())
