@@ -160,6 +160,7 @@ def parse_document(doc: Document) -> LabSpec:
         if node is not None:
             nodes[node_name] = node
     _check_addresses(c, numbered, raw_links)
+    _check_link_subnets(c, numbered)
 
     if c.issues:
         raise ValidationError(c.issues)
@@ -533,3 +534,42 @@ def _parts(text: str) -> tuple[int, int, int]:
         return 4, parsed._int, parsed._plen
     return parsed.version, int(parsed.ip), parsed.network.prefixlen
 
+
+def _check_link_subnets(c: _Checker, links: list[tuple[int, LinkSpec]]) -> None:
+    """SPEC §2: a link whose two ends share no subnet is an error.  Judged per IP
+    version, and only when both ends have addresses of it.  Two addresses share a
+    subnet when each is inside the other's prefix, i.e. they agree on the longer of
+    the two prefix lengths (10.0.0.1/24 and 10.0.0.2/16 do: each end reaches the
+    other directly).  Grouped by prefix length, so a link with thousands of
+    addresses costs (addresses x distinct prefix lengths), not addresses squared."""
+    for index, link in links:
+        for version in (4, 6):
+            ends = []
+            for texts in (link.addresses_a, link.addresses_b):
+                by_plen: dict[int, list[int]] = {}
+                shown = []
+                for text in texts:
+                    v, value, plen = _parts(text)
+                    if v == version:
+                        by_plen.setdefault(plen, []).append(value)
+                        shown.append(text)
+                ends.append((by_plen, shown))
+            (a, shown_a), (b, shown_b) = ends
+            if not a or not b or _share_subnet(a, b, 32 if version == 4 else 128):
+                continue
+            c.err(("links", index, "addresses"),
+                  f"the ends share no IPv{version} subnet: {link.a} has {_few(shown_a)}, {link.b} has "
+                  f"{_few(shown_b)}; neither reaches the other directly")
+
+
+def _share_subnet(a: dict[int, list[int]], b: dict[int, list[int]], width: int) -> bool:
+    for plen_a, values_a in a.items():
+        for plen_b, values_b in b.items():
+            shift = width - max(plen_a, plen_b)
+            if {v >> shift for v in values_a}.intersection(v >> shift for v in values_b):
+                return True
+    return False
+
+
+def _few(texts: list[str]) -> str:
+    return ", ".join(texts[:3]) + (f" and {len(texts) - 3} more" if len(texts) > 3 else "")
