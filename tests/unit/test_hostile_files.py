@@ -311,6 +311,42 @@ def test_overlap_sweep_matches_the_pairwise_definition() -> None:
         assert _first_overlaps(entries) == expected, entries
 
 
+def test_route_index_matches_the_interface_scan() -> None:
+    """_Reach (subnets indexed) against the old scan of every interface, on random nodes."""
+    import ipaddress
+    import random
+
+    from vethlab.topology.routes import parse_route
+    from vethlab.topology.validate import _Reach, _route_problem
+
+    def scan(via: str, dev: str | None, ifaces: list[tuple[str, tuple[str, ...]]]) -> bool:
+        gateway = ipaddress.ip_address(via)
+        for name, addrs in ifaces:
+            if dev in (None, name):
+                if "*" in addrs:
+                    return True
+                for text in addrs:
+                    iface = ipaddress.ip_interface(text)
+                    if iface.version == gateway.version and gateway in iface.network and gateway != iface.ip:
+                        return True
+        return False
+
+    rng = random.Random(3)
+    for _ in range(5000):
+        ifaces = []
+        for k in range(rng.randint(0, 4)):
+            addrs = tuple(rng.choice([f"10.0.{rng.randint(0, 3)}.{rng.randint(1, 6)}/{rng.choice([8, 24, 30, 31, 32])}",
+                                      f"fd00:{rng.randint(0, 2)}::{rng.randint(1, 6)}/{rng.choice([48, 64, 127, 128])}"])
+                          for _ in range(rng.randint(0, 3)))
+            ifaces.append((f"e{k}", ("*",) if rng.random() < 0.1 else addrs))
+        via = rng.choice([f"10.0.{rng.randint(0, 3)}.{rng.randint(1, 6)}", f"fd00:{rng.randint(0, 2)}::{rng.randint(1, 6)}"])
+        dev = rng.choice([None, "e0", "e1"])
+        route = parse_route(("default" if ":" not in via else "::/0") + f" via {via}" + (f" dev {dev}" if dev else ""))
+        if dev is not None and dev not in {name for name, _ in ifaces}:
+            continue
+        assert (_route_problem(route, _Reach(ifaces)) is None) == scan(via, dev, ifaces), (ifaces, via, dev)
+
+
 # -- the splitter -------------------------------------------------------------------------------
 @settings(max_examples=3000, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("ab $#é'\"\\ \t\r\n\x0b")), max_size=16))
