@@ -135,3 +135,43 @@ def test_host_endpoint_allowed_and_ipv6_lists() -> None:
 def test_exec_list_and_string() -> None:
     spec = lab_from_text("name: t\nnodes: {a: {exec: [\"ip addr add 10.99.0.1/32 dev lo\", [echo, 'a b']]}}\n")
     assert spec.nodes["a"].exec == (("ip", "addr", "add", "10.99.0.1/32", "dev", "lo"), ("echo", "a b"))
+
+
+LINK = "name: t\nnodes: {a: {}, b: {}}\nlinks:\n  - endpoints: [a:e0, b:e0]\n    addresses: [%s, %s]\n"
+
+
+@pytest.mark.parametrize("a, b, version", [
+    ("10.0.0.1/24", "10.0.1.2/24", 4),
+    ("10.0.0.1/32", "10.0.0.2/32", 4),
+    ("fd00::1/64", "fd01::2/64", 6),
+    ("[10.0.0.1/24, fd00::1/64]", "[10.0.0.2/24, fd01::2/64]", 6),  # IPv4 shared, IPv6 not
+    ("[10.0.0.1/24, 10.0.5.1/24]", "[10.0.9.2/24, 10.0.7.2/24]", 4),
+])
+def test_link_ends_sharing_no_subnet(a: str, b: str, version: int) -> None:
+    message = one_error(LINK % (a, b))
+    assert message.startswith(f"lab.yaml:5: links[0].addresses: the ends share no IPv{version} subnet: a:e0 has ")
+    assert message.endswith("; neither reaches the other directly")
+
+
+@pytest.mark.parametrize("a, b", [
+    ("10.0.0.1/24", "10.0.0.2/24"),
+    ("10.0.0.1/24", "10.0.0.2/16"),  # each inside the other's prefix: they reach each other
+    ("10.0.0.0/31", "10.0.0.1/31"),
+    ("[10.0.5.1/24, 10.0.0.1/24]", "[10.0.9.2/24, 10.0.0.2/24]"),  # one pair is enough
+    ("10.0.0.1/24", "null"),  # an address on one end only
+    ("null", "null"),
+    ("10.0.0.1/24", "fd00::2/64"),  # IPv4 on one end, IPv6 on the other: each judged on its own
+    ("fe80::1/64", "fe80::2/64"),
+])
+def test_link_ends_sharing_a_subnet_or_one_sided(a: str, b: str) -> None:
+    lab_from_text(LINK % (a, b))
+
+
+def test_link_without_addresses_is_fine() -> None:
+    lab_from_text("name: t\nnodes: {a: {}, b: {}}\nlinks:\n  - endpoints: [a:e0, b:e0]\n")
+
+
+def test_many_addresses_without_a_shared_subnet_are_summarised() -> None:
+    a = "[" + ", ".join(f"10.0.{i}.1/24" for i in range(5)) + "]"
+    message = one_error(LINK % (a, "10.9.0.2/24"))
+    assert "a:e0 has 10.0.0.1/24, 10.0.1.1/24, 10.0.2.1/24 and 2 more, b:e0 has 10.9.0.2/24" in message

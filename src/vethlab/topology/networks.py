@@ -18,7 +18,8 @@ NETWORK_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
 NETWORK_KEYS = {"host", "driver", "bridge", "parent", "subnet", "subnet6", "gateway", "nat", "internal", "isolated",
                 "uplinks", "mtu", "members"}
 MEMBER_KEYS = {"ip", "ip6", "ifname", "publish"}
-PUBLISH = re.compile(r"^(?:(?P<ip>[0-9.]+):)?(?P<host>\d+):(?P<port>\d+)(?:/(?P<proto>[a-z]+))?$")
+# ports: ASCII digits, at most 10 (int() of a 5000-digit port was an internal error)
+PUBLISH = re.compile(r"(?:(?P<ip>[0-9.]+):)?(?P<host>[0-9]{1,10}):(?P<port>[0-9]{1,10})(?:/(?P<proto>[a-z]+))?")
 
 
 class PublishSyntaxError(ValueError):
@@ -26,7 +27,7 @@ class PublishSyntaxError(ValueError):
 
 
 def parse_publish(text: str) -> PublishSpec:
-    m = PUBLISH.match(text.strip())
+    m = PUBLISH.fullmatch(text.strip())
     if not m:
         raise PublishSyntaxError(f"{text!r} is not [HOSTIP:]HOSTPORT:PORT[/tcp|udp]")
     host_port, port = int(m.group("host")), int(m.group("port"))
@@ -258,22 +259,34 @@ def _member_ip(c: _Checker, value: Any, path: Path, subnet: Any, version: int, g
 
 def _check_subnets(c: _Checker, networks: list[NetworkSpec], links: list[LinkSpec]) -> None:
     """Subnets of networks in one host node must not overlap each other, nor the
-    subnets of that node's link addresses."""
-    seen: list[tuple[str, Any, str]] = []  # (host node, network, what)
+    subnets of that node's link addresses.  Each network subnet is reported against
+    the first thing (in file order: link addresses, then networks) it overlaps.
+    One sort and two sweeps, not every network against everything before it: that
+    was networks x link addresses (300 networks and 5000 links: 1.4 s, measured)."""
+    from .validate import _parts
+
+    entries: list[tuple[str, int, int, int, str, tuple[str, str] | None]] = []  # host, version, start, plen, what, (net, key)
     for link in links:
         for end in link.endpoints:
             for text in link.addresses_of(end):
-                seen.append((end.node, ipaddress.ip_interface(text).network, f"link {end}"))
+                version, value, plen = _parts(text)
+                width = 32 if version == 4 else 128
+                entries.append((end.node, version, value >> (width - plen) << (width - plen), plen, f"link {end}",
+                                None))
     for net in networks:
-        for value, key in ((net.subnet, "subnet"), (net.subnet6, "subnet6")):
-            if not value:
-                continue
-            subnet = ipaddress.ip_network(value)
-            for host, other, what in seen:
-                if host == net.host and other.version == subnet.version and subnet.overlaps(other):
-                    c.err(("networks", net.name, key), f"{subnet} overlaps {other} of {what} in node {host}")
-                    break
-            seen.append((net.host, subnet, f"network {net.name}"))
+        for value_text, key in ((net.subnet, "subnet"), (net.subnet6, "subnet6")):
+            if value_text:
+                subnet = ipaddress.ip_network(value_text)
+                entries.append((net.host, subnet.version, int(subnet.network_address), subnet.prefixlen,
+                                f"network {net.name}", (net.name, key)))
+    for index, witness in _first_overlaps(entries).items():
+        host, version, start, plen, _, where = entries[index]
+        assert where is not None
+        o_host, o_version, o_start, o_plen, o_what, _ = entries[witness]
+        net_type = ipaddress.IPv4Network if version == 4 else ipaddress.IPv6Network
+        mine, other = net_type((start, plen)), net_type((o_start, o_plen))
+        c.err(("networks", where[0], where[1]), f"{mine} overlaps {other} of {o_what} in node {host}")
+
     used: dict[Any, str] = {}
     for net in networks:
         for member in net.members:
@@ -282,6 +295,45 @@ def _check_subnets(c: _Checker, networks: list[NetworkSpec], links: list[LinkSpe
                     c.err(("networks", net.name, "members", member.node), f"address {ip} is already given to {used[ip]}")
                 elif ip:
                     used[ip] = f"{member.node} in network {net.name}"
+
+
+def _first_overlaps(entries: list[tuple[str, int, int, int, str, tuple[str, str] | None]]) -> dict[int, int]:
+    """For each network entry (last field set) that overlaps an earlier entry of the same
+    host and IP version: the index of the earliest such entry.  CIDR blocks are nested
+    or disjoint, so sorted by (start, prefix length) they form a forest in which two
+    blocks overlap exactly when one is an ancestor of the other; the earliest ancestor
+    comes down the stack, the earliest descendant comes up in a reverse sweep."""
+    order = sorted(range(len(entries)), key=lambda i: (entries[i][0], entries[i][1], entries[i][2], entries[i][3], i))
+    parent: dict[int, int] = {}
+    above: dict[int, int] = {}  # earliest ancestor
+    stack: list[int] = []
+    for i in order:
+        host, version, start, plen, _, _ = entries[i]
+        while stack:
+            top = entries[stack[-1]]
+            width = 32 if top[1] == 4 else 128
+            if top[0] == host and top[1] == version and start <= top[2] + (1 << (width - top[3])) - 1:
+                break
+            stack.pop()
+        if stack:
+            p = stack[-1]
+            parent[i] = p
+            above[i] = min(p, above.get(p, p))
+        stack.append(i)
+    below: dict[int, int] = {}  # earliest descendant
+    for i in reversed(order):
+        if i in parent:
+            p = parent[i]
+            best = min(i, below.get(i, i))
+            below[p] = min(best, below.get(p, best))
+    out = {}
+    for i, entry in enumerate(entries):
+        if entry[5] is None:
+            continue
+        best = min(above.get(i, i), below.get(i, i))
+        if best < i:
+            out[i] = best
+    return out
 
 
 def _check_publish_clashes(c: _Checker, networks: list[NetworkSpec]) -> None:

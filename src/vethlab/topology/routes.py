@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from .naming import ifname_problem
 from .schema import RouteSpec
@@ -57,7 +58,9 @@ def parse_route(text: str) -> RouteSpec:
         raise RouteSyntaxError(str(ifname_problem(dev)))
     metric = None
     if "metric" in fields:
-        if not fields["metric"].isdigit() or int(fields["metric"]) > 0xFFFFFFFF:
+        # ASCII digits, at most 10: str.isdigit() accepts "²", which int() refuses, and int()
+        # refuses more than 4300 digits; both were internal errors
+        if not re.fullmatch(r"[0-9]{1,10}", fields["metric"]) or int(fields["metric"]) > 0xFFFFFFFF:
             raise RouteSyntaxError(f"metric {fields['metric']!r} is not a whole number")
         metric = int(fields["metric"])
     return RouteSpec(dst=dst, via=via, dev=dev, metric=metric, src=src, text=" ".join(words))

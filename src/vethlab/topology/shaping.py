@@ -13,7 +13,9 @@ from typing import NamedTuple
 _RATE = {"bit": 1, "kbit": 1000, "mbit": 1000**2, "gbit": 1000**3, "tbit": 1000**4,
          "bps": 8, "kbps": 8000, "mbps": 8 * 1000**2, "gbps": 8 * 1000**3}
 _TIME = {"s": 1_000_000, "ms": 1000, "us": 1, "usec": 1, "msec": 1000, "sec": 1_000_000}
-_NUMBER = r"(\d+(?:\.\d+)?)"
+# ASCII digits, at most 15 before and after the point: a longer number made float()
+# return inf, and int(inf) raised OverflowError (an internal error, not exit 2)
+_NUMBER = r"([0-9]{1,15}(?:\.[0-9]{1,15})?)"
 
 
 class Shaping(NamedTuple):

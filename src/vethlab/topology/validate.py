@@ -11,16 +11,16 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-import shlex
 from typing import Any
 
 from ..errors import Issue, ValidationError
-from .loader import Document, Path
+from .loader import MAX_ISSUES, Document, Path
 from .naming import ifname_problem, lab_problem, node_problem, sysctl_problem
 from .networks import parse_networks
 from .routes import RouteSyntaxError, parse_route
 from .schema import HOST, Endpoint, LabSpec, LinkSpec, NodeSpec, RouteSpec
 from .shaping import Shaping, parse_shaping
+from .words import split
 
 TOP_KEYS = {"name", "prefix", "nodes", "links", "networks"}
 NODE_KEYS = {"sysctls", "routes", "exec", "run"}
@@ -38,9 +38,25 @@ class _Checker:
     def __init__(self, doc: Document) -> None:
         self.doc = doc
         self.issues: list[Issue] = list(doc.issues)
+        self.dropped = doc.dropped
+        if self.dropped:
+            self._count_dropped()
 
     def err(self, path: Path, message: str) -> None:
-        self.issues.append(self.doc.issue(path, message))
+        if len(self.issues) < MAX_ISSUES:
+            self.issues.append(self.doc.issue(path, message))
+        else:
+            self.dropped += 1
+            self._count_dropped()
+
+    def _count_dropped(self) -> None:
+        """One last issue says how many more there were (kept up to date in place)."""
+        note = Issue(self.doc.file, None, "", f"{self.dropped} more problems are not shown (the first "
+                                               f"{MAX_ISSUES} are)")
+        if len(self.issues) > MAX_ISSUES:
+            self.issues[-1] = note
+        else:
+            self.issues.append(note)
 
     def mapping(self, value: Any, path: Path, what: str, allow_none: bool = False) -> dict[str, Any] | None:
         if value is None and allow_none:
@@ -140,6 +156,7 @@ def parse_document(doc: Document) -> LabSpec:
         if node is not None:
             nodes[node_name] = node
     _check_addresses(c, numbered, raw_links)
+    _check_link_subnets(c, numbered)
 
     if c.issues:
         raise ValidationError(c.issues)
@@ -170,6 +187,7 @@ def _node(c: _Checker, name: str, raw: Any, path: Path, ifaces: list[tuple[str, 
             c.err(kpath, f"sysctl value must be a number or a string, not {_kind(value)}")
 
     routes: list[RouteSpec] = []
+    reach: _Reach | None = None
     for i, text in enumerate(_str_list(c, spec.get("routes"), path + ("routes",), "route")):
         rpath = path + ("routes", i)
         try:
@@ -177,7 +195,8 @@ def _node(c: _Checker, name: str, raw: Any, path: Path, ifaces: list[tuple[str, 
         except RouteSyntaxError as exc:
             c.err(rpath, str(exc))
             continue
-        problem = _route_problem(route, ifaces)
+        reach = reach or _Reach(ifaces)
+        problem = _route_problem(route, reach)
         if problem:
             c.err(rpath, problem)
         routes.append(route)
@@ -209,7 +228,7 @@ def _command(c: _Checker, item: Any, path: Path) -> tuple[str, ...] | None:
     through a shell) or a list of words."""
     if isinstance(item, str):
         try:
-            argv = shlex.split(item)
+            argv = split(item)  # shlex.split's words, in linear time
         except ValueError as exc:
             c.err(path, f"cannot split command into words: {exc}")
             return None
@@ -239,23 +258,53 @@ def _str_list(c: _Checker, value: Any, path: Path, what: str) -> list[str]:
     return out
 
 
-def _route_problem(route: RouteSpec, ifaces: list[tuple[str, tuple[str, ...]]]) -> str | None:
-    names = [name for name, _ in ifaces]
-    if route.dev is not None and route.dev not in names and route.dev != "lo":
-        return f"dev {route.dev} is not an interface of this node (it has: {', '.join(names) or 'none'})"
+class _Reach:
+    """A node's interfaces and their addresses, indexed so that checking one route
+    costs the same whatever the number of interfaces (a list scan per route was
+    quadratic: 10 000 routes on a 10 000-interface node).  `*` stands for an
+    address IPAM will choose: any gateway may be on it."""
+
+    def __init__(self, ifaces: list[tuple[str, tuple[str, ...]]]) -> None:
+        self.names = list(dict.fromkeys(name for name, _ in ifaces))
+        self.known = set(self.names)
+        self.unknown = {name for name, addrs in ifaces if "*" in addrs}  # interfaces with an IPAM address
+        self.plens: dict[int, set[int]] = {4: set(), 6: set()}
+        # (version, prefix length, network as int) -> interface -> its addresses there, as ints
+        self.nets: dict[tuple[int, int, int], dict[str, set[int]]] = {}
+        for name, addrs in ifaces:
+            for text in addrs:
+                if text == "*":
+                    continue
+                version, value, plen = _parts(text)
+                self.plens[version].add(plen)
+                key = (version, plen, value >> ((32 if version == 4 else 128) - plen))
+                self.nets.setdefault(key, {}).setdefault(name, set()).add(value)
+
+    def on_link(self, gateway: ipaddress.IPv4Address | ipaddress.IPv6Address, dev: str | None) -> bool:
+        """Is `gateway` in the subnet of an address of `dev` (any interface if None), not that address itself?"""
+        if self.unknown and (dev is None or dev in self.unknown):
+            return True
+        value, width = int(gateway), (32 if gateway.version == 4 else 128)
+        for plen in self.plens[gateway.version]:
+            bucket = self.nets.get((gateway.version, plen, value >> (width - plen)))
+            if not bucket:
+                continue
+            groups = [bucket.get(dev, set())] if dev is not None else bucket.values()
+            if any(len(ips) > 1 or value not in ips for ips in groups if ips):
+                return True
+        return False
+
+
+def _route_problem(route: RouteSpec, ifaces: _Reach) -> str | None:
+    if route.dev is not None and route.dev not in ifaces.known and route.dev != "lo":
+        shown = ", ".join(ifaces.names[:10]) + (f", … ({len(ifaces.names)} in all)" if len(ifaces.names) > 10 else "")
+        return f"dev {route.dev} is not an interface of this node (it has: {shown or 'none'})"
     if route.via is None:
         if route.dev is None:
             return "a route needs 'via GATEWAY' or 'dev IFNAME'"
         return None
-    gateway = ipaddress.ip_address(route.via)
-    candidates = [(name, addrs) for name, addrs in ifaces if route.dev in (None, name)]
-    for _name, addrs in candidates:
-        if "*" in addrs:
-            return None
-        for text in addrs:
-            iface = _interface(text)
-            if iface.version == gateway.version and gateway in iface.network and gateway != iface.ip:
-                return None
+    if ifaces.on_link(ipaddress.ip_address(route.via), route.dev):
+        return None
     where = f"on {route.dev}" if route.dev else "on any subnet of this node"
     return f"gateway {route.via} is not {where}; the kernel would refuse the route"
 
@@ -367,14 +416,18 @@ def _addresses(c: _Checker, value: Any, path: Path) -> tuple[str, ...]:
     return tuple(out)
 
 
-_V4 = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})/(\d{1,2})$")
+# ASCII digits only, the whole text: \d also matches "١٠" (which int() reads as 10) and
+# $ matches before a final newline, so "10.0.0.1/24\n" and Arabic digits slipped past
+# ipaddress (which refuses both) into the spec.
+_V4 = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})/(\d{1,2})", re.ASCII)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1 << 18)  # bounded (the API may validate many files in one process), yet
+# above a file's 200 000 values: a smaller cache thrashed on a link with 120 000 addresses (4x the work)
 def _interface(text: str) -> Any:
     """ip_interface, parsed once per distinct text.  Plain IPv4 CIDRs, the bulk of a
     big lab file, take a fast path (ipaddress' parser costs ~30 us a call)."""
-    m = _V4.match(text)
+    m = _V4.fullmatch(text)
     if m and all(int(o) <= 255 and (o == "0" or o[0] != "0") for o in m.groups()[:4]) and int(m.group(5)) <= 32:
         return _FastV4(text, m)
     return ipaddress.ip_interface(text)
@@ -468,3 +521,51 @@ def _addr_path(index: int, j: int, k: int, raw_links: list[Any]) -> Path:
     raw = raw_links[index]["addresses"][j]
     return ("links", index, "addresses", j, k) if isinstance(raw, list) else ("links", index, "addresses", j)
 
+
+
+def _parts(text: str) -> tuple[int, int, int]:
+    """(IP version, address as int, prefix length) of a validated address text."""
+    parsed = _interface(text)
+    if isinstance(parsed, _FastV4):
+        return 4, parsed._int, parsed._plen
+    return parsed.version, int(parsed.ip), parsed.network.prefixlen
+
+
+def _check_link_subnets(c: _Checker, links: list[tuple[int, LinkSpec]]) -> None:
+    """SPEC §2: a link whose two ends share no subnet is an error.  Judged per IP
+    version, and only when both ends have addresses of it.  Two addresses share a
+    subnet when each is inside the other's prefix, i.e. they agree on the longer of
+    the two prefix lengths (10.0.0.1/24 and 10.0.0.2/16 do: each end reaches the
+    other directly).  Grouped by prefix length, so a link with thousands of
+    addresses costs (addresses x distinct prefix lengths), not addresses squared."""
+    for index, link in links:
+        for version in (4, 6):
+            ends = []
+            for texts in (link.addresses_a, link.addresses_b):
+                by_plen: dict[int, list[int]] = {}
+                shown = []
+                for text in texts:
+                    v, value, plen = _parts(text)
+                    if v == version:
+                        by_plen.setdefault(plen, []).append(value)
+                        shown.append(text)
+                ends.append((by_plen, shown))
+            (a, shown_a), (b, shown_b) = ends
+            if not a or not b or _share_subnet(a, b, 32 if version == 4 else 128):
+                continue
+            c.err(("links", index, "addresses"),
+                  f"the ends share no IPv{version} subnet: {link.a} has {_few(shown_a)}, {link.b} has "
+                  f"{_few(shown_b)}; neither reaches the other directly")
+
+
+def _share_subnet(a: dict[int, list[int]], b: dict[int, list[int]], width: int) -> bool:
+    for plen_a, values_a in a.items():
+        for plen_b, values_b in b.items():
+            shift = width - max(plen_a, plen_b)
+            if {v >> shift for v in values_a}.intersection(v >> shift for v in values_b):
+                return True
+    return False
+
+
+def _few(texts: list[str]) -> str:
+    return ", ".join(texts[:3]) + (f" and {len(texts) - 3} more" if len(texts) > 3 else "")
