@@ -12,8 +12,9 @@ from .state import shared, store
 from .state.lock import LabLock
 
 
-def down(name: str, kernel: Kernel, wait: float = 60.0) -> None:
-    """Remove every object of lab `name`.  A lab that does not exist: nothing to do."""
+def down(name: str, kernel: Kernel, wait: float = 60.0) -> dict[str, int]:
+    """Remove every object of lab `name`.  A lab that does not exist: nothing to do.
+    Returns how many processes were ended, per node."""
     with LabLock(name, wait) as lock:
         state = store.load(name)
         candidates = [ns for ns in state.nodes.values() if ns] if state and state.complete else None
@@ -26,6 +27,7 @@ def down(name: str, kernel: Kernel, wait: float = 60.0) -> None:
             raise KernelError(f"lab {name} was not removed completely:\n" + "\n".join(errors))
         store.remove(name)
         lock.release(remove=True)
+        return found.stopped
 
 
 def restore_sysctl(kernel: Kernel, key: str, value: str) -> None:
