@@ -228,8 +228,22 @@ class Lab:
                     store.save(state)
                 raise
             self._remember_services(state, executor.outcome)
+        self._await_ready(desired, existed, {launch.node for launch in executor.launches} if plan else set())
         self._record_done(state, desired, plan)
         return plan
+
+    def _await_ready(self, desired: Desired, existed: store.LabState | None, watched: set[str]) -> None:
+        """After a run that did not finish (killed), services it started are found
+        running and not started again, so this run did not watch them: wait for
+        their readiness checks here, or `up` would return before they listen."""
+        if existed is None or existed.complete:
+            return
+        from .reconcile.services import supervise
+
+        checks = {name: (node.netns, list(node.ready)) for name, node in desired.nodes.items()
+                  if node.ready and node.run and name not in watched}
+        if checks:
+            supervise(self.kernel, [], checks)
 
     def _linkwatch_nudger(self, created: set[str] | None) -> Callable[..., None] | None:
         """A way to hurry the kernel's linkwatch, which applies carrier changes at most

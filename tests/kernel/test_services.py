@@ -95,7 +95,7 @@ def test_a_service_that_exits_fails_up_and_leaves_nothing(tmp_path: Path, comman
     path = write(tmp_path, f"""\
         name: svc
         nodes:
-          a: {{run: {json.dumps(["sleep 4101", command])}}}
+          a: {{run: {json.dumps(["sh -c 'env -i setsid sleep 4119 & exec sleep 4101'", command])}}}
           b: {{}}
         links: [{{endpoints: [a:e0, b:e0]}}]
         """)
@@ -106,6 +106,7 @@ def test_a_service_that_exits_fails_up_and_leaves_nothing(tmp_path: Path, comman
         assert "starting-up" in r.stderr and "no config file" in r.stderr  # the tail of its log
     assert nothing_left() == []
     assert gone(processes("4101")), "the other service of the failed run is still running"
+    assert gone(processes("4119")), "a process that escaped into the failed run's node is still running"
 
 
 def test_a_one_shot_may_exit_and_is_not_run_again(tmp_path: Path) -> None:
@@ -223,8 +224,8 @@ def test_down_ends_escaped_processes_and_nothing_else(tmp_path: Path) -> None:
         assert outsider.poll() is None, "down signalled a process of the host node"
         assert nothing_left() == []
     finally:
-        outsider.kill()
         for proc in (escaped, via_exec, shell, outsider):
+            proc.kill()
             proc.wait()
 
 
@@ -283,6 +284,7 @@ def test_another_sandbox_with_a_same_named_lab_is_untouched(tmp_path: Path) -> N
 KILLS = int(os.environ.get("VETHLAB_SERVICE_KILLS", "20"))
 
 
+@pytest.mark.slow
 def test_sigkill_during_up_orphans_nothing_and_starts_nothing_twice(tmp_path: Path) -> None:
     path = write(tmp_path, """\
         name: k

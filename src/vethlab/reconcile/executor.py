@@ -104,9 +104,12 @@ class Executor:
             self.kernel.create_namespaces(names, self.marker)
         finally:
             # journal whatever of the batch exists and is ours, even after a failure half-way
-            for name in names:
-                if self.kernel.namespace_exists(name) and self.kernel.namespace_owner(name) == self.marker:
-                    self.journal.add(f"namespace {name}", self._deleter(name))
+            made = [name for name in names
+                    if self.kernel.namespace_exists(name) and self.kernel.namespace_owner(name) == self.marker]
+            for name in made:
+                self.journal.add(f"namespace {name}", self._deleter(name))
+            if made:  # undone first: whatever runs in them by then (exec's leftovers, services' children)
+                self.journal.add("processes in the new nodes", lambda: end_processes(self.kernel, made))
 
     def _write_hosts(self, namespaces: list[str], entries: list[tuple[str, str]]) -> None:
         """All nodes' hosts files at once (one content, hard-linked)."""
@@ -179,6 +182,7 @@ class Executor:
                 raise CommandFailed(f"exec in node {a.node}: `{' '.join(p['argv'])}` exited with status {status}"
                                     + (f":\n{output}" if output else ""))
         elif a.kind == "node" and a.verb == "delete" and ns:
+            end_processes(k, [ns])  # a process left inside would keep the namespace alive
             k.remove_node_files(ns)
             k.delete_namespace(ns)
         else:  # pragma: no cover - planner and executor disagree
@@ -207,7 +211,7 @@ class Executor:
             return
         if self.record:
             self.record(self.outcome)
-        checks = {a.node: [tuple(c) for c in a.params.get("ready", [])] for a in actions
+        checks = {a.node: (a.netns, [tuple(c) for c in a.params.get("ready", [])]) for a in actions
                   if a.verb == "run" and a.params.get("ready")}
         finished = supervise(self.kernel, self.launches, checks)
         self.outcome.started = [(node, rec._replace(done=rec.label in finished)) for node, rec in self.outcome.started]
@@ -217,6 +221,16 @@ class Executor:
 # requests in order (links up, then addresses, then routes through them), so one
 # flush per namespace serves them all; every other phase ends with a flush.
 _FLUSH_LATER = {"interface", "shaping", "uplink", "sysctl", "address"}
+
+
+def end_processes(kernel: Kernel, namespaces: list[str], grace: float = 3.0) -> None:
+    """End every process inside these namespaces of the lab (TERM, then KILL)."""
+    for _round in range(3):
+        procs = [(pid, started) for items in kernel.lab_processes(namespaces, []).values()
+                 for pid, started, _label in items]
+        if not procs:
+            return
+        kernel.stop_processes(procs, grace)
 
 
 def _write_now(kernel: Kernel, key: str, value: str) -> None:

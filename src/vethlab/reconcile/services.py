@@ -145,7 +145,10 @@ class Launch:
     finished: bool = False  # its first process exited (status 0: one-shot, or daemonised)
 
 
-def supervise(kernel: Kernel, launches: list[Launch], checks: dict[str, list[tuple[str, ...]]],
+Checks = dict[str, tuple[Netns, list[tuple[str, ...]]]]  # node -> (its namespace, its readiness checks)
+
+
+def supervise(kernel: Kernel, launches: list[Launch], checks: Checks,
               settle: float = SETTLE, timeout: float | None = None) -> set[str]:
     """Watch the services this run started until each node's readiness checks pass
     (or, for nodes without checks, for `settle` seconds), bounded by `timeout`.
@@ -156,7 +159,7 @@ def supervise(kernel: Kernel, launches: list[Launch], checks: dict[str, list[tup
     Returns the labels of one-shot services that finished."""
     timeout = ready_timeout() if timeout is None else timeout
     begin = time.monotonic()
-    pending = {node: list(items) for node, items in checks.items() if items}
+    pending = {node: list(items) for node, (_ns, items) in checks.items() if items}
     done: set[str] = set()
     interval = 0.02
     while True:
@@ -164,7 +167,7 @@ def supervise(kernel: Kernel, launches: list[Launch], checks: dict[str, list[tup
             if not launch.finished:
                 _judge_exit(kernel, launch, done)
         for node in list(pending):
-            ns = next(launch.netns for launch in launches if launch.node == node)
+            ns = checks[node][0]
             while pending[node] and kernel.ready_check(ns, pending[node][0], CHECK_TIMEOUT):
                 pending[node].pop(0)
             if not pending[node]:
@@ -175,9 +178,9 @@ def supervise(kernel: Kernel, launches: list[Launch], checks: dict[str, list[tup
             break
         if elapsed >= timeout:
             node, items = next(iter(pending.items()))
-            launch = next(launch for launch in launches if launch.node == node)
+            owner = next((launch for launch in launches if launch.node == node), None)
             raise CommandFailed(f"node {node}: not ready after {timeout:g} s: {_describe(items[0])}"
-                                f"{_log_tail(launch)}")
+                                f"{_log_tail(owner) if owner else ''}")
         time.sleep(interval)
         interval = min(interval * 1.5, 0.1)  # at most 0.1 s late
     for launch in launches:  # a last look: ready, but did it stay up?
