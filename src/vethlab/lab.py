@@ -229,8 +229,38 @@ class Lab:
                 raise
             self._remember_services(state, executor.outcome)
         self._await_ready(desired, existed, {launch.node for launch in executor.launches} if plan else set())
+        self._adopt_services(state, desired, existed)
         self._record_done(state, desired, plan)
         return plan
+
+    def _adopt_services(self, state: store.LabState, desired: Desired, existed: store.LabState | None) -> None:
+        """After a run that did not finish, record the services of the file that run
+        in their node under their label but that the state does not know (the run
+        was killed between starting them and recording them)."""
+        if existed is None or existed.complete:
+            return
+        from .reconcile.services import labels, running_labels
+
+        nodes = {name: node for name, node in desired.nodes.items() if node.run and node.netns}
+        labelled = running_labels(self.kernel, [node.netns for node in nodes.values()]
+                                  + [state.nodes.get(name) for name in state.services])
+        known = {rec.label for _node, rec in service_records(state.services)}
+        for name, items in state.services.items():  # recorded before they started: their pid now
+            ns = state.nodes.get(name)
+            for i, item in enumerate(items):
+                rec = service_record(item)
+                if ns and not rec.pid and rec.label in labelled.get(ns, {}):
+                    pid, started = labelled[ns][rec.label]
+                    items[i] = rec._replace(pid=pid, started=started,
+                                            netns_id=self.kernel.namespace_id(ns) or 0).to_json()
+        for name, node in nodes.items():
+            found = labelled.get(node.netns or "", {})
+            for argv, label in zip(node.run, labels(self.name, name, node.run), strict=True):
+                if label not in known and label in found:
+                    pid, started = found[label]
+                    record = _Record(list(argv), pid, started, label, False,
+                                     self.kernel.namespace_id(node.netns or "") or 0)
+                    state.services.setdefault(name, []).append(record.to_json())
 
     def _await_ready(self, desired: Desired, existed: store.LabState | None, watched: set[str]) -> None:
         """After a run that did not finish (killed), services it started are found
@@ -292,7 +322,12 @@ class Lab:
                                                 if not rec.done and not self.kernel.service_alive(rec.pid, rec.started)])
         kept: dict[str, list[list[Any]]] = {}
         for node, rec in candidates:
-            if is_running(self.kernel, rec, state.nodes.get(node), labelled):
+            ns = state.nodes.get(node)
+            if is_running(self.kernel, rec, ns, labelled):
+                if not rec.done and ns and not self.kernel.service_alive(rec.pid, rec.started):
+                    # its first process is gone (it daemonised, or a killed run never recorded
+                    # it): remember the process that carries its label, so the next run trusts it
+                    rec = rec._replace(pid=labelled[ns][rec.label][0], started=labelled[ns][rec.label][1])
                 kept.setdefault(node, []).append(rec.to_json())
         state.services = kept
 

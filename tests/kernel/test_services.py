@@ -151,6 +151,24 @@ def test_a_daemonising_service_runs_once(tmp_path: Path) -> None:
     assert gone(first)
 
 
+def test_a_service_the_state_lost_is_found_by_label_not_started_again(tmp_path: Path) -> None:
+    """A run killed after starting a service but before recording its pid: the next
+    `up` finds it in the node by its label and does not start a second copy."""
+    path = write(tmp_path, "name: svc\nnodes: {a: {run: ['sleep 4120']}}\n")
+    assert vethlab("up", path).returncode == 0
+    first = processes("4120")
+    state_file = Path(os.environ["VETHLAB_STATE_DIR"]) / "svc" / "state.json"
+    state = json.loads(state_file.read_text())
+    state["services"], state["complete"] = {}, False  # what a kill before the record leaves
+    state_file.write_text(json.dumps(state))
+    r = vethlab("up", path)
+    assert r.returncode == 0, r.stderr
+    assert processes("4120") == first and len(first) == 1
+    assert "sleep 4120" in vethlab("status").stdout  # recorded again
+    assert "stopped 1 process in node a" in vethlab("down", path).stdout
+    assert gone(first)
+
+
 # -- readiness ------------------------------------------------------------------------------
 def test_ready_tcp_is_waited_for(tmp_path: Path) -> None:
     path = write(tmp_path, """\

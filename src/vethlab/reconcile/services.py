@@ -92,16 +92,22 @@ def records(services: dict[str, list[list[Any]]]) -> Iterator[tuple[str, Record]
             yield node, Record.of(item)
 
 
-def running_labels(kernel: Kernel, namespaces: Iterable[Netns]) -> dict[str, set[str]]:
-    """Per namespace, the labels carried by processes running in it (one /proc pass)."""
+def running_labels(kernel: Kernel, namespaces: Iterable[Netns]) -> dict[str, dict[str, tuple[int, int]]]:
+    """Per namespace, the labels carried by processes running in it, each with its
+    oldest such process (pid, start time): one /proc pass."""
     names = sorted({ns for ns in namespaces if ns})
     if not names:
         return {}
-    found = kernel.lab_processes(names, [])
-    return {ns: {label for _pid, _started, label in procs if label} for ns, procs in found.items()}
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    for ns, procs in kernel.lab_processes(names, []).items():
+        mine = out.setdefault(ns, {})
+        for pid, started, label in sorted(procs, key=lambda p: p[1]):
+            if label:
+                mine.setdefault(label, (pid, started))
+    return out
 
 
-def is_running(kernel: Kernel, record: Record, ns: Netns, labelled: dict[str, set[str]]) -> bool:
+def is_running(kernel: Kernel, record: Record, ns: Netns, labelled: dict[str, dict[str, tuple[int, int]]]) -> bool:
     """A service runs while its recorded process does, or while any process in its
     node carries its label (a daemon whose parent exited); a one-shot that
     finished counts as satisfied."""
