@@ -362,6 +362,15 @@ def test_exec_exit_status_like_a_shell(tmp_path: Path) -> None:
     assert r.returncode == 126 and "Permission denied" in r.stderr
     assert vethlab("exec", "a", "--", "sh", "-c", "exit 1").returncode == 1
     assert vethlab("exec", "--lab", "e", "host", "--", "no-such-command-vl").returncode == 127
+    # the Python API and exec: items say the same
+    from vethlab import Lab
+
+    done = Lab.existing("e").node("a").exec(["no-such-command-vl"], capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (127, "no-such-command-vl: command not found\n")
+    bad = write(tmp_path, "name: e2\nnodes: {b: {exec: ['no-such-command-vl --now']}}\n", "bad.yaml")
+    r = vethlab("up", bad)
+    assert r.returncode == 1
+    assert "`no-such-command-vl --now` exited with status 127:\nno-such-command-vl: command not found" in r.stderr
 
 
 def test_ready_listening_check_reads_the_nodes_own_sockets() -> None:

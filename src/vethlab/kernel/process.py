@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,7 +45,32 @@ def node_argv(netns: str | None, argv: Sequence[str]) -> list[str]:
 
 
 def run_in_node(netns: str | None, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
-    return subprocess.run(node_argv(netns, argv), check=False, **kwargs)
+    """subprocess.run of argv in the node; a command that cannot be found or
+    executed gives 127 or 126 with the shell's message on its stderr, as
+    `vethlab exec` does (not `ip netns exec`'s status 1)."""
+    problem = command_problem(argv)
+    if problem is None:
+        return subprocess.run(node_argv(netns, argv), check=False, **kwargs)
+    return _refused(list(argv), problem, kwargs)
+
+
+def _refused(argv: list[str], problem: tuple[int, str], kwargs: dict[str, Any]) -> subprocess.CompletedProcess[Any]:
+    """What subprocess.run would return for a shell that could not run argv."""
+    text = bool(kwargs.get("text") or kwargs.get("universal_newlines") or kwargs.get("encoding"))
+    message = f"{problem[1]}\n"
+    data: Any = message if text else message.encode()
+    empty: Any = "" if text else b""
+    capture = bool(kwargs.get("capture_output"))
+    stdout = stderr = None
+    if capture or kwargs.get("stdout") == subprocess.PIPE:
+        stdout = data if kwargs.get("stderr") == subprocess.STDOUT else empty
+    if capture or kwargs.get("stderr") == subprocess.PIPE:
+        stderr = data
+    elif kwargs.get("stderr") is None:
+        sys.stderr.write(message)
+    if kwargs.get("check"):
+        raise subprocess.CalledProcessError(problem[0], argv, stdout, stderr)
+    return subprocess.CompletedProcess(argv, problem[0], stdout, stderr)
 
 
 def command_problem(argv: Sequence[str]) -> tuple[int, str] | None:
