@@ -179,7 +179,7 @@ def supervise(kernel: Kernel, launches: list[Launch], checks: Checks,
             if not pending[node]:
                 del pending[node]
         elapsed = time.monotonic() - begin
-        unchecked = any(launch.node not in checks for launch in launches)
+        unchecked = any(launch.node not in checks and not launch.finished for launch in launches)
         if not pending and (elapsed >= settle or not unchecked):
             break
         if elapsed >= timeout:
