@@ -394,3 +394,28 @@ def test_ready_listening_check_reads_the_nodes_own_sockets() -> None:
         finally:
             srv.kill()
             srv.wait()
+
+
+def test_a_service_never_runs_unless_recorded_first(tmp_path: Path) -> None:
+    """A service waits at its gate until vethlab has recorded it; a vethlab that
+    dies in between (here: exits without releasing) leaves nothing running."""
+    subprocess.run(["ip", "netns", "add", "gate"], check=True)
+    script = textwrap.dedent(f"""\
+        import os, sys
+        from vethlab.kernel import services
+        pid, started = services.start("gate", ["sleep", "4121"], "{tmp_path}/gate.log", "g:a:k")
+        print(pid, flush=True)
+        if sys.argv[1] == "release":
+            services.release(pid)
+        os._exit(0)
+        """)
+    died = subprocess.run([sys.executable, "-c", script, "die"], capture_output=True, text=True, check=True)
+    pid = int(died.stdout)
+    assert gone([pid]) and processes("4121") == []
+    released = subprocess.run([sys.executable, "-c", script, "release"], capture_output=True, text=True, check=True)
+    pid = int(released.stdout)
+    deadline = time.monotonic() + 5
+    while not processes("4121") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes("4121") == [pid]  # the very pid recorded: the gate's shell became the command
+    os.kill(pid, signal.SIGKILL)

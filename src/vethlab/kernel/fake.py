@@ -61,6 +61,7 @@ class FakeKernel:
         self.services: dict[int, tuple[str, list[str]]] = {}  # pid -> (label, argv)
         self.service_ns: dict[int, Netns] = {}
         self.exits: dict[int, int] = {}  # pid -> exit status of a service that ended
+        self.released: set[int] = set()  # services let past their gate (recorded first)
         self.next_pid = 1000
         self.qdiscs = {"tbf", "netem"}
         self.shaped: dict[tuple[Netns, str], str] = {}
@@ -210,6 +211,9 @@ class FakeKernel:
         self.services.pop(pid, None)
         for other in [p for p, (mark, _) in self.services.items() if mark == label and self.service_ns[p] == ns]:
             self.services.pop(other)
+
+    def release_service(self, pid: int) -> None:
+        self.released.add(pid)
 
     def service_alive(self, pid: int, started: int) -> bool:
         return pid in self.services

@@ -524,6 +524,9 @@ class NetlinkKernel:
     def stop_service(self, ns: Netns, label: str, pid: int, started: int) -> None:
         services.stop(ns, label, pid, started)
 
+    def release_service(self, pid: int) -> None:
+        services.release(pid)
+
     def service_alive(self, pid: int, started: int) -> bool:
         return services.alive(pid, started)
 

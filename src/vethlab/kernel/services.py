@@ -50,18 +50,46 @@ def start_time(pid: int) -> int | None:
     return int(data[data.rindex(b")") + 2:].split()[19])
 
 
+#: The gate a service waits at until `release`: it reads one line from its stdin
+#: (a pipe held by this process), then runs the command with stdin from /dev/null.
+#: Should vethlab die before releasing it, the pipe closes, `read` meets EOF and
+#: the service never runs: nothing starts that the state does not record.
+GATE = 'read -r go || exit 125; exec "$@" </dev/null'
+_gates: dict[int, int] = {}  # pid -> write end of its gate
+
+
 def start(ns: str | None, argv: list[str], log_path: str, label: str) -> tuple[int, int]:
-    """Start a service in its own session, its output appended to `log_path`;
-    returns (pid, start time)."""
+    """Start a service in its own session, its output appended to `log_path`,
+    held at its gate until `release(pid)`; returns (pid, start time), which stay
+    the command's own (the gate's shell execs it, as `ip netns exec` does)."""
     os.makedirs(os.path.dirname(log_path), mode=0o700, exist_ok=True)
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
     try:
-        proc = subprocess.Popen(node_argv(ns, argv), stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
-                                start_new_session=True, env={**os.environ, LABEL_VAR: label}, close_fds=True)
+        proc = subprocess.Popen(["/bin/sh", "-c", GATE, "vethlab-service", *node_argv(ns, argv)], stdin=gate_r,
+                                stdout=fd, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, LABEL_VAR: label}, close_fds=True)
+    except BaseException:
+        os.close(gate_w)
+        raise
     finally:
         os.close(fd)
+        os.close(gate_r)
     _children[proc.pid] = proc
+    _gates[proc.pid] = gate_w
     return proc.pid, start_time(proc.pid) or 0
+
+
+def release(pid: int) -> None:
+    """Let a service started by `start` run (once the state records it)."""
+    fd = _gates.pop(pid, None)
+    if fd is not None:
+        try:
+            os.write(fd, b"go\n")
+        except OSError:  # it is gone already (stopped): nothing to release
+            pass
+        finally:
+            os.close(fd)
 
 
 def exit_status(pid: int) -> int | None:
@@ -207,6 +235,9 @@ def _reap() -> None:
 def stop(ns: str | None, label: str, pid: int, started: int, grace: float = 3.0) -> int:
     """Stop one service: its recorded leader, and every process in its node's
     namespace that carries its label (a daemon's children).  Returns how many."""
+    gate = _gates.pop(pid, None)
+    if gate is not None:  # never released: closing the gate ends it (EOF), signalled below too
+        os.close(gate)
     procs = [(pid, started)] if alive(pid, started) else []
     if ns is not None and label:
         found = lab_processes([ns]).get(ns, [])

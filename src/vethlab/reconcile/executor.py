@@ -210,7 +210,9 @@ class Executor:
         if not self.launches:
             return
         if self.record:
-            self.record(self.outcome)
+            self.record(self.outcome)  # write-ahead: recorded before any of them runs
+        for launch in self.launches:
+            self.kernel.release_service(launch.pid)
         checks = {a.node: (a.netns, [tuple(c) for c in a.params.get("ready", [])]) for a in actions
                   if a.verb == "run" and a.params.get("ready")}
         finished = supervise(self.kernel, self.launches, checks)
