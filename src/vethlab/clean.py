@@ -12,7 +12,7 @@ from .state.lock import LabLock
 from .topology.naming import lab_problem
 
 
-def clean(all_labs: bool = False, wait: float = 0.0) -> dict[str, list[str]]:
+def clean(all_labs: bool = False, wait: float = 0.0) -> dict[str, Any]:
     """Remove every lab that is half-built with nobody working on it, or whose state
     is gone but whose marked objects remain; with `all_labs`, every lab.  A lab
     another vethlab process holds the lock of is skipped."""
@@ -22,7 +22,7 @@ def clean(all_labs: bool = False, wait: float = 0.0) -> dict[str, list[str]]:
         # a service's marker is an environment variable anyone may set: a lab name
         # taken from any marker must pass the lab-name rules before it names a path
         marked = {name for name in cleanup.find(kernel).labs() if not lab_problem(name)}
-        report: dict[str, Any] = {"labs": [], "busy": []}
+        report: dict[str, Any] = {"labs": [], "busy": [], "stopped": {}}
         for name in sorted(set(known) | marked):
             try:
                 state = store.load(name)
@@ -36,8 +36,10 @@ def clean(all_labs: bool = False, wait: float = 0.0) -> dict[str, list[str]]:
             except LockTimeout:
                 report["busy"].append(name)
                 continue
-            Lab.existing(name, kernel=kernel).down(wait=wait)
+            stopped = Lab.existing(name, kernel=kernel).down(wait=wait)
             report["labs"].append(name)
+            if stopped:
+                report["stopped"][name] = stopped
         # host forwarding held by labs of which nothing is left (state and markers gone)
         forwarding.release_orphans(kernel, set(store.labs()) | (marked - set(report["labs"])))
         return report

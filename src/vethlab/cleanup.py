@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import partial
 
+from .errors import KernelError
 from .kernel.api import Kernel, Route, route_matches
 from .ownership import ROUTE_PROTO, lab_of, lab_of_table, marker
 from .state import store
@@ -26,19 +27,19 @@ class Leftovers:
     host_interfaces: dict[str, str] = field(default_factory=dict)  # ifname -> lab
     stale_files: list[str] = field(default_factory=list)  # dead /run/netns files known to be a lab's
     birth_markers: list[tuple[str, str]] = field(default_factory=list)  # (lab, netns)
-    services: list[tuple[int, int, str]] = field(default_factory=list)  # (pid, start time, LAB:NODE)
+    stopped: dict[str, int] = field(default_factory=dict)  # node (or namespace) -> processes ended by remove()
     tables: dict[str, str] = field(default_factory=dict)  # firewall table in the host namespace -> lab
     node_dirs: dict[str, str] = field(default_factory=dict)  # /etc/netns/NS marked as a lab's -> lab
     temp_files: list[tuple[str, str]] = field(default_factory=list)  # (lab, entry of /etc/netns)
 
     def labs(self) -> set[str]:
         return (set(self.namespaces.values()) | set(self.host_interfaces.values())
-                | {lab for lab, _ in self.birth_markers} | {m.split(":")[0] for _, _, m in self.services}
+                | {lab for lab, _ in self.birth_markers}
                 | set(self.tables.values()) | set(self.node_dirs.values()) | {lab for lab, _ in self.temp_files})
 
     def __bool__(self) -> bool:
         return bool(self.namespaces or self.host_interfaces or self.stale_files or self.birth_markers
-                    or self.services or self.tables or self.node_dirs or self.temp_files)
+                    or self.tables or self.node_dirs or self.temp_files)
 
 
 def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | None = None,
@@ -48,7 +49,8 @@ def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | N
 
     With a complete `state` of the one lab asked for, a namespace whose nsfs inode
     is the one recorded when it was made is the lab's without entering it, and the
-    host is searched for firewall tables and services only if the state has some."""
+    host is searched for firewall tables only if the state has some.  Processes are
+    not looked for here: `remove` ends those inside the namespaces found."""
     found = Leftovers()
     names = candidates if candidates is not None else kernel.list_namespaces()
     live = kernel.alive_namespaces()
@@ -68,10 +70,6 @@ def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | N
         lab = lab_of(link.alias)
         if lab and (labs is None or lab in labs):
             found.host_interfaces[link.ifname] = lab
-    if not trusted or (state is not None and state.services):
-        for pid, started, mark in kernel.marked_services(None):
-            if labs is None or mark.split(":")[0] in labs:
-                found.services.append((pid, started, mark))
     if not trusted or (state is not None and any(ns is None for ns in state.firewall_nodes.values())):
         for table in kernel.firewall_tables(None):
             lab = lab_of_table(table)
@@ -103,6 +101,50 @@ def stale_files_of(state: store.LabState, kernel: Kernel) -> list[str]:
             if ns and kernel.namespace_exists(ns) and not kernel.namespace_alive(ns)]
 
 
+#: SIGTERM, then SIGKILL after this long (`docker stop` waits 10 s; a lab's
+#: services are test servers, and `down` should not hang on one that ignores TERM)
+STOP_GRACE = 3.0
+#: rounds of look-and-signal: a process forked between the look and the signal is
+#: caught by the next look
+STOP_ROUNDS = 5
+
+
+def stop_processes(kernel: Kernel, found: Leftovers, states: dict[str, store.LabState],
+                   grace: float = STOP_GRACE) -> None:
+    """End every process inside the lab's namespaces in `found` (services, their
+    escaped children, shells opened with `ip netns exec`), and the services the
+    states recorded (pid, start time and namespace inode must all still match).
+    Never the namespace vethlab runs in; nothing else.  Counts go to found.stopped."""
+    from .reconcile.services import records
+
+    recorded = [(rec.pid, rec.started, rec.netns_id) for state in states.values()
+                for _node, rec in records(state.services) if rec.pid > 0 and rec.netns_id]
+    node_of = {ns: node for state in states.values() for node, ns in state.nodes.items() if ns}
+    for _round in range(STOP_ROUNDS):
+        procs = kernel.lab_processes(sorted(found.namespaces), recorded)
+        if not any(procs.values()):
+            return
+        for ns, items in procs.items():
+            where = node_of.get(ns, ns) or "(namespace removed)"
+            found.stopped[where] = found.stopped.get(where, 0) + len(items)
+        kernel.stop_processes([(pid, started) for items in procs.values() for pid, started, _label in items], grace)
+    left = kernel.lab_processes(sorted(found.namespaces), recorded)
+    if any(left.values()):
+        raise KernelError("processes still running in "
+                          + ", ".join(f"{node_of.get(ns, ns)} (pids {', '.join(str(p[0]) for p in items)})"
+                                      for ns, items in left.items() if items))
+
+
+def stopped_text(stopped: dict[str, int]) -> str:
+    """"stopped 3 processes in nodes a, b" (empty when none were)."""
+    total = sum(stopped.values())
+    if not total:
+        return ""
+    nodes = sorted(stopped)
+    return (f"stopped {total} process{'es' if total != 1 else ''} in node{'s' if len(nodes) != 1 else ''} "
+            + ", ".join(nodes))
+
+
 def remove(kernel: Kernel, found: Leftovers, states: dict[str, store.LabState]) -> list[str]:
     """Remove everything in `found` and undo host changes recorded in `states`.
     Keeps going past errors and returns them all."""
@@ -114,13 +156,8 @@ def remove(kernel: Kernel, found: Leftovers, states: dict[str, store.LabState]) 
         except Exception as exc:
             errors.append(f"{what}: {exc}")
 
-    # services first: a process inside a namespace keeps it alive after its file is gone
-    for pid, started, _mark in found.services:
-        attempt(f"service pid {pid}", kernel.stop_service, pid, started)
-    for state in states.values():
-        for items in state.services.values():
-            for _argv, pid, started in items:
-                attempt(f"service pid {pid}", kernel.stop_service, pid, started)
+    # processes first: a process inside a namespace keeps it alive after its file is gone
+    attempt("processes", stop_processes, kernel, found, states)
     for table in found.tables:
         attempt(f"firewall table {table}", kernel.firewall_delete, None, table)
     for state in states.values():

@@ -28,6 +28,8 @@ class DesiredNode(NamedTuple):
     routes: tuple[RouteSpec, ...] = ()
     exec: tuple[tuple[str, ...], ...] = ()
     run: tuple[tuple[str, ...], ...] = ()
+    oneshot: tuple[int, ...] = ()  # indexes of `run` items allowed to exit 0 during `up`
+    ready: tuple[tuple[str, ...], ...] = ()  # what `up` waits for once the node's services started
 
 
 class DesiredInterface(NamedTuple):
@@ -152,7 +154,8 @@ def compile_lab(spec: LabSpec, allocation: Allocation | None = None) -> Desired:
     allocation = allocation or Allocation()
     desired = Desired(lab=spec.name, prefix=spec.prefix, allocation=allocation)
     for name, node in spec.nodes.items():
-        desired.nodes[name] = DesiredNode(name, spec.netns_of(name), node.sysctls, node.routes, node.exec, node.run)
+        desired.nodes[name] = DesiredNode(name, spec.netns_of(name), node.sysctls, node.routes, node.exec, node.run,
+                                           node.oneshot, node.ready)
     needs_host = any(HOST in (link.a.node, link.b.node) for link in spec.links) or \
         any(net.host == HOST for net in spec.networks)
     if HOST not in desired.nodes and needs_host:
@@ -228,8 +231,7 @@ def _add_sysctl(desired: Desired, node: str, key: str, value: str) -> None:
     current = desired.nodes[node]
     if any(k == key for k, _ in current.sysctls):
         return
-    desired.nodes[node] = DesiredNode(current.name, current.netns, current.sysctls + ((key, value),), current.routes,
-                                      current.exec, current.run)
+    desired.nodes[node] = current._replace(sysctls=current.sysctls + ((key, value),))
 
 
 def _default_routes(desired: Desired, spec: LabSpec, default_via: dict[str, dict[int, str]]) -> None:
@@ -241,5 +243,4 @@ def _default_routes(desired: Desired, spec: LabSpec, default_via: dict[str, dict
         extra = tuple(RouteSpec(dst="0.0.0.0/0" if v == 4 else "::/0", via=via, text=f"default via {via}")
                       for v, via in sorted(by_version.items()) if v not in own)
         if extra:
-            desired.nodes[node] = DesiredNode(current.name, current.netns, current.sysctls, current.routes + extra,
-                                              current.exec, current.run)
+            desired.nodes[node] = current._replace(routes=current.routes + extra)

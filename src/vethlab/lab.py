@@ -25,6 +25,8 @@ from .ownership import lab_of, marker
 from .reconcile.executor import Executor, Outcome, wait_until
 from .reconcile.observe import Observed, observe, observe_extras
 from .reconcile.planner import Action, Memory, Plan, make_plan, route_of
+from .reconcile.services import Record as _Record
+from .reconcile.services import records as service_records
 from .state import hostwide, shared, store
 from .state.hostwide import AllocationLock
 from .state.lock import LabLock
@@ -214,8 +216,8 @@ class Lab:
         changed |= set(state.nodes) - set(full.nodes)
         alive = self.kernel.alive_namespaces()
         changed |= {n for n, node in full.nodes.items() if node.netns and node.netns not in alive}
-        changed |= {n for n, items in state.services.items()
-                    if any(not self.kernel.service_alive(pid, started) for _argv, pid, started in items)}
+        changed |= {n for n, rec in service_records(state.services)
+                    if not (rec.done or self.kernel.service_alive(rec.pid, rec.started))}
         peers = {iface.peer[0] for key, iface in full.interfaces.items() if key[0] in changed and iface.peer}
         return changed | peers
 
@@ -268,7 +270,8 @@ class Lab:
             raise
         if plan:
             self._record_intent(state, desired, plan)
-            executor = Executor(self.kernel, self.marker, progress, store.logs_dir(self.name))
+            executor = Executor(self.kernel, self.marker, progress, store.logs_dir(self.name),
+                                record=lambda outcome: self._save_services(state, outcome))
             try:
                 executor.run(plan, keep_on_error)
                 try:
@@ -289,6 +292,8 @@ class Lab:
                     store.save(state)
                 raise
             self._remember_services(state, executor.outcome)
+        self._await_ready(desired, existed, {launch.node for launch in executor.launches} if plan else set())
+        self._adopt_services(state, desired, existed)
         self._record_done(state, desired, plan)
         return plan
 
@@ -298,6 +303,48 @@ class Lab:
         for lab, name in self.kernel.node_temp_files(()):
             if lab == self.name:
                 self.kernel.remove_node_temp_file(name)
+
+    def _adopt_services(self, state: store.LabState, desired: Desired, existed: store.LabState | None) -> None:
+        """After a run that did not finish, record the services of the file that run
+        in their node under their label but that the state does not know (the run
+        was killed between starting them and recording them)."""
+        if existed is None or existed.complete:
+            return
+        from .reconcile.services import labels, running_labels
+
+        nodes = {name: node for name, node in desired.nodes.items() if node.run and node.netns}
+        labelled = running_labels(self.kernel, [node.netns for node in nodes.values()]
+                                  + [state.nodes.get(name) for name in state.services])
+        known = {rec.label for _node, rec in service_records(state.services)}
+        for name, items in state.services.items():  # recorded before they started: their pid now
+            ns = state.nodes.get(name)
+            for i, item in enumerate(items):
+                rec = service_record(item)
+                if ns and not rec.pid and rec.label in labelled.get(ns, {}):
+                    pid, started = labelled[ns][rec.label]
+                    items[i] = rec._replace(pid=pid, started=started,
+                                            netns_id=self.kernel.namespace_id(ns) or 0).to_json()
+        for name, node in nodes.items():
+            found = labelled.get(node.netns or "", {})
+            for argv, label in zip(node.run, labels(self.name, name, node.run), strict=True):
+                if label not in known and label in found:
+                    pid, started = found[label]
+                    record = _Record(list(argv), pid, started, label, False,
+                                     self.kernel.namespace_id(node.netns or "") or 0)
+                    state.services.setdefault(name, []).append(record.to_json())
+
+    def _await_ready(self, desired: Desired, existed: store.LabState | None, watched: set[str]) -> None:
+        """After a run that did not finish (killed), services it started are found
+        running and not started again, so this run did not watch them: wait for
+        their readiness checks here, or `up` would return before they listen."""
+        if existed is None or existed.complete:
+            return
+        from .reconcile.services import supervise
+
+        checks = {name: (node.netns, list(node.ready)) for name, node in desired.nodes.items()
+                  if node.ready and node.run and name not in watched}
+        if checks:
+            supervise(self.kernel, [], checks)
 
     def _linkwatch_nudger(self, created: set[str] | None) -> Callable[..., None] | None:
         """A way to hurry the kernel's linkwatch, which applies carrier changes at most
@@ -332,12 +379,47 @@ class Lab:
         store.remove(self.name)
 
     def _remember_services(self, state: store.LabState, outcome: Outcome) -> None:
-        for node, items in list(state.services.items()):
-            state.services[node] = [item for item in items if item[1] not in outcome.stopped
-                                    and self.kernel.service_alive(item[1], item[2])]
-        for node, argv, pid, started in outcome.started:
-            state.services.setdefault(node, []).append([argv, pid, started])
-        state.services = {node: items for node, items in state.services.items() if items}
+        """The services the state keeps: those recorded or started by this run that
+        still run (or, one-shot, finished), each once; the ones this run stopped or
+        restarted are forgotten."""
+        from .reconcile.services import is_running, running_labels
+
+        fresh = {rec.label for _node, rec in outcome.started}
+        candidates = [(node, rec) for node, rec in service_records(state.services)
+                      if rec.label not in fresh and rec.pid not in outcome.stopped
+                      and (not rec.label or rec.label not in outcome.stopped)]
+        candidates += outcome.started
+        labelled = running_labels(self.kernel, [state.nodes.get(node) for node, rec in candidates
+                                                if not rec.done and not self.kernel.service_alive(rec.pid, rec.started)])
+        kept: dict[str, list[list[Any]]] = {}
+        for node, rec in candidates:
+            ns = state.nodes.get(node)
+            if is_running(self.kernel, rec, ns, labelled):
+                if not rec.done and ns and not self.kernel.service_alive(rec.pid, rec.started):
+                    # its first process is gone (it daemonised, or a killed run never recorded
+                    # it): remember the process that carries its label, so the next run trusts it
+                    rec = rec._replace(pid=labelled[ns][rec.label][0], started=labelled[ns][rec.label][1])
+                kept.setdefault(node, []).append(rec.to_json())
+        state.services = kept
+
+    def _save_services(self, state: store.LabState, outcome: Outcome) -> None:
+        """Record services the moment they are started (their pid and start time),
+        before watching them: a kill from then on leaves nothing `down` does not know."""
+        for node, rec in outcome.started:
+            items = state.services.setdefault(node, [])
+            items[:] = [item for item in items if service_record(item).label != rec.label]
+            items.append(rec.to_json())
+        store.save(state)
+
+    def _intend_services(self, state: store.LabState, plan: Plan) -> None:
+        """Write-ahead: every service this run will start is in the state (command
+        and label) before it starts."""
+        for action in plan.actions:
+            if action.kind == "service" and action.verb == "run":
+                label = action.params["label"]
+                items = state.services.setdefault(action.node, [])
+                if not any(service_record(item).label == label for item in items):
+                    items.append(service_record([action.params["argv"], 0, 0, label]).to_json())
 
     def _record_intent(self, state: store.LabState, desired: Desired, plan: Plan) -> None:
         """Before touching the kernel, remember every node we may create, so a
@@ -362,6 +444,7 @@ class Lab:
                     if current is not None:
                         state.host_sysctls[key] = current
             state.host_routes = [route_of(r)._asdict() for r in host.routes]
+        self._intend_services(state, plan)
         store.save(state)
 
     def _record_done(self, state: store.LabState, desired: Desired, plan: Plan) -> None:
@@ -451,11 +534,12 @@ class Lab:
             raise KernelError("after applying, the kernel still differs from the file:\n" +
                               "\n".join(f"  {a.verb} {a.kind} {a.target}: {a.reason}" for a in left))
 
-    def down(self, wait: float = 60.0) -> None:
-        """Remove everything of this lab.  A lab that does not exist: nothing to do."""
+    def down(self, wait: float = 60.0) -> dict[str, int]:
+        """Remove everything of this lab.  A lab that does not exist: nothing to do.
+        Returns how many processes it ended, per node."""
         from .teardown import down
 
-        down(self.name, self.kernel, wait)
+        return down(self.name, self.kernel, wait)
 
     # -- using a lab -----------------------------------------------------------------
     def nodes(self) -> dict[str, Netns]:
@@ -480,6 +564,10 @@ class Lab:
             self.down()
         finally:
             self.close()
+
+
+def service_record(item: Sequence[Any]) -> _Record:
+    return _Record.of(item)
 
 
 def require_qdiscs(kernel: Kernel, kinds: set[str]) -> None:
@@ -534,15 +622,23 @@ def lab_status(name: str, kernel: Kernel | None = None) -> dict[str, Any]:
     finally:
         kernel.close()
     from .kernel import services
+    from .reconcile.services import log_name
+
+    def log(node: str, index: int, label: str) -> str:
+        return os.path.join(store.lab_dir(name), "logs", log_name(label) if label else f"{node}-{index}.log")
+
+    found = services.lab_processes([ns for node, ns in state.nodes.items() if ns and node in state.services])
+    labelled = {label for procs in found.values() for _pid, _started, label in procs if label}
 
     return {
         "lab": name, "file": state.file, "complete": state.complete,
         "nodes": [{"name": n, "netns": ns, "exists": exists.get(n, False)} for n, ns in state.nodes.items()],
         "interfaces": [v.to_json() for v in views],
-        "services": [{"node": node, "command": " ".join(argv), "pid": pid,
-                      "state": "running" if services.alive(pid, started) else "exited",
-                      "log": os.path.join(store.lab_dir(name), "logs", f"{node}-{i}.log")}
-                     for node, items in state.services.items() for i, (argv, pid, started) in enumerate(items)],
+        "services": [{"node": node, "command": " ".join(rec.argv), "pid": rec.pid,
+                      "state": "running" if services.alive(rec.pid, rec.started) or rec.label in labelled else
+                      "done" if rec.done else "exited", "log": log(node, i, rec.label)}
+                     for node, items in state.services.items()
+                     for i, rec in enumerate(service_record(item) for item in items)],
     }
 
 

@@ -14,9 +14,10 @@ from .state import hostwide, store
 from .state.lock import LabLock
 
 
-def down(name: str, kernel: Kernel, wait: float = 60.0) -> None:
+def down(name: str, kernel: Kernel, wait: float = 60.0) -> dict[str, int]:
     """Remove every object of lab `name`.  A lab that does not exist: nothing to do.
-    A lab whose state is damaged is removed by its kernel markers alone."""
+    A lab whose state is damaged is removed by its kernel markers alone.  Returns how
+    many processes were ended, per node."""
     with LabLock(name, wait) as lock:  # LabLock checks the name before it becomes a path
         state = load_or_warn(name)
         candidates = [ns for ns in state.nodes.values() if ns] if state and state.complete else None
@@ -29,7 +30,9 @@ def down(name: str, kernel: Kernel, wait: float = 60.0) -> None:
             raise KernelError(f"lab {name} was not removed completely:\n" + "\n".join(errors))
         store.remove(name)
         lock.release(remove=True)
+        stopped = found.stopped
     hostwide.tidy()  # the host-wide lock file goes with the last lab
+    return stopped
 
 
 def load_or_warn(name: str) -> store.LabState | None:

@@ -223,13 +223,15 @@ def test_uplink_with_addresses_is_refused(fake_lan: None, write) -> None:
 
 
 def test_status_shows_services_running_then_exited(write) -> None:
-    path = write("name: svc\nnodes:\n  a:\n    run: [\"sleep 300\", \"sh -c 'exit 3'\"]\n")
+    # a service that dies during `up` fails it (test_services.py); this one dies after
+    path = write("name: svc\nnodes:\n  a:\n    run: [\"sleep 300\", \"sh -c 'sleep 2; exit 3'\"]\n")
     vethlab("up", path, check=True)
     import time
 
-    time.sleep(0.3)
+    time.sleep(2.5)
     services = json.loads(vethlab("status", "--json", check=True).stdout)["services"]
-    assert [(s["command"], s["state"]) for s in services] == [("sleep 300", "running"), ("sh -c exit 3", "exited")]
+    assert [(s["command"], s["state"]) for s in services] == [("sleep 300", "running"),
+                                                               ("sh -c sleep 2; exit 3", "exited")]
     assert "exited" in vethlab("status", check=True).stdout
     # a re-run `up` restarts the service that died, and only that one
     r = vethlab("up", path, check=True)

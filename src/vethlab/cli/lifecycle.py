@@ -91,16 +91,20 @@ def cmd_down(args: argparse.Namespace) -> int:
         name = resolve_lab(None)
     require_privileges("down")
     existed = name in store.labs()
+    from ..cleanup import stopped_text
     from ..lab import default_kernel
     from ..teardown import down
 
     kernel = default_kernel()
     try:
-        down(name, kernel, wait=args.wait)
+        stopped = down(name, kernel, wait=args.wait)
     finally:
         kernel.close()
-    if not args.json:
-        print(f"lab {name} removed" if existed else f"lab {name}: nothing to remove")
+    if args.json:
+        print_json({"lab": name, "removed": existed, "stopped": stopped})
+    else:
+        said = stopped_text(stopped)
+        print((f"lab {name} removed" if existed else f"lab {name}: nothing to remove") + (f" ({said})" if said else ""))
     return 0
 
 
@@ -123,6 +127,7 @@ def _lab_name(path: str) -> str:
 
 def cmd_clean(args: argparse.Namespace) -> int:
     from ..clean import clean
+    from ..cleanup import stopped_text
 
     require_privileges("clean")
     report = clean(all_labs=args.all, wait=0.0)
@@ -132,7 +137,8 @@ def cmd_clean(args: argparse.Namespace) -> int:
         print("nothing to clean")
     else:
         for lab in report["labs"]:
-            print(f"removed leftovers of lab {lab}")
+            said = stopped_text(report["stopped"].get(lab, {}))
+            print(f"removed leftovers of lab {lab}" + (f" ({said})" if said else ""))
         for skipped in report["busy"]:
             print(f"skipped lab {skipped}: a vethlab process is working on it")
     return 0

@@ -61,7 +61,10 @@ class FakeKernel:
         self.command_status: dict[str, int] = {}  # argv[0] -> exit status to return
         self.tables: dict[tuple[Netns, str], list[str]] = {}
         self.ruleset: dict[Netns, list[dict[str, Any]]] = {}  # foreign rules `firewall_ruleset` returns
-        self.services: dict[int, tuple[str, list[str]]] = {}
+        self.services: dict[int, tuple[str, list[str]]] = {}  # pid -> (label, argv)
+        self.service_ns: dict[int, Netns] = {}
+        self.exits: dict[int, int] = {}  # pid -> exit status of a service that ended
+        self.released: set[int] = set()  # services let past their gate (recorded first)
         self.next_pid = 1000
         self.qdiscs = {"tbf", "netem"}
         self.shaped: dict[tuple[Netns, str], str] = {}
@@ -216,18 +219,45 @@ class FakeKernel:
     def start_service(self, ns: Netns, argv: list[str], log_path: str, marker: str) -> tuple[int, int]:
         self._step(f"start {ns}: {' '.join(argv)}")
         self.next_pid += 1
-        self.services[self.next_pid] = (marker, list(argv))
+        status = self.command_status.get(argv[0])
+        if status is None:
+            self.services[self.next_pid] = (marker, list(argv))
+            self.service_ns[self.next_pid] = ns
+        else:  # a service that exits at once with this status
+            self.exits[self.next_pid] = status
         return self.next_pid, 1
 
-    def stop_service(self, pid: int, started: int) -> None:
+    def stop_service(self, ns: Netns, label: str, pid: int, started: int) -> None:
         self.services.pop(pid, None)
+        for other in [p for p, (mark, _) in self.services.items() if mark == label and self.service_ns[p] == ns]:
+            self.services.pop(other)
+
+    def release_service(self, pid: int) -> None:
+        self.released.add(pid)
 
     def service_alive(self, pid: int, started: int) -> bool:
         return pid in self.services
 
-    def marked_services(self, lab: str | None) -> list[tuple[int, int, str]]:
-        return [(pid, 1, marker) for pid, (marker, _) in self.services.items()
-                if lab is None or marker.split(":")[0] == lab]
+    def service_exit(self, pid: int) -> int | None:
+        return self.exits.get(pid)
+
+    def lab_processes(self, namespaces: list[str],
+                      recorded: list[tuple[int, int, int]]) -> dict[str, list[tuple[int, int, str | None]]]:
+        out: dict[str, list[tuple[int, int, str | None]]] = {}
+        for pid, (label, _argv) in self.services.items():
+            ns = self.service_ns.get(pid)
+            if ns in namespaces:
+                out.setdefault(str(ns), []).append((pid, 1, label))
+        return out
+
+    def stop_processes(self, procs: list[tuple[int, int]], grace: float) -> int:
+        hit = [pid for pid, _ in procs if pid in self.services]
+        for pid in hit:
+            self.services.pop(pid)
+        return len(hit)
+
+    def ready_check(self, ns: Netns, check: tuple[str, ...], timeout: float) -> bool:
+        return True
 
     def qdisc_supported(self, kind: str) -> bool:
         return kind in self.qdiscs

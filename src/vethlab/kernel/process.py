@@ -11,10 +11,23 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import ConflictError
+from ..errors import ConflictError, VethlabError
+
+
+class CommandNotFound(VethlabError):
+    """`vethlab exec NODE -- CMD` with a CMD that does not exist: 127, as shells say."""
+
+    exit_code = 127
+
+
+class CommandNotExecutable(VethlabError):
+    """CMD exists but cannot be executed (a directory, no x bit): 126, as shells say."""
+
+    exit_code = 126
 
 
 def ip_binary() -> str:
@@ -32,14 +45,68 @@ def node_argv(netns: str | None, argv: Sequence[str]) -> list[str]:
 
 
 def run_in_node(netns: str | None, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
-    return subprocess.run(node_argv(netns, argv), check=False, **kwargs)
+    """subprocess.run of argv in the node; a command that cannot be found or
+    executed gives 127 or 126 with the shell's message on its stderr, as
+    `vethlab exec` does (not `ip netns exec`'s status 1)."""
+    problem = command_problem(argv)
+    if problem is None:
+        return subprocess.run(node_argv(netns, argv), check=False, **kwargs)
+    return _refused(list(argv), problem, kwargs)
+
+
+def _refused(argv: list[str], problem: tuple[int, str], kwargs: dict[str, Any]) -> subprocess.CompletedProcess[Any]:
+    """What subprocess.run would return for a shell that could not run argv."""
+    text = bool(kwargs.get("text") or kwargs.get("universal_newlines") or kwargs.get("encoding"))
+    message = f"{problem[1]}\n"
+    data: Any = message if text else message.encode()
+    empty: Any = "" if text else b""
+    capture = bool(kwargs.get("capture_output"))
+    stdout = stderr = None
+    if capture or kwargs.get("stdout") == subprocess.PIPE:
+        stdout = data if kwargs.get("stderr") == subprocess.STDOUT else empty
+    if capture or kwargs.get("stderr") == subprocess.PIPE:
+        stderr = data
+    elif kwargs.get("stderr") is None:
+        sys.stderr.write(message)
+    if kwargs.get("check"):
+        raise subprocess.CalledProcessError(problem[0], argv, stdout, stderr)
+    return subprocess.CompletedProcess(argv, problem[0], stdout, stderr)
+
+
+def command_problem(argv: Sequence[str]) -> tuple[int, str] | None:
+    """Why argv[0] cannot be executed, as (shell exit status, message), or None.
+
+    Looked up before `ip netns exec` runs it: that exits 1 when its execvp fails
+    (measured: `ip netns exec NS no-such-cmd` -> 1, a non-executable file -> 1),
+    which a caller cannot tell from the command's own status 1.  The node sees
+    the same PATH and files (`ip netns exec` only bind-mounts /etc/netns/NS's
+    files over /etc and remounts /sys)."""
+    cmd = argv[0]
+    if "/" not in cmd:
+        return None if shutil.which(cmd) else (127, f"{cmd}: command not found")
+    if not os.path.exists(cmd):
+        return 127, f"{cmd}: No such file or directory"
+    if os.path.isdir(cmd) or not os.access(cmd, os.X_OK):
+        return 126, f"{cmd}: Permission denied" + (" (a directory)" if os.path.isdir(cmd) else "")
+    return None
+
+
+def missing_command(argv: Sequence[str]) -> str | None:
+    problem = command_problem(argv)
+    return problem[1] if problem else None
 
 
 def exec_in_node(netns: str | None, argv: Sequence[str]) -> None:
     """Replace this process by `argv` in the node: its stdout, stderr and exit status
-    are the command's own."""
+    are the command's own; 127 when it cannot be found, 126 when it cannot be
+    executed, like a shell."""
+    problem = command_problem(argv)
+    if problem:
+        raise (CommandNotFound if problem[0] == 127 else CommandNotExecutable)(problem[1])
     full = node_argv(netns, argv)
     try:
         os.execvp(full[0], full)
     except FileNotFoundError:
-        raise ConflictError(f"command not found: {full[0]}") from None
+        raise CommandNotFound(f"{full[0]}: command not found") from None
+    except PermissionError:
+        raise CommandNotExecutable(f"{full[0]}: Permission denied") from None

@@ -533,14 +533,29 @@ class NetlinkKernel:
         except OSError as exc:
             raise KernelError(f"cannot start `{' '.join(argv)}`: {plain(exc)}") from None
 
-    def stop_service(self, pid: int, started: int) -> None:
-        services.stop(pid, started)
+    def stop_service(self, ns: Netns, label: str, pid: int, started: int) -> None:
+        services.stop(ns, label, pid, started)
+
+    def release_service(self, pid: int) -> None:
+        services.release(pid)
 
     def service_alive(self, pid: int, started: int) -> bool:
         return services.alive(pid, started)
 
-    def marked_services(self, lab: str | None) -> list[tuple[int, int, str]]:
-        return services.marked(lab)
+    def service_exit(self, pid: int) -> int | None:
+        return services.exit_status(pid)
+
+    def lab_processes(self, namespaces: list[str],
+                      recorded: list[tuple[int, int, int]]) -> dict[str, list[tuple[int, int, str | None]]]:
+        return services.lab_processes(namespaces, recorded)
+
+    def stop_processes(self, procs: list[tuple[int, int]], grace: float) -> int:
+        return services.signal_all(procs, grace)
+
+    def ready_check(self, ns: Netns, check: tuple[str, ...], timeout: float) -> bool:
+        if ns is not None and len(check) == 1 and check[0].startswith("tcp:"):
+            return services.listening(ns, int(check[0][4:]))
+        return services.check_command(ns, list(check), timeout)
 
     def qdisc_supported(self, kind: str) -> bool:
         from . import tc

@@ -20,6 +20,7 @@ from ..firewall import table_name
 from ..kernel.api import Kernel, Route
 from ..ownership import lab_of
 from .planner import Action, Plan
+from .services import Launch, Record, log_name, supervise
 
 Undo = Callable[[], None]
 EXEC_TIMEOUT = 300.0
@@ -47,13 +48,16 @@ class Journal:
 class Outcome:
     """What a run did that the lab's state must remember."""
 
-    started: list[tuple[str, list[str], int, int]] = field(default_factory=list)  # node, argv, pid, start time
-    stopped: set[int] = field(default_factory=set)
+    started: list[tuple[str, Record]] = field(default_factory=list)  # node, service record
+    stopped: set[int | str] = field(default_factory=set)  # pids and labels of services stopped
+
+
+Recorder = Callable[[Outcome], None]
 
 
 class Executor:
     def __init__(self, kernel: Kernel, marker: str, progress: Callable[[Action], None] | None = None,
-                 log_dir: str = "/tmp") -> None:
+                 log_dir: str = "/tmp", record: Recorder | None = None) -> None:
         self.kernel = kernel
         self.marker = marker
         self.lab = lab_of(marker) or ""
@@ -61,6 +65,8 @@ class Executor:
         self.journal = Journal()
         self.outcome = Outcome()
         self.log_dir = log_dir
+        self.record = record  # persists started services before they are watched
+        self.launches: list[Launch] = []
 
     def run(self, plan: Plan, keep_on_error: bool = False) -> None:
         try:
@@ -76,6 +82,8 @@ class Executor:
                     actions = []
                 for action in actions:
                     self._apply(action)
+                if phase == "service":
+                    self._watch_services(actions)
                 if phase not in _FLUSH_LATER:
                     self.kernel.flush()  # requests of one phase go to the kernel together
         except VethlabError as exc:
@@ -96,9 +104,12 @@ class Executor:
             self.kernel.create_namespaces(names, self.marker)
         finally:
             # journal whatever of the batch exists and is ours, even after a failure half-way
-            for name in names:
-                if self.kernel.namespace_exists(name) and self.kernel.namespace_owner(name) == self.marker:
-                    self.journal.add(f"namespace {name}", self._deleter(name))
+            made = [name for name in names
+                    if self.kernel.namespace_exists(name) and self.kernel.namespace_owner(name) == self.marker]
+            for name in made:
+                self.journal.add(f"namespace {name}", self._deleter(name))
+            if made:  # undone first: whatever runs in them by then (exec's leftovers, services' children)
+                self.journal.add("processes in the new nodes", lambda: end_processes(self.kernel, made))
 
     def _write_hosts(self, namespaces: list[str], entries: list[tuple[str, str]]) -> None:
         """All nodes' hosts files at once (one content, hard-linked)."""
@@ -143,13 +154,10 @@ class Executor:
         elif a.kind == "shaping":
             k.set_shaping(ns, p["ifname"], p["shaping"])
         elif a.kind == "service" and a.verb == "run":
-            log = os.path.join(self.log_dir, f"{a.node}-{p['index']}.log")
-            pid, started = k.start_service(ns, p["argv"], log, f"{self.lab}:{a.node}")
-            self.outcome.started.append((a.node, p["argv"], pid, started))
-            self.journal.add(a.target, lambda: k.stop_service(pid, started))
+            self._start_service(a)
         elif a.kind == "service":
-            k.stop_service(p["pid"], p["started"])
-            self.outcome.stopped.add(p["pid"])
+            k.stop_service(ns, p.get("label", ""), p["pid"], p["started"])
+            self.outcome.stopped.update({p["pid"], p.get("label") or p["pid"]})
         elif a.kind == "address" and a.verb == "create":
             k.add_address(ns, p["ifname"], p["cidr"])
             self.journal.add(a.target, lambda: k.delete_address(ns, p["ifname"], p["cidr"]))
@@ -175,16 +183,57 @@ class Executor:
                 raise CommandFailed(f"exec in node {a.node}: `{' '.join(p['argv'])}` exited with status {status}"
                                     + (f":\n{output}" if output else ""))
         elif a.kind == "node" and a.verb == "delete" and ns:
+            end_processes(k, [ns])  # a process left inside would keep the namespace alive
             k.remove_node_files(ns, self.marker)
             k.delete_namespace(ns)
         else:  # pragma: no cover - planner and executor disagree
             raise KernelError(f"no way to carry out {a.verb} {a.kind} {a.target}")
 
 
+    def _start_service(self, a: Action) -> None:
+        from ..kernel.process import missing_command
+
+        k, p, ns = self.kernel, a.params, a.netns
+        problem = missing_command(p["argv"])
+        if problem:
+            raise CommandFailed(f"node {a.node}: service `{' '.join(p['argv'])}`: {problem}")
+        label = p["label"]
+        log = os.path.join(self.log_dir, log_name(label))
+        pid, started = k.start_service(ns, p["argv"], log, label)
+        self.journal.add(a.target, lambda: k.stop_service(ns, label, pid, started))
+        inode = (k.namespace_id(ns) or 0) if ns else 0
+        self.outcome.started.append((a.node, Record(p["argv"], pid, started, label, False, inode)))
+        self.launches.append(Launch(a.node, ns, p["argv"], label, pid, started, bool(p.get("oneshot")), log))
+
+    def _watch_services(self, actions: list[Action]) -> None:
+        """Record what was started (a kill from now on leaves nothing unknown), then
+        watch it until ready: a service that exits fails the run."""
+        if not self.launches:
+            return
+        if self.record:
+            self.record(self.outcome)  # write-ahead: recorded before any of them runs
+        for launch in self.launches:
+            self.kernel.release_service(launch.pid)
+        checks = {a.node: (a.netns, [tuple(c) for c in a.params.get("ready", [])]) for a in actions
+                  if a.verb == "run" and a.params.get("ready")}
+        finished = supervise(self.kernel, self.launches, checks)
+        self.outcome.started = [(node, rec._replace(done=rec.label in finished)) for node, rec in self.outcome.started]
+
+
 # Phases whose requests may share a send() with the next phase's: a socket applies its
 # requests in order (links up, then addresses, then routes through them), so one
 # flush per namespace serves them all; every other phase ends with a flush.
 _FLUSH_LATER = {"interface", "shaping", "uplink", "sysctl", "address"}
+
+
+def end_processes(kernel: Kernel, namespaces: list[str], grace: float = 3.0) -> None:
+    """End every process inside these namespaces of the lab (TERM, then KILL)."""
+    for _round in range(3):
+        procs = [(pid, started) for items in kernel.lab_processes(namespaces, []).values()
+                 for pid, started, _label in items]
+        if not procs:
+            return
+        kernel.stop_processes(procs, grace)
 
 
 def _phases(actions: list[Action]) -> list[tuple[str, list[Action]]]:

@@ -34,6 +34,9 @@ class ServiceSeen:
     pid: int
     started: int
     alive: bool
+    label: str = ""  # LAB:NODE:KEY (reconcile/services.py); "" in states written before labels
+    netns: Netns = None
+    done: bool = False  # a one-shot that finished
 
 
 @dataclass
@@ -118,6 +121,9 @@ def observe_extras(kernel: Kernel, observed: Observed, desired: Desired, table: 
             observed.firewalls[name] = kernel.firewall_chains(ns, table)
         else:
             observed.firewalls[name] = None
-    for name, items in services.items():
-        for argv, pid, started in items:
-            observed.services.append(ServiceSeen(name, tuple(argv), pid, started, kernel.service_alive(pid, started)))
+    from .services import observe_services
+
+    netns = {name: seen.netns for name, seen in observed.nodes.items()}
+    netns.update({name: node.netns for name, node in desired.nodes.items()})
+    observed.services = observe_services(kernel, desired.lab, {name: (node.netns, node.run) for name, node in
+                                                               desired.nodes.items() if node.run}, services, netns)

@@ -263,23 +263,30 @@ def _plan_forwarding(plan: Plan, desired: Desired, observed: Observed, memory: M
 
 
 def _plan_services(plan: Plan, desired: Desired, observed: Observed, created: set[str]) -> None:
-    """run: start what is missing or died; stop what the file no longer has."""
-    running: dict[tuple[str, tuple[str, ...]], list[Any]] = {}
+    """run: start what is missing or died; stop what the file no longer has.
+    A service is known by its label (node, command, occurrence): one found running,
+    recorded or not, is not started a second time."""
+    from .services import labels
+
+    running: dict[tuple[str, str], list[Any]] = {}
     for seen in observed.services:
-        running.setdefault((seen.node, seen.argv), []).append(seen)
+        running.setdefault((seen.node, seen.label), []).append(seen)
     for name, node in desired.nodes.items():
-        for index, argv in enumerate(node.run):
-            alive = [s for s in running.pop((name, tuple(argv)), []) if s.alive and name not in created]
+        for index, (argv, label) in enumerate(zip(node.run, labels(desired.lab, name, node.run), strict=True)):
+            alive = [s for s in running.pop((name, label), []) if s.alive and name not in created]
             if alive:
                 continue
             plan.add(Action("run", "service", f"{name}: {' '.join(argv)}",
                             "node is new" if name in created else "service is not running", "service", name,
-                            node.netns, {"argv": list(argv), "index": index}))
+                            node.netns, {"argv": list(argv), "index": index, "label": label,
+                                         "oneshot": index in node.oneshot, "ready": [list(c) for c in node.ready]}))
     for items in running.values():
         for seen in items:
+            if not seen.alive and not seen.pid:
+                continue  # recorded before a start that never happened: nothing to stop
             plan.add(Action("delete", "service", f"{seen.node}: {' '.join(seen.argv)} (pid {seen.pid})",
                             "no longer in the file" if seen.alive else "exited; forgotten", "delete-early",
-                            seen.node, None, {"pid": seen.pid, "started": seen.started}))
+                            seen.node, seen.netns, {"pid": seen.pid, "started": seen.started, "label": seen.label}))
 
 
 def _plan_shaping(plan: Plan, desired: Desired, observed: Observed, memory: Memory) -> None:

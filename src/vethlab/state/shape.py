@@ -244,10 +244,26 @@ def _endpoint(value: Any) -> None:
     _ifname(ifname)
 
 
-def _pid(value: Any) -> None:
+def _service_pid(value: Any) -> None:
     _int(value)
-    if value < 2:  # 0, -1 and 1 signal a process group, everything, init
+    if value != 0 and value < 2:  # 0: recorded before it started (write-ahead); -1 and 1 would signal everything, init
         raise ShapeError(f"{value} is not a service's process id")
+
+
+_SERVICE_FIELDS: tuple[Check, ...] = ()  # set below, once the checks exist
+
+
+def _service(value: Any) -> None:
+    """[argv, pid, start time, label, done, netns inode]; older states have the first three."""
+    if not isinstance(value, list):
+        raise ShapeError(f"must be a list, not {_kind(value)}")
+    if not 3 <= len(value) <= len(_SERVICE_FIELDS):
+        raise ShapeError(f"must have 3 to {len(_SERVICE_FIELDS)} items, not {len(value)}")
+    for i, (check, item) in enumerate(zip(_SERVICE_FIELDS, value, strict=False)):
+        try:
+            check(item)
+        except ShapeError as exc:
+            raise exc.within(f"[{i}]") from None
 
 
 def _route_dev(value: Any) -> None:
@@ -282,7 +298,7 @@ FIELDS: dict[str, Check] = {
     "host_names": _list(_str),
     "firewall_nodes": _dict(_node, _optional(_netns)),
     "uplinks": _dict(_endpoint, _record({"up": _bool, "netns": _optional(_netns)})),
-    "services": _dict(_node, _list(_tuple(_list(_str), _pid, _int))),
+    "services": _dict(_node, _list(_service)),
     "shaped": _dict(_endpoint, _shaping),
     "fingerprints": _dict(_node, _str),
     "hosts_digest": _str,
@@ -290,6 +306,9 @@ FIELDS: dict[str, Check] = {
     "complete": _bool,
     "version": _int,
 }
+
+
+_SERVICE_FIELDS = (_list(_str), _service_pid, _int, _str, _bool, _int)
 
 
 def check(data: Any, lab: str | None = None) -> dict[str, Any]:

@@ -42,6 +42,8 @@ class NodeSpec(NamedTuple):
     exec: tuple[tuple[str, ...], ...] = ()
     run: tuple[tuple[str, ...], ...] = ()
     line: int | None = None
+    oneshot: tuple[int, ...] = ()  # indexes of `run` items that may exit (with status 0) during `up`
+    ready: tuple[tuple[str, ...], ...] = ()  # readiness checks: ("tcp:PORT",) or a command's words
 
 
 class PublishSpec(NamedTuple):

@@ -23,7 +23,7 @@ from .shaping import Shaping, parse_shaping
 from .words import split
 
 TOP_KEYS = {"name", "prefix", "nodes", "links", "networks"}
-NODE_KEYS = {"sysctls", "routes", "exec", "run"}
+NODE_KEYS = {"sysctls", "routes", "exec", "run", "ready"}
 LINK_KEYS = {"endpoints", "addresses", "mtu", "state", "rate", "delay", "jitter", "loss", "a", "b"}
 SHAPING_KEYS = {"rate", "delay", "jitter", "loss"}
 #: keys of the contract that later work will implement: refused, never ignored
@@ -202,13 +202,14 @@ def _node(c: _Checker, name: str, raw: Any, path: Path, ifaces: list[tuple[str, 
         routes.append(route)
 
     commands = _commands(c, spec.get("exec"), path + ("exec",))
-    services = _commands(c, spec.get("run"), path + ("run",))
+    services, oneshot = _services(c, spec.get("run"), path + ("run",))
     if services and name == HOST:
         c.err(path + ("run",), "services run in lab nodes, not in the host namespace")
+    ready = _ready(c, spec.get("ready"), path + ("ready",), bool(services))
     if not ok:
         return None
     return NodeSpec(name=name, sysctls=tuple(sysctls), routes=tuple(routes), exec=tuple(commands),
-                    run=tuple(services), line=c.doc.line(path))
+                    run=tuple(services), line=c.doc.line(path), oneshot=oneshot, ready=ready)
 
 
 def _commands(c: _Checker, raw: Any, path: Path) -> list[tuple[str, ...]]:
@@ -221,6 +222,67 @@ def _commands(c: _Checker, raw: Any, path: Path) -> list[tuple[str, ...]]:
         if argv:
             commands.append(argv)
     return commands
+
+
+SERVICE_KEYS = {"cmd", "oneshot"}
+READY_TCP = re.compile(r"^tcp:(\d{1,5})$")
+
+
+def _services(c: _Checker, raw: Any, path: Path) -> tuple[list[tuple[str, ...]], tuple[int, ...]]:
+    """`run:` items: a command (string or list of words), or a mapping
+    `{cmd: COMMAND, oneshot: true}` for a command that may exit (with status 0)
+    during `up`, such as one that daemonises or only sets something up."""
+    if raw is not None and not isinstance(raw, list):
+        c.err(path, f"must be a list of commands, not {_kind(raw)}")
+        return [], ()
+    commands: list[tuple[str, ...]] = []
+    oneshot: list[int] = []
+    for i, item in enumerate(raw or []):
+        ipath = path + (i,)
+        once = False
+        if isinstance(item, dict):
+            for key in item:
+                if key not in SERVICE_KEYS:
+                    c.err(ipath + (str(key),), f"unknown key (a service has: {', '.join(sorted(SERVICE_KEYS))})")
+            if "cmd" not in item:
+                c.err(ipath, "a service given as a mapping needs `cmd`")
+                continue
+            once = item.get("oneshot", False)
+            if not isinstance(once, bool):
+                c.err(ipath + ("oneshot",), f"must be true or false, not {_kind(once)}")
+                once = False
+            item, ipath = item["cmd"], ipath + ("cmd",)
+        argv = _command(c, item, ipath)
+        if argv:
+            if once:
+                oneshot.append(len(commands))
+            commands.append(argv)
+    return commands, tuple(oneshot)
+
+
+def _ready(c: _Checker, raw: Any, path: Path, has_services: bool) -> tuple[tuple[str, ...], ...]:
+    """`ready:` checks: `tcp:PORT` (a socket listens on PORT in the node) or a
+    command that must exit 0."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        c.err(path, f"must be a list of checks (tcp:PORT or a command), not {_kind(raw)}")
+        return ()
+    if raw and not has_services:
+        c.err(path, "readiness checks wait for the node's `run:` services, and it has none")
+    checks: list[tuple[str, ...]] = []
+    for i, item in enumerate(raw):
+        if isinstance(item, str) and item.startswith("tcp:"):
+            match = READY_TCP.match(item)
+            if not match or not 1 <= int(match.group(1)) <= 65535:
+                c.err(path + (i,), f"{item!r}: expected tcp:PORT with PORT in 1..65535")
+                continue
+            checks.append((f"tcp:{int(match.group(1))}",))
+            continue
+        argv = _command(c, item, path + (i,))
+        if argv:
+            checks.append(argv)
+    return tuple(checks)
 
 
 def _command(c: _Checker, item: Any, path: Path) -> tuple[str, ...] | None:
