@@ -109,7 +109,7 @@ def test_lost_acknowledgements_are_recovered(monkeypatch):
     sock = nl.NlSocket()
     try:
         sock.max_inflight = 10**6  # as if the bound were wrong for this kernel
-        names = {f"ovr{i}" for i in range(300)}
+        names = {f"ovr{i}" for i in range(150)}
         for name in sorted(names):
             sock.queue(nl.RTM_NEWLINK, nl.F_CREATE | nl.F_EXCL, nl.bridge_body(name), f"create bridge {name}")
         sock.queue(nl.RTM_NEWLINK, nl.F_CREATE | nl.F_EXCL, nl.bridge_body("x" * 20), "create bridge x*20")

@@ -21,7 +21,7 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import KernelError
@@ -464,12 +464,12 @@ class NlSocket:
                 seq, data = self._message(request.kind, request.flags, request.body)
                 pending[seq] = (number, request)
                 parts.append(data)
-        first = groups[0][0].what
-        self._send(b"".join(parts), first)
+        self._send(b"".join(parts), groups[0][0].what)
         acked = 0
+        what = lambda: pending[min(pending)][1].what  # noqa: E731 - named only on failure: the first unanswered
         try:
             while pending:
-                for kind, flags, seq, msg in self._receive(first if acked == 0 else pending[min(pending)][1].what):
+                for kind, flags, seq, msg in self._receive(what):
                     if kind == NLMSG_ERROR and seq in pending:
                         self._settle(pending.pop(seq)[1], msg, flags, errors, retry)
                         acked += 1
@@ -523,7 +523,7 @@ class NlSocket:
             intact, done = True, False
             while not done:
                 try:
-                    batch = list(self._receive(what))
+                    batch = self._receive(what)
                 except _Overrun:
                     intact = False  # go on: the dump itself still runs to its NLMSG_DONE
                     continue
@@ -575,35 +575,37 @@ class NlSocket:
             raise KernelError(f"netlink: cannot send the request to {what}: {os.strerror(exc.errno or 0).lower()}"
                               ) from None
 
-    def _recv(self, what: str, wait: bool = True) -> bytes | None:
+    def _recv(self, what: str | Callable[[], str], wait: bool = True) -> bytes | None:
         """One datagram; None if nothing is queued and `wait` is false.  Raises
         _Overrun on ENOBUFS, KernelError after `timeout` s of silence."""
-        deadline = time.monotonic() + self.timeout
+        deadline = None
         while True:
             try:
                 return self.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 if not wait:
                     return None
+                if deadline is None:  # the usual case never gets here: answers are queued before send() returns
+                    deadline = time.monotonic() + self.timeout
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:
                     self._unclean = True
                     self.overruns += 1
                     raise _Overrun from None
-                raise KernelError(f"netlink: cannot read the kernel's answer to {what}: "
+                raise KernelError(f"netlink: cannot read the kernel's answer to {_name(what)}: "
                                   f"{os.strerror(exc.errno or 0).lower()}") from None
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.sock], [], [], left)[0]:
                 self._unclean = True  # a late answer must not be taken for the next one's
-                raise KernelError(f"netlink: no answer from the kernel within {self.timeout:g} s for {what}")
+                raise KernelError(f"netlink: no answer from the kernel within {self.timeout:g} s for {_name(what)}")
 
-    def _receive(self, what: str) -> Iterator[tuple[int, int, int, memoryview]]:
+    def _receive(self, what: str | Callable[[], str]) -> list[tuple[int, int, int, memoryview]]:
         data = self._recv(what)
         assert data is not None
         try:
-            yield from messages(data)
+            return messages(data)
         except DecodeError as exc:
-            raise KernelError(f"netlink: undecodable answer from the kernel to {what}: {exc}") from None
+            raise KernelError(f"netlink: undecodable answer from the kernel to {_name(what)}: {exc}") from None
 
     def _drain(self) -> list[tuple[int, int, int, memoryview]]:
         """Everything queued now, without waiting (an empty queue also ends the
@@ -622,6 +624,10 @@ class NlSocket:
                 continue
         self._unclean = False
         return out
+
+
+def _name(what: str | Callable[[], str]) -> str:
+    return what if isinstance(what, str) else what()
 
 
 def messages(data: bytes | memoryview) -> list[tuple[int, int, int, memoryview]]:
