@@ -449,8 +449,8 @@ class NlSocket:
         for group in todo:
             for request in group:
                 errors.append(NetlinkError(errno.ENOBUFS, request.what,
-                                           f"its acknowledgement was lost {OVERRUN_RETRIES + 1} times: the netlink "
-                                           f"receive buffer ({self.rcvbuf} bytes) overflowed"))
+                                           f"the acknowledgement was lost in {_attempts(OVERRUN_RETRIES + 1)}: the "
+                                           f"netlink receive buffer ({self.rcvbuf} bytes) overflowed"))
         return errors
 
     def _exchange(self, groups: list[list[_Request]], errors: list[NetlinkError], retry: bool) -> list[list[_Request]]:
@@ -565,7 +565,7 @@ class NlSocket:
                         return msg
             except _Overrun:
                 self._unclean = True  # the answer may be among the dropped: ask again
-        raise KernelError(f"cannot {what}: the kernel's answer was lost {OVERRUN_RETRIES + 1} times (netlink "
+        raise KernelError(f"cannot {what}: the kernel's answer was lost in {_attempts(OVERRUN_RETRIES + 1)} (netlink "
                           f"receive buffer of {self.rcvbuf} bytes overflowed)")
 
     def _send(self, data: bytes, what: str) -> None:
@@ -624,6 +624,10 @@ class NlSocket:
                 continue
         self._unclean = False
         return out
+
+
+def _attempts(count: int) -> str:
+    return "its only attempt" if count == 1 else f"each of {count} attempts"
 
 
 def _name(what: str | Callable[[], str]) -> str:
