@@ -186,8 +186,9 @@ def attrs(buf: bytes | memoryview, offset: int, end: int) -> dict[int, memoryvie
     out: dict[int, memoryview] = {}
     view = memoryview(buf)
     end = min(end, len(view))
+    unpack = _ATTR.unpack_from  # the hottest loop of a dump: ~20 attributes per link
     while offset + 4 <= end:
-        size, kind = _ATTR.unpack_from(view, offset)
+        size, kind = unpack(view, offset)
         if size < 4 or offset + size > end:
             raise DecodeError(f"attribute {kind & 0x3FFF} of length {size} at offset {offset} overruns its "
                               f"{end}-byte container")
@@ -638,14 +639,16 @@ def messages(data: bytes | memoryview) -> list[tuple[int, int, int, memoryview]]
     """Split one datagram into (type, flags, seq, message) - message includes its
     header.  A length that runs past the datagram or under a header is a DecodeError."""
     view = memoryview(data)
+    total = len(view)
+    unpack = _HDR.unpack_from
     out = []
     offset = 0
-    while offset < len(view):
-        if offset + 16 > len(view):
-            raise DecodeError(f"{len(view) - offset} stray bytes after the last message")
-        length, kind, flags, seq, _pid = _HDR.unpack_from(view, offset)
-        if length < 16 or offset + length > len(view):
-            raise DecodeError(f"message length {length} at offset {offset} of a {len(view)}-byte datagram")
+    while offset < total:
+        if offset + 16 > total:
+            raise DecodeError(f"{total - offset} stray bytes after the last message")
+        length, kind, flags, seq, _pid = unpack(view, offset)
+        if length < 16 or offset + length > total:
+            raise DecodeError(f"message length {length} at offset {offset} of a {total}-byte datagram")
         out.append((kind, flags, seq, view[offset: offset + length]))
         offset += (length + 3) & ~3
     return out
