@@ -11,6 +11,15 @@ together, and dumps decode only the attributes vethlab reads.  Everything else
 (traffic control) still goes through pyroute2, imported only when used.
 
 Layouts follow <linux/netlink.h>, <linux/rtnetlink.h>, <linux/if_link.h>.
+
+The kernel's limits, and what NlSocket does about them (issue 9): every ack is its
+own skb charged ~832 bytes against the receive buffer, and acks that do not fit are
+dropped (ENOBUFS, then silence while the socket stays "congested").  So the buffer
+is sized to what the kernel grants, the requests in one send() are bounded by it,
+acks lost anyway are recovered by re-sending, interrupted dumps are redone, and no
+receive waits longer than TIMEOUT - each bounded, each ending in a KernelError that
+names the request.  VETHLAB_NETLINK_RCVBUF=212992 (see _env_rcvbuf) makes a process
+behave as on a stock kernel; the tests use it.
 """
 
 from __future__ import annotations
