@@ -16,8 +16,8 @@ import os
 import random
 import socket
 import struct
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from ..errors import ConflictError, KernelError
 from ..ownership import ROUTE_PROTO, lab_of, netns_tag, parse_netns_tag
@@ -25,6 +25,8 @@ from . import netns as nsmod
 from . import nftables, nl, nodefiles, services
 from .api import LinkInfo, Netns, Route, route_text
 from .process import run_in_node
+
+T = TypeVar("T")
 
 _PLAIN = {
     errno.EEXIST: "already exists",
@@ -60,6 +62,14 @@ def _raise(errors: list[nl.NetlinkError]) -> None:
         first = errors[0]
         more = f" (and {len(errors) - 1} more failures)" if len(errors) > 1 else ""
         raise KernelError(f"cannot {first.what}: {plain(first)}{more}")
+
+
+def _decode(parse: Callable[[memoryview], T], msg: memoryview, what: str) -> T:
+    """A dumped message decoded, or a KernelError naming it (never a decoder's traceback)."""
+    try:
+        return parse(msg)
+    except nl.DecodeError as exc:
+        raise KernelError(f"netlink: cannot decode {what}: {exc}") from None
 
 
 def _open_raw() -> int:
@@ -242,8 +252,8 @@ class NetlinkKernel:
         mask = b"" if stats else nl.attr_u32(nl.IFLA_EXT_MASK, nl.RTEXT_FILTER_SKIP_STATS)
         out: dict[int, LinkInfo] = {}
         cache: dict[str, int] = {}
-        for msg in sock.dump(nl.RTM_GETLINK, nl.ifinfo() + mask):
-            link = nl.parse_link(msg)
+        for msg in sock.dump(nl.RTM_GETLINK, nl.ifinfo() + mask, f"list interfaces in {where(ns)}"):
+            link = _decode(nl.parse_link, msg, f"an interface in {where(ns)}")
             cache[link.ifname] = link.index
             out[link.index] = LinkInfo(
                 index=link.index, ifname=link.ifname, kind=link.kind, alias=link.alias, mtu=link.mtu,
@@ -251,10 +261,11 @@ class NetlinkKernel:
                 peer_index=link.link if link.kind == "veth" else None, master=link.master,
                 stats={k: v for k, v in link.stats.items()} if stats else {})
         self._index[ns] = cache
-        for msg in sock.dump(nl.RTM_GETADDR, struct.pack("=BBBBI", 0, 0, 0, 0, 0)) if addresses else ():
-            index, family, raw, prefixlen = nl.parse_addr(msg)
+        for msg in sock.dump(nl.RTM_GETADDR, struct.pack("=BBBBI", 0, 0, 0, 0, 0),
+                             f"list addresses in {where(ns)}") if addresses else ():
+            index, family, raw, prefixlen = _decode(nl.parse_addr, msg, f"an address in {where(ns)}")
             target = out.get(index)
-            if target is None or not raw:
+            if target is None or not raw or family not in (socket.AF_INET, socket.AF_INET6):
                 continue
             ip = ipaddress.ip_address(raw)
             if family == socket.AF_INET6 and ip.is_link_local:
@@ -400,8 +411,9 @@ class NetlinkKernel:
         names = {index: name for name, index in self._index.get(ns, {}).items()}
         out = []
         for family in (socket.AF_INET, socket.AF_INET6):
-            for msg in sock.dump(nl.RTM_GETROUTE, struct.pack("=BBBBBBBBI", family, 0, 0, 0, 0, 0, 0, 0, 0)):
-                r = nl.parse_route(msg)
+            for msg in sock.dump(nl.RTM_GETROUTE, struct.pack("=BBBBBBBBI", family, 0, 0, 0, 0, 0, 0, 0, 0),
+                                 f"list routes in {where(ns)}"):
+                r = _decode(nl.parse_route, msg, f"a route in {where(ns)}")
                 if r.table != nl.RT_TABLE_MAIN or r.type != nl.RTN_UNICAST:
                     continue
                 if r.oif and r.oif not in names:
