@@ -1,6 +1,7 @@
 """Address management for networks: pure, deterministic, and stable over re-runs.
 
-Subnets not given in the file come from a pool (172.30.0.0/16 cut into /24s),
+Subnets not given in the file come from a pool (172.30.0.0/16, cut into /24s, or into the
+larger block a network's members need: 300 members get a /23),
 skipping any that overlaps a subnet in use: this lab's other networks, other
 labs' claims (bridge subnets and host link ends, from their states) and addresses
 already present in the host node's namespace.  `up` reads what is in use, chooses
@@ -87,20 +88,36 @@ def allocate(spec: LabSpec, previous: Allocation | None = None,
     return out
 
 
+def needed_prefix(net: NetworkSpec) -> int:
+    """The longest prefix (at most /24) whose subnet holds the network's members, its
+    gateway, and the network and broadcast addresses: Docker fits a 300-container
+    network, so must we (a /23 then, not a /24 that runs out at the 253rd member)."""
+    wanted = len(net.members) + (1 if net.gateway else 0) + 2
+    prefix = POOL_PREFIX
+    while prefix > 0 and 2 ** (32 - prefix) < wanted:
+        prefix -= 1
+    return prefix
+
+
 def _pick_subnet(net: NetworkSpec, previous: Allocation, in_use: list[tuple[Net, str]], spec: LabSpec) -> Net:
     fixed = [ipaddress.ip_network(n.subnet) for n in spec.networks if n.subnet and n.host == net.host]
+    prefix = needed_prefix(net)
 
     def free(candidate: Net) -> bool:
         return not any(candidate.overlaps(other) for other, _ in in_use) and \
             not any(candidate.overlaps(other) for other in fixed)
 
     kept = previous.subnet.get(net.name)
-    if kept and free(ipaddress.ip_network(kept)):
+    if kept and ipaddress.ip_network(kept).prefixlen <= prefix and free(ipaddress.ip_network(kept)):
         return ipaddress.ip_network(kept)
-    for candidate in POOL.subnets(new_prefix=POOL_PREFIX):
+    if prefix < POOL.prefixlen:
+        raise ConflictError(f"network {net.name}: {len(net.members)} members need a /{prefix}, more than the pool "
+                            f"{POOL} holds; give the network a subnet of its own (e.g. `subnet: 10.64.0.0/{prefix}`)")
+    for candidate in POOL.subnets(new_prefix=prefix):
         if free(candidate):
             return candidate
-    raise ConflictError(f"network {net.name}: no free /{POOL_PREFIX} left in the pool {POOL}; give it a subnet")
+    raise ConflictError(f"network {net.name}: no free /{prefix} left in the pool {POOL}; give it a subnet "
+                        "(`subnet:` in the file)")
 
 
 def _members(net: NetworkSpec, out: Allocation, previous: Allocation, version: int) -> None:
@@ -140,5 +157,7 @@ def _members(net: NetworkSpec, out: Allocation, previous: Allocation, version: i
                 chosen[member.node] = f"{ip}/{prefix}"
                 break
         else:
-            raise ConflictError(f"network {net.name}: subnet {subnet} has no free address left for {member.node}")
+            raise ConflictError(f"network {net.name}: subnet {subnet} has no free address left for {member.node} "
+                                f"({len(net.members)} members); give the network a larger subnet (`subnet:` with a "
+                                "shorter prefix, e.g. /16)")
     (out.address if version == 4 else out.address6)[net.name] = {m.node: chosen[m.node] for m in net.members}

@@ -55,3 +55,23 @@ def test_api_exec_returns_the_output(tmp_path) -> None:
         assert raw.stdout == b"hi\n"
         passed = lab.node("a").exec(["true"], capture_output=False)
         assert passed.stdout is None
+
+
+def test_a_300_member_network_fits_without_a_subnet(tmp_path) -> None:
+    """Docker fits 300 containers on one network; so does an automatic subnet (a /23)."""
+    import json
+    import subprocess
+
+    members = ", ".join(f"h{i}: {{}}" for i in range(300))
+    lab = tmp_path / "big.yaml"
+    lab.write_text(f"name: big\nnodes: {{{members}}}\nnetworks:\n  lan:\n    members: {{{members}}}\n")
+    vethlab("up", str(lab), check=True)
+    bridge = json.loads(subprocess.run(["ip", "-j", "addr", "show", "vb.big.lan"], capture_output=True, text=True,
+                                       check=True).stdout)[0]
+    assert [(a["local"], a["prefixlen"]) for a in bridge["addr_info"] if a["family"] == "inet"] == \
+        [("172.30.0.1", 23)]
+    last = subprocess.run(["ip", "-n", "h299", "-j", "addr", "show", "eth0"], capture_output=True, text=True,
+                          check=True).stdout
+    assert '"172.30.1.45"' in last  # .2 … .255, then .256 - 256 = 1.0 … : the 300th member is 172.30.1.45
+    assert vethlab("exec", "h299", "--", "ping", "-c1", "-W2", "172.30.0.1").returncode == 0
+    vethlab("down", str(lab), check=True)

@@ -91,3 +91,43 @@ def test_table_names_map_back_to_labs() -> None:
     assert firewall.table_name("my-lab") == "vethlab_my_lab"
     assert firewall.lab_of_table("vethlab_my_lab") == "my-lab"
     assert firewall.lab_of_table("nat") is None
+
+
+def _big(members: int, gateway: bool = True) -> str:
+    nodes = ", ".join(f"h{i}: {{}}" for i in range(members))
+    listed = ", ".join(f"h{i}: {{}}" for i in range(members))
+    return f"name: big\nnodes: {{{nodes}}}\nnetworks:\n  lan:\n    gateway: {str(gateway).lower()}\n" \
+           f"    members: {{{listed}}}\n"
+
+
+def test_automatic_subnet_is_sized_to_the_members() -> None:
+    """A 300-member network fits as it would on Docker (a /23), every address unique."""
+    spec = lab_from_text(_big(300))
+    alloc = allocate(spec)
+    assert alloc.subnet["lan"] == "172.30.0.0/23"
+    addresses = list(alloc.address["lan"].values())
+    assert len(set(addresses)) == 300 and alloc.gateway["lan"] == "172.30.0.1/23"
+    assert allocate(lab_from_text(_big(253))).subnet["lan"] == "172.30.0.0/24"  # .2 to .254, .1 the gateway
+    assert allocate(lab_from_text(_big(254))).subnet["lan"] == "172.30.0.0/23"
+
+
+def test_a_kept_subnet_too_small_for_more_members_is_replaced() -> None:
+    previous = Allocation(subnet={"lan": "172.30.5.0/24"})
+    assert allocate(lab_from_text(_big(10)), previous).subnet["lan"] == "172.30.5.0/24"
+    assert allocate(lab_from_text(_big(300)), previous).subnet["lan"] == "172.30.0.0/23"
+
+
+def test_more_members_than_the_pool_holds_says_how_to_fix() -> None:
+    from vethlab.ipam import needed_prefix
+
+    spec = lab_from_text(_big(300))
+    assert needed_prefix(spec.networks[0]) == 23
+    big = spec.networks[0]._replace(members=big_members(70_000, spec))
+    assert needed_prefix(big) == 15
+    with pytest.raises(ConflictError, match=r"give the network a subnet of its own \(e.g. `subnet: 10.64.0.0/15`\)"):
+        allocate(spec.__class__(name="big", nodes=spec.nodes, networks=(big,)))
+
+
+def big_members(count: int, spec) -> tuple:
+    member = spec.networks[0].members[0]
+    return tuple(member._replace(node=f"h{i}") for i in range(count))

@@ -108,11 +108,12 @@ def test_did_you_mean() -> None:
 
 def test_error_lines_point_at_the_field() -> None:
     text = BASE + "  - endpoints: [a:e1, b:e1]\n    addresses:\n      - [10.0.1.1/24, 10.0.0.1/24]\n      - 10.0.1.2/24\n"
-    assert one_error(text) == "lab.yaml:10: links[1].addresses[0][1]: address 10.0.0.1 is already given to a:e0"
+    assert one_error(text) == ("lab.yaml:10: links[1].addresses[0][1]: address 10.0.0.1 is already given to a:e0 "
+                               "(an address belongs to one interface in the whole lab)")
 
 
 def test_yaml_syntax_error_names_line() -> None:
-    assert one_error("name: t\nnodes:\n  a: {}\n  b: [\n").startswith("lab.yaml:5: YAML syntax error")
+    assert one_error("name: t\nnodes:\n  a: {}\n  b: [\n").startswith("lab.yaml:5: column 1: YAML syntax error")
 
 
 def test_from_dict_has_no_lines_but_paths() -> None:
@@ -175,3 +176,30 @@ def test_many_addresses_without_a_shared_subnet_are_summarised() -> None:
     a = "[" + ", ".join(f"10.0.{i}.1/24" for i in range(5)) + "]"
     message = one_error(LINK % (a, "10.9.0.2/24"))
     assert "a:e0 has 10.0.0.1/24, 10.0.1.1/24, 10.0.2.1/24 and 2 more, b:e0 has 10.9.0.2/24" in message
+
+
+def test_every_reuse_is_reported_even_on_a_link_with_another_problem() -> None:
+    text = """\
+name: x
+nodes: {ns1: {}, ns2: {}, ns3: {}, ns4: {}}
+links:
+  - endpoints: [ns1:vp1, ns2:vp2]
+    addresses: [192.168.1.1/24, 192.168.1.2/24]
+  - endpoints: [ns1:vp1, ns3:vp3]
+    addresses: [192.168.1.1/24, 192.168.1.3/24]
+  - endpoints: [ns1:vp1, ns4:vp4]
+    addresses: [192.168.1.1/24, 192.168.1.4/24]
+    mtu: 99999999
+"""
+    with pytest.raises(ValidationError) as caught:
+        lab_from_text(text)
+    found = {(i.line, i.path, i.message) for i in caught.value.issues}
+    assert found == {
+        (6, "links[1].endpoints[0]", "interface ns1:vp1 is already used by links[0]"),
+        (7, "links[1].addresses[0]", "address 192.168.1.1 is already given to ns1:vp1 "
+                                     "(an address belongs to one interface in the whole lab)"),
+        (8, "links[2].endpoints[0]", "interface ns1:vp1 is already used by links[0]"),
+        (9, "links[2].addresses[0]", "address 192.168.1.1 is already given to ns1:vp1 "
+                                     "(an address belongs to one interface in the whole lab)"),
+        (10, "links[2].mtu", "mtu must be a whole number from 68 to 65535, not 99999999"),
+    }

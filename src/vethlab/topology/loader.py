@@ -115,6 +115,28 @@ class Document:
         return Issue(self.file, self.line(path), format_path(path), message)
 
 
+def syntax_issue(file: str, exc: yaml.MarkedYAMLError) -> Issue:
+    """A YAML syntax error at the line where the reader must look, with a column.
+
+    libyaml notices an unclosed `{` or `[` only at the next token, often on the next
+    line; its context mark is where the unclosed collection began (`while parsing a
+    flow mapping`), which is where the fix goes.  So: the context's line and column
+    when there is one, and the line and column where the parser gave up beside it."""
+    problem = exc.problem or str(exc)
+    at, where = exc.problem_mark, exc.context_mark
+    if where is not None and exc.context and "flow" in exc.context and at is not None \
+            and (where.line, where.column) != (at.line, at.column):
+        opened = exc.context.replace("while parsing a ", "")
+        message = (f"column {where.column + 1}: YAML syntax error: this {opened} is not closed: {problem} "
+                   f"(noticed at line {at.line + 1}, column {at.column + 1})")
+        return Issue(file, where.line + 1, "", message)
+    mark = at or where
+    column = f"column {mark.column + 1}: " if mark else ""
+    context = f" ({exc.context} that starts at line {where.line + 1})" if where is not None and exc.context \
+        and at is not None and where.line != at.line else ""
+    return Issue(file, mark.line + 1 if mark else None, "", f"{column}YAML syntax error: {problem}{context}")
+
+
 def loads(text: str, file: str = "<string>") -> Document:
     """Parse YAML text.  Raises ValidationError (exit 2) on a syntax error or a hostile file."""
     if len(text) > MAX_FILE_BYTES:
@@ -203,11 +225,7 @@ class _Builder:
         except _Refused as exc:
             raise ValidationError([*self.doc.issues, exc.args[0]]) from None
         except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark else None
-            problem = exc.problem or str(exc)
-            raise ValidationError([*self.doc.issues,
-                                   Issue(self.doc.file, line, "", f"YAML syntax error: {problem}")]) from None
+            raise ValidationError([*self.doc.issues, syntax_issue(self.doc.file, exc)]) from None
         except yaml.YAMLError as exc:
             raise ValidationError([*self.doc.issues, Issue(self.doc.file, None, "", f"YAML error: {exc}")]) from None
         finally:

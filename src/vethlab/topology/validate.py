@@ -134,9 +134,10 @@ def parse_document(doc: Document) -> LabSpec:
         raw_links = []
 
     indexed = [(i, _link(c, raw, ("links", i), raw_nodes)) for i, raw in enumerate(raw_links)]
-    numbered = [(i, link) for i, link in indexed if link is not None]
+    numbered = [(i, good) for i, (good, _read) in indexed if good is not None]
+    readable = [(i, read) for i, (_good, read) in indexed if read is not None]
     good_links = [link for _, link in numbered]
-    _check_interfaces(c, numbered)
+    _check_interfaces(c, readable)
     networks = parse_networks(c, top.get("networks"), raw_nodes, good_links)
     interfaces_of: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
     for link in good_links:
@@ -155,8 +156,8 @@ def parse_document(doc: Document) -> LabSpec:
         node = _node(c, node_name, raw, ("nodes", node_name), interfaces_of.get(node_name, []))
         if node is not None:
             nodes[node_name] = node
-    _check_addresses(c, numbered, raw_links)
-    _check_link_subnets(c, numbered)
+    _check_addresses(c, readable, raw_links)
+    _check_link_subnets(c, readable)
 
     if c.issues:
         raise ValidationError(c.issues)
@@ -371,10 +372,13 @@ def _route_problem(route: RouteSpec, ifaces: _Reach) -> str | None:
     return f"gateway {route.via} is not {where}; the kernel would refuse the route"
 
 
-def _link(c: _Checker, raw: Any, path: Path, nodes: dict[str, Any]) -> LinkSpec | None:
+def _link(c: _Checker, raw: Any, path: Path, nodes: dict[str, Any]) -> tuple[LinkSpec | None, LinkSpec | None]:
+    """(the link, or None when any of its fields is wrong; what could be read of it —
+    its two ends and its good addresses — for the checks across links, so a reused
+    interface or address is reported even on a link that has another problem)."""
     spec = c.mapping(raw, path, "a link")
     if spec is None:
-        return None
+        return None, None
     c.keys(spec, path, LINK_KEYS, NOT_YET[("link",)])
     ok = True
     ends: list[Endpoint] = []
@@ -428,13 +432,17 @@ def _link(c: _Checker, raw: Any, path: Path, nodes: dict[str, Any]) -> LinkSpec 
             overrides.append(None)
             continue
         overrides.append(_shaping(c, block, path + (side,)) if block else None)
-    if not ok or len(ends) != 2:
-        return None
+    if len(ends) != 2:
+        return None, None
+    if not ok:
+        return None, LinkSpec(a=ends[0], b=ends[1], addresses_a=addresses[0], addresses_b=addresses[1],
+                              line=c.doc.line(path))
     base = shaping or Shaping()
     per_end = [base.merged(o) for o in overrides]
-    return LinkSpec(a=ends[0], b=ends[1], addresses_a=addresses[0], addresses_b=addresses[1],
+    link = LinkSpec(a=ends[0], b=ends[1], addresses_a=addresses[0], addresses_b=addresses[1],
                     mtu=mtu, up=state == "up", line=c.doc.line(path),
                     shaping_a=per_end[0] or None, shaping_b=per_end[1] or None)
+    return link, link
 
 
 def _shaping(c: _Checker, spec: dict[str, Any], path: Path) -> Shaping | None:
@@ -574,7 +582,8 @@ def _check_addresses(c: _Checker, links: list[tuple[int, LinkSpec]], raw_links: 
                 parsed = _interface(text)
                 ip = ipaddress.IPv4Address(parsed.quick()[0]) if isinstance(parsed, _FastV4) else parsed.ip
                 if ip in seen:
-                    c.err(_addr_path(index, j, k, raw_links), f"address {ip} is already given to {seen[ip]}")
+                    c.err(_addr_path(index, j, k, raw_links), f"address {ip} is already given to {seen[ip]} "
+                          "(an address belongs to one interface in the whole lab)")
                 else:
                     seen[ip] = str(end)
 
