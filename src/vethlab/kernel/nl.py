@@ -140,8 +140,8 @@ def setlink_body(index: int, up: bool | None = None, mtu: int | None = None, ali
     return body
 
 
-def bridge_body(name: str, mtu: int | None = None) -> bytes:
-    body = ifinfo() + attr_str(IFLA_IFNAME, name)
+def bridge_body(name: str, mtu: int | None = None, index: int = 0) -> bytes:
+    body = ifinfo(index) + attr_str(IFLA_IFNAME, name)
     if mtu:
         body += attr_u32(IFLA_MTU, mtu)
     return body + attr(IFLA_LINKINFO, attr_str(IFLA_INFO_KIND, "bridge"))

@@ -313,7 +313,10 @@ class NetlinkKernel:
                 (nl.RTM_NEWLINK, nl.F_CREATE | nl.F_EXCL,
                  nl.veth_body(host_if, inner_if, host_index, inner_index, None, self._ns_fd(inner), mtu),
                  f"create veth pair host:{host_if} <-> {inner}:{inner_if}"),
-                (nl.RTM_NEWLINK, 0, nl.setlink_body(0, alias=marker, name=host_if), f"mark {host_if}"),
+                # marked by the index this create chose, never by name: if the create fails
+                # because a foreign host_if appeared since the plan, a mark by name (the kernel
+                # runs it all the same) would stamp the lab's alias on the foreign interface
+                (nl.RTM_NEWLINK, 0, nl.setlink_body(host_index, alias=marker), f"mark {host_if}"),
             ])
             self._dirty = True
             self._index.setdefault(None, {})[host_if] = host_index
@@ -371,10 +374,17 @@ class NetlinkKernel:
     def create_bridge(self, ns: Netns, name: str, mtu: int | None, marker: str) -> None:
         """A bridge, marked in the same send() as it is made (a kill cannot fall
         between the two; bridges cannot be moved between namespaces)."""
-        self._queue(ns, nl.RTM_NEWLINK, nl.F_CREATE | nl.F_EXCL, nl.bridge_body(name, mtu),
-                    f"create bridge {name} in {where(ns)}")
-        self._queue(ns, nl.RTM_NEWLINK, 0, nl.setlink_body(0, alias=marker, name=name), f"mark bridge {name}")
-        self._index.get(ns, {}).pop(name, None)
+        # made under an ifindex of our choosing and marked by it, not by name: should the
+        # create fail (a foreign interface of that name appeared since the plan), the
+        # mark then finds no such index instead of stamping the foreign interface
+        index = random.randint(1 << 20, (1 << 30) - 1)
+        self._sock(ns).queue_together([  # one send(): the in-flight bound never splits the pair
+            (nl.RTM_NEWLINK, nl.F_CREATE | nl.F_EXCL, nl.bridge_body(name, mtu, index),
+             f"create bridge {name} in {where(ns)}"),
+            (nl.RTM_NEWLINK, 0, nl.setlink_body(index, alias=marker), f"mark bridge {name}"),
+        ])
+        self._dirty = True
+        self._index.setdefault(ns, {})[name] = index
 
     def create_macvlan(self, parent_ns: Netns, parent: str, ns: Netns, ifname: str, mtu: int | None,
                        marker: str) -> None:
