@@ -119,36 +119,46 @@ def _events(lab: str, node: str, data: memoryview, last: dict[tuple[str, str], L
             break
         msg = data[offset:offset + length]
         offset += (length + 3) & ~3
-        if kind in (nl.RTM_NEWLINK, nl.RTM_DELLINK):
-            link = nl.parse_link(msg)
-            if host and link.alias != mark:
-                continue  # in the host, only the lab's own interfaces
-            names[(node, link.index)] = link.ifname
-            key = (node, link.ifname)
-            now = LinkView(bool(link.flags & nl.IFF_UP), link.carrier, link.operstate)
-            if kind == nl.RTM_DELLINK:
-                now = LinkView(False, False, "DELETED")
-            before = last.get(key)
-            if before == now:
-                continue
-            last[key] = now
-            out.append({"time": _now(), "lab": lab, "node": node, "ifname": link.ifname, "event": "link",
-                        "state": now.state, "carrier": now.carrier, "admin": "up" if now.admin else "down",
-                        "operstate": now.operstate, "old_state": before.state if before else None,
-                        "deleted": kind == nl.RTM_DELLINK})
-        elif kind in (nl.RTM_NEWADDR, nl.RTM_DELADDR):
-            index, _family, raw, prefixlen = nl.parse_addr(msg)
-            ifname = names.get((node, index), f"if{index}")
-            if host and (node, ifname) not in last:
-                continue
-            if not raw or ipaddress.ip_address(raw).is_link_local:
-                continue
-            out.append({"time": _now(), "lab": lab, "node": node, "ifname": ifname, "event": "address",
-                        "action": "add" if kind == nl.RTM_NEWADDR else "delete",
-                        "address": f"{ipaddress.ip_address(raw)}/{prefixlen}",
-                        "state": last[(node, ifname)].state if (node, ifname) in last else "unknown",
-                        "carrier": last[(node, ifname)].carrier if (node, ifname) in last else False})
+        try:
+            out.extend(_event(lab, node, kind, msg, last, names, mark, host))
+        except nl.DecodeError:
+            continue  # a message we cannot read is not one of the lab's changes: skip it, keep watching
     return out
+
+
+def _event(lab: str, node: str, kind: int, msg: memoryview, last: dict[tuple[str, str], LinkView],
+           names: dict[tuple[str, int], str], mark: str, host: bool) -> list[dict[str, Any]]:
+    """The user-visible change one netlink message makes, if any."""
+    if kind in (nl.RTM_NEWLINK, nl.RTM_DELLINK):
+        link = nl.parse_link(msg)
+        if host and link.alias != mark:
+            return []  # in the host, only the lab's own interfaces
+        names[(node, link.index)] = link.ifname
+        key = (node, link.ifname)
+        now = LinkView(bool(link.flags & nl.IFF_UP), link.carrier, link.operstate)
+        if kind == nl.RTM_DELLINK:
+            now = LinkView(False, False, "DELETED")
+        before = last.get(key)
+        if before == now:
+            return []
+        last[key] = now
+        return [{"time": _now(), "lab": lab, "node": node, "ifname": link.ifname, "event": "link",
+                 "state": now.state, "carrier": now.carrier, "admin": "up" if now.admin else "down",
+                 "operstate": now.operstate, "old_state": before.state if before else None,
+                 "deleted": kind == nl.RTM_DELLINK}]
+    if kind in (nl.RTM_NEWADDR, nl.RTM_DELADDR):
+        index, _family, raw, prefixlen = nl.parse_addr(msg)
+        ifname = names.get((node, index), f"if{index}")
+        if host and (node, ifname) not in last:
+            return []
+        if len(raw) not in (4, 16) or ipaddress.ip_address(raw).is_link_local:  # other families: not ours
+            return []
+        seen = last.get((node, ifname))
+        return [{"time": _now(), "lab": lab, "node": node, "ifname": ifname, "event": "address",
+                 "action": "add" if kind == nl.RTM_NEWADDR else "delete",
+                 "address": f"{ipaddress.ip_address(raw)}/{prefixlen}",
+                 "state": seen.state if seen else "unknown", "carrier": seen.carrier if seen else False}]
+    return []
 
 
 def human(event: dict[str, Any]) -> str:

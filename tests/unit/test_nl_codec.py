@@ -439,3 +439,18 @@ def test_garbage_from_the_kernel_is_a_kernel_error():
     finally:
         kernel.close()
         sock.close()
+
+
+def test_watch_skips_messages_it_cannot_read() -> None:
+    """A corrupt or foreign-family event is skipped, the rest of the batch still read
+    (a traceback would end `vethlab watch` and the live page's stream)."""
+    import struct
+
+    from vethlab import watch
+
+    bad = struct.pack("=IHHII", 20, nl.RTM_NEWLINK, 0, 0, 0) + b"\0" * 4  # too short for an ifinfomsg
+    good = struct.pack("=IHHII", 16 + 16, nl.RTM_NEWLINK, 0, 0, 0) + nl.ifinfo(7, nl.IFF_UP)
+    good += nl.attr_str(nl.IFLA_IFNAME, "e0")
+    good = struct.pack("=I", len(good)) + good[4:]
+    events = watch._events("lab", "a", memoryview(bad + good), {}, {}, "vethlab:lab", False)
+    assert [(e["ifname"], e["event"]) for e in events] == [("e0", "link")]
