@@ -5,14 +5,25 @@ hosts).  A namespace is a lab's when its lo carries the lab's marker; an interfa
 in the host namespace when its alias does.  Routes and sysctls in the host
 namespace are undone from the lab's state (a route additionally must still carry
 vethlab's protocol number).
+
+Removal goes in the order that lets the kernel batch (`remove_in_kernel_order`):
+namespaces first, then a bounded wait until their host-side veth ends have
+vanished with them, then what does not die with a namespace (bridges), then
+tables and files.  Measured on a 2-core VM, kernel 6.18, star of 200 namespaces
+on a host bridge: deleting the 200 host-side veths one by one takes 4.4 s (each
+RTM_DELLINK waits for its own RCU grace period); deleting the namespaces and
+waiting for the ports to vanish takes 0.17 s (the kernel destroys dying
+namespaces' devices in batches, one grace period for all).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 
-from .kernel.api import Kernel, Route, route_matches
+from .kernel.api import Kernel, LinkInfo, Route, route_matches
 from .ownership import ROUTE_PROTO, lab_of, lab_of_table
 from .state import store
 
@@ -25,6 +36,7 @@ class Leftovers:
     birth_markers: list[tuple[str, str]] = field(default_factory=list)  # (lab, netns)
     services: list[tuple[int, int, str]] = field(default_factory=list)  # (pid, start time, LAB:NODE)
     tables: dict[str, str] = field(default_factory=dict)  # firewall table in the host namespace -> lab
+    host_links: dict[str, LinkInfo] = field(default_factory=dict)  # the host's links as `find` saw them
 
     def labs(self) -> set[str]:
         return (set(self.namespaces.values()) | set(self.host_interfaces.values())
@@ -59,7 +71,8 @@ def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | N
         lab = only if ns not in unproven else lab_of(kernel.namespace_owner(ns))
         if lab and (labs is None or lab in labs):
             found.namespaces[ns] = lab
-    for link in kernel.links(None):
+    for link in kernel.links(None, addresses=False):
+        found.host_links[link.ifname] = link
         lab = lab_of(link.alias)
         if lab and (labs is None or lab in labs):
             found.host_interfaces[link.ifname] = lab
@@ -105,8 +118,6 @@ def remove(kernel: Kernel, found: Leftovers, states: dict[str, store.LabState]) 
         for items in state.services.values():
             for _argv, pid, started in items:
                 attempt(f"service pid {pid}", kernel.stop_service, pid, started)
-    for table in found.tables:
-        attempt(f"firewall table {table}", kernel.firewall_delete, None, table)
     for state in states.values():
         for key, original in state.uplinks.items():
             ifname = key.split(":", 1)[1]
@@ -122,14 +133,75 @@ def remove(kernel: Kernel, found: Leftovers, states: dict[str, store.LabState]) 
                     attempt(f"route {want.dst}", kernel.delete_route, None, have)
         for key, value in state.host_sysctls.items():
             attempt(f"sysctl {key}", kernel.write_sysctl, None, key, value)
-    for ifname in found.host_interfaces:
-        attempt(f"interface {ifname}", kernel.delete_link, None, ifname)
-    for ns in found.namespaces:
-        kernel.remove_node_files(ns)
-        attempt(f"namespace {ns}", kernel.delete_namespace, ns)
+    remove_in_kernel_order(kernel, found, attempt)
+    for table in found.tables:
+        attempt(f"firewall table {table}", kernel.firewall_delete, None, table)
     for ns in dict.fromkeys(found.stale_files):
         kernel.remove_node_files(ns)
         attempt(f"stale file /run/netns/{ns}", kernel.delete_namespace, ns)
     for lab, ns in found.birth_markers:
         attempt(f"marker of namespace {ns}", kernel.remove_birth_marker, lab, ns)
     return errors
+
+
+# How long to wait for host-side veth ends to vanish with their namespaces before
+# deleting the rest one by one.  The kernel destroys 1000 namespaces' devices in
+# ~0.6 s here; a namespace still held by some process never takes its veths along,
+# so the bound is what such a namespace costs, never what a correct `down` costs.
+VANISH_TIMEOUT = 10.0
+VANISH_TIMEOUT_PER_INTERFACE = 0.01
+
+
+def remove_in_kernel_order(kernel: Kernel, found: Leftovers, attempt: Callable[..., None]) -> None:
+    """Namespaces first, then wait until the host ends of their veths are gone, then
+    delete the host interfaces still there (bridges; anything that did not vanish).
+
+    A host-side veth whose peer lives in a lab namespace dies with that namespace,
+    in one batch with all the others; deleting it first would cost one RCU grace
+    period per interface."""
+    host = found.host_links or {link.ifname: link for link in kernel.links(None, addresses=False)}
+    vanishing = dies_with_namespaces(host, found.host_interfaces) if found.namespaces else []
+    for ns in found.namespaces:
+        kernel.remove_node_files(ns)
+        attempt(f"namespace {ns}", kernel.delete_namespace, ns)
+    timeout = VANISH_TIMEOUT + VANISH_TIMEOUT_PER_INTERFACE * len(vanishing)
+    left = wait_gone(kernel, {name: host[name].index for name in vanishing}, timeout)
+    rest = [name for name in found.host_interfaces if name not in vanishing or name in left]
+    for ifname in rest:
+        attempt(f"interface {ifname}", kernel.delete_link, None, ifname)
+    if rest:
+        attempt("interfaces", kernel.flush)
+
+
+def dies_with_namespaces(host: dict[str, LinkInfo], names: Iterable[str]) -> list[str]:
+    """Of the host interfaces `names`, the veths whose peer is not in the host (so
+    in a namespace: deleting the lab's namespaces takes them along)."""
+    by_index = {link.index: link for link in host.values()}
+    out = []
+    for name in names:
+        link = host.get(name)
+        if link is None or link.kind != "veth" or link.peer_index is None:
+            continue
+        peer = by_index.get(link.peer_index)
+        if peer is not None and peer.kind == "veth" and peer.peer_index == link.index:
+            continue  # both ends in the host: nothing takes it along
+        out.append(name)
+    return out
+
+
+def wait_gone(kernel: Kernel, interfaces: dict[str, int], timeout: float) -> set[str]:
+    """Poll the host's links until none of `interfaces` (name -> ifindex) is left or
+    `timeout` passes; return the names still there.  A link counts as gone when its
+    index is: a new interface that took the name is not the one we wait for."""
+    if not interfaces:
+        return set()
+    deadline = time.monotonic() + timeout
+    # A dump of 1000 links costs ~30 ms here: start fine, back off to 0.1 s
+    interval = 0.005
+    while True:
+        present = {link.index for link in kernel.links(None, addresses=False)}
+        left = {name for name, index in interfaces.items() if index in present}
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(interval)
+        interval = min(interval * 1.5, 0.1)

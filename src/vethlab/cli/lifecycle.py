@@ -80,10 +80,10 @@ def cmd_down(args: argparse.Namespace) -> int:
     else:
         name = resolve_lab(None)
     existed = name in store.labs()
-    from ..lab import default_kernel
+    from ..kernel.rtnl import NetlinkKernel  # not lab.py: `down` needs none of the planning machinery
     from ..teardown import down
 
-    kernel = default_kernel()
+    kernel = NetlinkKernel()
     try:
         down(name, kernel, wait=args.wait)
     finally:
