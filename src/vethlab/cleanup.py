@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 
-from .kernel.api import Kernel, LinkInfo, Route, route_matches
+from .kernel.api import Kernel, LinkInfo, Netns, Route, route_matches
 from .ownership import ROUTE_PROTO, lab_of, lab_of_table
 from .state import store
 
@@ -189,9 +189,9 @@ def dies_with_namespaces(host: dict[str, LinkInfo], names: Iterable[str]) -> lis
     return out
 
 
-def wait_gone(kernel: Kernel, interfaces: dict[str, int], timeout: float) -> set[str]:
-    """Poll the host's links until none of `interfaces` (name -> ifindex) is left or
-    `timeout` passes; return the names still there.  A link counts as gone when its
+def wait_gone(kernel: Kernel, interfaces: dict[str, int], timeout: float, ns: Netns = None) -> set[str]:
+    """Poll the links of `ns` (the host's by default) until none of `interfaces`
+    (name -> ifindex) is left or `timeout` passes; return the names still there.  A link counts as gone when its
     index is: a new interface that took the name is not the one we wait for."""
     if not interfaces:
         return set()
@@ -199,7 +199,7 @@ def wait_gone(kernel: Kernel, interfaces: dict[str, int], timeout: float) -> set
     # A dump of 1000 links costs ~30 ms here: start fine, back off to 0.1 s
     interval = 0.005
     while True:
-        present = {link.index for link in kernel.links(None, addresses=False)}
+        present = {link.index for link in kernel.links(ns, addresses=False)}
         left = {name for name, index in interfaces.items() if index in present}
         if not left or time.monotonic() >= deadline:
             return left

@@ -4,6 +4,10 @@ Each successful step registers its inverse right away (CNI cmdAdd's deferred
 release); a failure unwinds the journal in reverse, keeps going past errors in the
 unwinding and reports them together (netavark's teardown).  Independent steps of
 one kind are handed to the kernel layer together where it can batch them.
+
+Removal, in a rollback as in a shrinking `up`, goes in the order that lets the
+kernel batch (see cleanup.remove_in_kernel_order): the namespaces go first, and
+what lives in them is not deleted object by object but waited for.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
+from ..cleanup import VANISH_TIMEOUT, VANISH_TIMEOUT_PER_INTERFACE, wait_gone
 from ..errors import CommandFailed, KernelError, VethlabError
 from ..firewall import table_name
-from ..kernel.api import Kernel, Route
+from ..kernel.api import Kernel, Netns, Route
 from ..ownership import lab_of
 from ..state import shared
 from .planner import Action, Plan
@@ -26,21 +32,84 @@ EXEC_TIMEOUT = 300.0
 
 
 @dataclass
-class Journal:
-    steps: list[tuple[str, Undo]] = field(default_factory=list)
+class Step:
+    """One undo, with what the unwinding needs to order it."""
 
-    def add(self, what: str, undo: Undo) -> None:
-        self.steps.append((what, undo))
+    what: str
+    undo: Undo
+    namespace: str | None = None  # the undo deletes this namespace (made by this run)
+    dies_with: tuple[str, ...] = ()  # the object goes when any of these namespaces is deleted...
+    ends: tuple[tuple[Netns, str], ...] = ()  # ...and its interface ends elsewhere, once the kernel is done
+    first: bool = False  # undone before any namespace goes (a process keeps its namespace alive)
+
+
+@dataclass
+class Journal:
+    steps: list[Step] = field(default_factory=list)
+    kernel: Kernel | None = None  # to wait for what dies with the namespaces; None: undo every step itself
+
+    def add(self, what: str, undo: Undo, **order: Any) -> None:
+        self.steps.append(Step(what, undo, **order))
 
     def unwind(self) -> list[str]:
-        errors = []
-        for what, undo in reversed(self.steps):
+        """Undo every step, keep going past errors, return them all.  Processes first,
+        then every namespace this run made, then a bounded wait for the interface
+        ends elsewhere that die with those namespaces, then the rest in reverse
+        order -- skipping what went with a namespace (deleting it object by object
+        would cost one RCU grace period per interface)."""
+        errors: list[str] = []
+
+        def attempt(what: str, fn: Undo) -> bool:
             try:
-                undo()
+                fn()
+                return True
             except Exception as exc:  # keep going: report every failure of the unwinding
                 errors.append(f"could not undo {what}: {exc}")
-        self.steps.clear()
+                return False
+
+        steps = list(reversed(self.steps))
+        self.steps = []
+        kernel = self.kernel
+        if kernel is None:
+            for step in steps:
+                attempt(step.what, step.undo)
+            return errors
+        for step in steps:
+            if step.first:
+                attempt(step.what, step.undo)
+        deleted = {step.namespace for step in steps if step.namespace and attempt(step.what, step.undo)}
+        outside = {end for step in steps if set(step.dies_with) & deleted for end in step.ends if end[0] not in deleted}
+        left = _wait_vanished(kernel, _indexes(kernel, outside))
+        for ns, ifname in sorted(left, key=str):  # held alive by something: delete that end after all
+            attempt(f"interface {ifname} in {ns or 'the host'}", partial(kernel.delete_link, ns, ifname))
+        for step in steps:
+            if step.first or step.namespace or set(step.dies_with) & deleted:
+                continue
+            attempt(step.what, step.undo)
+        attempt("the unwinding", kernel.flush)
         return errors
+
+
+def _indexes(kernel: Kernel, ends: set[tuple[Netns, str]]) -> dict[tuple[Netns, str], int]:
+    """The ifindex of each (netns, ifname) still there: what `wait_gone` follows."""
+    out: dict[tuple[Netns, str], int] = {}
+    for ns in {ns for ns, _ in ends}:
+        try:
+            links = {link.ifname: link.index for link in kernel.links(ns, addresses=False)}
+        except VethlabError:
+            continue
+        out.update({(ns, name): links[name] for n, name in ends if n == ns and name in links})
+    return out
+
+
+def _wait_vanished(kernel: Kernel, ends: dict[tuple[Netns, str], int]) -> set[tuple[Netns, str]]:
+    """Wait (bounded) for interface ends to vanish with their namespaces; those left."""
+    left: set[tuple[Netns, str]] = set()
+    for ns in {ns for ns, _ in ends}:
+        mine = {name: index for (n, name), index in ends.items() if n == ns}
+        timeout = VANISH_TIMEOUT + VANISH_TIMEOUT_PER_INTERFACE * len(mine)
+        left |= {(ns, name) for name in wait_gone(kernel, mine, timeout, ns)}
+    return left
 
 
 @dataclass
@@ -58,7 +127,7 @@ class Executor:
         self.marker = marker
         self.lab = lab_of(marker) or ""
         self.progress = progress
-        self.journal = Journal()
+        self.journal = Journal(kernel=kernel)
         self.outcome = Outcome()
         self.log_dir = log_dir
 
@@ -71,6 +140,8 @@ class Executor:
                 if phase == "node":
                     self._create_namespaces([a for a in actions if a.verb == "create"])
                     actions = [a for a in actions if a.verb != "create"]
+                if phase == "delete-late":
+                    actions = self._delete_nodes_first(actions)
                 if phase == "hosts":
                     self._write_hosts([a.netns for a in actions if a.netns], plan.hosts)
                     actions = []
@@ -98,7 +169,24 @@ class Executor:
             # journal whatever of the batch exists and is ours, even after a failure half-way
             for name in names:
                 if self.kernel.namespace_exists(name) and self.kernel.namespace_owner(name) == self.marker:
-                    self.journal.add(f"namespace {name}", self._deleter(name))
+                    self.journal.add(f"namespace {name}", self._deleter(name), namespace=name)
+
+    def _delete_nodes_first(self, actions: list[Action]) -> list[Action]:
+        """A shrinking lab: the removed nodes' namespaces go first, and the veth ends
+        elsewhere whose peer was in one of them are waited for as the kernel destroys
+        them in one batch, not deleted one by one (one RCU grace period each).
+        Returns the phase's other actions, and the deletes of ends that stayed."""
+        nodes = [a for a in actions if a.kind == "node" and a.verb == "delete" and a.netns]
+        if not nodes:
+            return actions
+        for action in nodes:
+            self._apply(action)
+        gone = {a.node for a in nodes}
+        dying = [a for a in actions if a.kind == "interface" and a.verb == "delete"
+                 and gone & set(a.params.get("peers", ()))]
+        left = _wait_vanished(self.kernel, _indexes(self.kernel, {(a.netns, a.params["ifname"]) for a in dying}))
+        done = {id(a) for a in nodes} | {id(a) for a in dying if (a.netns, a.params["ifname"]) not in left}
+        return [a for a in actions if id(a) not in done]
 
     def _write_hosts(self, namespaces: list[str], entries: list[tuple[str, str]]) -> None:
         """All nodes' hosts files at once (one content, hard-linked)."""
@@ -114,17 +202,17 @@ class Executor:
         k, p, ns = self.kernel, a.params, a.netns
         if a.kind == "veth" and a.verb == "create":
             k.create_veth(p["a_netns"], p["a_ifname"], p["b_netns"], p["b_ifname"], p["mtu"], self.marker)
-            self.journal.add(a.target, lambda: k.delete_link(p["a_netns"], p["a_ifname"]))
+            self.journal.add(a.target, lambda: k.delete_link(p["a_netns"], p["a_ifname"]), **_veth_order(p))
         elif a.kind == "interface" and a.verb == "delete":
             k.delete_link(ns, p["ifname"])
         elif a.kind == "interface":
             k.set_link(ns, p["ifname"], mtu=p.get("mtu"), up=p.get("up"), alias=p.get("alias"), master=p.get("master"))
         elif a.kind == "bridge":
             k.create_bridge(ns, p["ifname"], p.get("mtu"), self.marker)
-            self.journal.add(a.target, lambda: k.delete_link(ns, p["ifname"]))
+            self.journal.add(a.target, lambda: k.delete_link(ns, p["ifname"]), dies_with=_inside(ns))
         elif a.kind == "macvlan":
             k.create_macvlan(p["parent_netns"], p["parent"], ns, p["ifname"], p.get("mtu"), self.marker)
-            self.journal.add(a.target, lambda: k.delete_link(ns, p["ifname"]))
+            self.journal.add(a.target, lambda: k.delete_link(ns, p["ifname"]), dies_with=_inside(ns))
         elif a.kind == "uplink" and p.get("release"):
             k.set_link(ns, p["ifname"], master="", up=p["was_up"])
         elif a.kind == "uplink":
@@ -135,7 +223,7 @@ class Executor:
         elif a.kind == "firewall":
             k.firewall_apply(ns, p["batch"], f"apply the firewall of lab {self.lab} in {a.node}")
             if not p.get("replace"):
-                self.journal.add(a.target, lambda: k.firewall_delete(ns, table_name(self.lab)))
+                self.journal.add(a.target, lambda: k.firewall_delete(ns, table_name(self.lab)), dies_with=_inside(ns))
         elif a.kind == "forwarding":
             key = p["key"]
             shared.hold(self.lab, key, lambda: k.read_sysctl(None, key), lambda v: _write_now(k, key, v), "1")
@@ -145,13 +233,13 @@ class Executor:
             log = os.path.join(self.log_dir, f"{a.node}-{p['index']}.log")
             pid, started = k.start_service(ns, p["argv"], log, f"{self.lab}:{a.node}")
             self.outcome.started.append((a.node, p["argv"], pid, started))
-            self.journal.add(a.target, lambda: k.stop_service(pid, started))
+            self.journal.add(a.target, lambda: k.stop_service(pid, started), first=True)
         elif a.kind == "service":
             k.stop_service(p["pid"], p["started"])
             self.outcome.stopped.add(p["pid"])
         elif a.kind == "address" and a.verb == "create":
             k.add_address(ns, p["ifname"], p["cidr"])
-            self.journal.add(a.target, lambda: k.delete_address(ns, p["ifname"], p["cidr"]))
+            self.journal.add(a.target, lambda: k.delete_address(ns, p["ifname"], p["cidr"]), dies_with=_inside(ns))
         elif a.kind == "address":
             k.delete_address(ns, p["ifname"], p["cidr"])
             self.journal.add(a.target, lambda: k.add_address(ns, p["ifname"], p["cidr"]))
@@ -159,14 +247,14 @@ class Executor:
             route = Route(**p["route"])
             if a.verb == "create":
                 k.add_route(ns, route)
-                self.journal.add(a.target, lambda: k.delete_route(ns, route))
+                self.journal.add(a.target, lambda: k.delete_route(ns, route), dies_with=_inside(ns))
             else:
                 k.delete_route(ns, route)
                 self.journal.add(a.target, lambda: k.add_route(ns, route))
         elif a.kind == "sysctl":
             k.write_sysctl(ns, p["key"], p["value"])
             if p.get("previous") is not None:
-                self.journal.add(a.target, lambda: k.write_sysctl(ns, p["key"], p["previous"]))
+                self.journal.add(a.target, lambda: k.write_sysctl(ns, p["key"], p["previous"]), dies_with=_inside(ns))
         elif a.kind == "exec":
             status, output = k.run_command(ns, p["argv"], EXEC_TIMEOUT)
             if status != 0:
@@ -178,6 +266,18 @@ class Executor:
             k.delete_namespace(ns)
         else:  # pragma: no cover - planner and executor disagree
             raise KernelError(f"no way to carry out {a.verb} {a.kind} {a.target}")
+
+
+def _inside(ns: Netns) -> tuple[str, ...]:
+    """An object in namespace `ns` goes with it (nothing does with the host's)."""
+    return (ns,) if ns else ()
+
+
+def _veth_order(p: dict[str, Any]) -> dict[str, Any]:
+    """A veth pair goes when either end's namespace does; an end in a namespace that
+    stays (the host's) is there until the kernel has destroyed the other."""
+    ends = ((p["a_netns"], p["a_ifname"]), (p["b_netns"], p["b_ifname"]))
+    return {"dies_with": tuple(ns for ns, _ in ends if ns), "ends": ends}
 
 
 # Phases whose requests may share a send() with the next phase's: a socket applies its
