@@ -171,13 +171,20 @@ def _addr(batch: Batch, index: int, cidr: str) -> None:
 
 
 def down(topo: dict) -> None:
-    """The fastest correct teardown: every namespace deleted in one go (as `ip -b` of
-    `netns del` does), then -- for the star -- a wait until the kernel has destroyed
-    the bridge's ports along with their namespaces (one batch, one RCU grace period
-    for all of them), then the bridge.  Deleting the ports first instead costs one
-    grace period per port: 4.4 s instead of 0.17 s for 200 of them on a 2-core VM."""
+    """The fastest correct teardown: the bridge (one request detaches all its ports),
+    every namespace in one go (as `ip -b` of `netns del` does), then -- for the star --
+    a wait until the kernel has destroyed the bridge's ports along with their
+    namespaces (one batch, one RCU grace period for all of them).  Deleting the
+    ports one by one instead costs one grace period each: 4.4 s instead of 0.17 s
+    for 200 of them on a 2-core VM.  Bridge first measured faster than bridge last
+    (medians of 3: 1000 ports 2.2 s vs 2.6 s, 200 ports 0.28 s vs 0.47 s)."""
     bridge = topo.get("bridge")
     listener = _link_listener() if bridge else None  # subscribed before anything dies: no event is missed
+    if bridge:
+        with nl_socket() as sock:
+            b = Batch()
+            b.add(17, 0, ifinfo(0) + attr(IFLA_IFNAME, cstr(bridge[0])))  # RTM_DELLINK by name
+            b.send(sock)
     for n in topo["nodes"]:
         path = f"/run/netns/{n}"
         libc.umount2(path.encode(), MNT_DETACH)
@@ -185,13 +192,9 @@ def down(topo: dict) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
-    if bridge and listener is not None:
+    if listener is not None:
         _wait_ports_gone(listener, {port for *_, port in topo["ports"]})
         listener.close()
-        with nl_socket() as sock:
-            b = Batch()
-            b.add(17, 0, ifinfo(0) + attr(IFLA_IFNAME, cstr(bridge[0])))  # RTM_DELLINK by name
-            b.send(sock)
 
 
 RTMGRP_LINK, RTM_DELLINK, RTM_GETLINK, NLM_F_DUMP = 1, 17, 18, 0x300

@@ -7,9 +7,8 @@ namespace are undone from the lab's state (a route additionally must still carry
 vethlab's protocol number).
 
 Removal goes in the order that lets the kernel batch (`remove_in_kernel_order`):
-namespaces first, then a bounded wait until their host-side veth ends have
-vanished with them, then what does not die with a namespace (bridges), then
-tables and files.  Measured on a 2-core VM, kernel 6.18, star of 200 namespaces
+bridges (one request detaches all their ports), namespaces, then a bounded wait
+until their host-side veth ends have vanished with them, then tables and files.  Measured on a 2-core VM, kernel 6.18, star of 200 namespaces
 on a host bridge: deleting the 200 host-side veths one by one takes 4.4 s (each
 RTM_DELLINK waits for its own RCU grace period); deleting the namespaces and
 waiting for the ports to vanish takes 0.17 s (the kernel destroys dying
@@ -23,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 
+from . import progress
 from .kernel.api import Kernel, LinkInfo, Netns, Route, route_matches
 from .ownership import ROUTE_PROTO, lab_of, lab_of_table
 from .state import store
@@ -153,20 +153,31 @@ VANISH_TIMEOUT_PER_INTERFACE = 0.01
 
 
 def remove_in_kernel_order(kernel: Kernel, found: Leftovers, attempt: Callable[..., None]) -> None:
-    """Namespaces first, then wait until the host ends of their veths are gone, then
-    delete the host interfaces still there (bridges; anything that did not vanish).
+    """Bridges, then namespaces, then wait until the host ends of their veths are
+    gone, then delete the host interfaces still there (anything that did not vanish).
 
     A host-side veth whose peer lives in a lab namespace dies with that namespace,
     in one batch with all the others; deleting it first would cost one RCU grace
-    period per interface."""
+    period per interface.  Deleting its bridge first detaches every port in one
+    request, which the namespaces' batch then does not have to do port by port:
+    medians of 3 here, 1000-member star, 2.2 s instead of 2.6 s; 200 members,
+    0.28 s instead of 0.47 s (bench/README.md)."""
     host = found.host_links or {link.ifname: link for link in kernel.links(None, addresses=False)}
+    bridges = [name for name in found.host_interfaces if name in host and host[name].kind == "bridge"]
+    for ifname in bridges:
+        attempt(f"bridge {ifname}", kernel.delete_link, None, ifname)
+    if bridges:
+        attempt("bridges", kernel.flush)
     vanishing = dies_with_namespaces(host, found.host_interfaces) if found.namespaces else []
-    for ns in found.namespaces:
+    for i, ns in enumerate(found.namespaces):
+        progress.report("deleting namespaces", i, len(found.namespaces))
         kernel.remove_node_files(ns)
         attempt(f"namespace {ns}", kernel.delete_namespace, ns)
     timeout = VANISH_TIMEOUT + VANISH_TIMEOUT_PER_INTERFACE * len(vanishing)
     left = wait_gone(kernel, {name: host[name].index for name in vanishing}, timeout)
-    rest = [name for name in found.host_interfaces if name not in vanishing or name in left]
+    rest = [name for name in found.host_interfaces
+            if name not in bridges and (name not in vanishing or name in left)]
+    progress.report("removing tables and files", force=True)
     for ifname in rest:
         attempt(f"interface {ifname}", kernel.delete_link, None, ifname)
     if rest:
@@ -201,6 +212,8 @@ def wait_gone(kernel: Kernel, interfaces: dict[str, int], timeout: float, ns: Ne
     while True:
         present = {link.index for link in kernel.links(ns, addresses=False)}
         left = {name for name, index in interfaces.items() if index in present}
+        progress.report(f"waiting for {len(interfaces)} interfaces to go with their namespaces",
+                        len(interfaces) - len(left), len(interfaces), "gone")
         if not left or time.monotonic() >= deadline:
             return left
         time.sleep(interval)

@@ -57,8 +57,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     def progress(action: Action) -> None:
         print(f"  {_sign(action)} {action.kind} {action.target}", file=sys.stderr)
 
-    plan = lab.up(keep_on_error=args.keep_on_error, wait=args.wait, progress=progress if verbose else None,
-                  refresh=args.refresh)
+    from ..progress import showing, wanted
+
+    shown = not verbose and wanted(len(lab.spec.nodes) if lab.spec else 0, args.json)
+    with showing(f"vethlab up {lab.name}", shown):
+        plan = lab.up(keep_on_error=args.keep_on_error, wait=args.wait, progress=progress if verbose else None,
+                      refresh=args.refresh)
     if args.json:
         print_json(plan.to_json())
     elif not plan:
@@ -81,16 +85,25 @@ def cmd_down(args: argparse.Namespace) -> int:
         name = resolve_lab(None)
     existed = name in store.labs()
     from ..kernel.rtnl import NetlinkKernel  # not lab.py: `down` needs none of the planning machinery
+    from ..progress import showing, wanted
     from ..teardown import down
 
     kernel = NetlinkKernel()
     try:
-        down(name, kernel, wait=args.wait)
+        with showing(f"vethlab down {name}", sys.stderr.isatty() and wanted(_size(name), args.json)):
+            down(name, kernel, wait=args.wait)
     finally:
         kernel.close()
     if not args.json:
         print(f"lab {name} removed" if existed else f"lab {name}: nothing to remove")
     return 0
+
+
+def _size(name: str) -> int:
+    """The number of nodes of a lab, from its state (0 if none): read only when a
+    terminal could show progress."""
+    state = store.load(name)
+    return len(state.nodes) if state else 0
 
 
 def _lab_name(path: str) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from .. import progress
 from ..cleanup import VANISH_TIMEOUT, VANISH_TIMEOUT_PER_INTERFACE, wait_gone
 from ..errors import CommandFailed, KernelError, VethlabError
 from ..firewall import table_name
@@ -41,6 +42,8 @@ class Step:
     dies_with: tuple[str, ...] = ()  # the object goes when any of these namespaces is deleted...
     ends: tuple[tuple[Netns, str], ...] = ()  # ...and its interface ends elsewhere, once the kernel is done
     first: bool = False  # undone before any namespace goes (a process keeps its namespace alive)
+    detaches: bool = False  # a bridge: undone before the namespaces, unless it goes with one (see cleanup)
+    on: tuple[Netns, str] | None = None  # the interface the object is on: moot once that is gone
 
 
 @dataclass
@@ -52,8 +55,8 @@ class Journal:
         self.steps.append(Step(what, undo, **order))
 
     def unwind(self) -> list[str]:
-        """Undo every step, keep going past errors, return them all.  Processes first,
-        then every namespace this run made, then a bounded wait for the interface
+        """Undo every step, keep going past errors, return them all.  Processes and
+        bridges first, then every namespace this run made, then a bounded wait for the interface
         ends elsewhere that die with those namespaces, then the rest in reverse
         order -- skipping what went with a namespace (deleting it object by object
         would cost one RCU grace period per interface)."""
@@ -74,16 +77,21 @@ class Journal:
             for step in steps:
                 attempt(step.what, step.undo)
             return errors
-        for step in steps:
-            if step.first:
-                attempt(step.what, step.undo)
+        planned = {step.namespace for step in steps if step.namespace}
+        early = [step for step in steps if step.first or (step.detaches and not set(step.dies_with) & planned)]
+        for step in early:
+            attempt(step.what, step.undo)
+        if early:
+            attempt("the unwinding", kernel.flush)
         deleted = {step.namespace for step in steps if step.namespace and attempt(step.what, step.undo)}
         outside = {end for step in steps if set(step.dies_with) & deleted for end in step.ends if end[0] not in deleted}
         left = _wait_vanished(kernel, _indexes(kernel, outside))
         for ns, ifname in sorted(left, key=str):  # held alive by something: delete that end after all
             attempt(f"interface {ifname} in {ns or 'the host'}", partial(kernel.delete_link, ns, ifname))
+        done = {id(step) for step in early}
+        bridges = {end for step in early if step.detaches for end in step.ends}
         for step in steps:
-            if step.first or step.namespace or set(step.dies_with) & deleted:
+            if id(step) in done or step.namespace or set(step.dies_with) & deleted or step.on in bridges:
                 continue
             attempt(step.what, step.undo)
         attempt("the unwinding", kernel.flush)
@@ -133,7 +141,10 @@ class Executor:
 
     def run(self, plan: Plan, keep_on_error: bool = False) -> None:
         try:
+            done, total = 0, len(plan.actions)
             for phase, actions in _phases(plan.ordered()):
+                progress.report(_PHASE_WORDS.get(phase, phase), done, total, "changes", force=True)
+                done += len(actions)
                 if self.progress:
                     for action in actions:
                         self.progress(action)
@@ -209,7 +220,8 @@ class Executor:
             k.set_link(ns, p["ifname"], mtu=p.get("mtu"), up=p.get("up"), alias=p.get("alias"), master=p.get("master"))
         elif a.kind == "bridge":
             k.create_bridge(ns, p["ifname"], p.get("mtu"), self.marker)
-            self.journal.add(a.target, lambda: k.delete_link(ns, p["ifname"]), dies_with=_inside(ns))
+            self.journal.add(a.target, lambda: k.delete_link(ns, p["ifname"]), dies_with=_inside(ns), detaches=True,
+                             ends=((ns, p["ifname"]),))
         elif a.kind == "macvlan":
             k.create_macvlan(p["parent_netns"], p["parent"], ns, p["ifname"], p.get("mtu"), self.marker)
             self.journal.add(a.target, lambda: k.delete_link(ns, p["ifname"]), dies_with=_inside(ns))
@@ -239,7 +251,8 @@ class Executor:
             self.outcome.stopped.add(p["pid"])
         elif a.kind == "address" and a.verb == "create":
             k.add_address(ns, p["ifname"], p["cidr"])
-            self.journal.add(a.target, lambda: k.delete_address(ns, p["ifname"], p["cidr"]), dies_with=_inside(ns))
+            self.journal.add(a.target, lambda: k.delete_address(ns, p["ifname"], p["cidr"]), dies_with=_inside(ns),
+                             on=(ns, p["ifname"]))
         elif a.kind == "address":
             k.delete_address(ns, p["ifname"], p["cidr"])
             self.journal.add(a.target, lambda: k.add_address(ns, p["ifname"], p["cidr"]))
@@ -278,6 +291,13 @@ def _veth_order(p: dict[str, Any]) -> dict[str, Any]:
     stays (the host's) is there until the kernel has destroyed the other."""
     ends = ((p["a_netns"], p["a_ifname"]), (p["b_netns"], p["b_ifname"]))
     return {"dies_with": tuple(ns for ns, _ in ends if ns), "ends": ends}
+
+
+# What a phase does, in the words of the progress line
+_PHASE_WORDS = {"delete-early": "removing what changed", "node": "namespaces", "bridge": "bridges",
+                "veth": "veth pairs", "interface": "interfaces", "address": "addresses", "route": "routes",
+                "firewall": "firewall", "hosts": "hosts files", "exec": "exec", "service": "services",
+                "delete-late": "removing what is gone"}
 
 
 # Phases whose requests may share a send() with the next phase's: a socket applies its
