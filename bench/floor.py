@@ -185,16 +185,31 @@ def down(topo: dict) -> None:
             b = Batch()
             b.add(17, 0, ifinfo(0) + attr(IFLA_IFNAME, cstr(bridge[0])))  # RTM_DELLINK by name
             b.send(sock)
-    for n in topo["nodes"]:
-        path = f"/run/netns/{n}"
-        libc.umount2(path.encode(), MNT_DETACH)
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+    _delete_namespaces(topo["nodes"])
     if listener is not None:
         _wait_ports_gone(listener, {port for *_, port in topo["ports"]})
         listener.close()
+
+
+def _delete_namespaces(names: list[str], threads: int = 16) -> None:
+    """umount + unlink each, from 16 threads: every umount waits for an expedited RCU
+    grace period after dropping the mount lock, and concurrent waits share one
+    (1000 namespaces: 0.7-0.8 s from one thread, 0.1-0.2 s from 16)."""
+    def work(chunk: list[str]) -> None:
+        for n in chunk:
+            path = f"/run/netns/{n}"
+            libc.umount2(path.encode(), MNT_DETACH)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    count = max(1, min(threads, len(names)))
+    workers = [threading.Thread(target=work, args=(names[i::count],)) for i in range(count)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
 
 
 RTMGRP_LINK, RTM_DELLINK, RTM_GETLINK, NLM_F_DUMP = 1, 17, 18, 0x300

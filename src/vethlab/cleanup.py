@@ -96,8 +96,8 @@ def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | N
 def stale_files_of(state: store.LabState, kernel: Kernel) -> list[str]:
     """/run/netns files the lab made that no longer have a namespace behind them
     (a disk-backed /run after a reboot): `ip netns exec` answers EINVAL on them."""
-    return [ns for ns in state.nodes.values()
-            if ns and kernel.namespace_exists(ns) and not kernel.namespace_alive(ns)]
+    alive = kernel.alive_namespaces()  # one read of mountinfo, not an open per node
+    return [ns for ns in state.nodes.values() if ns and ns not in alive and kernel.namespace_exists(ns)]
 
 
 def remove(kernel: Kernel, found: Leftovers, states: dict[str, store.LabState]) -> list[str]:
@@ -169,10 +169,7 @@ def remove_in_kernel_order(kernel: Kernel, found: Leftovers, attempt: Callable[.
     if bridges:
         attempt("bridges", kernel.flush)
     vanishing = dies_with_namespaces(host, found.host_interfaces) if found.namespaces else []
-    for i, ns in enumerate(found.namespaces):
-        progress.report("deleting namespaces", i, len(found.namespaces))
-        kernel.remove_node_files(ns)
-        attempt(f"namespace {ns}", kernel.delete_namespace, ns)
+    delete_namespaces(kernel, list(found.namespaces), attempt)
     timeout = VANISH_TIMEOUT + VANISH_TIMEOUT_PER_INTERFACE * len(vanishing)
     left = wait_gone(kernel, {name: host[name].index for name in vanishing}, timeout)
     rest = [name for name in found.host_interfaces
@@ -182,6 +179,19 @@ def remove_in_kernel_order(kernel: Kernel, found: Leftovers, attempt: Callable[.
         attempt(f"interface {ifname}", kernel.delete_link, None, ifname)
     if rest:
         attempt("interfaces", kernel.flush)
+
+
+def delete_namespaces(kernel: Kernel, names: list[str], attempt: Callable[..., None]) -> set[str]:
+    """Delete namespaces (and their /etc/netns files) all at once; the ones deleted."""
+    progress.report(f"deleting {len(names)} namespaces", force=True)
+    failed = kernel.delete_namespaces(names) if names else {}
+    for ns, exc in failed.items():
+        attempt(f"namespace {ns}", _raise, exc)
+    return set(names) - set(failed)
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
 
 
 def dies_with_namespaces(host: dict[str, LinkInfo], names: Iterable[str]) -> list[str]:

@@ -41,7 +41,7 @@ def test_on_a_terminal(write, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "vethlab up prog: namespaces, 0/" in up and " changes" in up
     assert "vethlab up prog: waiting for links to come up, " in up
     down = run(monkeypatch, Terminal(), "down", path)
-    assert "vethlab down prog: deleting namespaces, 0/3" in down
+    assert "vethlab down prog: deleting 3 namespaces" in down
     assert "vethlab down prog: waiting for 3 interfaces to go with their namespaces" in down
     assert up.endswith("\r\x1b[K") and down.endswith("\r\x1b[K")  # the line is erased at the end
 

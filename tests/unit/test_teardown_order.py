@@ -72,3 +72,26 @@ def test_shrinking_deletes_namespaces_not_ports(kernel: FakeKernel) -> None:
     assert not smaller.plan()  # converged: nothing left to remove
     smaller.down()
     nothing_but_lo(kernel)
+
+
+def test_down_file_names_its_lab_without_yaml_only_when_the_state_agrees(tmp_path, monkeypatch) -> None:
+    """`down FILE` reads the name from the one top-level `name:` line (no YAML: 0.2 s for
+    1000 nodes) only if that lab's state says it was built from this very file."""
+    from vethlab.cli.lifecycle import _lab_name, _quick_name
+    from vethlab.state import store
+
+    monkeypatch.setenv("VETHLAB_STATE_DIR", str(tmp_path / "state"))
+    built, other = tmp_path / "built.yaml", tmp_path / "other.yaml"
+    built.write_text("name: alpha  # the lab\nnodes: {a: {}}\n")
+    other.write_text("name: alpha\nnodes: {a: {}}\n")
+    assert _quick_name(str(built)) is None  # no state: the parser decides
+    store.save(store.LabState("alpha", file=str(built)))
+    assert _quick_name(str(built)) == "alpha"
+    assert _quick_name(str(other)) is None  # the state records another file
+    # flow style, a quoted name, or two candidates: the parser decides, and it is right
+    for text, name in (("{name: beta, nodes: {a: {}}}\n", "beta"), ('name: "alpha"\nnodes: {}\n', "alpha"),
+                       ("nodes: {a: {}}\nname: gamma\n", "gamma")):
+        built.write_text(text)
+        assert _lab_name(str(built)) == name
+    built.write_text("name: alpha\nnodes:\n  x: {}\nname: beta\n")
+    assert _quick_name(str(built)) is None

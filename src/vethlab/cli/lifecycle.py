@@ -7,7 +7,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from ..errors import UsageError
+from ..errors import UsageError, VethlabError
 from ..state import store
 from ..topology import load_lab
 from .common import print_json, resolve_lab, topology_file
@@ -106,9 +106,27 @@ def _size(name: str) -> int:
     return len(state.nodes) if state else 0
 
 
+def _quick_name(path: str) -> str | None:
+    """The lab of a file `up` built, without loading YAML (0.2 s for a 1000-node file
+    here): its one top-level `name: NAME` line, trusted only when lab NAME's state
+    records this very file as the one it was built from.  None: ask the parser."""
+    import re
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            found = re.findall(r"^name:[ \t]*([A-Za-z0-9][A-Za-z0-9_.-]*)[ \t]*(?:#.*)?$", fh.read(), re.M)
+        state = store.load(found[0]) if len(found) == 1 else None
+        return found[0] if state and state.file and os.path.samefile(state.file, path) else None
+    except (OSError, UnicodeDecodeError, VethlabError):
+        return None
+
+
 def _lab_name(path: str) -> str:
     """The lab a file names.  `down` needs only that: even a file that no longer
     validates can take its lab down."""
+    quick = _quick_name(path)
+    if quick:
+        return quick
     from ..errors import ValidationError
     from ..topology.loader import load
 

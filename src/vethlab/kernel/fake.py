@@ -131,6 +131,16 @@ class FakeKernel:
                 if link.peer and link.peer[0] in self.spaces:
                     self.spaces[link.peer[0]].links.pop(link.peer[1], None)
 
+    def delete_namespaces(self, names: list[str]) -> dict[str, Exception]:
+        errors: dict[str, Exception] = {}
+        for ns in names:
+            self.remove_node_files(ns)
+            try:
+                self.delete_namespace(ns)
+            except KernelError as exc:
+                errors[ns] = exc
+        return errors
+
     # -- links
     def links(self, ns: Netns, stats: bool = False, addresses: bool = True) -> list[LinkInfo]:
         out = []

@@ -83,7 +83,11 @@ class Journal:
             attempt(step.what, step.undo)
         if early:
             attempt("the unwinding", kernel.flush)
-        deleted = {step.namespace for step in steps if step.namespace and attempt(step.what, step.undo)}
+        dying = [ns for step in steps if (ns := step.namespace)]
+        failed = kernel.delete_namespaces(dying) if dying else {}
+        for ns, exc in failed.items():
+            errors.append(f"could not undo namespace {ns}: {exc}")
+        deleted = set(dying) - set(failed)
         outside = {end for step in steps if set(step.dies_with) & deleted for end in step.ends if end[0] not in deleted}
         left = _wait_vanished(kernel, _indexes(kernel, outside))
         for ns, ifname in sorted(left, key=str):  # held alive by something: delete that end after all
@@ -190,8 +194,10 @@ class Executor:
         nodes = [a for a in actions if a.kind == "node" and a.verb == "delete" and a.netns]
         if not nodes:
             return actions
-        for action in nodes:
-            self._apply(action)
+        names = [a.netns for a in nodes if a.netns]
+        failed = self.kernel.delete_namespaces(names)
+        if failed:
+            raise KernelError(f"cannot delete {len(failed)} namespaces: {next(iter(failed.values()))}")
         gone = {a.node for a in nodes}
         dying = [a for a in actions if a.kind == "interface" and a.verb == "delete"
                  and gone & set(a.params.get("peers", ()))]
