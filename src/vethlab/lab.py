@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
-from . import ipam, progress
+from . import ipam
 from .desired import Desired, compile_lab, fingerprints, restricted
 from .errors import ConflictError, KernelError, UsageError, VethlabError
 from .firewall import table_name
@@ -22,6 +22,7 @@ from .kernel.api import Kernel, Netns
 from .kernel.nodefiles import digest
 from .kernel.process import run_in_node
 from .ownership import marker
+from .progress import report as report_progress
 from .reconcile.executor import Executor, Outcome, wait_until
 from .reconcile.observe import Observed, observe, observe_extras
 from .reconcile.planner import Action, Memory, Plan, make_plan, route_of
@@ -335,7 +336,7 @@ class Lab:
                     if (link := observed.nodes[node].links.get(ifname)) is None or link.operstate != "UP"}
 
         waiting = pending()
-        progress.report("waiting for links to come up", len(up_wanted) - len(waiting), len(up_wanted), "up", force=True)
+        report_progress("waiting for links to come up", len(up_wanted) - len(waiting), len(up_wanted), "up", force=True)
         refreshed: set[str] = set()
         nudger = self._linkwatch_nudger(created) if len(waiting) > 100 else None
 
@@ -353,7 +354,7 @@ class Lab:
                 seen.links = {link.ifname: link for link in self.kernel.links(seen.netns, addresses=False)}
                 refreshed.add(node)
             waiting = pending()
-            progress.report("waiting for links to come up", len(up_wanted) - len(waiting), len(up_wanted), "up")
+            report_progress("waiting for links to come up", len(up_wanted) - len(waiting), len(up_wanted), "up")
             if waiting:
                 node, ifname = next(iter(waiting))
                 link = observed.nodes[node].links.get(ifname)

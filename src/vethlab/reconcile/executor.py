@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from .. import progress
 from ..cleanup import VANISH_TIMEOUT, VANISH_TIMEOUT_PER_INTERFACE, wait_gone
 from ..errors import CommandFailed, KernelError, VethlabError
 from ..firewall import table_name
 from ..kernel.api import Kernel, Netns, Route
 from ..ownership import lab_of
+from ..progress import report as report_progress
 from ..state import shared
 from .planner import Action, Plan
 
@@ -147,7 +147,7 @@ class Executor:
         try:
             done, total = 0, len(plan.actions)
             for phase, actions in _phases(plan.ordered()):
-                progress.report(_PHASE_WORDS.get(phase, phase), done, total, "changes", force=True)
+                report_progress(_PHASE_WORDS.get(phase, phase), done, total, "changes", force=True)
                 done += len(actions)
                 if self.progress:
                     for action in actions:
