@@ -8,15 +8,26 @@ vethlab's protocol number).  A firewall table is the lab's when it carries the l
 marker chain (its name alone proves nothing), a directory /etc/netns/NODE when it
 holds the lab's `.vethlab` marker file; temporary files a killed run left in
 /etc/netns carry the lab's name in theirs.
+
+Removal goes in the order that lets the kernel batch (`remove_in_kernel_order`):
+bridges (one request detaches all their ports), namespaces, then a bounded wait
+until their host-side veth ends have vanished with them, then tables and files.  Measured on a 2-core VM, kernel 6.18, star of 200 namespaces
+on a host bridge: deleting the 200 host-side veths one by one takes 4.4 s (each
+RTM_DELLINK waits for its own RCU grace period); deleting the namespaces and
+waiting for the ports to vanish takes 0.17 s (the kernel destroys dying
+namespaces' devices in batches, one grace period for all).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 
+from . import progress
 from .errors import KernelError
-from .kernel.api import Kernel, Route, route_matches
+from .kernel.api import Kernel, LinkInfo, Netns, Route, route_matches
 from .ownership import ROUTE_PROTO, lab_of, lab_of_table, marker
 from .state import store
 
@@ -31,6 +42,7 @@ class Leftovers:
     tables: dict[str, str] = field(default_factory=dict)  # firewall table in the host namespace -> lab
     node_dirs: dict[str, str] = field(default_factory=dict)  # /etc/netns/NS marked as a lab's -> lab
     temp_files: list[tuple[str, str]] = field(default_factory=list)  # (lab, entry of /etc/netns)
+    host_links: dict[str, LinkInfo] = field(default_factory=dict)  # the host's links as `find` saw them
 
     def labs(self) -> set[str]:
         return (set(self.namespaces.values()) | set(self.host_interfaces.values())
@@ -66,7 +78,8 @@ def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | N
         lab = only if ns not in unproven else lab_of(kernel.namespace_owner(ns))
         if lab and (labs is None or lab in labs):
             found.namespaces[ns] = lab
-    for link in kernel.links(None):
+    for link in kernel.links(None, addresses=False):
+        found.host_links[link.ifname] = link
         lab = lab_of(link.alias)
         if lab and (labs is None or lab in labs):
             found.host_interfaces[link.ifname] = lab
@@ -97,8 +110,8 @@ def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | N
 def stale_files_of(state: store.LabState, kernel: Kernel) -> list[str]:
     """/run/netns files the lab made that no longer have a namespace behind them
     (a disk-backed /run after a reboot): `ip netns exec` answers EINVAL on them."""
-    return [ns for ns in state.nodes.values()
-            if ns and kernel.namespace_exists(ns) and not kernel.namespace_alive(ns)]
+    alive = kernel.alive_namespaces()  # one read of mountinfo, not an open per node
+    return [ns for ns in state.nodes.values() if ns and ns not in alive and kernel.namespace_exists(ns)]
 
 
 #: SIGTERM, then SIGKILL after this long (`docker stop` waits 10 s; a lab's
@@ -158,8 +171,6 @@ def remove(kernel: Kernel, found: Leftovers, states: dict[str, store.LabState]) 
 
     # processes first: a process inside a namespace keeps it alive after its file is gone
     attempt("processes", stop_processes, kernel, found, states)
-    for table in found.tables:
-        attempt(f"firewall table {table}", kernel.firewall_delete, None, table)
     for state in states.values():
         for key, original in state.uplinks.items():
             ifname = key.split(":", 1)[1]
@@ -175,11 +186,9 @@ def remove(kernel: Kernel, found: Leftovers, states: dict[str, store.LabState]) 
                     attempt(f"route {want.dst}", kernel.delete_route, None, have)
         for key, value in state.host_sysctls.items():
             attempt(f"sysctl {key}", kernel.write_sysctl, None, key, value)
-    for ifname in found.host_interfaces:
-        attempt(f"interface {ifname}", kernel.delete_link, None, ifname)
-    for ns, lab in found.namespaces.items():
-        attempt(f"/etc/netns/{ns}", kernel.remove_node_files, ns, marker(lab))
-        attempt(f"namespace {ns}", kernel.delete_namespace, ns)
+    remove_in_kernel_order(kernel, found, attempt)
+    for table in found.tables:
+        attempt(f"firewall table {table}", kernel.firewall_delete, None, table)
     for ns in dict.fromkeys(found.stale_files):
         attempt(f"stale file /run/netns/{ns}", kernel.delete_namespace, ns)
     for ns, lab in found.node_dirs.items():  # those of stale files and of namespaces already gone
@@ -190,3 +199,91 @@ def remove(kernel: Kernel, found: Leftovers, states: dict[str, store.LabState]) 
     for lab, ns in found.birth_markers:
         attempt(f"marker of namespace {ns}", kernel.remove_birth_marker, lab, ns)
     return errors
+
+
+# How long to wait for host-side veth ends to vanish with their namespaces before
+# deleting the rest one by one.  The kernel destroys 1000 namespaces' devices in
+# ~0.6 s here; a namespace still held by some process never takes its veths along,
+# so the bound is what such a namespace costs, never what a correct `down` costs.
+VANISH_TIMEOUT = 10.0
+VANISH_TIMEOUT_PER_INTERFACE = 0.01
+
+
+def remove_in_kernel_order(kernel: Kernel, found: Leftovers, attempt: Callable[..., None]) -> None:
+    """Bridges, then namespaces, then wait until the host ends of their veths are
+    gone, then delete the host interfaces still there (anything that did not vanish).
+
+    A host-side veth whose peer lives in a lab namespace dies with that namespace,
+    in one batch with all the others; deleting it first would cost one RCU grace
+    period per interface.  Deleting its bridge first detaches every port in one
+    request, which the namespaces' batch then does not have to do port by port:
+    medians of 3 here, 1000-member star, 2.2 s instead of 2.6 s; 200 members,
+    0.28 s instead of 0.47 s (bench/README.md)."""
+    host = found.host_links or {link.ifname: link for link in kernel.links(None, addresses=False)}
+    bridges = [name for name in found.host_interfaces if name in host and host[name].kind == "bridge"]
+    for ifname in bridges:
+        attempt(f"bridge {ifname}", kernel.delete_link, None, ifname)
+    if bridges:
+        attempt("bridges", kernel.flush)
+    vanishing = dies_with_namespaces(host, found.host_interfaces) if found.namespaces else []
+    delete_namespaces(kernel, list(found.namespaces), attempt,
+                      {ns: marker(lab) for ns, lab in found.namespaces.items()})
+    timeout = VANISH_TIMEOUT + VANISH_TIMEOUT_PER_INTERFACE * len(vanishing)
+    left = wait_gone(kernel, {name: host[name].index for name in vanishing}, timeout)
+    rest = [name for name in found.host_interfaces
+            if name not in bridges and (name not in vanishing or name in left)]
+    progress.report("removing tables and files", force=True)
+    for ifname in rest:
+        attempt(f"interface {ifname}", kernel.delete_link, None, ifname)
+    if rest:
+        attempt("interfaces", kernel.flush)
+
+
+def delete_namespaces(kernel: Kernel, names: list[str], attempt: Callable[..., None],
+                      owners: dict[str, str]) -> set[str]:
+    """Delete namespaces (and the /etc/netns files their lab made) all at once; the ones deleted."""
+    progress.report(f"deleting {len(names)} namespaces", force=True)
+    failed = kernel.delete_namespaces(names, owners) if names else {}
+    for ns, exc in failed.items():
+        attempt(f"namespace {ns}", _raise, exc)
+    return set(names) - set(failed)
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
+
+
+def dies_with_namespaces(host: dict[str, LinkInfo], names: Iterable[str]) -> list[str]:
+    """Of the host interfaces `names`, the veths whose peer is not in the host (so
+    in a namespace: deleting the lab's namespaces takes them along)."""
+    by_index = {link.index: link for link in host.values()}
+    out = []
+    for name in names:
+        link = host.get(name)
+        if link is None or link.kind != "veth" or link.peer_index is None:
+            continue
+        peer = by_index.get(link.peer_index)
+        if peer is not None and peer.kind == "veth" and peer.peer_index == link.index:
+            continue  # both ends in the host: nothing takes it along
+        out.append(name)
+    return out
+
+
+def wait_gone(kernel: Kernel, interfaces: dict[str, int], timeout: float, ns: Netns = None) -> set[str]:
+    """Poll the links of `ns` (the host's by default) until none of `interfaces`
+    (name -> ifindex) is left or `timeout` passes; return the names still there.  A link counts as gone when its
+    index is: a new interface that took the name is not the one we wait for."""
+    if not interfaces:
+        return set()
+    deadline = time.monotonic() + timeout
+    # A dump of 1000 links costs ~30 ms here: start fine, back off to 0.1 s
+    interval = 0.005
+    while True:
+        present = {link.index for link in kernel.links(ns, addresses=False)}
+        left = {name for name, index in interfaces.items() if index in present}
+        progress.report(f"waiting for {len(interfaces)} interfaces to go with their namespaces",
+                        len(interfaces) - len(left), len(interfaces), "gone")
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(interval)
+        interval = min(interval * 1.5, 0.1)

@@ -22,6 +22,7 @@ from .kernel.listeners import listeners
 from .kernel.nodefiles import digest
 from .kernel.process import run_in_node
 from .ownership import lab_of, marker
+from .progress import report as report_progress
 from .reconcile.executor import Executor, Outcome, wait_until
 from .reconcile.observe import Observed, observe, observe_extras
 from .reconcile.planner import Action, Memory, Plan, make_plan, route_of
@@ -489,6 +490,7 @@ class Lab:
                     if (link := observed.nodes[node].links.get(ifname)) is None or link.operstate != "UP"}
 
         waiting = pending()
+        report_progress("waiting for links to come up", len(up_wanted) - len(waiting), len(up_wanted), "up", force=True)
         refreshed: set[str] = set()
         nudger = self._linkwatch_nudger(created) if len(waiting) > 100 else None
 
@@ -506,6 +508,7 @@ class Lab:
                 seen.links = {link.ifname: link for link in self.kernel.links(seen.netns, addresses=False)}
                 refreshed.add(node)
             waiting = pending()
+            report_progress("waiting for links to come up", len(up_wanted) - len(waiting), len(up_wanted), "up")
             if waiting:
                 node, ifname = next(iter(waiting))
                 link = observed.nodes[node].links.get(ifname)

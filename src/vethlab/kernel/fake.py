@@ -137,6 +137,17 @@ class FakeKernel:
                 if link.peer and link.peer[0] in self.spaces:
                     self.spaces[link.peer[0]].links.pop(link.peer[1], None)
 
+    def delete_namespaces(self, names: list[str], owners: dict[str, str]) -> dict[str, Exception]:
+        errors: dict[str, Exception] = {}
+        for ns in names:
+            if ns in owners:
+                self.remove_node_files(ns, owners[ns])
+            try:
+                self.delete_namespace(ns)
+            except KernelError as exc:
+                errors[ns] = exc
+        return errors
+
     # -- links
     def links(self, ns: Netns, stats: bool = False, addresses: bool = True) -> list[LinkInfo]:
         out = []

@@ -224,6 +224,42 @@ def delete(name: str) -> None:
     _unlink_quiet(path)
 
 
+# Threads that delete namespaces side by side.  Each umount waits for an expedited
+# RCU grace period after dropping the mount lock, and grace periods asked for at the
+# same time are shared: 1000 namespaces here take 0.7-0.8 s from one thread, 0.1-0.2 s
+# from 16 (32 is no better, 8 clearly worse).
+DELETE_THREADS = 16
+
+
+def delete_many(names: list[str], before: Callable[[str], None] | None = None) -> dict[str, OSError]:
+    """`delete` for many namespaces at once, from DELETE_THREADS threads, each after
+    `before(name)` (in the same thread); returns the failures by name (the others
+    are gone)."""
+    errors: dict[str, OSError] = {}
+
+    def work(chunk: list[str]) -> None:
+        for name in chunk:
+            try:
+                if before is not None:
+                    before(name)
+                delete(name)
+            except OSError as exc:
+                errors[name] = exc  # one key per name: no two threads write the same
+
+    if len(names) < 2:
+        work(names)
+        return errors
+
+    count = min(DELETE_THREADS, len(names))
+    workers = [threading.Thread(target=work, args=(names[i::count],), name="vethlab-netns-del")
+               for i in range(count)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return errors
+
+
 def _unlink_quiet(path: str) -> None:
     try:
         os.unlink(path)

@@ -316,9 +316,12 @@ def _plan_stale_interfaces(plan: Plan, desired: Desired, observed: Observed, mar
             if (name, link.index) in handled:
                 continue
             handled.add((name, link.index))
-            handled.update(_peers_of(observed, link))
+            peers = _peers_of(observed, link)
+            handled.update(peers)
+            # peers: a node deleted in the same phase takes this end along (the executor waits for it)
             plan.add(Action("delete", "interface", f"{name}:{ifname}", "link is no longer in the file",
-                            "delete-late", name, seen.netns, {"ifname": ifname}))
+                            "delete-late", name, seen.netns, {"ifname": ifname,
+                                                               "peers": sorted({node for node, _ in peers})}))
 
 
 def _plan_routes(plan: Plan, desired: Desired, observed: Observed, host_routes: list[Route]) -> None:
