@@ -1,0 +1,75 @@
+"""Attacks on SPEC §4 ("vethlab never deletes, moves, changes or kills anything it
+did not create"), as a local unprivileged user or a careless root would mount them.
+
+Each test runs in its own sandbox (tests/kernel/conftest.py) and compares whole
+states: the namespace files, the processes, the file trees left behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from helpers import vethlab
+
+
+def _wait_for(cond, what: str, tries: int = 100) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(tries):
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"never happened: {what}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture
+def rootless_netns():  # type: ignore[no-untyped-def]
+    """A namespace user `nobody` made in a user namespace of their own, with vethlab's
+    marker forged on its lo (they are root in there), attached by an administrator under
+    /run/netns as `rootless` (as one does to look into a rootless container)."""
+    # setuid in the child, then exec all the way down: proc.pid is the sleep itself
+    proc = subprocess.Popen(["unshare", "--user", "--map-root-user", "--net",
+                             "sh", "-c", "ip link set lo alias vethlab:victim && exec sleep 300"],
+                            user="nobody", group="nogroup", extra_groups=[])
+    try:
+        def forged() -> bool:
+            try:
+                return os.readlink(f"/proc/{proc.pid}/exe").endswith("sleep")
+            except OSError:
+                return False
+        _wait_for(forged, "nobody's namespace to be marked")
+        subprocess.run(["ip", "netns", "attach", "rootless", str(proc.pid)], check=True)
+        alias = subprocess.run(["ip", "netns", "exec", "rootless", "ip", "-o", "link", "show", "lo"],
+                               capture_output=True, text=True, check=True).stdout
+        assert "alias vethlab:victim" in alias
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_user_namespaces_forged_marker_does_not_make_clean_kill_or_delete(rootless_netns: int) -> None:
+    """Anyone can make a namespace in a user namespace of their own and set its lo
+    alias to `vethlab:victim`; once it is under /run/netns, `clean --all` must not take
+    it for a lab's: not delete its file, not signal the process in it."""
+    before = sorted(os.listdir("/run/netns"))
+    vethlab("clean", "--all")
+    assert sorted(os.listdir("/run/netns")) == before
+    assert _alive(rootless_netns)
+
+
+def test_a_user_namespaces_forged_marker_does_not_make_down_kill_or_delete(rootless_netns: int) -> None:
+    """`down victim`, with no state, finds the lab by its markers only: same rule."""
+    before = sorted(os.listdir("/run/netns"))
+    vethlab("down", "--lab", "victim")
+    assert sorted(os.listdir("/run/netns")) == before
+    assert _alive(rootless_netns)
