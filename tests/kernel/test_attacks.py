@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -73,3 +74,48 @@ def test_a_user_namespaces_forged_marker_does_not_make_down_kill_or_delete(rootl
     vethlab("down", "--lab", "victim")
     assert sorted(os.listdir("/run/netns")) == before
     assert _alive(rootless_netns)
+
+
+# -- races between two vethlab processes --------------------------------------------------
+def test_clean_never_removes_a_lab_whose_up_finished_while_clean_looked(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`clean` (without --all) removes half-built labs nobody works on.  It read the
+    state of a lab whose `up` was still running (incomplete), and that `up` finished
+    before clean took the lock: the lab is complete now, and must be left alone."""
+    from vethlab import clean as clean_mod
+    from vethlab.state import store
+
+    flag = tmp_path / "flag"
+    path = tmp_path / "lab.yaml"
+    path.write_text(f"""\
+name: web
+nodes:
+  srv: {{run: ["sleep 4105"], ready: ["test -e {flag}"]}}
+""")
+    up = subprocess.Popen([sys.executable, "-m", "vethlab", "up", str(path)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+    try:
+        def half_built() -> bool:
+            state = store.load("web") if "web" in store.labs() else None
+            return state is not None and not state.complete and bool(state.services)
+        _wait_for(half_built, "up to record its state before the service is ready", tries=400)
+        real_load = store.load
+
+        def load_then_up_finishes(name: str):  # type: ignore[no-untyped-def]
+            state = real_load(name)
+            if name == "web":
+                flag.touch()
+                out, err = up.communicate(timeout=60)
+                assert up.returncode == 0, err
+            return state
+        monkeypatch.setattr(clean_mod.store, "load", load_then_up_finishes)
+        report = clean_mod.clean(all_labs=False)
+    finally:
+        flag.touch()
+        up.wait(timeout=60)
+    monkeypatch.undo()
+    assert report["labs"] == []
+    state = store.load("web")
+    assert state is not None and state.complete
+    assert "web" in os.listdir("/run/netns") or state.nodes["srv"] in os.listdir("/run/netns")
+    assert subprocess.run(["pgrep", "-f", "sleep 4105"], capture_output=True).returncode == 0
+    vethlab("down", str(path), check=True)
