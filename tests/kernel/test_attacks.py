@@ -119,3 +119,23 @@ nodes:
     assert "web" in os.listdir("/run/netns") or state.nodes["srv"] in os.listdir("/run/netns")
     assert subprocess.run(["pgrep", "-f", "sleep 4105"], capture_output=True).returncode == 0
     vethlab("down", str(path), check=True)
+
+
+# -- the state root -----------------------------------------------------------------------
+@pytest.mark.parametrize("owner, mode", [("nobody", 0o755), ("root:nogroup", 0o775)],
+                         ids=["owned-by-nobody", "group-writable"])
+def test_a_state_root_whose_parent_another_user_controls_is_refused(tmp_path, owner: str, mode: int) -> None:  # type: ignore[no-untyped-def]
+    """`nobody` owns (or, by group, may write) the directory that holds root's state
+    root: they could rename the state away (its labs then look gone; measured before
+    the fix: `vethlab ls` said "no labs") or put an older one back.  Refused before
+    anything is built, naming the parent."""
+    parent = tmp_path / "shared"
+    parent.mkdir()
+    subprocess.run(["chown", owner, str(parent)], check=True)
+    parent.chmod(mode)
+    path = tmp_path / "lab.yaml"
+    path.write_text("name: x\nnodes: {a: {}}\n")
+    r = vethlab("up", str(path), env={"VETHLAB_STATE_DIR": str(parent / "state")})
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"{parent}, a parent of the state directory {parent}/state, " in r.stderr
+    assert os.listdir(parent) == [] and os.listdir("/run/netns") == []
