@@ -44,7 +44,7 @@ def clean(all_labs: bool = False, wait: float = 0.0) -> dict[str, Any]:
             if stopped:
                 report["stopped"][name] = stopped
         # host forwarding held by labs of which nothing is left (state and markers gone)
-        forwarding.release_orphans(kernel, set(store.labs()) | (marked - set(report["labs"])))
+        forwarding.release_orphans(kernel, lambda: set(store.labs()) | (marked - set(report["labs"])))
         return report
     finally:
         kernel.close()

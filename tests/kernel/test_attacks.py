@@ -139,3 +139,33 @@ def test_a_state_root_whose_parent_another_user_controls_is_refused(tmp_path, ow
     assert r.returncode == 1, r.stdout + r.stderr
     assert f"{parent}, a parent of the state directory {parent}/state, " in r.stderr
     assert os.listdir(parent) == [] and os.listdir("/run/netns") == []
+
+
+def test_clean_never_takes_host_forwarding_from_a_lab_that_came_up_meanwhile(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`clean` releases host forwarding held by labs of which nothing is left.  A lab
+    that came up after clean listed the living labs, and before it read the holders,
+    is living: its ip_forward stays 1."""
+    from vethlab import clean as clean_mod
+    from vethlab import forwarding
+
+    path = tmp_path / "nat.yaml"
+    path.write_text("name: z\nnodes: {a: {}, b: {}}\nnetworks:\n  lan:\n    nat: true\n    members: {a: {}, b: {}}\n")
+    real_read = forwarding._read
+    ups: list[subprocess.Popen[str]] = []
+
+    def a_lab_comes_up_then_read(kernel):  # type: ignore[no-untyped-def]
+        if not ups:  # clean's first look at the holders, after it listed the labs it found
+            ups.append(subprocess.Popen([sys.executable, "-m", "vethlab", "up", str(path)], text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+            ups[0].wait(timeout=60)
+        return real_read(kernel)
+    monkeypatch.setattr(forwarding, "_read", a_lab_comes_up_then_read)
+    clean_mod.clean(all_labs=False)
+    monkeypatch.undo()
+    out, err = ups[0].communicate(timeout=60)
+    assert ups[0].returncode == 0, err
+    with open("/proc/sys/net/ipv4/ip_forward") as fh:
+        assert fh.read().strip() == "1"
+    vethlab("down", str(path), check=True)
+    with open("/proc/sys/net/ipv4/ip_forward") as fh:
+        assert fh.read().strip() == "0"
