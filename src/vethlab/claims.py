@@ -127,6 +127,13 @@ def names(spec: LabSpec) -> dict[str, str]:
             out[f"if:{bridge}"] = f"bridge {bridge} of network {net.name}"
         for uplink in net.uplinks:
             out[f"if:{uplink}"] = f"uplink {uplink} of network {net.name}"
+    # a host sysctl has one value and one original: two labs setting it would each
+    # record the other's value as the host's, and the first `down` would undo the
+    # second lab's setting while it runs (measured: rp_filter 2 set to 0 by x and y
+    # ended at 0 after both were down, and at 2 under y while y was up)
+    host = spec.nodes.get(HOST)
+    for key, _value in host.sysctls if host else ():
+        out[f"sysctl:{key}"] = f"sysctl {key} of the host namespace"
     return out
 
 

@@ -169,3 +169,32 @@ def test_clean_never_takes_host_forwarding_from_a_lab_that_came_up_meanwhile(tmp
     vethlab("down", str(path), check=True)
     with open("/proc/sys/net/ipv4/ip_forward") as fh:
         assert fh.read().strip() == "0"
+
+
+# -- host settings shared by two labs ---------------------------------------------------
+def test_two_labs_setting_one_host_sysctl_cannot_lose_the_hosts_value(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Lab x sets the host's rp_filter (admin's value 2) to 0; lab y sets it too.  Before:
+    y recorded x's 0 as the host's value, `down x` put 2 back under the running y, and
+    after both were down the host kept 0.  The second lab is a conflict, and the host's
+    value comes back whole."""
+    key = "/proc/sys/net/ipv4/conf/all/rp_filter"
+
+    def value() -> str:
+        with open(key) as fh:
+            return fh.read().strip()
+    with open(key, "w") as fh:
+        fh.write("2")
+    files = {}
+    for lab in ("x", "y"):
+        files[lab] = tmp_path / f"{lab}.yaml"
+        files[lab].write_text(f'name: {lab}\nnodes:\n  host: {{sysctls: {{net.ipv4.conf.all.rp_filter: "0"}}}}\n'
+                              f"  a{lab}: {{}}\n")
+    vethlab("up", str(files["x"]), check=True)
+    r = vethlab("up", str(files["y"]))
+    assert r.returncode == 1
+    assert "sysctl net.ipv4.conf.all.rp_filter of the host namespace is already taken: lab x has it" in r.stderr
+    assert value() == "0"
+    vethlab("down", "--lab", "y", check=True)
+    assert value() == "0"  # still x's
+    vethlab("down", "--lab", "x", check=True)
+    assert value() == "2"
