@@ -134,7 +134,23 @@ def names(spec: LabSpec) -> dict[str, str]:
     host = spec.nodes.get(HOST)
     for key, _value in host.sysctls if host else ():
         out[f"sysctl:{key}"] = f"sysctl {key} of the host namespace"
+    # a host route is one per destination and metric: a second lab's replaced the
+    # first's (both carry vethlab's protocol), and its `down` then left the first
+    # lab without it (measured)
+    for route in host.routes if host else ():
+        dst = _route_dst(route.dst)
+        out[f"route:{dst}:{route.metric or 0}"] = f"route {dst} of the host namespace"
     return out
+
+
+def _route_dst(dst: str) -> str:
+    """A route's destination as the kernel keys it ("default" and 0.0.0.0/0 alike)."""
+    if dst == "default":
+        return "0.0.0.0/0"
+    try:
+        return str(ipaddress.ip_network(dst, strict=False))
+    except ValueError:
+        return dst
 
 
 def of(spec: LabSpec, allocation: Allocation) -> HostClaims:

@@ -198,3 +198,28 @@ def test_two_labs_setting_one_host_sysctl_cannot_lose_the_hosts_value(tmp_path) 
     assert value() == "0"  # still x's
     vethlab("down", "--lab", "x", check=True)
     assert value() == "2"
+
+
+def test_a_second_labs_host_route_to_the_same_destination_is_a_conflict(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Lab x routes 10.99.0.0/24 from the host through its node; lab y asks for the
+    same destination through its own.  Before: y replaced x's route (both carry
+    vethlab's protocol, so it was not "foreign"), and `down y` left x without one."""
+    def routes() -> str:
+        return subprocess.run(["ip", "route", "show", "10.99.0.0/24"], capture_output=True, text=True,
+                              check=True).stdout
+    files = {}
+    for lab, net in (("x", 9), ("y", 8)):
+        files[lab] = tmp_path / f"{lab}.yaml"
+        files[lab].write_text(f'name: {lab}\nnodes:\n  host: {{routes: ["10.99.0.0/24 via 10.{net}.0.2"]}}\n'
+                              f"  a{lab}: {{}}\nlinks:\n  - endpoints: [host:h{lab}, a{lab}:e0]\n"
+                              f"    addresses: [10.{net}.0.1/24, 10.{net}.0.2/24]\n")
+    vethlab("up", str(files["x"]), check=True)
+    before = routes()
+    assert "via 10.9.0.2 dev hx" in before
+    r = vethlab("up", str(files["y"]))
+    assert r.returncode == 1
+    assert "route 10.99.0.0/24 of the host namespace is already taken: lab x has it" in r.stderr
+    vethlab("down", "--lab", "y", check=True)
+    assert routes() == before
+    vethlab("down", "--lab", "x", check=True)
+    assert routes() == ""
