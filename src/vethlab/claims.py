@@ -127,7 +127,30 @@ def names(spec: LabSpec) -> dict[str, str]:
             out[f"if:{bridge}"] = f"bridge {bridge} of network {net.name}"
         for uplink in net.uplinks:
             out[f"if:{uplink}"] = f"uplink {uplink} of network {net.name}"
+    # a host sysctl has one value and one original: two labs setting it would each
+    # record the other's value as the host's, and the first `down` would undo the
+    # second lab's setting while it runs (measured: rp_filter 2 set to 0 by x and y
+    # ended at 0 after both were down, and at 2 under y while y was up)
+    host = spec.nodes.get(HOST)
+    for key, _value in host.sysctls if host else ():
+        out[f"sysctl:{key}"] = f"sysctl {key} of the host namespace"
+    # a host route is one per destination and metric: a second lab's replaced the
+    # first's (both carry vethlab's protocol), and its `down` then left the first
+    # lab without it (measured)
+    for route in host.routes if host else ():
+        dst = _route_dst(route.dst)
+        out[f"route:{dst}:{route.metric or 0}"] = f"route {dst} of the host namespace"
     return out
+
+
+def _route_dst(dst: str) -> str:
+    """A route's destination as the kernel keys it ("default" and 0.0.0.0/0 alike)."""
+    if dst == "default":
+        return "0.0.0.0/0"
+    try:
+        return str(ipaddress.ip_network(dst, strict=False))
+    except ValueError:
+        return dst
 
 
 def of(spec: LabSpec, allocation: Allocation) -> HostClaims:

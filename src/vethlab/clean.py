@@ -32,16 +32,27 @@ def clean(all_labs: bool = False, wait: float = 0.0) -> dict[str, Any]:
                 continue
             try:
                 with LabLock(name, wait, say=False):
-                    pass
-            except LockTimeout:
+                    # read again under the lock: the `up` that held it may have
+                    # finished since, and its lab is complete now, not a leftover
+                    if not all_labs and _complete(name):
+                        continue
+                stopped = Lab.existing(name, kernel=kernel).down(wait=wait)
+            except LockTimeout:  # busy, or taken again between our look and `down`
                 report["busy"].append(name)
                 continue
-            stopped = Lab.existing(name, kernel=kernel).down(wait=wait)
             report["labs"].append(name)
             if stopped:
                 report["stopped"][name] = stopped
         # host forwarding held by labs of which nothing is left (state and markers gone)
-        forwarding.release_orphans(kernel, set(store.labs()) | (marked - set(report["labs"])))
+        forwarding.release_orphans(kernel, lambda: set(store.labs()) | (marked - set(report["labs"])))
         return report
     finally:
         kernel.close()
+
+
+def _complete(name: str) -> bool:
+    try:
+        state = store.load(name)
+    except StateDamaged:
+        return False
+    return state is not None and state.complete

@@ -24,6 +24,7 @@ parallel agree on both.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from .errors import ConflictError
@@ -134,9 +135,19 @@ def release(kernel: Kernel, lab: str, recorded: bool = False) -> None:
     shared.release(lab, restore)
 
 
-def release_orphans(kernel: Kernel, living: set[str]) -> None:
+def release_orphans(kernel: Kernel, living: Callable[[], set[str]]) -> None:
     """`clean`: holders in the kernel's copy that are no lab any more (state and every
-    marked object gone) hold nothing."""
+    marked object gone) hold nothing.  `living` is asked under the ledger's lock, with
+    the holders read there too: a lab saves its state before it takes that lock to
+    hold, so one coming up meanwhile is either not a holder yet or already living."""
     mark = _read(kernel)
-    if mark is not None and mark[1] - living:
-        shared.under_lock(lambda: _let_go(kernel, mark[1] - living))
+    if mark is None or not mark[1]:
+        return
+
+    def let_go() -> None:
+        alive = living()
+        now = _read(kernel)
+        if now is not None and now[1] - alive:
+            _let_go(kernel, now[1] - alive)
+
+    shared.under_lock(let_go)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -125,6 +126,37 @@ def _is_nsfs(fd: int) -> bool:
     if _libc.fstatfs(fd, buf) != 0:
         return False
     return buf[0] == NSFS_MAGIC
+
+
+#: ioctl(2) on an nsfs fd: a new fd for the user namespace that owns it (linux/nsfs.h,
+#: _IO(0xb7, 0x1))
+NS_GET_USERNS = 0xB701
+
+
+def same_user_namespace(name: str) -> bool:
+    """Is namespace NAME owned by the user namespace vethlab runs in?
+
+    Every namespace vethlab makes is.  One an unprivileged user made inside a user
+    namespace of their own, then attached under /run/netns by an administrator
+    (`ip netns attach`), is not: its owner was root there and could set any lo alias,
+    including vethlab's marker, so the marker alone would let them borrow vethlab's
+    power to delete a namespace and kill its processes."""
+    try:
+        fd = open_ns(name)
+    except OSError:
+        return False
+    try:
+        user_fd = fcntl.ioctl(fd, NS_GET_USERNS)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    try:
+        theirs = os.fstat(user_fd)
+    finally:
+        os.close(user_fd)
+    ours = os.stat("/proc/self/ns/user")
+    return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
 
 
 def open_ns(name: str) -> int:

@@ -198,7 +198,10 @@ class NetlinkKernel:
             pass
 
     def namespace_owner(self, ns: str) -> str | None:
-        """The alias on the namespace's lo: vethlab's marker, or None."""
+        """The alias on the namespace's lo: vethlab's marker, or None.  None too for a
+        namespace another user namespace owns: its root could write any alias."""
+        if not nsmod.same_user_namespace(ns):
+            return None
         try:
             sock = self._sock(ns)
         except KernelError:

@@ -99,16 +99,53 @@ def open_root(path: str, create: bool) -> int | None:
             os.close(fd)
             fd = nfd
             if not last:
-                mode = os.fstat(fd).st_mode
+                st = os.fstat(fd)
+                mode = st.st_mode
                 if mode & 0o002 and not mode & stat.S_ISVTX:
                     raise StateError(f"{here}, a parent of the state directory {path}, is writable by everyone "
                                      f"(mode {stat.S_IMODE(mode):04o}) and not sticky: anyone could swap the state "
                                      "directory; set VETHLAB_STATE_DIR elsewhere")
+                _check_parent_owner(st, here, path)
         check_owned(fd, path, "the state directory")
         return fd
     except BaseException:
         os.close(fd)
         raise
+
+
+def _check_parent_owner(st: os.stat_result, here: str, path: str) -> None:
+    """Refuse a parent of the state root that another user owns, or that a group
+    other than root's may write without the sticky bit: they could rename the state
+    directory away (its labs then look gone) or put an older one of yours back.
+
+    An owner not mapped into our user namespace (a rootless sandbox sees the real
+    root's "/" as the overflow uid) is outside our reach either way and passes."""
+    me = os.geteuid()
+    owner_ok = st.st_uid in (0, me) or not _mapped(st.st_uid)
+    group_ok = not st.st_mode & 0o020 or st.st_mode & stat.S_ISVTX or st.st_gid == 0 or not _mapped_gid(st.st_gid)
+    if owner_ok and group_ok:
+        return
+    who = f"belongs to {_user(st.st_uid)}" if not owner_ok else f"is writable by group {st.st_gid}"
+    raise StateError(f"{here}, a parent of the state directory {path}, {who} (mode {stat.S_IMODE(st.st_mode):04o}): "
+                     "they could rename the state directory away or swap in another; set VETHLAB_STATE_DIR to a "
+                     "directory whose parents only root or you can change")
+
+
+def _id_mapped(ident: int, map_file: str) -> bool:
+    try:
+        with open(map_file, encoding="ascii") as fh:
+            ranges = [tuple(int(x) for x in line.split()) for line in fh if line.strip()]
+    except OSError:
+        return True
+    return any(inside <= ident < inside + count for inside, _outside, count in ranges)
+
+
+def _mapped(uid: int) -> bool:
+    return _id_mapped(uid, "/proc/self/uid_map")
+
+
+def _mapped_gid(gid: int) -> bool:
+    return _id_mapped(gid, "/proc/self/gid_map")
 
 
 def _open_dir_at(parent: int, name: str, path: str, create: bool, mode: int, what: str,
