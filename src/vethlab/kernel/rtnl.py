@@ -233,8 +233,9 @@ class NetlinkKernel:
             self._index[name] = {"lo": 1}
             self._next_index[name] = 2
 
-    def delete_namespace(self, ns: str) -> None:
-        self._sync()
+    def _forget(self, ns: str) -> None:
+        """Drop what this kernel object holds of a namespace about to go (an open fd or
+        socket would keep it alive, a cached index would outlive it)."""
         fd = self._ns_fds.pop(ns, None)
         if fd is not None:
             os.close(fd)
@@ -243,6 +244,10 @@ class NetlinkKernel:
             sock.close()
         self._index.pop(ns, None)
         self._next_index.pop(ns, None)
+
+    def delete_namespace(self, ns: str) -> None:
+        self._sync()
+        self._forget(ns)
         try:
             nsmod.delete(ns)
         except OSError as exc:
@@ -254,14 +259,8 @@ class NetlinkKernel:
         work overlaps the umounts' grace periods); the failures."""
         self._sync()
         for ns in names:
-            fd = self._ns_fds.pop(ns, None)
-            if fd is not None:
-                os.close(fd)
-            sock = self._socks.pop(ns, None)
-            if sock is not None:
-                sock.close()
-            self._index.pop(ns, None)
-            self._next_index.pop(ns, None)
+            self._forget(ns)
+
         def files(ns: str) -> None:
             if ns in owners:
                 nodefiles.remove_files(ns, owners[ns])
