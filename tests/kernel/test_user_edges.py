@@ -41,3 +41,46 @@ def test_link_set_rate_tc_cannot_carry_is_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert "--rate: rate '1bit' is out of range" in result.stderr
     assert "format requires" not in result.stderr
+
+
+SEED = """\
+name: seed
+nodes: {ns1: {run: ["sleep 1000"]}, ns2: {}}
+links:
+  - endpoints: [ns1:vp1, ns2:vp2]
+    addresses: [192.168.1.1/24, 192.168.1.2/24]
+"""
+
+WRONG_NUMBERS = [
+    ("web", "--port", "99999"),                 # was: internal error: OverflowError (exit 1)
+    ("web", "--port", "-1"),
+    ("perf", "ns1", "ns2", "--time", "0"),      # was: never returned
+    ("perf", "ns1", "ns2", "--time", "-1"),
+    ("ping", "ns1", "ns2", "-c", "0"),          # was: ping's own complaint, exit 1
+    ("capture", "-c", "-1", "ns1:vp1", "icmp"),  # was: tcpdump's own complaint, exit 1
+    ("link", "flap", "ns1:vp1", "--count", "-3"),  # was: nothing done, exit 0
+    ("link", "flap", "ns1:vp1", "--count", "0"),
+    ("logs", "ns1", "-n", "-3"),                # was: nothing printed, exit 0
+    ("watch", "--count", "0"),
+    ("ls", "--wait", "-1"),
+    ("status", "--wait", "nan"),
+]
+
+
+@pytest.mark.parametrize("argv", WRONG_NUMBERS, ids=[" ".join(a) for a in WRONG_NUMBERS])
+def test_numbers_out_of_range_are_usage_errors(tmp_path: Path, argv: tuple[str, ...]) -> None:
+    lab = tmp_path / "seed.yaml"
+    lab.write_text(SEED)
+    vethlab("up", str(lab), check=True)
+    result = vethlab(*argv, timeout=60)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "out of range" in result.stderr and "internal error" not in result.stderr
+
+
+def test_perf_for_less_than_a_second_returns(tmp_path: Path) -> None:
+    """iperf3 reads `-t 0.5` as 0, "no limit": perf hung for its 30 s timeout."""
+    lab = tmp_path / "seed.yaml"
+    lab.write_text(SEED)
+    vethlab("up", str(lab), check=True)
+    result = vethlab("perf", "ns1", "ns2", "--time", "0.5", "--json", timeout=25)
+    assert result.returncode == 0, result.stderr
