@@ -84,3 +84,48 @@ def test_perf_for_less_than_a_second_returns(tmp_path: Path) -> None:
     vethlab("up", str(lab), check=True)
     result = vethlab("perf", "ns1", "ns2", "--time", "0.5", "--json", timeout=25)
     assert result.returncode == 0, result.stderr
+
+
+MOVE_BEFORE = """\
+name: mv
+nodes: {c: {}, r: {routes: ["10.9.0.0/16 via 10.0.0.1 dev e0"]}}
+links:
+  - endpoints: [c:e0, r:e0]
+    addresses: [10.0.0.1/24, 10.0.0.2/24]
+networks:
+  lan: {members: {c: {}}}
+  lan2: {subnet: 172.31.9.0/24}
+"""
+
+MOVE_AFTER = """\
+name: mv
+nodes: {c: {}, r: {}}
+networks:
+  lan: {}
+  lan2: {subnet: 172.31.9.0/24, members: {c: {}, r: {}}}
+"""
+
+
+def _routes(node: str) -> list[str]:
+    out = vethlab("exec", node, "--", "ip", "route", check=True).stdout
+    return sorted(line.strip() for line in out.splitlines())
+
+
+def test_member_moved_to_another_network_and_link_with_dev_route_removed(tmp_path: Path) -> None:
+    """Removing a route whose interface this run already deleted failed `up`
+    ("interface eth0 not found in namespace c") and rolled the edit back."""
+    lab = tmp_path / "mv.yaml"
+    lab.write_text(MOVE_BEFORE)
+    vethlab("up", str(lab), check=True)
+    lab.write_text(MOVE_AFTER)
+    vethlab("up", str(lab), check=True)
+    assert vethlab("plan", str(lab), "--refresh", check=True).stdout.strip() == "lab mv: no changes"
+    assert _routes("c") == ["172.31.9.0/24 dev eth0 proto kernel scope link src 172.31.9.2",
+                            "default via 172.31.9.1 dev eth0 proto 118"]
+    assert _routes("r") == ["172.31.9.0/24 dev eth0 proto kernel scope link src 172.31.9.3",
+                            "default via 172.31.9.1 dev eth0 proto 118"]
+    vethlab("exec", "c", "--", "ping", "-c1", "-W2", "r", check=True)
+    lab.write_text(MOVE_BEFORE)  # and back again
+    vethlab("up", str(lab), check=True)
+    assert vethlab("plan", str(lab), "--refresh", check=True).stdout.strip() == "lab mv: no changes"
+    assert "10.9.0.0/16 via 10.0.0.1 dev e0 proto 118" in _routes("r")
