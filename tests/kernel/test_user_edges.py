@@ -129,3 +129,47 @@ def test_member_moved_to_another_network_and_link_with_dev_route_removed(tmp_pat
     vethlab("up", str(lab), check=True)
     assert vethlab("plan", str(lab), "--refresh", check=True).stdout.strip() == "lab mv: no changes"
     assert "10.9.0.0/16 via 10.0.0.1 dev e0 proto 118" in _routes("r")
+
+
+ONESHOT = """\
+name: once
+nodes:
+  a:
+    run:
+      - sleep 1000
+      - {cmd: "sh -c 'echo ran >> DIR/runs'", oneshot: true}
+    ready: ["test -e DIR/ready"]
+"""
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "a one-shot's success is recorded (Record.done) only after up's readiness watch "
+    "(lab.py _record_done after watch_services); a kill -9 of up during that watch "
+    "loses it, and the next up finds the recorded pid dead and no process with its "
+    "label, so it runs the one-shot again. Needs its exit status kept where a kill "
+    "cannot lose it (the gate in kernel/services.py writing it next to the log), "
+    "read by observe_services: trust-procs' files, more than a local fix"))
+def test_oneshot_that_finished_is_not_rerun_after_up_is_killed_during_the_watch(tmp_path: Path) -> None:
+    """README: 'A one-shot that finished is not run again while its node lives',
+    'even after a kill -9 of up'."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    lab = tmp_path / "once.yaml"
+    lab.write_text(ONESHOT.replace("DIR", str(tmp_path)))
+    runs = tmp_path / "runs"
+    up = subprocess.Popen([sys.executable, "-m", "vethlab", "up", str(lab)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):  # the one-shot has run: up now waits for `ready` (until DIR/ready exists)
+        if runs.exists() and runs.read_text():
+            break
+        time.sleep(0.05)
+    assert up.poll() is None, "up returned before it could be killed during its watch"
+    os.kill(up.pid, signal.SIGKILL)
+    up.wait()
+    (tmp_path / "ready").touch()
+    vethlab("up", str(lab), check=True)
+    assert runs.read_text() == "ran\n"
