@@ -173,3 +173,34 @@ def test_oneshot_that_finished_is_not_rerun_after_up_is_killed_during_the_watch(
     (tmp_path / "ready").touch()
     vethlab("up", str(lab), check=True)
     assert runs.read_text() == "ran\n"
+
+
+POINT_TO_POINT = """\
+name: p2p
+nodes:
+  a: {routes: ["10.0.0.2/32 dev e0", "fd00::2/128 dev e0"]}
+  b: {routes: ["10.0.0.1/32 dev e0", "fd00::1/128 dev e0"]}
+links:
+  - endpoints: [a:e0, b:e0]
+    addresses: [[10.0.0.1/32, "fd00::1/128"], [10.0.0.2/32, "fd00::2/128"]]
+"""
+
+
+def test_point_to_point_slash_32_with_routes_to_each_other_is_valid_and_works(tmp_path: Path) -> None:
+    """The 'ends share no subnet' check refused /32 (/128) ends although each node
+    routes the other's address out of the link: the routers' and Calico's design."""
+    lab = tmp_path / "p2p.yaml"
+    lab.write_text(POINT_TO_POINT)
+    vethlab("up", str(lab), check=True)
+    vethlab("exec", "a", "--", "ping", "-c1", "-W2", "10.0.0.2", check=True)
+    vethlab("exec", "b", "--", "ping", "-c1", "-W2", "fd00::1", check=True)
+    assert vethlab("plan", str(lab), "--refresh", check=True).stdout.strip() == "lab p2p: no changes"
+
+
+def test_point_to_point_with_a_route_on_one_side_only_is_still_refused(tmp_path: Path) -> None:
+    lab = tmp_path / "p2p.yaml"
+    lab.write_text(POINT_TO_POINT.replace('"10.0.0.1/32 dev e0", ', ""))
+    result = vethlab("validate", str(lab))
+    assert result.returncode == 2
+    assert f"{lab}:7: links[0].addresses: the ends share no IPv4 subnet" in result.stderr
+    assert "IPv6" not in result.stderr
