@@ -204,3 +204,37 @@ def test_point_to_point_with_a_route_on_one_side_only_is_still_refused(tmp_path:
     assert result.returncode == 2
     assert f"{lab}:7: links[0].addresses: the ends share no IPv4 subnet" in result.stderr
     assert "IPv6" not in result.stderr
+
+
+NUMERIC_NODES = """\
+name: num
+nodes: {"10": {}, "08": {}, h: {}}
+links:
+  - endpoints: ["10:e0", "h:e0"]
+    addresses: [10.0.0.1/24, 10.0.0.2/24]
+  - endpoints: ["08:e0", "h:e1"]
+    addresses: [10.0.1.1/24, 10.0.1.2/24]
+"""
+
+
+def test_node_names_resolvers_read_as_addresses_are_refused(tmp_path: Path) -> None:
+    """A node "10" was up'd, but inside the lab `ping 10` went to 0.0.0.10: resolvers
+    parse numbers (inet_aton) before reading the hosts file vethlab writes."""
+    lab = tmp_path / "num.yaml"
+    lab.write_text(NUMERIC_NODES)
+    result = vethlab("up", str(lab))
+    assert result.returncode == 2, result.stderr
+    assert sorted(result.stderr.splitlines()) == [
+        f"{lab}:2: nodes.08: node name '08' is read as an IPv4 address by resolvers (ping 08 finds nothing, "
+        "not the node); add a letter, e.g. 'n08'",
+        f"{lab}:2: nodes.10: node name '10' is read as an IPv4 address by resolvers (ping 10 goes to 0.0.0.10, "
+        "not the node); add a letter, e.g. 'n10'"]
+
+
+def test_node_names_starting_with_digits_resolve_to_the_node(tmp_path: Path) -> None:
+    """"1a" and "0x1g" are no numbers to resolvers: they resolve by the hosts file."""
+    lab = tmp_path / "num.yaml"
+    lab.write_text(NUMERIC_NODES.replace('"10', '"1a').replace('"08', '"0x1g'))
+    vethlab("up", str(lab), check=True)
+    assert vethlab("exec", "h", "--", "getent", "hosts", "0x1g", check=True).stdout.split() == ["10.0.1.1", "0x1g"]
+    assert vethlab("exec", "h", "--", "getent", "hosts", "1a", check=True).stdout.split() == ["10.0.0.1", "1a"]

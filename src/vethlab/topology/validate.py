@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import Issue, ValidationError
 from .loader import MAX_ISSUES, Document, Path
-from .naming import ifname_problem, lab_problem, node_problem, sysctl_problem
+from .naming import ifname_problem, lab_problem, name_resolution_problem, node_problem, sysctl_problem
 from .networks import parse_networks
 from .routes import RouteSyntaxError, parse_route
 from .schema import HOST, Endpoint, LabSpec, LinkSpec, NodeSpec, RouteSpec
@@ -168,6 +168,9 @@ def _node(c: _Checker, name: str, raw: Any, path: Path, ifaces: list[tuple[str, 
     ok = True
     if node_problem(name):
         c.err(path, str(node_problem(name)))
+        ok = False
+    elif name_resolution_problem(name):
+        c.err(path, str(name_resolution_problem(name)))
         ok = False
     spec = c.section(raw, path, "node settings", NODE_KEYS, NOT_YET[("node",)])
     if spec is None:
