@@ -238,3 +238,21 @@ def test_node_names_starting_with_digits_resolve_to_the_node(tmp_path: Path) -> 
     vethlab("up", str(lab), check=True)
     assert vethlab("exec", "h", "--", "getent", "hosts", "0x1g", check=True).stdout.split() == ["10.0.1.1", "0x1g"]
     assert vethlab("exec", "h", "--", "getent", "hosts", "1a", check=True).stdout.split() == ["10.0.0.1", "1a"]
+
+
+FAILING_SERVICE = """\
+name: dfail
+nodes:
+  dd:
+    run: ["sh -c 'sleep 1000 & exit 1'"]
+"""
+
+
+def test_a_failed_service_is_named_as_it_can_be_run_again(tmp_path: Path) -> None:
+    """The message said `sh -c sleep 1000 & exit 1`: pasted into a shell, a different
+    command; `vethlab logs` and the file quote it."""
+    lab = tmp_path / "dfail.yaml"
+    lab.write_text(FAILING_SERVICE)
+    result = vethlab("up", str(lab))
+    assert result.returncode == 1
+    assert "node dd: service `sh -c 'sleep 1000 & exit 1'` exited with status 1 during `up`" in result.stderr
