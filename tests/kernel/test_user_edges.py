@@ -256,3 +256,22 @@ def test_a_failed_service_is_named_as_it_can_be_run_again(tmp_path: Path) -> Non
     result = vethlab("up", str(lab))
     assert result.returncode == 1
     assert "node dd: service `sh -c 'sleep 1000 & exit 1'` exited with status 1 during `up`" in result.stderr
+
+
+SLOW_CHECK = """\
+name: slow
+nodes:
+  ss:
+    run: ["sleep 1000"]
+    ready: ["sleep 3"]
+"""
+
+
+def test_a_readiness_check_slower_than_the_wait_is_not_ready(tmp_path: Path) -> None:
+    """Each check run was bounded by 5 s whatever the wait: a check that takes 3 s
+    passed under VETHLAB_READY_TIMEOUT=1 (and N hanging checks waited N x 5 s)."""
+    lab = tmp_path / "slow.yaml"
+    lab.write_text(SLOW_CHECK)
+    result = vethlab("up", str(lab), env={"VETHLAB_READY_TIMEOUT": "1"})
+    assert result.returncode == 1, result.stdout
+    assert "node ss: not ready after 1 s: `sleep 3` did not exit 0" in result.stderr

@@ -175,7 +175,10 @@ def supervise(kernel: Kernel, launches: list[Launch], checks: Checks,
                 _judge_exit(kernel, launch, done)
         for node in list(pending):
             ns = checks[node][0]
-            while pending[node] and kernel.ready_check(ns, pending[node][0], CHECK_TIMEOUT):
+            # a check run never outlasts the wait: with CHECK_TIMEOUT alone, a 3 s check
+            # passed under VETHLAB_READY_TIMEOUT=1, and hanging checks of N nodes waited N x 5 s
+            left = max(0.05, timeout - (time.monotonic() - begin))
+            while pending[node] and kernel.ready_check(ns, pending[node][0], min(CHECK_TIMEOUT, left)):
                 pending[node].pop(0)
             if not pending[node]:
                 del pending[node]
