@@ -8,6 +8,7 @@ thing: bytes received by DST per second of transfer.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -63,8 +64,11 @@ def _iperf3(src_ns: str | None, dst_ns: str | None, address: str, seconds: float
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(0.2)
-        client = subprocess.run(node_argv(src_ns, ["iperf3", "-c", address, "-p", str(PORT), "-t", f"{seconds:g}",
-                                                   "-J"]), capture_output=True, text=True, timeout=seconds + 30)
+        # iperf3 reads -t as a whole number (atoi): `-t 0.5` is 0, which it takes as
+        # "no time limit", and perf hung until its 30 s timeout; so whole seconds, at least 1
+        whole = max(1, math.ceil(seconds))
+        client = subprocess.run(node_argv(src_ns, ["iperf3", "-c", address, "-p", str(PORT), "-t", str(whole),
+                                                   "-J"]), capture_output=True, text=True, timeout=whole + 30)
     finally:
         try:
             server.wait(5)

@@ -210,9 +210,14 @@ def test_a_lone_surrogate_in_text_is_refused() -> None:
 def test_keys_are_kept_as_written() -> None:
     """YAML 1.1 reads these as true, 16, 10, null, a date, 1.0: they were renamed
     (`true:` became node `True`); a name is text."""
-    spec = lab_from_text("name: t\nnodes:\n  true: {}\n  on: {}\n  0x10: {}\n  1_0: {}\n  null: {}\n"
-                         "  2001-01-01: {}\n  017: {}\n  Yes: {}\n  '16': {}\n")
-    assert list(spec.nodes) == ["true", "on", "0x10", "1_0", "null", "2001-01-01", "017", "Yes", "16"]
+    spec = lab_from_text("name: t\nnodes:\n  true: {}\n  on: {}\n  1_0: {}\n  null: {}\n"
+                         "  2001-01-01: {}\n  Yes: {}\n")
+    assert list(spec.nodes) == ["true", "on", "1_0", "null", "2001-01-01", "Yes"]
+    # numbers are refused as node names (resolvers read them as addresses), named as written
+    with pytest.raises(ValidationError) as info:
+        lab_from_text("name: t\nnodes:\n  0x10: {}\n  017: {}\n  '16': {}\n", "f.yaml")
+    assert [line.split(": node name")[0] for line in str(info.value).splitlines()] == [
+        "f.yaml:3: nodes.0x10", "f.yaml:4: nodes.017", "f.yaml:5: nodes.16"]
 
 
 @pytest.mark.parametrize("text, line, fragment", [

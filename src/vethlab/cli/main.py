@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from . import argtypes
+
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -43,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--lab", default=argparse.SUPPRESS, help="the lab (default: the only one)")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="one JSON document on stdout")
-    common.add_argument("--wait", type=float, default=argparse.SUPPRESS, metavar="SECONDS",
+    common.add_argument("--wait", type=argtypes.seconds(positive=False), default=argparse.SUPPRESS, metavar="SECONDS",
                         help="wait this long for another vethlab working on the lab (default 60)")
 
     parser = _Parser(prog="vethlab", description="Virtual networks of namespaces, veth pairs and bridges.")
@@ -78,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("ping", _lazy("run", "cmd_ping"), "ping from node SRC to an address or node DST")
     p.add_argument("src")
     p.add_argument("dst")
-    p.add_argument("-c", "--count", type=int, default=3)
+    p.add_argument("-c", "--count", type=argtypes.COUNT, default=3)
     p = cmd("pingall", _lazy("run", "cmd_pingall"), "ping between every pair of neighbours; exit 1 if any fails")
     p.add_argument("--all", action="store_true", help="every node to every address of every other node")
     p = cmd("link", _lazy("faults", "cmd_link"), "faults and shaping on one link end: down, up, set, clear, flap")
@@ -90,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", help="set: e.g. 1%% (netem)")
     p.add_argument("--down", default="1s", metavar="T", help="flap: time down (default 1s)")
     p.add_argument("--up", default="1s", metavar="T", help="flap: time up between flaps (default 1s)")
-    p.add_argument("--count", type=int, default=1, help="flap: how many times (default 1)")
+    p.add_argument("--count", type=argtypes.COUNT, default=1, help="flap: how many times (default 1)")
     p = cmd("node", _lazy("faults", "cmd_node"), "all of a node's links down (isolate) or back up (restore)")
     p.add_argument("action", choices=["isolate", "restore"])
     p.add_argument("node")
@@ -99,23 +101,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p = cmd("watch", _lazy("faults", "cmd_watch"), "link and address changes as they happen (netlink events)")
     p.add_argument("--duration", metavar="T", help="stop after this long")
-    p.add_argument("--count", type=int, help="stop after this many events")
+    p.add_argument("--count", type=argtypes.COUNT, help="stop after this many events")
     p = cmd("capture", _lazy("faults", "cmd_capture"), "tcpdump on a node's interface")
     p.add_argument("endpoint", metavar="NODE:IFNAME")
     p.add_argument("-w", "--write", metavar="FILE", help="write a pcap file")
-    p.add_argument("-c", "--count", type=int, help="stop after this many packets")
+    p.add_argument("-c", "--count", type=argtypes.COUNT, help="stop after this many packets")
     p.add_argument("filter", nargs=argparse.REMAINDER, help="a pcap filter, e.g. icmp")
     p = cmd("perf", _lazy("faults", "cmd_perf"), "TCP throughput from node SRC to node DST")
     p.add_argument("src")
     p.add_argument("dst")
-    p.add_argument("--time", type=float, default=5.0, metavar="S")
+    p.add_argument("--time", type=argtypes.seconds(positive=True), default=5.0, metavar="S")
     p = cmd("graph", _lazy("inspect", "cmd_graph"), "draw the topology (.svg .png .dot .mmd .html)")
     p.add_argument("file", nargs="?", metavar="FILE", help=FILE_HELP + "; or draw a running lab with --lab")
     p.add_argument("-o", "--output", required=True, metavar="OUT")
     p = cmd("logs", _lazy("logs", "cmd_logs"), "the output of a node's services")
     p.add_argument("node")
     p.add_argument("service", nargs="?", help="the command, its program name, or its position in run: (from 0)")
-    p.add_argument("-n", "--tail", type=int, metavar="N", help="only the last N lines")
+    p.add_argument("-n", "--tail", type=argtypes.LINES, metavar="N", help="only the last N lines")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing what the services write")
     p = cmd("clean", _lazy("lifecycle", "cmd_clean"), "remove leftovers of labs whose run died")
     p.add_argument("--all", action="store_true", help="remove every lab, complete ones too")
@@ -123,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     cmd("demo", _cmd_demo, "the seed's veth pair, shown working, in a sandbox")
     p = cmd("web", _lazy("web", "cmd_web"), "a live page of the lab on 127.0.0.1 (actions need the printed token)")
-    p.add_argument("--port", type=int, default=8088, help="TCP port (default 8088; 0: any free port)")
+    p.add_argument("--port", type=argtypes.PORT, default=8088, help="TCP port (default 8088; 0: any free port)")
     p.add_argument("--bind", metavar="ADDRESS", help="listen on ADDRESS instead of 127.0.0.1 (reachable by others!)")
     p = cmd("doctor", _lazy("doctor", "cmd_doctor"),
             "preflight of this host: kernel features, firewalls, settings; with FILE, what it needs")

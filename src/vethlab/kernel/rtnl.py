@@ -476,6 +476,13 @@ class NetlinkKernel:
                              f"add route '{route_text(route)}' in {where(ns)}")
 
     def delete_route(self, ns: Netns, route: Route) -> None:
+        if route.dev:
+            try:
+                self._ifindex(ns, route.dev)
+            except KernelError:
+                # the kernel removed the route with its interface, deleted earlier in this
+                # run (a member moved to another network): was "interface eth0 not found"
+                return
         self._queue(ns, nl.RTM_DELROUTE, 0, self._route_body(ns, route),
                              f"remove route '{route_text(route)}' in {where(ns)}", (errno.ESRCH, errno.ENOENT))
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -174,7 +175,10 @@ def supervise(kernel: Kernel, launches: list[Launch], checks: Checks,
                 _judge_exit(kernel, launch, done)
         for node in list(pending):
             ns = checks[node][0]
-            while pending[node] and kernel.ready_check(ns, pending[node][0], CHECK_TIMEOUT):
+            # a check run never outlasts the wait: with CHECK_TIMEOUT alone, a 3 s check
+            # passed under VETHLAB_READY_TIMEOUT=1, and hanging checks of N nodes waited N x 5 s
+            left = max(0.05, timeout - (time.monotonic() - begin))
+            while pending[node] and kernel.ready_check(ns, pending[node][0], min(CHECK_TIMEOUT, left)):
                 pending[node].pop(0)
             if not pending[node]:
                 del pending[node]
@@ -209,14 +213,14 @@ def _judge_exit(kernel: Kernel, launch: Launch, done: set[str]) -> None:
             return  # daemonised: its children run on, found by label
     what = f"exited with status {status}" if status >= 0 else f"was killed by signal {-status}"
     hint = "" if status else " (a service that exits 0 on purpose is declared {cmd: ..., oneshot: true})"
-    raise CommandFailed(f"node {launch.node}: service `{' '.join(launch.argv)}` {what} during `up`{hint}"
+    raise CommandFailed(f"node {launch.node}: service `{shlex.join(launch.argv)}` {what} during `up`{hint}"
                         f"{_log_tail(launch)}")
 
 
 def _describe(check: tuple[str, ...]) -> str:
     if len(check) == 1 and check[0].startswith("tcp:"):
         return f"nothing listens on TCP port {check[0][4:]} ({check[0]})"
-    return f"`{' '.join(check)}` did not exit 0"
+    return f"`{shlex.join(check)}` did not exit 0"
 
 
 def _log_tail(launch: Launch) -> str:

@@ -14,6 +14,7 @@ matches before a trailing newline), and a lab named "x\\n" then reaches paths.
 from __future__ import annotations
 
 import re
+import socket
 
 IFNAMSIZ = 16  # including the trailing NUL: at most 15 bytes
 LAB_RULE = "[a-z][a-z0-9-]{0,11}"
@@ -44,6 +45,23 @@ def node_problem(name: object) -> str | None:
         return (f"node name {_shown(name)} must start with a letter or digit and use only letters, digits, '-' and '_' "
                 "(at most 63)")
     return None
+
+
+def name_resolution_problem(name: str) -> str | None:
+    """Why nodes could not reach node `name` by its name, or None.  What inet_aton(3)
+    parses (decimal, octal 017, hex 0x1f numbers) every resolver takes for an IPv4
+    address before it reads a hosts file: a node named "10" was 0.0.0.10 to
+    `getent hosts 10` and `ping 10` inside the lab, never the node."""
+    # glibc's resolver also takes any all-digit name for a number and, when inet_aton
+    # refuses it ("08": 8 is no octal digit), answers "not found" without a lookup
+    try:
+        where = f"goes to {socket.inet_ntoa(socket.inet_aton(name))}"
+    except OSError:
+        if not name.isdigit():
+            return None
+        where = "finds nothing"
+    return (f"node name {_shown(name)} is read as an IPv4 address by resolvers (ping {name} {where}, "
+            f"not the node); add a letter, e.g. 'n{name}'")
 
 
 def netns_problem(name: object) -> str | None:

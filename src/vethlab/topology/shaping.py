@@ -16,6 +16,13 @@ _TIME = {"s": 1_000_000, "ms": 1000, "us": 1, "usec": 1, "msec": 1000, "sec": 1_
 # ASCII digits, at most 15 before and after the point: a longer number made float()
 # return inf, and int(inf) raised OverflowError (an internal error, not exit 2)
 _NUMBER = r"([0-9]{1,15}(?:\.[0-9]{1,15})?)"
+# The rates tc can carry: tbf's and netem's rate fields are u32 bytes per second
+# (4294967295 B/s = 34359738360 bit/s), and tbf's buffer, in psched ticks of a
+# 16 kB burst, overflows u32 below 466 bit/s (measured by encoding the request).
+# Outside these the request failed at `up`, after building, with struct's
+# "'I' format requires 0 <= number <= 4294967295"; now the file is refused.
+RATE_MIN = 1000
+RATE_MAX = 0xFFFFFFFF * 8
 
 
 class Shaping(NamedTuple):
@@ -72,6 +79,8 @@ def parse_rate(text: object) -> int:
     value = int(float(m.group(1)) * _RATE[m.group(2)])
     if value <= 0:
         raise ValueError(f"rate {text!r} must be above zero")
+    if not RATE_MIN <= value <= RATE_MAX:
+        raise ValueError(f"rate {text!r} is out of range: tc takes 1kbit to 34gbit")
     return value
 
 

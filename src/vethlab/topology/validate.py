@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import Issue, ValidationError
 from .loader import MAX_ISSUES, Document, Path
-from .naming import ifname_problem, lab_problem, node_problem, sysctl_problem
+from .naming import ifname_problem, lab_problem, name_resolution_problem, node_problem, sysctl_problem
 from .networks import parse_networks
 from .routes import RouteSyntaxError, parse_route
 from .schema import HOST, Endpoint, LabSpec, LinkSpec, NodeSpec, RouteSpec
@@ -157,7 +157,7 @@ def parse_document(doc: Document) -> LabSpec:
         if node is not None:
             nodes[node_name] = node
     _check_addresses(c, readable, raw_links)
-    _check_link_subnets(c, readable)
+    _check_link_subnets(c, readable, nodes)
 
     if c.issues:
         raise ValidationError(c.issues)
@@ -169,6 +169,9 @@ def _node(c: _Checker, name: str, raw: Any, path: Path, ifaces: list[tuple[str, 
     ok = True
     if node_problem(name):
         c.err(path, str(node_problem(name)))
+        ok = False
+    elif name_resolution_problem(name):
+        c.err(path, str(name_resolution_problem(name)))
         ok = False
     spec = c.section(raw, path, "node settings", NODE_KEYS, NOT_YET[("node",)])
     if spec is None:
@@ -602,7 +605,8 @@ def _parts(text: str) -> tuple[int, int, int]:
     return parsed.version, int(parsed.ip), parsed.network.prefixlen
 
 
-def _check_link_subnets(c: _Checker, links: list[tuple[int, LinkSpec]]) -> None:
+def _check_link_subnets(c: _Checker, links: list[tuple[int, LinkSpec]],
+                        nodes: dict[str, NodeSpec] | None = None) -> None:
     """SPEC §2: a link whose two ends share no subnet is an error.  Judged per IP
     version, and only when both ends have addresses of it.  Two addresses share a
     subnet when each is inside the other's prefix, i.e. they agree on the longer of
@@ -624,9 +628,30 @@ def _check_link_subnets(c: _Checker, links: list[tuple[int, LinkSpec]]) -> None:
             (a, shown_a), (b, shown_b) = ends
             if not a or not b or _share_subnet(a, b, 32 if version == 4 else 128):
                 continue
+            if (_routed_on(nodes, link.a.node, link.a.ifname, shown_b)
+                    and _routed_on(nodes, link.b.node, link.b.ifname, shown_a)):
+                continue  # point-to-point /32s (/128s), each end with a route to the other on the link
             c.err(("links", index, "addresses"),
                   f"the ends share no IPv{version} subnet: {link.a} has {_few(shown_a)}, {link.b} has "
                   f"{_few(shown_b)}; neither reaches the other directly")
+
+
+def _routed_on(nodes: dict[str, NodeSpec] | None, node: str, ifname: str, peer: list[str]) -> bool:
+    """Does `node` route one of the peer's addresses straight out of `ifname`
+    (`10.0.0.2/32 dev e0`, no `via`)?  Then it reaches the peer without a shared
+    subnet: the point-to-point design of routers and of Calico's /32 veths."""
+    spec = (nodes or {}).get(node)
+    if spec is None:
+        return False
+    nets = []
+    for route in spec.routes:
+        if route.dev == ifname and route.via is None:
+            try:
+                nets.append(ipaddress.ip_network(route.dst, strict=False))
+            except ValueError:  # "default"
+                nets.extend([ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")])
+    return any(ipaddress.ip_interface(text).ip in net for text in peer for net in nets
+               if net.version == ipaddress.ip_interface(text).version)
 
 
 def _share_subnet(a: dict[int, list[int]], b: dict[int, list[int]], width: int) -> bool:
