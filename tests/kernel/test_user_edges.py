@@ -142,13 +142,6 @@ nodes:
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a one-shot's success is recorded (Record.done) only after up's readiness watch "
-    "(lab.py _record_done after watch_services); a kill -9 of up during that watch "
-    "loses it, and the next up finds the recorded pid dead and no process with its "
-    "label, so it runs the one-shot again. Needs its exit status kept where a kill "
-    "cannot lose it (the gate in kernel/services.py writing it next to the log), "
-    "read by observe_services: trust-procs' files, more than a local fix"))
 def test_oneshot_that_finished_is_not_rerun_after_up_is_killed_during_the_watch(tmp_path: Path) -> None:
     """README: 'A one-shot that finished is not run again while its node lives',
     'even after a kill -9 of up'."""

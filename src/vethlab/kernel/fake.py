@@ -227,7 +227,8 @@ class FakeKernel:
     def firewall_tables(self, ns: Netns) -> list[str]:
         return [name for (space, name), chains in self.tables.items() if space == ns and table_owner(name, chains)]
 
-    def start_service(self, ns: Netns, argv: list[str], log_path: str, marker: str) -> tuple[int, int]:
+    def start_service(self, ns: Netns, argv: list[str], log_path: str, marker: str,
+                      oneshot: bool = False) -> tuple[int, int]:
         self._step(f"start {ns}: {' '.join(argv)}")
         self.next_pid += 1
         status = self.command_status.get(argv[0])

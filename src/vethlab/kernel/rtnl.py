@@ -578,10 +578,11 @@ class NetlinkKernel:
     def firewall_ruleset(self, ns: Netns) -> list[dict[str, Any]]:
         return nftables.ruleset(ns)
 
-    def start_service(self, ns: Netns, argv: list[str], log_path: str, marker: str) -> tuple[int, int]:
+    def start_service(self, ns: Netns, argv: list[str], log_path: str, marker: str,
+                      oneshot: bool = False) -> tuple[int, int]:
         self._sync()
         try:
-            return services.start(ns, argv, log_path, marker)
+            return services.start(ns, argv, log_path, marker, oneshot)
         except OSError as exc:
             raise KernelError(f"cannot start `{' '.join(argv)}`: {plain(exc)}") from None
 

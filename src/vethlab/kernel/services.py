@@ -55,18 +55,44 @@ def start_time(pid: int) -> int | None:
 #: Should vethlab die before releasing it, the pipe closes, `read` meets EOF and
 #: the service never runs: nothing starts that the state does not record.
 GATE = 'read -r go || exit 125; exec "$@" </dev/null'
+#: A one-shot's gate does not exec: it waits for the command and writes its exit
+#: status beside the log, so the next `up` knows it finished even when the `up`
+#: that started it was killed before it saw the exit (the state would not say so).
+ONESHOT_GATE = 'read -r go || exit 125; status=$1; shift; "$@" </dev/null; s=$?; echo "$s" > "$status"; exit "$s"'
 _gates: dict[int, int] = {}  # pid -> write end of its gate
 
 
-def start(ns: str | None, argv: list[str], log_path: str, label: str) -> tuple[int, int]:
+def status_path(log_path: str) -> str:
+    """Where a one-shot's gate writes its exit status."""
+    return log_path + ".exit"
+
+
+def oneshot_succeeded(log_path: str) -> bool:
+    """Did the one-shot logging to `log_path` exit 0 (its gate says so)?"""
+    try:
+        fd = os.open(status_path(log_path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(16).strip() == b"0"
+
+
+def start(ns: str | None, argv: list[str], log_path: str, label: str, oneshot: bool = False) -> tuple[int, int]:
     """Start a service in its own session, its output appended to `log_path`,
     held at its gate until `release(pid)`; returns (pid, start time), which stay
     the command's own (the gate's shell execs it, as `ip netns exec` does)."""
     os.makedirs(os.path.dirname(log_path), mode=0o700, exist_ok=True)
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    gate, extra = GATE, []
+    if oneshot:
+        gate, extra = ONESHOT_GATE, [status_path(log_path)]
+        try:
+            os.unlink(status_path(log_path))  # an earlier run's: this one has not finished
+        except FileNotFoundError:
+            pass
     gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
     try:
-        proc = subprocess.Popen(["/bin/sh", "-c", GATE, "vethlab-service", *node_argv(ns, argv)], stdin=gate_r,
+        proc = subprocess.Popen(["/bin/sh", "-c", gate, "vethlab-service", *extra, *node_argv(ns, argv)], stdin=gate_r,
                                 stdout=fd, stderr=subprocess.STDOUT, start_new_session=True,
                                 env={**os.environ, LABEL_VAR: label}, close_fds=True)
     except BaseException:

@@ -309,7 +309,7 @@ class Executor:
             raise CommandFailed(f"node {a.node}: service `{' '.join(p['argv'])}`: {problem}")
         label = p["label"]
         log = os.path.join(self.log_dir, log_name(label))
-        pid, started = k.start_service(ns, p["argv"], log, label)
+        pid, started = k.start_service(ns, p["argv"], log, label, bool(p.get("oneshot")))
         self.journal.add(a.target, lambda: k.stop_service(ns, label, pid, started))
         inode = (k.namespace_id(ns) or 0) if ns else 0
         self.outcome.started.append((a.node, Record(p["argv"], pid, started, label, False, inode)))
