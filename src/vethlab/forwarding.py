@@ -91,8 +91,18 @@ def hold(kernel: Kernel, lab: str, key: str) -> None:
             kernel.firewall_apply(None, {"nftables": cmds}, f"record that lab {lab} holds {key} in the host namespace")
         except (ConflictError, _Foreign):  # no nft, or a foreign table of that name: the ledger is the only copy
             pass
-        kernel.write_sysctl(None, key, value)
-        kernel.flush()
+        try:
+            kernel.write_sysctl(None, key, value)
+            kernel.flush()
+        except Exception:
+            # the write failed, so the ledger will not name this lab (its update is
+            # abandoned): take the kernel's copy back too, or it would claim a holder
+            # that holds nothing and keep the record table for ever
+            try:
+                _let_go(kernel, {lab})
+            except Exception:  # the write's own error is the one to report
+                pass
+            raise
 
     shared.hold(lab, key, original, write, "1")
 

@@ -135,7 +135,18 @@ class FakeKernel:
         if space:
             for link in space.links.values():
                 if link.peer and link.peer[0] in self.spaces:
-                    self.spaces[link.peer[0]].links.pop(link.peer[1], None)
+                    self._gone(link.peer[0], self.spaces[link.peer[0]].links.pop(link.peer[1], None))
+        self.shaped = {key: kind for key, kind in self.shaped.items() if key[0] != ns}
+
+    def _gone(self, ns: Netns, link: _Link | None) -> None:
+        """What goes with an interface in the kernel: its per-interface sysctls and its qdisc."""
+        if link is None:
+            return
+        conf = f".conf.{link.ifname.replace('.', '/')}."
+        space = self.spaces.get(ns)
+        if space is not None:
+            space.sysctls = {key: value for key, value in space.sysctls.items() if conf not in key}
+        self.shaped.pop((ns, link.ifname), None)
 
     def delete_namespaces(self, names: list[str], owners: dict[str, str]) -> dict[str, Exception]:
         errors: dict[str, Exception] = {}
@@ -292,9 +303,9 @@ class FakeKernel:
             link = self._by_name(ns, ifname)
         except KernelError:
             return
-        self._ns(ns).links.pop(link.index)
+        self._gone(ns, self._ns(ns).links.pop(link.index))
         if link.peer and link.peer[0] in self.spaces:
-            self.spaces[link.peer[0]].links.pop(link.peer[1], None)
+            self._gone(link.peer[0], self.spaces[link.peer[0]].links.pop(link.peer[1], None))
 
     def set_link(self, ns: Netns, ifname: str, *, mtu: int | None = None, up: bool | None = None,
                  alias: str | None = None, master: str | None = None) -> None:
@@ -345,6 +356,11 @@ class FakeKernel:
         space.routes = [r for r in space.routes if not (r.dst == route.dst and r.via == route.via)]
 
     def read_sysctl(self, ns: Netns, key: str) -> str | None:
+        parts = key.split(".")
+        if len(parts) > 4 and parts[2] == "conf" and parts[3] not in ("all", "default"):
+            ifname = parts[3].replace("/", ".")
+            if not any(link.ifname == ifname for link in self._ns(ns).links.values()):
+                return None  # as /proc/sys: no such file before the interface exists
         return self._ns(ns).sysctls.get(key, "0")
 
     def write_sysctl(self, ns: Netns, key: str, value: str) -> None:
