@@ -67,14 +67,56 @@ def test_compile_default_routes_and_ports() -> None:
     assert desired.forwarding["host"] == ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
 
 
+def _text(rule: list[dict]) -> str:
+    """One rule of the JSON ruleset in words close to nft's: compared whole, not counted."""
+    def side(value: object) -> str:
+        if isinstance(value, dict):
+            (kind, body), = value.items()
+            if kind == "payload":
+                return f"{body['protocol']} {body['field']}"
+            if kind in ("meta", "ct"):
+                return f"{kind} {body['key']}"
+            if kind == "fib":
+                return f"fib {' '.join(body['flags'])} {body['result']}"
+            if kind == "prefix":
+                return f"{body['addr']}/{body['len']}"
+        return str(value)
+
+    words = []
+    for expr in rule:
+        (kind, body), = expr.items()
+        if kind == "match":
+            words.append(f"{side(body['left'])} {body['op']} {side(body['right'])}")
+        elif kind == "dnat":
+            words.append(f"dnat {body['family']} to {body['addr']}:{body['port']}")
+        else:
+            words.append(kind)
+    return "; ".join(words)
+
+
 def test_firewall_rules() -> None:
     spec = lab_from_text(LAB + "  vault: {internal: true, members: {b: {}}}\n")
     desired = compile_lab(spec, allocate(spec))
-    chains = firewall.rules(desired.firewalls["host"])
-    assert len(chains["postrouting"]) == 3  # masquerade out, hairpin, loopback
-    assert len(chains["prerouting"]) == 1 and len(chains["output"]) == 1
-    # internal: 2 rules; isolation: every ordered pair of the 3 networks
-    assert len(chains["forward"]) == 2 + 6
+    chains = {name: [_text(rule) for rule in rules] for name, rules in firewall.rules(desired.firewalls["host"]).items()}
+    dnat = ("meta nfproto == ipv4; fib daddr type == local; meta l4proto == tcp; th dport == 8080; "
+            "dnat ip to 172.30.0.2:80")
+    drop = "meta iifname == {}; meta oifname == {}; drop"
+    assert chains == {
+        "postrouting": [
+            "ip saddr == 172.30.0.0/24; meta oifname != vb.t.one; masquerade",  # NAT out of the subnet
+            "meta oifname == vb.t.one; ct status in dnat; ip saddr == 172.30.0.0/24; masquerade",  # hairpin
+            "meta oifname == vb.t.one; ct status in dnat; ip saddr == 127.0.0.0/8; masquerade",  # from the host
+        ],
+        "prerouting": [dnat],  # published, from outside
+        "output": [dnat],  # published, from the host itself
+        "forward": [
+            "meta iifname == vb.t.vault; meta oifname != vb.t.vault; drop",  # internal: no way out
+            "meta oifname == vb.t.vault; meta iifname != vb.t.vault; drop",
+            *[drop.format(a, b) for a, b in (("vb.t.one", "vb.t.two"), ("vb.t.one", "vb.t.vault"),
+                                              ("vb.t.two", "vb.t.one"), ("vb.t.two", "vb.t.vault"),
+                                              ("vb.t.vault", "vb.t.one"), ("vb.t.vault", "vb.t.two"))],
+        ],
+    }
     batch = firewall.batch("t", desired.firewalls["host"], replace=True)["nftables"]
     assert batch[0] == {"add": {"table": {"family": "inet", "name": "vethlab_t"}}}
     assert batch[1] == {"delete": {"table": {"family": "inet", "name": "vethlab_t"}}}
