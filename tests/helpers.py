@@ -8,7 +8,7 @@ import sys
 
 from vethlab.demo import SEED  # the seed lab, as the demo shows it
 
-__all__ = ["SEED", "ip_json", "vethlab"]
+__all__ = ["SEED", "ip_json", "star_lab", "vethlab"]
 
 
 def vethlab(*args: str, input: str | None = None, check: bool | None = None, env: dict[str, str] | None = None,
@@ -28,3 +28,12 @@ def ip_json(*args: str) -> list[dict]:
     return json.loads(out) if out.strip() else []
 
 
+def star_lab(n: int, exec_last: str | None = None) -> str:
+    """A star of n members on one bridge network (10.0.0.0/16), the last one optionally
+    running an exec: the teardown tests' lab, on the real kernel and on the fake."""
+    lines = ["name: star", "nodes:"]
+    lines += [f"  n{i}: {{}}" for i in range(n - 1)]
+    lines.append(f"  n{n - 1}: {{exec: [{exec_last!r}]}}" if exec_last else f"  n{n - 1}: {{}}")
+    lines += ["networks:", "  lan:", "    subnet: 10.0.0.0/16", "    members:"]
+    lines += [f"      n{i}: {{}}" for i in range(n)]
+    return "\n".join(lines) + "\n"

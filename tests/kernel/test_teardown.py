@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from helpers import star_lab
 from vethlab.errors import CommandFailed
 from vethlab.kernel import nl
 from vethlab.kernel.rtnl import NetlinkKernel
@@ -22,13 +23,7 @@ from vethlab.topology import lab_from_text
 N = 200
 
 
-def star(n: int, exec_last: str | None = None) -> str:
-    lines = ["name: star", "nodes:"]
-    lines += [f"  n{i}: {{}}" for i in range(n - 1)]
-    lines.append(f"  n{n - 1}: {{exec: [{exec_last!r}]}}" if exec_last else f"  n{n - 1}: {{}}")
-    lines += ["networks:", "  lan:", "    subnet: 10.0.0.0/16", "    members:"]
-    lines += [f"      n{i}: {{}}" for i in range(n)]
-    return "\n".join(lines) + "\n"
+star = star_lab
 
 
 def _run(*argv: str) -> str:
