@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from vethlab.demo import SEED  # the seed lab, as the demo shows it
+from vethlab.cli.demo import SEED  # the seed lab, as the demo shows it
 
 __all__ = ["SEED", "ip_json", "star_lab", "vethlab"]
 

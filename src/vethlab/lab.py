@@ -13,19 +13,19 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
-from . import claims, ipam
-from .desired import Desired, compile_lab, fingerprints, restricted
 from .errors import ConflictError, KernelError, UsageError, VethlabError
-from .firewall import table_name
 from .kernel.api import Kernel, Netns
 from .kernel.listeners import listeners
 from .kernel.nodefiles import digest
 from .kernel.process import run_in_node
+from .model import claims, ipam
+from .model.desired import Desired, compile_lab, fingerprints, restricted
+from .model.firewall import table_name
 from .ownership import lab_of, marker
-from .progress import report as report_progress
 from .reconcile.executor import Executor, Outcome, wait_until
 from .reconcile.observe import Observed, observe, observe_extras
 from .reconcile.planner import Action, Memory, Plan, make_plan, route_of
+from .reconcile.progress import report as report_progress
 from .reconcile.services import Record as _Record
 from .reconcile.services import records as service_records
 from .state import hostwide, shared, store
@@ -374,7 +374,7 @@ class Lab:
         return nudge
 
     def _forget(self, state: store.LabState) -> None:
-        from . import forwarding
+        from .reconcile import forwarding
 
         forwarding.release(self.kernel, self.name, recorded=True)
         store.remove(self.name)
@@ -540,7 +540,7 @@ class Lab:
     def down(self, wait: float = 60.0) -> dict[str, int]:
         """Remove everything of this lab.  A lab that does not exist: nothing to do.
         Returns how many processes it ended, per node."""
-        from .teardown import down
+        from .ops.down import down
 
         return down(self.name, self.kernel, wait)
 
@@ -599,7 +599,7 @@ def _record_claims(state: store.LabState, mine: claims.HostClaims, keep: bool) -
 def forward_warnings(kernel: Kernel, desired: Desired) -> list[str]:
     """Foreign forward chains of the host namespace that will drop this lab's traffic
     (Docker's FORWARD with policy drop): `up` still succeeds, and says so."""
-    from .forward_policy import check
+    from .ops.forward_policy import check
 
     bridges = [iface.ifname for (node, _), iface in desired.interfaces.items()
                if node == HOST and iface.kind == "bridge"]
@@ -616,7 +616,7 @@ def _host_routes(state: store.LabState | None) -> list[Any]:
 def lab_status(name: str, kernel: Kernel | None = None) -> dict[str, Any]:
     """Nodes and, per interface: node, peer (node:ifname), addresses, MTU, admin
     state, operational state, carrier and counters."""
-    from .inspect import interfaces, lab_state
+    from .ops.inspect import interfaces, lab_state
 
     state = lab_state(name)
     kernel = kernel or default_kernel()
@@ -649,7 +649,7 @@ def set_link_state(name: str, node: str, ifname: str, up: bool, timeout: float =
                    kernel: Kernel | None = None) -> None:
     """Fault injection: set one end down or up, and return once its peer shows it
     (no carrier, operationally down / carrier, operationally up)."""
-    from .inspect import lab_state, peers
+    from .ops.inspect import lab_state, peers
 
     state = lab_state(name)
     peer = peers(state).get((node, ifname))

@@ -81,7 +81,7 @@ def test_clean_never_removes_a_lab_whose_up_finished_while_clean_looked(tmp_path
     """`clean` (without --all) removes half-built labs nobody works on.  It read the
     state of a lab whose `up` was still running (incomplete), and that `up` finished
     before clean took the lock: the lab is complete now, and must be left alone."""
-    from vethlab import clean as clean_mod
+    from vethlab.ops import clean as clean_mod
     from vethlab.state import store
 
     flag = tmp_path / "flag"
@@ -145,8 +145,8 @@ def test_clean_never_takes_host_forwarding_from_a_lab_that_came_up_meanwhile(tmp
     """`clean` releases host forwarding held by labs of which nothing is left.  A lab
     that came up after clean listed the living labs, and before it read the holders,
     is living: its ip_forward stays 1."""
-    from vethlab import clean as clean_mod
-    from vethlab import forwarding
+    from vethlab.ops import clean as clean_mod
+    from vethlab.reconcile import forwarding
 
     path = tmp_path / "nat.yaml"
     path.write_text("name: z\nnodes: {a: {}, b: {}}\nnetworks:\n  lan:\n    nat: true\n    members: {a: {}, b: {}}\n")

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from vethlab import progress
 from vethlab.cli.main import main
+from vethlab.reconcile import progress
 
 LAB = """\
 name: prog

@@ -272,7 +272,7 @@ def test_another_sandbox_with_a_same_named_lab_is_untouched(tmp_path: Path) -> N
     and clean --all in one leave the other's service running."""
     path = write(tmp_path, "name: x\nnodes: {a: {run: ['sleep 4112']}}\n")
     ready = tmp_path / "other-ready"
-    from vethlab.sandbox import command
+    from vethlab.kernel.sandbox import command
 
     # unshare itself, so that killing it (--kill-child) takes the whole other sandbox down
     other = subprocess.Popen(command(["sh", "-c", f"{sys.executable} -m vethlab up {path} >/dev/null "

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from vethlab import claims
-from vethlab.claims import HostUse, Port
 from vethlab.errors import ConflictError, LockTimeout
-from vethlab.ipam import allocate
 from vethlab.kernel.listeners import Listener, parse
+from vethlab.model import claims
+from vethlab.model.claims import HostUse, Port
+from vethlab.model.ipam import allocate
 from vethlab.state.hostwide import AllocationLock, tidy
 from vethlab.topology import lab_from_text
 

@@ -14,8 +14,8 @@ import subprocess
 import pytest
 
 from helpers import SEED
-from vethlab import graph
-from vethlab.demo import DOCKER
+from vethlab.cli.demo import DOCKER
+from vethlab.model import graph
 from vethlab.topology import lab_from_text
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed")

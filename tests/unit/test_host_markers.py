@@ -11,13 +11,15 @@ from typing import Any
 
 import pytest
 
-from vethlab import firewall, forward_policy, forwarding
-from vethlab.desired import compile_lab
 from vethlab.errors import ConflictError
-from vethlab.ipam import allocate
 from vethlab.kernel import nodefiles
 from vethlab.kernel.fake import FakeKernel
+from vethlab.model import firewall
+from vethlab.model.desired import compile_lab
+from vethlab.model.ipam import allocate
+from vethlab.ops import forward_policy
 from vethlab.ownership import LEGACY_NODE_DIR, lab_of_table, lab_of_temp, marker, table_marker, table_owner
+from vethlab.reconcile import forwarding
 from vethlab.reconcile.executor import Executor
 from vethlab.reconcile.observe import observe, observe_extras
 from vethlab.reconcile.planner import make_plan

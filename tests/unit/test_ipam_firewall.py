@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from vethlab import firewall
-from vethlab.desired import compile_lab
 from vethlab.errors import ConflictError
-from vethlab.ipam import Allocation, allocate
+from vethlab.model import firewall
+from vethlab.model.desired import compile_lab
+from vethlab.model.ipam import Allocation, allocate
 from vethlab.topology import lab_from_text
 
 LAB = """\
@@ -160,7 +160,7 @@ def test_a_kept_subnet_too_small_for_more_members_is_replaced() -> None:
 
 
 def test_more_members_than_the_pool_holds_says_how_to_fix() -> None:
-    from vethlab.ipam import needed_prefix
+    from vethlab.model.ipam import needed_prefix
 
     spec = lab_from_text(_big(300))
     assert needed_prefix(spec.networks[0]) == 23

@@ -446,7 +446,7 @@ def test_watch_skips_messages_it_cannot_read() -> None:
     (a traceback would end `vethlab watch` and the live page's stream)."""
     import struct
 
-    from vethlab import watch
+    from vethlab.ops import watch
 
     bad = struct.pack("=IHHII", 20, nl.RTM_NEWLINK, 0, 0, 0) + b"\0" * 4  # too short for an ifinfomsg
     good = struct.pack("=IHHII", 16 + 16, nl.RTM_NEWLINK, 0, 0, 0) + nl.ifinfo(7, nl.IFF_UP)

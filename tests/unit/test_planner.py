@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from vethlab.desired import compile_lab
 from vethlab.errors import ConflictError, KernelError
 from vethlab.kernel.fake import Crash, FakeKernel
+from vethlab.model.desired import compile_lab
 from vethlab.ownership import marker
 from vethlab.reconcile.executor import Executor
 from vethlab.reconcile.observe import observe

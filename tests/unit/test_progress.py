@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from vethlab import progress
+from vethlab.reconcile import progress
 
 
 class Terminal(io.StringIO):

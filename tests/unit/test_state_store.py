@@ -212,8 +212,8 @@ def test_any_json_is_a_state_or_damaged_never_a_crash(root: Path, data: Any) -> 
     """Whatever JSON the file holds: load gives a well-typed state that `status`
     and `down` can use, or StateDamaged; `ls` and `down` end cleanly either way."""
     from vethlab.cli.main import main
-    from vethlab.inspect import interfaces
-    from vethlab.teardown import down
+    from vethlab.ops.down import down
+    from vethlab.ops.inspect import interfaces
 
     write_state(root, "seed", data)
     try:
@@ -316,7 +316,7 @@ def test_symlinked_logs_is_refused_and_target_unchanged(root: Path, tmp_path: Pa
 
 def test_symlinked_state_file_or_lab_dir_is_damaged_and_down_removes_only_the_link(root: Path, canary: Path,
                                                                                   tmp_path: Path) -> None:
-    from vethlab.teardown import down
+    from vethlab.ops.down import down
 
     write_state(root, "seed", good_state())
     (root / "seed" / "state.json").unlink()

@@ -8,7 +8,7 @@ from .common import print_json, table
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .. import doctor
+    from ..ops import doctor
 
     checks, ok = doctor.run(args.file)
     if args.json:

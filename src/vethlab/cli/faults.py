@@ -30,7 +30,7 @@ def _say(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def cmd_link(args: argparse.Namespace) -> int:
     from ..lab import set_link_state
-    from ..runtime import flap, set_shaping
+    from ..ops.faults import flap, set_shaping
     from ..topology.shaping import parse_shaping
 
     node, ifname = split_endpoint(args.endpoint)
@@ -60,7 +60,7 @@ def cmd_link(args: argparse.Namespace) -> int:
 
 
 def cmd_node(args: argparse.Namespace) -> int:
-    from ..runtime import isolate
+    from ..ops.faults import isolate
 
     lab = resolve_lab(args.lab, args.node)
     isolate(lab, args.node, up=args.action == "restore", emit=_say(args))
@@ -68,7 +68,7 @@ def cmd_node(args: argparse.Namespace) -> int:
 
 
 def cmd_chaos(args: argparse.Namespace) -> int:
-    from ..runtime import chaos
+    from ..ops.faults import chaos
 
     lab = resolve_lab(args.lab)
     schedule = chaos(lab, _seconds(args.duration), args.seed, _say(args))
@@ -78,7 +78,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from ..watch import as_json_line, human, watch
+    from ..ops.watch import as_json_line, human, watch
 
     lab = resolve_lab(args.lab)
 
@@ -117,7 +117,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
-    from ..perf import measure
+    from ..ops.perf import measure
     from .run import _netns, node_addresses, pick_address
 
     lab = resolve_lab(args.lab, args.src)

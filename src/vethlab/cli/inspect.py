@@ -61,7 +61,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from .. import graph
+    from ..model import graph
 
     if args.file and not args.lab:
         from ..topology import load_lab

@@ -66,7 +66,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     def progress(action: Action) -> None:
         print(f"  {_sign(action)} {action.kind} {action.target}", file=sys.stderr)
 
-    from ..progress import showing, wanted
+    from ..reconcile.progress import showing, wanted
 
     shown = not verbose and wanted(len(lab.spec.nodes) if lab.spec else 0, args.json)
     with showing(f"vethlab up {lab.name}", shown):
@@ -95,10 +95,10 @@ def cmd_down(args: argparse.Namespace) -> int:
         name = resolve_lab(None)
     require_privileges("down")
     existed = name in store.labs()
-    from ..cleanup import stopped_text
     from ..kernel.rtnl import NetlinkKernel  # not lab.py: `down` needs none of the planning machinery
-    from ..progress import showing, wanted
-    from ..teardown import down
+    from ..ops.down import down
+    from ..reconcile.progress import showing, wanted
+    from ..reconcile.removal import stopped_text
 
     kernel = NetlinkKernel()
     try:
@@ -157,8 +157,8 @@ def _lab_name(path: str) -> str:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from ..clean import clean
-    from ..cleanup import stopped_text
+    from ..ops.clean import clean
+    from ..reconcile.removal import stopped_text
 
     require_privileges("clean")
     report = clean(all_labs=args.all, wait=0.0)

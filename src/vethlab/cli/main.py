@@ -140,7 +140,7 @@ def _version() -> str:
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
-    from .. import sandbox
+    from ..kernel import sandbox
 
     argv = list(args.cmd)
     if argv and argv[0] == "--":
@@ -149,10 +149,10 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .. import sandbox
+    from ..kernel import sandbox
 
     if os.environ.get(sandbox.ENV_FLAG):
-        from ..demo import main as demo_main
+        from .demo import main as demo_main
 
         return demo_main()
     return sandbox.run([sys.executable, "-m", "vethlab", "demo"])

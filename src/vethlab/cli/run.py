@@ -168,8 +168,8 @@ def cmd_pingall(args: argparse.Namespace) -> int:
 def explain_failures(lab: str) -> list[str]:
     """Why pairs may fail that vethlab cannot mend: foreign forward chains of the host
     namespace that drop traffic of the lab's bridges there (see forward_policy)."""
-    from ..forward_policy import check
     from ..kernel.rtnl import NetlinkKernel
+    from ..ops.forward_policy import check
     from ..ownership import marker
 
     kernel = NetlinkKernel()

@@ -13,7 +13,7 @@ def cmd_web(args: argparse.Namespace) -> int:
         import aiohttp  # noqa: F401
     except ImportError:
         raise ConflictError("`vethlab web` needs aiohttp: pip install aiohttp (./run setup installs it)") from None
-    from ..web import serve
+    from .webserver import serve
 
     def say(line: str) -> None:
         print(line, file=sys.stderr if args.json else sys.stdout, flush=True)

@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from .. import forwarding
-from ..cleanup import VANISH_TIMEOUT, VANISH_TIMEOUT_PER_INTERFACE, wait_gone
 from ..errors import CommandFailed, KernelError, VethlabError
-from ..firewall import table_name
 from ..kernel.api import Kernel, Netns, Route
+from ..model.firewall import table_name
 from ..ownership import lab_of
-from ..progress import report as report_progress
+from . import forwarding
 from .planner import Action, Plan
+from .progress import report as report_progress
+from .removal import VANISH_TIMEOUT, VANISH_TIMEOUT_PER_INTERFACE, wait_gone
 from .services import Launch, Record, log_name, supervise
 
 Undo = Callable[[], None]

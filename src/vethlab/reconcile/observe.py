@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..desired import Desired
 from ..kernel.api import Kernel, LinkInfo, Netns, Route
+from ..model.desired import Desired
 from ..topology.schema import HOST
 
 

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..desired import Desired, DesiredInterface, IfKey
 from ..errors import ConflictError
 from ..kernel.api import LinkInfo, Netns, Route, route_matches, route_text
+from ..model.desired import Desired, DesiredInterface, IfKey
 from ..ownership import LEGACY_NODE_DIR, ROUTE_PROTO, lab_of, table_marker, table_owner
 from ..topology.schema import HOST, RouteSpec
 from .observe import Observed
@@ -228,7 +228,7 @@ def _plan_uplinks(plan: Plan, desired: Desired, observed: Observed, memory: Memo
 
 
 def _plan_firewalls(plan: Plan, desired: Desired, observed: Observed, memory: Memory) -> None:
-    from ..firewall import DIGEST_CHAIN_PREFIX, batch, digest, rules
+    from ..model.firewall import DIGEST_CHAIN_PREFIX, batch, digest, rules
 
     needed = {node: nets for node, nets in desired.firewalls.items() if any(rules(nets).values())}
     for node, networks in needed.items():

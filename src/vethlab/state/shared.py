@@ -100,5 +100,5 @@ def held_by(lab: str) -> list[str]:
 
 def under_lock(action: Callable[[], None]) -> None:
     """Run `action` under the ledger's lock, the ledger unchanged: for the kernel's copy
-    of it (vethlab.forwarding), which must change in step with this one."""
+    of it (vethlab.reconcile.forwarding), which must change in step with this one."""
     _update(lambda _data: action())

@@ -31,8 +31,8 @@ import ipaddress
 import json
 from typing import Any
 
+from ..ownership import lab_of_table, table_marker, table_name, table_owner
 from .desired import NatNetwork
-from .ownership import lab_of_table, table_marker, table_name, table_owner
 
 __all__ = ["lab_of_table", "table_name", "table_marker", "table_owner", "rules", "batch", "digest"]
 

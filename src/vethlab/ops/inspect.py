@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import UsageError
-from .kernel.api import Kernel, LinkInfo
-from .state import store
+from ..errors import UsageError
+from ..kernel.api import Kernel, LinkInfo
+from ..state import store
 
 
 @dataclass
@@ -63,7 +63,7 @@ def interfaces(kernel: Kernel, state: store.LabState) -> tuple[dict[str, bool], 
             view = _view(node, link, peer_of[(node, link.ifname)])
             shaped = state.shaped.get(f"{node}:{link.ifname}")
             if shaped:
-                from .topology.shaping import Shaping
+                from ..topology.shaping import Shaping
 
                 view.shaping = Shaping(**shaped).describe()
             views.append(view)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import cleanup, forwarding
-from .errors import LockTimeout, StateDamaged
-from .lab import Lab, default_kernel
-from .state import store
-from .state.lock import LabLock
-from .topology.naming import lab_problem
+from ..errors import LockTimeout, StateDamaged
+from ..lab import Lab, default_kernel
+from ..reconcile import forwarding, removal
+from ..state import store
+from ..state.lock import LabLock
+from ..topology.naming import lab_problem
 
 
 def clean(all_labs: bool = False, wait: float = 0.0) -> dict[str, Any]:
@@ -21,7 +21,7 @@ def clean(all_labs: bool = False, wait: float = 0.0) -> dict[str, Any]:
     try:
         # a service's marker is an environment variable anyone may set: a lab name
         # taken from any marker must pass the lab-name rules before it names a path
-        marked = {name for name in cleanup.find(kernel).labs() if not lab_problem(name)}
+        marked = {name for name in removal.find(kernel).labs() if not lab_problem(name)}
         report: dict[str, Any] = {"labs": [], "busy": [], "stopped": {}}
         for name in sorted(set(known) | marked):
             try:

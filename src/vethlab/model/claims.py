@@ -30,9 +30,9 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from .errors import ConflictError
+from ..errors import ConflictError
+from ..topology import HOST, LabSpec
 from .ipam import Allocation
-from .topology import HOST, LabSpec
 
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 NOTHING_CHANGED = "nothing was changed"

@@ -14,9 +14,9 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from ..topology.schema import HOST, LabSpec, NetworkSpec, PublishSpec, RouteSpec
+from ..topology.shaping import Shaping
 from .ipam import Allocation
-from .topology.schema import HOST, LabSpec, NetworkSpec, PublishSpec, RouteSpec
-from .topology.shaping import Shaping
 
 IfKey = tuple[str, str]  # (node, ifname)
 

@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import VethlabError
+from ..errors import VethlabError
 
 OK, WARN, FAIL, INFO = "ok", "warn", "FAIL", "info"
 
@@ -89,7 +89,7 @@ def probe_features() -> dict[str, bool] | str:
     argv = [unshare, "--net"]
     if os.geteuid() != 0:
         argv += ["--user", "--map-root-user"]
-    argv += ["--", sys.executable, "-c", "import json, vethlab.doctor as d; print(json.dumps(d.probe_here()))"]
+    argv += ["--", sys.executable, "-c", "import json, vethlab.ops.doctor as d; print(json.dumps(d.probe_here()))"]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     except subprocess.TimeoutExpired:
@@ -147,8 +147,8 @@ def _userns_check() -> Check:
 def _firewall_checks(bridges: list[str]) -> list[Check]:
     """Foreign forward chains that will drop lab traffic (forward_policy.py judges them,
     as `up` does); without a FILE, judged for a stand-in bridge name."""
+    from ..kernel import nftables
     from .forward_policy import blockers
-    from .kernel import nftables
 
     try:
         items = nftables.ruleset(None)
@@ -179,7 +179,7 @@ def _running(comm: str) -> bool:
 
 
 def _stale_netns_checks() -> list[Check]:
-    from .kernel import netns
+    from ..kernel import netns
 
     mounted = netns.mounted_names()
     dead = [n for n in netns.list_names() if n not in mounted]
@@ -205,7 +205,7 @@ def file_needs(spec: Any) -> set[str]:
 
 
 def file_checks(path: str) -> list[Check]:
-    from .lab import Lab
+    from ..lab import Lab
 
     lab = Lab.load(path)  # invalid file: ValidationError, exit 2, as everywhere
     try:
@@ -224,8 +224,8 @@ def run(path: str | None = None) -> tuple[list[Check], bool]:
     needs: set[str] = set()
     bridges: list[str] = []
     if path is not None:
-        from .desired import bridge_name
-        from .topology import load_lab
+        from ..model.desired import bridge_name
+        from ..topology import load_lab
 
         spec = load_lab(path)
         needs = file_needs(spec)

@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConflictError, UsageError
+from ..errors import ConflictError, UsageError
 
 #: vertex kinds, each drawn in its own shape
 NODE, HOST_NODE, BRIDGE, LAN, UPLINK = "node", "host", "bridge", "lan", "uplink"
@@ -146,10 +146,10 @@ def from_spec(spec: object, allocation: dict[str, Any] | None = None) -> Picture
     """The picture of a validated file.  `allocation`: IPAM's choices of a running lab
     (its state), so the picture shows the addresses it really has; without it, the
     choices a first `up` would make on an empty host."""
+    from ..errors import VethlabError
+    from ..topology.schema import HOST, LabSpec
     from . import ipam
     from .desired import bridge_name, compile_lab, port_name
-    from .errors import VethlabError
-    from .topology.schema import HOST, LabSpec
 
     assert isinstance(spec, LabSpec)
     try:
@@ -200,7 +200,7 @@ def from_spec(spec: object, allocation: dict[str, Any] | None = None) -> Picture
 
 def from_state(state: object) -> Picture:
     """A picture of a lab known only by its state (its file is gone): nodes and links."""
-    from .state.store import LabState
+    from ..state.store import LabState
 
     assert isinstance(state, LabState)
     pic = Picture(state.lab)

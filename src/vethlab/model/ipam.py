@@ -20,8 +20,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConflictError
-from .topology.schema import LabSpec, NetworkSpec
+from ..errors import ConflictError
+from ..topology.schema import LabSpec, NetworkSpec
 
 POOL = ipaddress.ip_network("172.30.0.0/16")
 POOL_PREFIX = 24

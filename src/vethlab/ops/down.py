@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import sys
 
-from . import cleanup, forwarding
-from .errors import KernelError, StateDamaged
-from .kernel.api import Kernel
-from .state import hostwide, store
-from .state.lock import LabLock
+from ..errors import KernelError, StateDamaged
+from ..kernel.api import Kernel
+from ..reconcile import forwarding, removal
+from ..state import hostwide, store
+from ..state.lock import LabLock
 
 
 def down(name: str, kernel: Kernel, wait: float = 60.0) -> dict[str, int]:
@@ -21,10 +21,10 @@ def down(name: str, kernel: Kernel, wait: float = 60.0) -> dict[str, int]:
     with LabLock(name, wait) as lock:  # LabLock checks the name before it becomes a path
         state = load_or_warn(name)
         candidates = [ns for ns in state.nodes.values() if ns] if state and state.complete else None
-        found = cleanup.find(kernel, {name}, candidates, state)
+        found = removal.find(kernel, {name}, candidates, state)
         if state:
-            found.stale_files += cleanup.stale_files_of(state, kernel)
-        errors = cleanup.remove(kernel, found, {name: state} if state else {})
+            found.stale_files += removal.stale_files_of(state, kernel)
+        errors = removal.remove(kernel, found, {name: state} if state else {})
         forwarding.release(kernel, name, recorded=state is not None)
         if errors:
             raise KernelError(f"lab {name} was not removed completely:\n" + "\n".join(errors))

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 from typing import Any
 
-from .errors import ConflictError
+from ..errors import ConflictError
 from .graph import Picture, to_dot
 
 #: above this many vertices, `dot`'s ranked layout gets very wide: a force layout reads better

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ..kernel import netns as nsmod
+from ..kernel import nl
+from ..ownership import marker
 from .inspect import lab_state
-from .kernel import netns as nsmod
-from .kernel import nl
-from .ownership import marker
 
 RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR = 0x1, 0x10, 0x100
 

@@ -26,7 +26,7 @@ import socket
 import struct
 import sys
 
-from .errors import ConflictError
+from ..errors import ConflictError
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
@@ -107,7 +107,7 @@ def command(argv: list[str]) -> list[str]:
     cmd = [unshare, "--net", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child"]
     if os.geteuid() != 0:
         cmd += ["--user", "--map-root-user"]
-    return cmd + ["--", sys.executable, "-m", "vethlab.sandbox", "--", *argv]
+    return cmd + ["--", sys.executable, "-m", "vethlab.kernel.sandbox", "--", *argv]
 
 
 def run(argv: list[str]) -> int:

@@ -27,9 +27,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from .errors import ConflictError
-from .kernel.api import Kernel
-from .state import shared
+from ..errors import ConflictError
+from ..kernel.api import Kernel
+from ..state import shared
 
 TABLE = "vethlab__forwarding"  # lab tables are vethlab_LAB, LAB starting with a letter: no clash
 _WAS = re.compile(r"^was\.(?P<key>net\.[a-z0-9_.]+)\.(?P<value>[0-9]+)$")

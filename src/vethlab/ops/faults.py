@@ -10,12 +10,12 @@ import random
 import time
 from collections.abc import Callable
 
-from .errors import UsageError
+from ..errors import UsageError
+from ..kernel.api import Kernel
+from ..lab import default_kernel, require_qdiscs, set_link_state
+from ..state import store
+from ..topology.shaping import Shaping
 from .inspect import lab_state, peers
-from .kernel.api import Kernel
-from .lab import default_kernel, require_qdiscs, set_link_state
-from .state import store
-from .topology.shaping import Shaping
 
 Emit = Callable[[str], None]
 

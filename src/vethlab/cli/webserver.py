@@ -31,8 +31,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .errors import UsageError, VethlabError
-from .state import store
+from ..errors import UsageError, VethlabError
+from ..state import store
 
 ACTIONS = ("link-down", "link-up", "link-flap", "node-isolate", "node-restore")
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
@@ -40,13 +40,13 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 def picture_of(lab: str) -> Any:
     """The lab's picture: from its file when it is still there, else from its state."""
-    from . import graph
-    from .inspect import lab_state
+    from ..model import graph
+    from ..ops.inspect import lab_state
 
     state = lab_state(lab)
     if state.file:
         try:
-            from .topology import load_lab
+            from ..topology import load_lab
 
             return graph.from_spec(load_lab(state.file), state.allocation)
         except VethlabError:
@@ -56,13 +56,13 @@ def picture_of(lab: str) -> Any:
 
 def status_of(lab: str, nodes: list[str] | None = None) -> dict[str, Any]:
     """`status` of the lab, or of some of its nodes only."""
-    from .lab import lab_status
+    from ..lab import lab_status
 
     if not nodes:
         return lab_status(lab)
-    from .inspect import interfaces, lab_state
-    from .kernel import services
-    from .lab import default_kernel
+    from ..kernel import services
+    from ..lab import default_kernel
+    from ..ops.inspect import interfaces, lab_state
 
     state = lab_state(lab)
     unknown = [n for n in nodes if n not in state.nodes]
@@ -84,8 +84,8 @@ def status_of(lab: str, nodes: list[str] | None = None) -> dict[str, Any]:
 
 def run_action(lab: str, action: str, target: str) -> None:
     """Carry out one action from the page (the same verbs as the CLI's)."""
-    from . import runtime
-    from .lab import set_link_state
+    from ..lab import set_link_state
+    from ..ops import faults
 
     def quiet(_line: str) -> None:
         pass
@@ -95,11 +95,11 @@ def run_action(lab: str, action: str, target: str) -> None:
             raise UsageError(f"expected NODE:IFNAME, not {target!r}")
         node, ifname = target.split(":")
         if action == "link-flap":
-            runtime.flap(lab, node, ifname, down=1.0, up=0.0, count=1, emit=quiet)
+            faults.flap(lab, node, ifname, down=1.0, up=0.0, count=1, emit=quiet)
         else:
             set_link_state(lab, node, ifname, up=action == "link-up")
     elif action in ("node-isolate", "node-restore"):
-        runtime.isolate(lab, target, up=action == "node-restore", emit=quiet)
+        faults.isolate(lab, target, up=action == "node-restore", emit=quiet)
     else:
         raise UsageError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
 
@@ -129,7 +129,7 @@ class EventHub:
         self.queues.get(lab, set()).discard(queue)
 
     def _listen(self, lab: str) -> None:
-        from .watch import watch
+        from ..ops.watch import watch
 
         def emit(event: dict[str, Any]) -> None:
             self.loop.call_soon_threadsafe(self._publish, lab, event)
@@ -188,7 +188,7 @@ def make_app(token: str, only_lab: str | None, loopback: bool) -> Any:
 
     @routes.get("/lab/{lab}")
     async def page(request: web.Request) -> web.Response:
-        from .webpage import page as render
+        from ..model.webpage import page as render
 
         lab = lab_of(request)
         pages = request.app["pages"]

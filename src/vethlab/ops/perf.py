@@ -15,8 +15,8 @@ import sys
 import time
 from typing import Any
 
-from .errors import CommandFailed, ConflictError
-from .kernel.process import node_argv
+from ..errors import CommandFailed, ConflictError
+from ..kernel.process import node_argv
 
 PORT = 5201
 

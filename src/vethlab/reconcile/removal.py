@@ -25,11 +25,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 
+from ..errors import KernelError
+from ..kernel.api import Kernel, LinkInfo, Netns, Route, route_matches
+from ..ownership import ROUTE_PROTO, lab_of, lab_of_table, marker
+from ..state import store
 from . import progress
-from .errors import KernelError
-from .kernel.api import Kernel, LinkInfo, Netns, Route, route_matches
-from .ownership import ROUTE_PROTO, lab_of, lab_of_table, marker
-from .state import store
 
 
 @dataclass
@@ -128,7 +128,7 @@ def stop_processes(kernel: Kernel, found: Leftovers, states: dict[str, store.Lab
     escaped children, shells opened with `ip netns exec`), and the services the
     states recorded (pid, start time and namespace inode must all still match).
     Never the namespace vethlab runs in; nothing else.  Counts go to found.stopped."""
-    from .reconcile.services import records
+    from .services import records
 
     recorded = [(rec.pid, rec.started, rec.netns_id) for state in states.values()
                 for _node, rec in records(state.services) if rec.pid > 0 and rec.netns_id]

@@ -25,9 +25,9 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConflictError
-from .kernel.api import Kernel
-from .ownership import table_owner
+from ..errors import ConflictError
+from ..kernel.api import Kernel
+from ..ownership import table_owner
 
 # expressions a rule may carry beside its interface matches and still accept everything they let in
 _HARMLESS = {"counter", "log", "comment", "limit"}
