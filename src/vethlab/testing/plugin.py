@@ -31,7 +31,7 @@ def vethlab_sandbox() -> Iterator[None]:
     reason = _can_sandbox()
     if reason:
         pytest.skip(reason)
-    from vethlab import sandbox
+    from vethlab.kernel import sandbox
 
     sandbox.enter_private()
     yield
