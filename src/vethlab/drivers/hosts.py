@@ -19,6 +19,7 @@ class WriteHosts(Action):
     VERB = "modify"
     KIND = "hosts"
     PHASE = "hosts"
+    RE_READ = False
 
     @classmethod
     def apply_all(cls, actions: Sequence[Action], ctx: ApplyContext) -> None:

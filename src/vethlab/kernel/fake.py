@@ -94,6 +94,9 @@ class FakeKernel:
     def flush(self) -> None:
         pass
 
+    def settle(self, ns: str, marker: str, done: bool = False) -> None:
+        """Nothing to hurry: the fake's links change state at once."""
+
     # -- namespaces
     def list_namespaces(self) -> list[str]:
         return sorted([n for n in self.spaces if n is not None] + list(self.stale))

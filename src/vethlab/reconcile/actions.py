@@ -50,6 +50,9 @@ class Action:
     VERB: ClassVar[Verb]
     KIND: ClassVar[str]
     PHASE: ClassVar[Phase]
+    #: after apply, the action's node is re-read (verify); False for what is not a
+    #: network object of the node's namespace (the hosts files)
+    RE_READ: ClassVar[bool] = True
 
     target: str
     reason: str
