@@ -18,15 +18,13 @@ from .base import Driver
 class _Shaping(Action):
     KIND = "shaping"
     PHASE = "shaping"
+    VERIFIED = False  # the qdisc kind says on the next plan
     ifname: str
     shaping: dict[str, Any] | None = field(hash=False, compare=False)
 
     def apply(self, ctx: ApplyContext) -> Step | None:
         ctx.kernel.set_shaping(self.netns, self.ifname, self.shaping)
         return None
-
-    def verified(self, created: set[str]) -> bool:
-        return False  # the qdisc kind says on the next plan
 
 
 @dataclass(frozen=True)
