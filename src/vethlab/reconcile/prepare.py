@@ -9,7 +9,7 @@ which also repairs drift made behind vethlab's back.
 
 from __future__ import annotations
 
-from ..drivers.registry import DRIVERS, observe_kinds
+from ..drivers import registry
 from ..kernel.api import Kernel, Netns, Route
 from ..model import ipam
 from ..model.desired import Desired, compile_lab, fingerprints, restricted
@@ -30,7 +30,7 @@ def prepare(kernel: Kernel, spec: LabSpec, state: store.LabState | None, refresh
     if allocation is None:
         allocation = allocate(kernel, spec, state)
     full = compile_lab(spec, allocation)
-    for driver in DRIVERS:
+    for driver in registry.DRIVERS:
         driver.preflight(kernel, full)
     prints = fingerprints(full)
     nodes = None if refresh else scope(kernel, full, state, prints)
@@ -40,7 +40,7 @@ def prepare(kernel: Kernel, spec: LabSpec, state: store.LabState | None, refresh
     observe_extras(kernel, observed, desired, table_name(spec.name), memory.firewall_nodes,
                    {n: s for n, s in (state.services if state else {}).items() if nodes is None or n in nodes},
                    memory.shaped)
-    observe_kinds(kernel, desired, observed)
+    registry.observe_kinds(kernel, desired, observed)
     plan = make_plan(desired, observed, marker(spec.name), memory=memory, full=full)
     plan.warnings = forward_warnings(kernel, full)
     plan.fingerprints = prints

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ..drivers.registry import observe_kinds
+from ..drivers import registry
 from ..errors import KernelError
 from ..kernel.api import Kernel
 from ..model.desired import Desired, restricted
@@ -36,7 +36,7 @@ def verify(kernel: Kernel, desired: Desired, touched: set[str], created: set[str
     # one by one; what is left to wait for there is the links' state.
     observed = observe(kernel, scope, {}, mark, read_hosts=False, only=touched | neighbours,
                        skip_addresses=created, skip_routes=created)
-    observe_kinds(kernel, scope, observed)
+    registry.observe_kinds(kernel, scope, observed)
 
     def pending() -> set[tuple[str, str]]:
         return {(node, ifname) for node, ifname in up_wanted
