@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from ..kernel.nodefiles import digest
 from ..ownership import LEGACY_NODE_DIR, lab_of
@@ -30,7 +31,7 @@ class WriteHosts(Action):
         # journalled first: a failure half-way leaves no directory of ours behind, and
         # removal touches only directories that carry this lab's marker
         for ns in namespaces:
-            ctx.journal.add(f"/etc/netns/{ns}", lambda n=ns: k.remove_node_files(n, marker))  # type: ignore[misc]
+            ctx.journal.add(f"/etc/netns/{ns}", partial(k.remove_node_files, ns, marker))
         k.write_node_files(namespaces, ctx.plan.hosts, marker)
 
 

@@ -178,3 +178,4 @@ class ApplyContext:
     outcome: Outcome = field(default_factory=Outcome)
     launches: list[Launch] = field(default_factory=list)
     record: Callable[[Outcome], None] | None = None  # persists started services before they are watched
+    gone: set[str] = field(default_factory=set)  # nodes whose namespace this run deleted
