@@ -7,13 +7,13 @@ method needs the kernel.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
-from .errors import ConflictError, KernelError, UsageError, VethlabError
+from .errors import KernelError, UsageError, VethlabError
+from .kernel import open_kernel
 from .kernel.api import Kernel, Netns
 from .kernel.listeners import listeners
 from .kernel.nodefiles import digest
@@ -21,11 +21,14 @@ from .kernel.process import run_in_node
 from .model import claims, ipam
 from .model.desired import Desired, compile_lab, fingerprints, restricted
 from .model.firewall import table_name
-from .ownership import lab_of, marker
+from .ops.faults import require_qdiscs
+from .ops.forward_policy import forward_warnings
+from .ownership import lab_of, lab_of_node_entry, marker
 from .reconcile.executor import Executor, Outcome, wait_until
 from .reconcile.observe import Observed, observe, observe_extras
 from .reconcile.planner import Action, Memory, Plan, make_plan, route_of
 from .reconcile.progress import report as report_progress
+from .reconcile.removal import birth_tags
 from .reconcile.services import Record as _Record
 from .reconcile.services import records as service_records
 from .state import hostwide, shared, store
@@ -37,9 +40,7 @@ VERIFY_TIMEOUT = 10.0
 
 
 def default_kernel() -> Kernel:
-    from .kernel.rtnl import NetlinkKernel
-
-    return NetlinkKernel()
+    return open_kernel()
 
 
 class Node:
@@ -232,7 +233,7 @@ class Lab:
         known: dict[str, Netns] = {n: ns for n, ns in (state.nodes if state else {}).items()
                                    if scope is None or n in scope}
         # a dead namespace file still linked to this lab's birth marker is the lab's own
-        linked = {ns for lab, ns, same in self.kernel.birth_markers() if lab == self.name and same}
+        linked = {ns for lab, ns, same in birth_tags(self.kernel) if lab == self.name and same}
         for name, node in desired.nodes.items():
             if node.netns in linked:
                 known.setdefault(name, node.netns)
@@ -301,8 +302,8 @@ class Lab:
     def _remove_temp_files(self) -> None:
         """Temporary files a killed run of this lab left in /etc/netns (we hold the
         lab's lock: no run of it is writing them now)."""
-        for lab, name in self.kernel.node_temp_files(()):
-            if lab == self.name:
+        for mark, name in self.kernel.node_temp_files(()):
+            if lab_of_node_entry(mark, name) == self.name:
                 self.kernel.remove_node_temp_file(name)
 
     def _adopt_services(self, state: store.LabState, desired: Desired, existed: store.LabState | None) -> None:
@@ -573,17 +574,6 @@ def service_record(item: Sequence[Any]) -> _Record:
     return _Record.of(item)
 
 
-def require_qdiscs(kernel: Kernel, kinds: set[str]) -> None:
-    """Refuse, before anything is built, shaping this kernel cannot do."""
-    missing = sorted(kind for kind in kinds if not kernel.qdisc_supported(kind))
-    if missing:
-        raise ConflictError(
-            f"this kernel lacks the qdisc {', '.join(missing)} (kernel module "
-            f"{', '.join('sch_' + k for k in missing)}), needed for "
-            f"{'delay, jitter or loss' if 'netem' in missing else 'rate'}: load it with `modprobe "
-            f"sch_{missing[0]}` if the module exists, or keep only what tbf does (rate); nothing was changed")
-
-
 CLAIM_FIELDS = ("allocation", "host_subnets", "host_addresses", "host_ports", "host_names")
 
 
@@ -596,82 +586,7 @@ def _record_claims(state: store.LabState, mine: claims.HostClaims, keep: bool) -
         setattr(state, key, sorted(set(getattr(state, key)) | values if keep else values))
 
 
-def forward_warnings(kernel: Kernel, desired: Desired) -> list[str]:
-    """Foreign forward chains of the host namespace that will drop this lab's traffic
-    (Docker's FORWARD with policy drop): `up` still succeeds, and says so."""
-    from .ops.forward_policy import check
-
-    bridges = [iface.ifname for (node, _), iface in desired.interfaces.items()
-               if node == HOST and iface.kind == "bridge"]
-    return [b.message() for b in check(kernel, bridges, routed=bool(desired.forwarding.get(HOST)))]
-
-
 def _host_routes(state: store.LabState | None) -> list[Any]:
     from .kernel.api import Route
 
     return [Route(**r) for r in state.host_routes] if state else []
-
-
-# -- runtime views and faults (used by `status` and `link up|down`) -------------------
-def lab_status(name: str, kernel: Kernel | None = None) -> dict[str, Any]:
-    """Nodes and, per interface: node, peer (node:ifname), addresses, MTU, admin
-    state, operational state, carrier and counters."""
-    from .ops.inspect import interfaces, lab_state
-
-    state = lab_state(name)
-    kernel = kernel or default_kernel()
-    try:
-        exists, views = interfaces(kernel, state)
-    finally:
-        kernel.close()
-    from .kernel import services
-    from .reconcile.services import log_name
-
-    def log(node: str, index: int, label: str) -> str:
-        return os.path.join(store.lab_dir(name), "logs", log_name(label) if label else f"{node}-{index}.log")
-
-    found = services.lab_processes([ns for node, ns in state.nodes.items() if ns and node in state.services])
-    labelled = {label for procs in found.values() for _pid, _started, label in procs if label}
-
-    return {
-        "lab": name, "file": state.file, "complete": state.complete,
-        "nodes": [{"name": n, "netns": ns, "exists": exists.get(n, False)} for n, ns in state.nodes.items()],
-        "interfaces": [v.to_json() for v in views],
-        "services": [{"node": node, "command": " ".join(rec.argv), "pid": rec.pid,
-                      "state": "running" if services.alive(rec.pid, rec.started) or rec.label in labelled else
-                      "done" if rec.done else "exited", "log": log(node, i, rec.label)}
-                     for node, items in state.services.items()
-                     for i, rec in enumerate(service_record(item) for item in items)],
-    }
-
-
-def set_link_state(name: str, node: str, ifname: str, up: bool, timeout: float = 5.0,
-                   kernel: Kernel | None = None) -> None:
-    """Fault injection: set one end down or up, and return once its peer shows it
-    (no carrier, operationally down / carrier, operationally up)."""
-    from .ops.inspect import lab_state, peers
-
-    state = lab_state(name)
-    peer = peers(state).get((node, ifname))
-    if peer is None:
-        raise UsageError(f"{node}:{ifname} is not a link end of lab {name}")
-    if state.fingerprints.pop(node, None) is not None:  # differs from the file now: re-read at the next up
-        store.save(state)
-    kernel = kernel or default_kernel()
-    try:
-        kernel.set_link(state.nodes.get(node), ifname, up=up)
-        peer_ns = state.nodes.get(peer[0])
-
-        def shows() -> bool:
-            for link in kernel.links(peer_ns):
-                if link.ifname == peer[1]:
-                    peer_up = link.admin_up
-                    want_carrier = up and peer_up
-                    return link.carrier == want_carrier and (link.operstate == "UP") == want_carrier
-            return False
-
-        if not wait_until(shows, timeout):
-            raise KernelError(f"{peer[0]}:{peer[1]} did not show {node}:{ifname} going {'up' if up else 'down'} "
-                              f"within {timeout:g} s")
-    finally:
-        kernel.close()
