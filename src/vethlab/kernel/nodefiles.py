@@ -19,7 +19,6 @@ would strand every lab built before the upgrade.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import ipaddress
@@ -32,6 +31,7 @@ from collections.abc import Iterable
 
 from ..errors import ConflictError
 from ..ownership import LEGACY_NODE_DIR, NODE_DIR_MARKER, TEMP_PREFIX, temp_prefix_of
+from .libc import rename_noreplace
 
 ETC_NETNS = "/etc/netns"
 HEADER = "# written by vethlab; removed by `vethlab down`\n"
@@ -221,19 +221,15 @@ def remove_temp(name: str) -> None:
             os.unlink(path)
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_AT_FDCWD = -100
-_RENAME_NOREPLACE = 1
-
-
 def _rename_noreplace(source: str, target: str) -> None:
     """rename(2) that fails with EEXIST instead of replacing `target` (os.rename would
     silently replace an empty directory of the same name)."""
-    if _libc.renameat2(_AT_FDCWD, source.encode(), _AT_FDCWD, target.encode(), _RENAME_NOREPLACE) == 0:
+    try:
+        rename_noreplace(source, target)
         return
-    err = ctypes.get_errno()
-    if err not in (errno.EINVAL, errno.ENOSYS):
-        raise OSError(err, os.strerror(err), target)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOSYS):
+            raise
     if os.path.lexists(target):  # a file system without RENAME_NOREPLACE: check, then rename
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), target)
     os.rename(source, target)

@@ -369,12 +369,6 @@ class NetlinkKernel:
         self._next_index[inner] = peer + 1
         return random.randint(1 << 20, (1 << 30) - 1), peer
 
-    def _host_fd(self) -> int:
-        """The namespace vethlab runs in (the main thread never leaves it)."""
-        if "" not in self._ns_fds:
-            self._ns_fds[""] = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        return self._ns_fds[""]
-
     def delete_link(self, ns: Netns, ifname: str) -> None:
         try:
             index = self._ifindex(ns, ifname)
