@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,22 +205,23 @@ def file_needs(spec: Any) -> set[str]:
     return needs
 
 
-def file_checks(path: str) -> list[Check]:
-    from ..lab import Lab
-
-    lab = Lab.load(path)  # invalid file: ValidationError, exit 2, as everywhere
+def plan_check(path: str, plan: Callable[[], int]) -> Check:
+    """The file planned against this host: `plan()` returns how many changes `up`
+    would make, or raises what it would refuse with."""
     try:
-        plan = lab.plan()
+        changes = plan()
     except VethlabError as exc:
-        return [Check(f"plan {path}", FAIL, str(exc), "resolve the conflict, or change the file", needed=True)]
-    finally:
-        lab.close()
-    return [Check(f"plan {path}", OK, f"no clash with this host; `up` would make {len(plan.actions)} change(s)",
-                  needed=True)]
+        return Check(f"plan {path}", FAIL, str(exc), "resolve the conflict, or change the file", needed=True)
+    return Check(f"plan {path}", OK, f"no clash with this host; `up` would make {changes} change(s)", needed=True)
+
+
+def verdict(checks: list[Check]) -> bool:
+    return not any(c.status == FAIL for c in checks)
 
 
 def run(path: str | None = None) -> tuple[list[Check], bool]:
-    """Every check, and whether FILE (if given) has all it needs."""
+    """Every check of the host, and whether FILE (if given) has all it needs from
+    it (planning the file is the caller's: ops does not load the Lab facade)."""
     checks: list[Check] = []
     needs: set[str] = set()
     bridges: list[str] = []
@@ -241,9 +243,6 @@ def run(path: str | None = None) -> tuple[list[Check], bool]:
             checks.append(Check(feature, status, "present" if present else "missing in this kernel",
                                 "" if present else FIXES[feature], needed))
     checks.extend(host_checks(bridges))
-    if path is not None:
-        checks.extend(file_checks(path))
-    ok = not any(c.status == FAIL for c in checks)
-    return checks, ok
+    return checks, verdict(checks)
 
 
