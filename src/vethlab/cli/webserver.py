@@ -265,6 +265,7 @@ def serve(lab: str | None, port: int, bind: str | None, say: Callable[[str], Non
         sock.bind((host, port))
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(128)  # before the URL is printed: a client that reads it may connect at once
     actual = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     labs = [lab] if lab else store.labs()

@@ -1,10 +1,16 @@
 """The kernel boundary: every side effect of vethlab goes through `Kernel`.
 
-Verbs speak plain terms (namespace names, interface names, addresses), never the
-core's resource types, so the reconciler, `clean`, the sandbox and the CNI plugin
-can all call them.  A namespace of None means the namespace vethlab runs in.  Mutating verbs may be
-queued until `flush()` (or any read), which raises for the first failure.
-`kernel.fake.FakeKernel` implements the same protocol for unit tests.
+Verbs speak plain terms (namespace names, interface names, addresses, raw marker
+strings), never the core's resource types nor lab names decoded from markers (that
+is ownership.py's job), so the reconciler, `clean`, the sandbox and the CNI plugin
+can all call them.  A namespace of None means the namespace vethlab runs in.
+
+`Kernel` is the union of small protocols, one per aspect (namespaces, links and
+their addresses and routes, firewall, processes, node files, sysctls, shaping,
+events); a caller that needs one aspect may type against that one.  Mutating verbs
+may be queued until `flush()` (or any read), which raises for the first failure.
+`kernel.open_kernel()` gives the real one; `kernel.fake.FakeKernel` implements the
+same protocols, batching included, for unit tests.
 """
 
 from __future__ import annotations

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConflictError
-from ..kernel.api import Kernel
+from ..kernel.api import Firewall, Kernel, Sysctls
 from ..ownership import table_owner
 
 if TYPE_CHECKING:
@@ -171,7 +171,11 @@ def _reachable(family: str, table: str, start: str,
     return out
 
 
-def check(kernel: Kernel, bridges: list[str], routed: bool) -> list[Blocker]:
+class HostRules(Firewall, Sysctls, Protocol):
+    """What `check` reads: the ruleset and the bridge-nf sysctls."""
+
+
+def check(kernel: HostRules, bridges: list[str], routed: bool) -> list[Blocker]:
     """Read the host namespace's ruleset and bridge-nf settings; see `blockers`."""
     if not bridges:
         return []
