@@ -197,7 +197,7 @@ class NetlinkKernel:
             return  # never a namespace file itself
         try:
             os.unlink(nsmod.ns_path(tag))
-        except (FileNotFoundError, ValueError):
+        except FileNotFoundError:
             pass
 
     def namespace_owner(self, ns: str) -> str | None:
