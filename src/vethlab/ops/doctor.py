@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import VethlabError
+from ..kernel import open_kernel
+from ..kernel.api import Firewall, Kernel, Namespaces
 
 OK, WARN, FAIL, INFO = "ok", "warn", "FAIL", "info"
 
@@ -110,7 +112,7 @@ def _sysctl(key: str) -> str | None:
         return None
 
 
-def host_checks(bridges: list[str] | None = None) -> list[Check]:
+def host_checks(kernel: Kernel, bridges: list[str] | None = None) -> list[Check]:
     checks = []
     brnf = _sysctl("net.bridge.bridge-nf-call-iptables")
     if brnf == "1":
@@ -131,8 +133,8 @@ def host_checks(bridges: list[str] | None = None) -> list[Check]:
     else:
         checks.append(Check("net.core.rmem_max", OK, f"{rmem} bytes"))
     checks.append(_userns_check())
-    checks.extend(_firewall_checks(bridges or []))
-    checks.extend(_stale_netns_checks())
+    checks.extend(_firewall_checks(kernel, bridges or []))
+    checks.extend(_stale_netns_checks(kernel))
     return checks
 
 
@@ -145,14 +147,13 @@ def _userns_check() -> Check:
     return Check("user namespaces", OK, "unprivileged user namespaces are on: rootless `vethlab sandbox` works")
 
 
-def _firewall_checks(bridges: list[str]) -> list[Check]:
+def _firewall_checks(kernel: Firewall, bridges: list[str]) -> list[Check]:
     """Foreign forward chains that will drop lab traffic (forward_policy.py judges them,
     as `up` does); without a FILE, judged for a stand-in bridge name."""
-    from ..kernel import nftables
     from .forward_policy import blockers
 
     try:
-        items = nftables.ruleset(None)
+        items = kernel.firewall_ruleset(None)
     except VethlabError:  # no nft: nobody's table to warn about
         items = []
     bridge_nf = {family: _sysctl(f"net.bridge.bridge-nf-call-{name}") == "1"
@@ -179,11 +180,9 @@ def _running(comm: str) -> bool:
     return False
 
 
-def _stale_netns_checks() -> list[Check]:
-    from ..kernel import netns
-
-    mounted = netns.mounted_names()
-    dead = [n for n in netns.list_names() if n not in mounted]
+def _stale_netns_checks(kernel: Namespaces) -> list[Check]:
+    mounted = kernel.alive_namespaces()
+    dead = [n for n in kernel.list_namespaces() if n not in mounted]
     if dead:
         return [Check("/run/netns", WARN, f"{len(dead)} dead namespace file(s), e.g. after a reboot with /run on disk: "
                       f"{', '.join(dead[:5])}", f"ip netns del {dead[0]} (for each), or `vethlab clean` for vethlab's")]
@@ -242,7 +241,11 @@ def run(path: str | None = None) -> tuple[list[Check], bool]:
             status = OK if present else (FAIL if needed else WARN)
             checks.append(Check(feature, status, "present" if present else "missing in this kernel",
                                 "" if present else FIXES[feature], needed))
-    checks.extend(host_checks(bridges))
+    kernel = open_kernel()
+    try:
+        checks.extend(host_checks(kernel, bridges))
+    finally:
+        kernel.close()
     return checks, verdict(checks)
 
 
