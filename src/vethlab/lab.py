@@ -7,30 +7,26 @@ method needs the kernel.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
-from .drivers.shaping import require_qdiscs
-from .errors import KernelError, UsageError
+from .errors import UsageError
+from .kernel import open_kernel
 from .kernel.api import Kernel, Netns
 from .kernel.process import run_in_node
 from .ownership import marker
 from .reconcile.actions import Action, Plan
-from .reconcile.journal import wait_until
 from .reconcile.services import Record as _Record
 from .state import store
 from .topology import HOST, LabSpec, lab_from_dict, load_lab
 
-__all__ = ["Lab", "Node", "default_kernel", "lab_status", "require_qdiscs", "set_link_state"]
+__all__ = ["Lab", "Node", "default_kernel"]
 
 
 def default_kernel() -> Kernel:
-    from .kernel.rtnl import NetlinkKernel
-
-    return NetlinkKernel()
+    return open_kernel()
 
 
 class Node:
@@ -142,68 +138,3 @@ class Lab:
 
 def service_record(item: Sequence[Any]) -> _Record:
     return _Record.of(item)
-
-
-# -- runtime views and faults (used by `status` and `link up|down`) -------------------
-def lab_status(name: str, kernel: Kernel | None = None) -> dict[str, Any]:
-    """Nodes and, per interface: node, peer (node:ifname), addresses, MTU, admin
-    state, operational state, carrier and counters."""
-    from .ops.inspect import interfaces, lab_state
-
-    state = lab_state(name)
-    kernel = kernel or default_kernel()
-    try:
-        exists, views = interfaces(kernel, state)
-    finally:
-        kernel.close()
-    from .kernel import services
-    from .reconcile.services import log_name
-
-    def log(node: str, index: int, label: str) -> str:
-        return os.path.join(store.lab_dir(name), "logs", log_name(label) if label else f"{node}-{index}.log")
-
-    found = services.lab_processes([ns for node, ns in state.nodes.items() if ns and node in state.services])
-    labelled = {label for procs in found.values() for _pid, _started, label in procs if label}
-
-    return {
-        "lab": name, "file": state.file, "complete": state.complete,
-        "nodes": [{"name": n, "netns": ns, "exists": exists.get(n, False)} for n, ns in state.nodes.items()],
-        "interfaces": [v.to_json() for v in views],
-        "services": [{"node": node, "command": " ".join(rec.argv), "pid": rec.pid,
-                      "state": "running" if services.alive(rec.pid, rec.started) or rec.label in labelled else
-                      "done" if rec.done else "exited", "log": log(node, i, rec.label)}
-                     for node, items in state.services.items()
-                     for i, rec in enumerate(service_record(item) for item in items)],
-    }
-
-
-def set_link_state(name: str, node: str, ifname: str, up: bool, timeout: float = 5.0,
-                   kernel: Kernel | None = None) -> None:
-    """Fault injection: set one end down or up, and return once its peer shows it
-    (no carrier, operationally down / carrier, operationally up)."""
-    from .ops.inspect import lab_state, peers
-
-    state = lab_state(name)
-    peer = peers(state).get((node, ifname))
-    if peer is None:
-        raise UsageError(f"{node}:{ifname} is not a link end of lab {name}")
-    if state.fingerprints.pop(node, None) is not None:  # differs from the file now: re-read at the next up
-        store.save(state)
-    kernel = kernel or default_kernel()
-    try:
-        kernel.set_link(state.nodes.get(node), ifname, up=up)
-        peer_ns = state.nodes.get(peer[0])
-
-        def shows() -> bool:
-            for link in kernel.links(peer_ns):
-                if link.ifname == peer[1]:
-                    peer_up = link.admin_up
-                    want_carrier = up and peer_up
-                    return link.carrier == want_carrier and (link.operstate == "UP") == want_carrier
-            return False
-
-        if not wait_until(shows, timeout):
-            raise KernelError(f"{peer[0]}:{peer[1]} did not show {node}:{ifname} going {'up' if up else 'down'} "
-                              f"within {timeout:g} s")
-    finally:
-        kernel.close()

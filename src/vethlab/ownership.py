@@ -105,7 +105,23 @@ def lab_of_temp(filename: str) -> str | None:
 
 def netns_tag(lab: str, netns: str) -> str:
     """The marker file name a lab's namespace file is born under."""
-    return f"{NETNS_TAG_PREFIX}{lab}:{netns}"
+    return birth_tag(marker(lab), netns)
+
+
+def birth_tag(mark: str, netns: str) -> str:
+    """`netns_tag` from the lab's marker (what the kernel layer is given)."""
+    return f".{mark}:{netns}"
+
+
+def temp_prefix_of(mark: str) -> str:
+    """`temp_prefix` from the lab's marker (what the kernel layer is given)."""
+    return temp_prefix(lab_of(mark) or "")
+
+
+def lab_of_node_entry(mark: str | None, filename: str) -> str | None:
+    """The lab an entry of /etc/netns that `NodeFiles.node_temp_files` listed belongs
+    to: a marker file's `mark`, else the temporary name's."""
+    return lab_of(mark) if mark is not None else lab_of_temp(filename)
 
 
 def parse_netns_tag(filename: str) -> tuple[str, str] | None:

@@ -17,9 +17,8 @@ from vethlab.kernel.fake import FakeKernel
 from vethlab.model import firewall
 from vethlab.model.desired import compile_lab
 from vethlab.model.ipam import allocate
-from vethlab.ops import forward_policy
 from vethlab.ownership import LEGACY_NODE_DIR, lab_of_table, lab_of_temp, marker, table_marker, table_owner
-from vethlab.reconcile import forwarding
+from vethlab.reconcile import forward_policy, forwarding
 from vethlab.reconcile.executor import Executor
 from vethlab.reconcile.observe import observe, observe_extras
 from vethlab.reconcile.planner import make_plan
@@ -95,7 +94,8 @@ def test_own_table_and_dirs_are_no_conflict(state_dir: Path) -> None:
     Executor(kernel, marker("x")).run(plan(kernel))
     assert table_marker("x") in kernel.tables[(None, "vethlab_x")]
     assert kernel.file_owners == {"a": "vethlab:x", "b": "vethlab:x"}
-    assert kernel.firewall_tables(None) == ["vethlab_x"]  # not the forwarding record
+    owned = [table for table, chains in kernel.firewall_tables(None).items() if table_owner(table, chains)]
+    assert owned == ["vethlab_x"]  # not the forwarding record
     assert sorted(kernel.tables) == [(None, forwarding.TABLE), (None, "vethlab_x")]
     plan(kernel)  # no ConflictError
 
@@ -144,7 +144,7 @@ def test_marker_binds_the_directory_not_its_name(etc_netns: Path) -> None:
         (etc_netns / "n1").mkdir()  # someone else's, under the same name
         (etc_netns / ".vethlab-owner.n1").write_bytes(mark)  # our marker, left by a kill
         assert nodefiles.owners(None) == {"n1": ""}
-        assert nodefiles.temps() == [("lab", ".vethlab-owner.n1")]
+        assert nodefiles.temps() == [("vethlab:lab", ".vethlab-owner.n1")]  # the marker, raw: ownership decodes it
         nodefiles.remove_temp(".vethlab-owner.n1")
         assert listing(etc_netns) == {"n1": None}
         (etc_netns / "n1").rmdir()

@@ -446,11 +446,13 @@ def test_watch_skips_messages_it_cannot_read() -> None:
     (a traceback would end `vethlab watch` and the live page's stream)."""
     import struct
 
-    from vethlab.ops import watch
+    from vethlab.kernel import events
+    from vethlab.kernel.api import LinkEvent
 
     bad = struct.pack("=IHHII", 20, nl.RTM_NEWLINK, 0, 0, 0) + b"\0" * 4  # too short for an ifinfomsg
     good = struct.pack("=IHHII", 16 + 16, nl.RTM_NEWLINK, 0, 0, 0) + nl.ifinfo(7, nl.IFF_UP)
     good += nl.attr_str(nl.IFLA_IFNAME, "e0")
     good = struct.pack("=I", len(good)) + good[4:]
-    events = watch._events("lab", "a", memoryview(bad + good), {}, {}, "vethlab:lab", False)
-    assert [(e["ifname"], e["event"]) for e in events] == [("e0", "link")]
+    seen = events.parse("a", memoryview(bad + good))
+    assert [(e.node, e.link.ifname, e.deleted) for e in seen if isinstance(e, LinkEvent)] == [("a", "e0", False)]
+    assert len(seen) == 1

@@ -11,6 +11,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from ..ops import doctor
 
     checks, ok = doctor.run(args.file)
+    if args.file is not None:
+        from ..lab import Lab
+
+        lab = Lab.load(args.file)  # invalid file: ValidationError, exit 2, as everywhere
+        try:
+            checks.append(doctor.plan_check(args.file, lambda: len(lab.plan().actions)))
+        finally:
+            lab.close()
+        ok = doctor.verdict(checks)
     if args.json:
         print_json({"ok": ok, "checks": [vars(c) for c in checks]})
     else:

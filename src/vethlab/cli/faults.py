@@ -29,8 +29,7 @@ def _say(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_link(args: argparse.Namespace) -> int:
-    from ..lab import set_link_state
-    from ..ops.faults import flap, set_shaping
+    from ..ops.faults import flap, set_link_state, set_shaping
     from ..topology.shaping import parse_shaping
 
     node, ifname = split_endpoint(args.endpoint)
@@ -117,8 +116,9 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
+    from ..ops.inspect import pick_address
     from ..ops.perf import measure
-    from .run import _netns, node_addresses, pick_address
+    from .run import _netns, node_addresses
 
     lab = resolve_lab(args.lab, args.src)
     src_ns, dst_ns = _netns(lab, args.src), _netns(lab, args.dst)  # DST is a node: the receiver runs there

@@ -37,7 +37,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from ..lab import lab_status
+    from ..ops.inspect import lab_status
 
     report = lab_status(resolve_lab(args.lab))
     if args.json:

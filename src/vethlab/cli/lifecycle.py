@@ -95,12 +95,12 @@ def cmd_down(args: argparse.Namespace) -> int:
         name = resolve_lab(None)
     require_privileges("down")
     existed = name in store.labs()
-    from ..kernel.rtnl import NetlinkKernel  # not lab.py: `down` needs none of the planning machinery
+    from ..kernel import open_kernel  # not lab.py: `down` needs none of the planning machinery
     from ..ops.down import down
     from ..reconcile.progress import showing, wanted
     from ..reconcile.removal import stopped_text
 
-    kernel = NetlinkKernel()
+    kernel = open_kernel()
     try:
         with showing(f"vethlab down {name}", sys.stderr.isatty() and wanted(_size(name), args.json)):
             stopped = down(name, kernel, wait=args.wait)

@@ -50,35 +50,15 @@ def cmd_shell(args: argparse.Namespace) -> int:
 # -- addresses, read from the kernel --------------------------------------------
 def node_addresses(lab: str) -> dict[str, list[tuple[str, str]]]:
     """node -> [(ifname, cidr)] for every node of the lab, from the kernel."""
-    from ..kernel.rtnl import NetlinkKernel
+    from ..kernel import open_kernel
+    from ..ops import inspect
 
-    state = store.load(lab)
-    if state is None:
-        raise UsageError(f"lab {lab} does not exist")
-    kernel = NetlinkKernel()
+    state = inspect.lab_state(lab)
+    kernel = open_kernel()
     try:
-        out: dict[str, list[tuple[str, str]]] = {}
-        ifaces = {(n, i) for link in state.links for n, i in ((link[0], link[1]), (link[2], link[3]))}
-        for node, ns in state.nodes.items():
-            if ns is not None and not kernel.namespace_exists(ns):
-                continue
-            # in a lab node every interface but lo; in the host only link ends (not bridges, not the admin's)
-            out[node] = [(link.ifname, cidr) for link in kernel.links(ns)
-                         if (node, link.ifname) in ifaces or (ns is not None and link.ifname != "lo")
-                         for cidr in link.addresses]
-            out[node] = [item for item in out[node] if not ipaddress.ip_interface(item[1]).is_loopback]
-        return out
+        return inspect.node_addresses(kernel, state)
     finally:
         kernel.close()
-
-
-def pick_address(src: list[tuple[str, str]], dst: list[tuple[str, str]]) -> str | None:
-    """DST's address on a subnet it shares with SRC, else DST's first address."""
-    for _, theirs in dst:
-        net = ipaddress.ip_interface(theirs).network
-        if any(ipaddress.ip_interface(mine).network == net for _, mine in src):
-            return str(ipaddress.ip_interface(theirs).ip)
-    return str(ipaddress.ip_interface(dst[0][1]).ip) if dst else None
 
 
 def cmd_ping(args: argparse.Namespace) -> int:
@@ -90,6 +70,8 @@ def cmd_ping(args: argparse.Namespace) -> int:
         addrs = node_addresses(lab)
         if args.dst not in addrs:
             raise UsageError(f"{args.dst} is neither an address nor a node of lab {lab}") from None
+        from ..ops.inspect import pick_address
+
         picked = pick_address(addrs.get(args.src, []), addrs[args.dst])
         if picked is None:
             raise UsageError(f"node {args.dst} has no address") from None
@@ -168,11 +150,11 @@ def cmd_pingall(args: argparse.Namespace) -> int:
 def explain_failures(lab: str) -> list[str]:
     """Why pairs may fail that vethlab cannot mend: foreign forward chains of the host
     namespace that drop traffic of the lab's bridges there (see forward_policy)."""
-    from ..kernel.rtnl import NetlinkKernel
-    from ..ops.forward_policy import check
+    from ..kernel import open_kernel
     from ..ownership import marker
+    from ..reconcile.forward_policy import check
 
-    kernel = NetlinkKernel()
+    kernel = open_kernel()
     try:
         bridges = [link.ifname for link in kernel.links(None, addresses=False)
                    if link.kind == "bridge" and link.alias == marker(lab)]

@@ -56,35 +56,13 @@ def picture_of(lab: str) -> Any:
 
 def status_of(lab: str, nodes: list[str] | None = None) -> dict[str, Any]:
     """`status` of the lab, or of some of its nodes only."""
-    from ..lab import lab_status
+    from ..ops.inspect import lab_status
 
-    if not nodes:
-        return lab_status(lab)
-    from ..kernel import services
-    from ..lab import default_kernel
-    from ..ops.inspect import interfaces, lab_state
-
-    state = lab_state(lab)
-    unknown = [n for n in nodes if n not in state.nodes]
-    if unknown:
-        raise UsageError(f"lab {lab} has no node {unknown[0]}")
-    all_nodes = state.nodes
-    state.nodes = {n: all_nodes[n] for n in nodes}
-    kernel = default_kernel()
-    try:
-        _exists, views = interfaces(kernel, state)
-    finally:
-        kernel.close()
-    return {"lab": lab, "interfaces": [v.to_json() for v in views],
-            "services": [{"node": node, "command": " ".join(argv), "pid": pid,
-                          "state": "running" if services.alive(pid, started) else "exited"}
-                         for node, items in state.services.items() if node in nodes
-                         for argv, pid, started in items]}
+    return lab_status(lab, nodes=nodes or None)
 
 
 def run_action(lab: str, action: str, target: str) -> None:
     """Carry out one action from the page (the same verbs as the CLI's)."""
-    from ..lab import set_link_state
     from ..ops import faults
 
     def quiet(_line: str) -> None:
@@ -97,7 +75,7 @@ def run_action(lab: str, action: str, target: str) -> None:
         if action == "link-flap":
             faults.flap(lab, node, ifname, down=1.0, up=0.0, count=1, emit=quiet)
         else:
-            set_link_state(lab, node, ifname, up=action == "link-up")
+            faults.set_link_state(lab, node, ifname, up=action == "link-up")
     elif action in ("node-isolate", "node-restore"):
         faults.isolate(lab, target, up=action == "node-restore", emit=quiet)
     else:
@@ -287,6 +265,7 @@ def serve(lab: str | None, port: int, bind: str | None, say: Callable[[str], Non
         sock.bind((host, port))
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(128)  # before the URL is printed: a client that reads it may connect at once
     actual = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     labs = [lab] if lab else store.labs()

@@ -3,8 +3,15 @@
 It follows the real kernel where the core relies on it: a veth's ends know each
 other's ifindex, deleting one end deletes both, deleting a namespace deletes its
 interfaces (and their peers), names clash with EEXIST.  `fail_at=N` makes the
-N-th mutating call raise, `crash_at=N` raise a BaseException (a stand-in for
+N-th mutating call fail, `crash_at=N` raise a BaseException (a stand-in for
 SIGKILL: nothing is unwound), to prove rollback and crash recovery.
+
+It batches as NetlinkKernel does: the verbs that the real kernel queues (links,
+addresses, routes, sysctl writes) do not raise when they fail; the failed request
+is not applied, the others are, and `flush()` — or the next read, which flushes
+first — raises KernelError for the first failure.  The verbs the real kernel
+carries out at once (namespaces, firewall, services, shaping, node files) raise at
+once.  `batched=False` makes every injected failure raise at the call instead.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import Any
 from ..errors import ConflictError, KernelError
 from ..ownership import ROUTE_PROTO, table_owner
 from . import tc
-from .api import LinkInfo, Netns, Route, default_metric
+from .api import AddressEvent, Event, Kernel, LinkEvent, LinkInfo, LinkState, Netns, Route, default_metric
 
 
 class Crash(BaseException):
@@ -47,7 +54,7 @@ class _Ns:
 
 
 class FakeKernel:
-    def __init__(self, fail_at: int | None = None, crash_at: int | None = None) -> None:
+    def __init__(self, fail_at: int | None = None, crash_at: int | None = None, batched: bool = True) -> None:
         self.spaces: dict[Netns, _Ns] = {None: _Ns(next_index=10)}
         self.spaces[None].links[1] = _Link(1, "lo", "loopback", up=True)
         self.stale: set[str] = set()
@@ -57,7 +64,7 @@ class FakeKernel:
         self.log: list[str] = []
         self.files: dict[str, list[tuple[str, str]]] = {}
         self.file_owners: dict[str, str] = {}  # /etc/netns/NS -> the marker it holds ("" foreign)
-        self.temp_files: dict[str, str] = {}  # temporary entry of /etc/netns -> lab
+        self.temp_files: set[str] = set()  # temporary entries of /etc/netns (named by ownership.temp_prefix)
         self.commands: list[tuple[Netns, list[str]]] = []
         self.command_status: dict[str, int] = {}  # argv[0] -> exit status to return
         self.tables: dict[tuple[Netns, str], list[str]] = {}
@@ -69,17 +76,27 @@ class FakeKernel:
         self.next_pid = 1000
         self.qdiscs = {"tbf", "netem"}
         self.shaped: dict[tuple[Netns, str], str] = {}
+        self.batched = batched
+        self.pending: list[str] = []  # failures of queued requests, raised at the next flush or read
+        self.streams: list[_Stream] = []  # open `link_events` subscriptions
 
     def snapshot(self) -> dict[Netns, _Ns]:
         return copy.deepcopy(self.spaces)
 
-    def _step(self, what: str) -> None:
+    def _step(self, what: str, queued: bool = False) -> bool:
+        """Count a mutating call; False: a queued request that failed (skip it, the
+        failure waits for flush)."""
         self.calls += 1
         self.log.append(what)
         if self.crash_at is not None and self.calls == self.crash_at:
             raise Crash(what)
         if self.fail_at is not None and self.calls == self.fail_at:
-            raise KernelError(f"injected failure at step {self.calls}: {what}")
+            message = f"injected failure at step {self.calls}: {what}"
+            if queued and self.batched:
+                self.pending.append(message)
+                return False
+            raise KernelError(message)
+        return True
 
     def _ns(self, ns: Netns) -> _Ns:
         if ns not in self.spaces:
@@ -93,7 +110,11 @@ class FakeKernel:
         raise KernelError(f"interface {ifname} not found in {ns or 'the host namespace'}")
 
     def flush(self) -> None:
-        pass
+        """Raise the first failure of the requests queued since the last flush."""
+        failed, self.pending = self.pending, []
+        if failed:
+            more = f" (and {len(failed) - 1} more failures)" if len(failed) > 1 else ""
+            raise KernelError(f"{failed[0]}{more}")
 
     def settle(self, ns: str, marker: str, done: bool = False) -> None:
         """Nothing to hurry: the fake's links change state at once."""
@@ -115,12 +136,16 @@ class FakeKernel:
         return {n for n in self.spaces if n is not None}
 
     def namespace_owner(self, ns: str) -> str | None:
+        self.flush()
         return self.spaces[ns].links[1].alias if ns in self.spaces else None
 
-    def birth_markers(self) -> list[tuple[str, str, bool]]:
+    def namespace_tags(self) -> list[tuple[str, bool]]:
         return []
 
-    def remove_birth_marker(self, lab: str, ns: str) -> None:
+    def remove_namespace_tag(self, tag: str) -> None:
+        pass
+
+    def open_namespaces(self, names: Iterable[str]) -> None:
         pass
 
     def create_namespaces(self, names: Iterable[str], marker: str) -> None:
@@ -146,6 +171,7 @@ class FakeKernel:
         """What goes with an interface in the kernel: its per-interface sysctls and its qdisc."""
         if link is None:
             return
+        self._changed(ns, link, deleted=True)
         conf = f".conf.{link.ifname.replace('.', '/')}."
         space = self.spaces.get(ns)
         if space is not None:
@@ -165,24 +191,26 @@ class FakeKernel:
 
     # -- links
     def links(self, ns: Netns, stats: bool = False, addresses: bool = True) -> list[LinkInfo]:
-        out = []
-        for link in self._ns(ns).links.values():
-            peer_up = True
-            if link.peer:
-                other = self.spaces.get(link.peer[0], _Ns()).links.get(link.peer[1])
-                peer_up = bool(other and other.up)
-            carrier = link.up and peer_up
-            out.append(LinkInfo(link.index, link.ifname, link.kind, link.alias, link.mtu, link.up,
-                                "UP" if carrier else ("UNKNOWN" if link.kind == "loopback" and link.up else "DOWN"),
-                                carrier, link.peer[1] if link.peer else None, link.master, list(link.addresses)))
-        return out
+        self.flush()
+        return [self._info(link) for link in self._ns(ns).links.values()]
+
+    def _info(self, link: _Link) -> LinkInfo:
+        peer_up = True
+        if link.peer:
+            other = self.spaces.get(link.peer[0], _Ns()).links.get(link.peer[1])
+            peer_up = bool(other and other.up)
+        carrier = link.up and peer_up
+        return LinkInfo(link.index, link.ifname, link.kind, link.alias, link.mtu, link.up,
+                        "UP" if carrier else ("UNKNOWN" if link.kind == "loopback" and link.up else "DOWN"),
+                        carrier, link.peer[1] if link.peer else None, link.master, list(link.addresses))
 
     def create_veth(self, a_ns: Netns, a_if: str, b_ns: Netns, b_if: str, mtu: int | None,
                     marker: str | None = None) -> None:
         for ns, name in ((a_ns, a_if), (b_ns, b_if)):
             if any(link.ifname == name for link in self._ns(ns).links.values()):
                 raise KernelError(f"cannot create veth pair: {name} already exists in {ns or 'host'}")
-        self._step(f"create veth {a_ns}:{a_if} {b_ns}:{b_if}")
+        if not self._step(f"create veth {a_ns}:{a_if} {b_ns}:{b_if}", queued=True):
+            return
         a, b = self._ns(a_ns), self._ns(b_ns)
         ai = a.next_index
         a.next_index += 1
@@ -190,24 +218,30 @@ class FakeKernel:
         b.next_index += 1
         a.links[ai] = _Link(ai, a_if, "veth", mtu=mtu or 1500, peer=(b_ns, bi), alias=marker)
         b.links[bi] = _Link(bi, b_if, "veth", mtu=mtu or 1500, peer=(a_ns, ai), alias=marker)
+        self._changed(a_ns, a.links[ai])
+        self._changed(b_ns, b.links[bi])
 
     def create_bridge(self, ns: Netns, name: str, mtu: int | None, marker: str) -> None:
         if any(link.ifname == name for link in self._ns(ns).links.values()):
             raise KernelError(f"cannot create bridge {name}: already exists")
-        self._step(f"create bridge {ns}:{name}")
+        if not self._step(f"create bridge {ns}:{name}", queued=True):
+            return
         space = self._ns(ns)
         index = space.next_index
         space.next_index += 1
         space.links[index] = _Link(index, name, "bridge", alias=marker, mtu=mtu or 1500)
+        self._changed(ns, space.links[index])
 
     def create_macvlan(self, parent_ns: Netns, parent: str, ns: Netns, ifname: str, mtu: int | None,
                        marker: str) -> None:
         self._by_name(parent_ns, parent)
-        self._step(f"create macvlan {ns}:{ifname}")
+        if not self._step(f"create macvlan {ns}:{ifname}", queued=True):
+            self.flush()  # as NetlinkKernel: the create is sent at once, to mark the link after it
         space = self._ns(ns)
         index = space.next_index
         space.next_index += 1
         space.links[index] = _Link(index, ifname, "macvlan", alias=marker, mtu=mtu or 1500)
+        self._changed(ns, space.links[index])
 
     def firewall_chains(self, ns: Netns, table: str) -> list[str] | None:
         return self.tables.get((ns, table))
@@ -239,8 +273,8 @@ class FakeKernel:
         self._step(f"firewall {ns}: delete {table}")
         self.tables.pop((ns, table), None)
 
-    def firewall_tables(self, ns: Netns) -> list[str]:
-        return [name for (space, name), chains in self.tables.items() if space == ns and table_owner(name, chains)]
+    def firewall_tables(self, ns: Netns) -> dict[str, list[str]]:
+        return {name: list(chains) for (space, name), chains in self.tables.items() if space == ns}
 
     def start_service(self, ns: Netns, argv: list[str], log_path: str, marker: str,
                       oneshot: bool = False) -> tuple[int, int]:
@@ -301,7 +335,8 @@ class FakeKernel:
         return self.shaped.get((ns, ifname))
 
     def delete_link(self, ns: Netns, ifname: str) -> None:
-        self._step(f"delete link {ns}:{ifname}")
+        if not self._step(f"delete link {ns}:{ifname}", queued=True):
+            return
         try:
             link = self._by_name(ns, ifname)
         except KernelError:
@@ -312,8 +347,9 @@ class FakeKernel:
 
     def set_link(self, ns: Netns, ifname: str, *, mtu: int | None = None, up: bool | None = None,
                  alias: str | None = None, master: str | None = None) -> None:
-        self._step(f"set link {ns}:{ifname}")
-        link = self._by_name(ns, ifname)
+        link = self._by_name(ns, ifname)  # as NetlinkKernel: the name is looked up when queued
+        if not self._step(f"set link {ns}:{ifname}", queued=True):
+            return
         if master is not None:
             link.master = self._by_name(ns, master).index if master else None
         if mtu is not None:
@@ -322,28 +358,39 @@ class FakeKernel:
             link.up = up
         if alias is not None:
             link.alias = alias
+        self._changed(ns, link)
+        if link.peer and up is not None and link.peer[0] in self.spaces:  # the peer's carrier follows
+            peer = self.spaces[link.peer[0]].links.get(link.peer[1])
+            if peer is not None:
+                self._changed(link.peer[0], peer)
 
     def add_address(self, ns: Netns, ifname: str, cidr: str) -> None:
-        self._step(f"add address {ns}:{ifname} {cidr}")
         link = self._by_name(ns, ifname)
+        if not self._step(f"add address {ns}:{ifname} {cidr}", queued=True):
+            return
         cidr = str(ipaddress.ip_interface(cidr))
         if cidr in link.addresses:
             raise KernelError(f"cannot add address {cidr} on {ifname}: already exists")
         link.addresses.append(cidr)
+        self._address(ns, link, cidr, True)
 
     def delete_address(self, ns: Netns, ifname: str, cidr: str) -> None:
-        self._step(f"delete address {ns}:{ifname} {cidr}")
+        if not self._step(f"delete address {ns}:{ifname} {cidr}", queued=True):
+            return
         link = self._by_name(ns, ifname)
         cidr = str(ipaddress.ip_interface(cidr))
         if cidr in link.addresses:
             link.addresses.remove(cidr)
+            self._address(ns, link, cidr, False)
 
     # -- routes and sysctls
     def routes(self, ns: Netns) -> list[Route]:
+        self.flush()
         return list(self._ns(ns).routes)
 
     def add_route(self, ns: Netns, route: Route) -> None:
-        self._step(f"add route {ns}: {route.dst}")
+        if not self._step(f"add route {ns}: {route.dst}", queued=True):
+            return
         metric = route.metric if route.metric is not None else default_metric(route.dst)
         dev = route.dev
         if dev is None and route.via:
@@ -354,7 +401,8 @@ class FakeKernel:
         self._ns(ns).routes.append(Route(route.dst, route.via, dev, metric, route.src, ROUTE_PROTO))
 
     def delete_route(self, ns: Netns, route: Route) -> None:
-        self._step(f"delete route {ns}: {route.dst}")
+        if not self._step(f"delete route {ns}: {route.dst}", queued=True):
+            return
         space = self._ns(ns)
         space.routes = [r for r in space.routes if not (r.dst == route.dst and r.via == route.via)]
 
@@ -367,7 +415,8 @@ class FakeKernel:
         return self._ns(ns).sysctls.get(key, "0")
 
     def write_sysctl(self, ns: Netns, key: str, value: str) -> None:
-        self._step(f"sysctl {ns}: {key}={value}")
+        if not self._step(f"sysctl {ns}: {key}={value}", queued=True):
+            return
         self._ns(ns).sysctls[key] = value
 
     def node_hosts(self, ns: str) -> str | None:
@@ -393,19 +442,67 @@ class FakeKernel:
         wanted = None if namespaces is None else set(namespaces)
         return {ns: owner for ns, owner in self.file_owners.items() if wanted is None or ns in wanted}
 
-    def node_temp_files(self, namespaces: Iterable[str] | None) -> list[tuple[str, str]]:
-        return [(lab, name) for name, lab in self.temp_files.items()]
+    def node_temp_files(self, namespaces: Iterable[str] | None) -> list[tuple[str | None, str]]:
+        return [(None, name) for name in self.temp_files]
 
     def remove_node_temp_file(self, name: str) -> None:
-        self.temp_files.pop(name, None)
+        self.temp_files.discard(name)
 
     def firewall_ruleset(self, ns: Netns) -> list[dict[str, Any]]:
         return list(self.ruleset.get(ns, []))
 
     def run_command(self, ns: Netns, argv: list[str], timeout: float) -> tuple[int, str]:
+        self.flush()
         self._step(f"run {ns}: {' '.join(argv)}")
         self.commands.append((ns, list(argv)))
         return self.command_status.get(argv[0], 0), ""
 
     def close(self) -> None:
-        pass
+        self.pending.clear()
+
+    # -- events
+    def link_events(self, nodes: dict[str, Netns]) -> _Stream:
+        stream = _Stream(self, {ns: node for node, ns in nodes.items()})
+        self.streams.append(stream)
+        return stream
+
+    def _changed(self, ns: Netns, link: _Link, deleted: bool = False) -> None:
+        for stream in self.streams:
+            if ns in stream.nodes:
+                stream.queue.append(LinkEvent(stream.nodes[ns], self._state(link, deleted), deleted))
+
+    def _address(self, ns: Netns, link: _Link, cidr: str, added: bool) -> None:
+        for stream in self.streams:
+            if ns in stream.nodes:
+                stream.queue.append(AddressEvent(stream.nodes[ns], link.index, cidr, added))
+
+    def _state(self, link: _Link, deleted: bool = False) -> LinkState:
+        if deleted:
+            return LinkState(link.index, link.ifname, link.alias, False, False, "DOWN")
+        info = self._info(link)
+        return LinkState(info.index, info.ifname, info.alias, info.admin_up, info.carrier, info.operstate)
+
+
+class _Stream:
+    """`link_events` of the fake: what the fake's verbs changed since it was opened."""
+
+    def __init__(self, kernel: FakeKernel, nodes: dict[Netns, str]) -> None:
+        self.kernel, self.nodes = kernel, nodes
+        self.queue: list[Event] = []
+
+    def initial(self) -> list[tuple[str, LinkState]]:
+        return [(node, self.kernel._state(link)) for ns, node in self.nodes.items() if ns in self.kernel.spaces
+                for link in self.kernel.spaces[ns].links.values()]
+
+    def next(self, timeout: float | None) -> list[Event]:
+        out, self.queue = self.queue, []
+        return out
+
+    def close(self) -> None:
+        if self in self.kernel.streams:
+            self.kernel.streams.remove(self)
+
+
+def _conforms(kernel: FakeKernel) -> Kernel:
+    """mypy's proof that the fake implements every aspect of the protocol."""
+    return kernel

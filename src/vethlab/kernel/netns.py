@@ -14,7 +14,6 @@ crash in between leaves nothing: an unmounted namespace dies with its last threa
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import os
@@ -22,39 +21,22 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+from . import libc
+from .libc import CLONE_NEWNET, MNT_DETACH, MS_BIND, MS_REC, MS_SHARED, is_nsfs, mount, umount, unshare
+
 NETNS_RUN_DIR = "/run/netns"
 
-CLONE_NEWNET = 0x40000000
-MS_BIND = 4096
-MS_REC = 16384
-MS_SHARED = 1 << 20
-MNT_DETACH = 2
-
-_libc = ctypes.CDLL(None, use_errno=True)
 T = TypeVar("T")
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _mount(source: str, target: str, fstype: str | None, flags: int) -> None:
-    _check(
-        _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags, None),
-        f"mount {target}",
-    )
 
 
 def setns(fd: int) -> None:
     """Move the *calling thread* into the network namespace `fd` refers to."""
-    _check(_libc.setns(fd, CLONE_NEWNET), "setns")
+    libc.setns(fd, CLONE_NEWNET)
 
 
 def unshare_net() -> None:
     """Give the *calling thread* a new, empty network namespace."""
-    _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+    unshare(CLONE_NEWNET, "unshare(CLONE_NEWNET)")
 
 
 def ns_path(name: str) -> str:
@@ -102,7 +84,7 @@ def is_mounted(name: str) -> bool:
     except OSError:
         return False
     try:
-        return _is_nsfs(fd)
+        return is_nsfs(fd)
     finally:
         os.close(fd)
 
@@ -118,14 +100,6 @@ def mounted_names() -> set[str]:
             if target.startswith(prefix):
                 out.add(target[len(prefix):].replace("\\040", " "))
     return out
-
-
-def _is_nsfs(fd: int) -> bool:
-    NSFS_MAGIC = 0x6E736673
-    buf = (ctypes.c_long * 16)()
-    if _libc.fstatfs(fd, buf) != 0:
-        return False
-    return buf[0] == NSFS_MAGIC
 
 
 #: ioctl(2) on an nsfs fd: a new fd for the user namespace that owns it (linux/nsfs.h,
@@ -169,12 +143,12 @@ def _ensure_run_dir() -> None:
     propagates into mount namespaces (`ip netns exec`) that hold a copy of the mount."""
     os.makedirs(NETNS_RUN_DIR, mode=0o755, exist_ok=True)
     try:
-        _mount("none", NETNS_RUN_DIR, None, MS_SHARED | MS_REC)
+        mount("none", NETNS_RUN_DIR, None, MS_SHARED | MS_REC)
     except OSError as exc:
         if exc.errno != errno.EINVAL:
             raise
-        _mount(NETNS_RUN_DIR, NETNS_RUN_DIR, None, MS_BIND | MS_REC)
-        _mount("none", NETNS_RUN_DIR, None, MS_SHARED | MS_REC)
+        mount(NETNS_RUN_DIR, NETNS_RUN_DIR, None, MS_BIND | MS_REC)
+        mount("none", NETNS_RUN_DIR, None, MS_SHARED | MS_REC)
 
 
 def run_in_thread(fn: Callable[[], T]) -> T:
@@ -228,7 +202,7 @@ def create_many(names: Iterable[str], inside: Callable[[str], T],
             try:
                 unshare_net()
                 results[name] = inside(name)
-                _mount("/proc/thread-self/ns/net", path, "none", MS_BIND)
+                mount("/proc/thread-self/ns/net", path, "none", MS_BIND)
             except BaseException:
                 _unlink_quiet(path)
                 if marker:
@@ -249,10 +223,11 @@ def delete(name: str) -> None:
     """Unmount and remove /run/netns/NAME.  The kernel destroys the namespace (and
     the interfaces in it) once no process holds it any more."""
     path = ns_path(name)
-    if _libc.umount2(path.encode(), MNT_DETACH) != 0:
-        err = ctypes.get_errno()
-        if err not in (errno.EINVAL, errno.ENOENT):
-            raise OSError(err, f"umount {path}: {os.strerror(err)}")
+    try:
+        umount(path, MNT_DETACH)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOENT):
+            raise
     _unlink_quiet(path)
 
 

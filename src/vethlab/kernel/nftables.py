@@ -37,18 +37,18 @@ def apply(ns: Netns, batch: dict[str, Any], what: str) -> None:
         raise KernelError(f"cannot {what}: nft said: {result.stderr.strip()[:600]}")
 
 
-def tables(ns: Netns) -> list[str]:
-    """Names of the inet tables in a namespace that vethlab made: those whose marker
-    chain names the lab the table is named for (one `nft list chains`, however many
-    tables there are).  A foreign table named `vethlab_x` is not among them."""
+def tables(ns: Netns) -> dict[str, list[str]]:
+    """The inet tables of a namespace that have chains, with their chain names (one
+    `nft list chains`, however many tables there are): whose each is, is
+    ownership.table_owner's to say."""
     result = _run(ns, ["-j", "list", "chains", "inet"])
     if result.returncode != 0:
-        return []
+        return {}
     by_table: dict[str, list[str]] = {}
     for item in json.loads(result.stdout or "{}").get("nftables", []):
         if "chain" in item:
             by_table.setdefault(item["chain"]["table"], []).append(item["chain"]["name"])
-    return [table for table, names in by_table.items() if table_owner(table, names)]
+    return by_table
 
 
 def ruleset(ns: Netns) -> list[dict[str, Any]]:
@@ -71,11 +71,6 @@ def chains(ns: Netns, table: str) -> list[str] | None:
         return None
     data = json.loads(result.stdout or "{}")
     return [item["chain"]["name"] for item in data.get("nftables", []) if "chain" in item]
-
-
-def ruleset_text(ns: Netns, table: str) -> str:
-    result = _run(ns, ["list", "table", "inet", table])
-    return result.stdout if result.returncode == 0 else ""
 
 
 def delete(ns: Netns, table: str) -> None:

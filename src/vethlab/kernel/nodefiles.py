@@ -19,7 +19,6 @@ would strand every lab built before the upgrade.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import ipaddress
@@ -31,7 +30,8 @@ import tempfile
 from collections.abc import Iterable
 
 from ..errors import ConflictError
-from ..ownership import LEGACY_NODE_DIR, NODE_DIR_MARKER, lab_of, lab_of_temp, temp_prefix
+from ..ownership import LEGACY_NODE_DIR, NODE_DIR_MARKER, TEMP_PREFIX, temp_prefix_of
+from .libc import rename_noreplace
 
 ETC_NETNS = "/etc/netns"
 HEADER = "# written by vethlab; removed by `vethlab down`\n"
@@ -180,36 +180,39 @@ def owners(namespaces: Iterable[str] | None = None) -> dict[str, str]:
             if not name.startswith(".") and (wanted is None or name in wanted)}
 
 
-def temps(namespaces: Iterable[str] | None = None) -> list[tuple[str, str]]:
-    """(lab, entry) of what labs left in /etc/netns besides their directories: temporary
-    files and directories of a run killed while writing or removing, and markers whose
-    directory is gone — those of `namespaces` (None: all; a marker is read to know its
-    lab, so `up` passes none: it overwrites its own nodes' stale markers anyway)."""
+def temps(namespaces: Iterable[str] | None = None) -> list[tuple[str | None, str]]:
+    """(marker, entry) of what labs left in /etc/netns besides their directories:
+    temporary files and directories of a run killed while writing or removing (marker
+    None: their name says whose, ownership.lab_of_temp), and markers whose directory
+    is gone, with the marker they hold — those of `namespaces` (None: all; a marker
+    is read to know its lab, so `up` passes none: it overwrites its own nodes' stale
+    markers anyway)."""
     try:
         present = os.listdir(ETC_NETNS)
     except OSError:
         return []
-    out = [(lab, name) for name in present if (lab := lab_of_temp(name)) is not None]
+    out: list[tuple[str | None, str]] = [(None, name) for name in present if name.startswith(TEMP_PREFIX)]
     wanted = None if namespaces is None else {NODE_DIR_MARKER + ns for ns in namespaces}
     for name in present:
         if name.startswith(NODE_DIR_MARKER) and (wanted is None or name in wanted):
             ns = name[len(NODE_DIR_MARKER):]
             mark = _read_marker(ns)
-            lab = lab_of(mark[0]) if mark is not None else None
-            if mark is not None and lab is not None and _owner(ns) != mark[0]:
-                out.append((lab, name))
+            if mark is not None and _owner(ns) != mark[0]:
+                out.append((mark[0], name))
     return out
 
 
 def remove_temp(name: str) -> None:
     """Remove one entry `temps()` listed (checked again: never a live directory's marker)."""
+    if "/" in name:
+        return  # one entry of /etc/netns, never a path
     path = os.path.join(ETC_NETNS, name)
     if name.startswith(NODE_DIR_MARKER):
         ns = name[len(NODE_DIR_MARKER):]
         mark = _read_marker(ns)
         if mark is not None and _owner(ns) == mark[0]:
             return
-    elif lab_of_temp(name) is None:
+    elif not name.startswith(TEMP_PREFIX):
         return
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
@@ -218,27 +221,22 @@ def remove_temp(name: str) -> None:
             os.unlink(path)
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_AT_FDCWD = -100
-_RENAME_NOREPLACE = 1
-
-
 def _rename_noreplace(source: str, target: str) -> None:
     """rename(2) that fails with EEXIST instead of replacing `target` (os.rename would
     silently replace an empty directory of the same name)."""
-    if _libc.renameat2(_AT_FDCWD, source.encode(), _AT_FDCWD, target.encode(), _RENAME_NOREPLACE) == 0:
+    try:
+        rename_noreplace(source, target)
         return
-    err = ctypes.get_errno()
-    if err not in (errno.EINVAL, errno.ENOSYS):
-        raise OSError(err, os.strerror(err), target)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOSYS):
+            raise
     if os.path.lexists(target):  # a file system without RENAME_NOREPLACE: check, then rename
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), target)
     os.rename(source, target)
 
 
 def _foreign(ns: str, owner: str) -> ConflictError:
-    other = lab_of(owner)
-    what = f"belongs to lab {other}" if other else "is not vethlab's"
+    what = f"is marked as another lab's ({owner})" if owner else "is not vethlab's"
     return ConflictError(f"/etc/netns/{ns} already exists and {what}; vethlab writes a node's hosts and "
                          "resolv.conf there and does not take over a directory it did not make")
 
@@ -257,8 +255,7 @@ def write_files(namespaces: list[str], entries: list[tuple[str, str]], marker: s
     `temp_prefix(LAB)`, so a killed run's are found."""
     if not namespaces:
         return
-    lab = lab_of(marker) or ""
-    prefix = temp_prefix(lab)
+    prefix = temp_prefix_of(marker)
     os.makedirs(ETC_NETNS, mode=0o755, exist_ok=True)
     sources = {}
     try:

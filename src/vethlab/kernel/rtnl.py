@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from ..errors import ConflictError, KernelError
-from ..ownership import ROUTE_PROTO, lab_of, netns_tag, parse_netns_tag
+from ..ownership import NETNS_TAG_PREFIX, ROUTE_PROTO, birth_tag
 from . import netns as nsmod
 from . import nftables, nl, nodefiles, services
-from .api import LinkInfo, Netns, Route, route_text
+from .api import EventStream, LinkInfo, Netns, Route, route_text
 from .process import run_in_node
 
 T = TypeVar("T")
@@ -205,19 +205,22 @@ class NetlinkKernel:
         except OSError:
             return None
 
-    def birth_markers(self) -> list[tuple[str, str, bool]]:
-        """(lab, netns, still linked to the namespace file) for every namespace
-        birth marker under /run/netns: debris of a run killed mid-creation."""
+    def namespace_tags(self) -> list[tuple[str, bool]]:
+        """(tag, still linked to its namespace file) for every namespace birth tag
+        under /run/netns (`.MARKER:NETNS`): debris of a run killed mid-creation.
+        Whose it is, is ownership.parse_netns_tag's to say."""
         out = []
         for name in nsmod.list_hidden():
-            parsed = parse_netns_tag(name)
-            if parsed:
-                out.append((parsed[0], parsed[1], nsmod.same_file(name, parsed[1])))
+            if name.startswith(NETNS_TAG_PREFIX):
+                netns = name[len(NETNS_TAG_PREFIX):].partition(":")[2]
+                out.append((name, netns not in ("", ".", "..") and nsmod.same_file(name, netns)))
         return out
 
-    def remove_birth_marker(self, lab: str, ns: str) -> None:
+    def remove_namespace_tag(self, tag: str) -> None:
+        if not tag.startswith(NETNS_TAG_PREFIX):
+            return  # never a namespace file itself
         try:
-            os.unlink(nsmod.ns_path(netns_tag(lab, ns)))
+            os.unlink(nsmod.ns_path(tag))
         except FileNotFoundError:
             pass
 
@@ -244,9 +247,8 @@ class NetlinkKernel:
             sock.request(nl.RTM_NEWLINK, 0, nl.setlink_body(1, up=True, alias=marker), f"set lo up in {name}")
             return sock
 
-        lab = lab_of(marker) or ""
         try:
-            made = nsmod.create_many(names, inside, tag=lambda name: netns_tag(lab, name))
+            made = nsmod.create_many(names, inside, tag=lambda name: birth_tag(marker, name))
         except FileExistsError as exc:
             raise ConflictError(f"namespace {os.path.basename(str(exc.filename))} already exists and is not this "
                                 "lab's") from None
@@ -390,12 +392,6 @@ class NetlinkKernel:
         peer = self._next_index[inner]
         self._next_index[inner] = peer + 1
         return random.randint(1 << 20, (1 << 30) - 1), peer
-
-    def _host_fd(self) -> int:
-        """The namespace vethlab runs in (the main thread never leaves it)."""
-        if "" not in self._ns_fds:
-            self._ns_fds[""] = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        return self._ns_fds[""]
 
     def delete_link(self, ns: Netns, ifname: str) -> None:
         try:
@@ -565,7 +561,7 @@ class NetlinkKernel:
     def node_files_owners(self, namespaces: Iterable[str] | None) -> dict[str, str]:
         return nodefiles.owners(namespaces)
 
-    def node_temp_files(self, namespaces: Iterable[str] | None) -> list[tuple[str, str]]:
+    def node_temp_files(self, namespaces: Iterable[str] | None) -> list[tuple[str | None, str]]:
         return nodefiles.temps(namespaces)
 
     def remove_node_temp_file(self, name: str) -> None:
@@ -596,7 +592,7 @@ class NetlinkKernel:
     def firewall_delete(self, ns: Netns, table: str) -> None:
         nftables.delete(ns, table)
 
-    def firewall_tables(self, ns: Netns) -> list[str]:
+    def firewall_tables(self, ns: Netns) -> dict[str, list[str]]:
         return nftables.tables(ns)
 
     def firewall_ruleset(self, ns: Netns) -> list[dict[str, Any]]:
@@ -633,6 +629,11 @@ class NetlinkKernel:
         if ns is not None and len(check) == 1 and check[0].startswith("tcp:"):
             return services.listening(ns, int(check[0][4:]))
         return services.check_command(ns, list(check), timeout)
+
+    def link_events(self, nodes: dict[str, Netns]) -> EventStream:
+        from .events import NetlinkEvents
+
+        return NetlinkEvents(nodes)
 
     def qdisc_supported(self, kind: str) -> bool:
         from . import tc

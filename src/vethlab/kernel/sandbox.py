@@ -17,7 +17,7 @@ the pytest plugin uses it to give each test a fresh sandbox in-process.
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import fcntl
 import os
 import shutil
@@ -27,26 +27,14 @@ import struct
 import sys
 
 from ..errors import ConflictError
+from .libc import CLONE_NEWNET, CLONE_NEWNS, MNT_DETACH, MS_PRIVATE, MS_REC, mount, umount, unshare
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWNET = 0x40000000
-MS_REC = 16384
-MS_PRIVATE = 1 << 18
-MNT_DETACH = 2
 ENV_FLAG = "VETHLAB_SANDBOX"
 STATE_DIR = "/run/vethlab"
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _mount(source: str, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
-    if _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
-                   data.encode() if data else None) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount {target}: {os.strerror(err)}")
 
 
 def _tmpfs(target: str) -> None:
-    _mount("vethlab-sandbox", target, "tmpfs", 0, "mode=755")
+    mount("vethlab-sandbox", target, "tmpfs", 0, "mode=755")
 
 
 def lo_up() -> None:
@@ -60,7 +48,7 @@ def lo_up() -> None:
 
 def _prepare_mounts() -> None:
     """Inside fresh namespaces: the private /run, /etc/netns and the state dir."""
-    _mount("none", "/", None, MS_REC | MS_PRIVATE)
+    mount("none", "/", None, MS_REC | MS_PRIVATE)
     _tmpfs("/run")
     for sub in ("netns", "vethlab", "lock"):
         os.makedirs(os.path.join("/run", sub), exist_ok=True)
@@ -71,7 +59,7 @@ def _prepare_mounts() -> None:
         scratch = "/run/.vethlab-etc"
         os.makedirs(scratch + "/upper")
         os.makedirs(scratch + "/work")
-        _mount("overlay", "/etc", "overlay", 0, f"lowerdir=/etc,upperdir={scratch}/upper,workdir={scratch}/work")
+        mount("overlay", "/etc", "overlay", 0, f"lowerdir=/etc,upperdir={scratch}/upper,workdir={scratch}/work")
         os.makedirs("/etc/netns", exist_ok=True)
     _tmpfs("/etc/netns")
     os.environ[ENV_FLAG] = "1"
@@ -88,11 +76,10 @@ def enter_private() -> None:
     Called again (the next test), it first drops the previous call's mounts in the
     new mount namespace, so mounts do not pile up test after test; the previous
     namespaces die once nothing uses them."""
-    if _libc.unshare(CLONE_NEWNET | CLONE_NEWNS) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"unshare: {os.strerror(err)}")
+    unshare(CLONE_NEWNET | CLONE_NEWNS)
     while _entered:
-        _libc.umount2(_entered.pop().encode(), MNT_DETACH)
+        with contextlib.suppress(OSError):
+            umount(_entered.pop(), MNT_DETACH)
     etc_was_dir = os.path.isdir("/etc/netns")
     _prepare_mounts()
     _entered.extend(["/run"] + ([] if etc_was_dir else ["/etc"]) + ["/etc/netns"])
@@ -125,7 +112,7 @@ def run(argv: list[str]) -> int:
 def _init(argv: list[str]) -> int:
     """pid 1 of the sandbox: set up mounts, run argv, forward signals, reap."""
     try:
-        _mount("proc", "/proc", "proc", 0)  # this pid namespace's view
+        mount("proc", "/proc", "proc", 0)  # this pid namespace's view
     except OSError:
         pass
     _prepare_mounts()

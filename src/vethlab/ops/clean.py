@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import LockTimeout, StateDamaged
-from ..lab import Lab, default_kernel
+from ..kernel import open_kernel
 from ..reconcile import forwarding, removal
 from ..state import store
 from ..state.lock import LabLock
 from ..topology.naming import lab_problem
+from .down import down
 
 
 def clean(all_labs: bool = False, wait: float = 0.0) -> dict[str, Any]:
@@ -17,7 +18,7 @@ def clean(all_labs: bool = False, wait: float = 0.0) -> dict[str, Any]:
     is gone but whose marked objects remain; with `all_labs`, every lab.  A lab
     another vethlab process holds the lock of is skipped."""
     known = store.labs()  # first: an untrustworthy state directory is refused before the kernel is searched
-    kernel = default_kernel()
+    kernel = open_kernel()
     try:
         # a service's marker is an environment variable anyone may set: a lab name
         # taken from any marker must pass the lab-name rules before it names a path
@@ -36,7 +37,7 @@ def clean(all_labs: bool = False, wait: float = 0.0) -> dict[str, Any]:
                     # finished since, and its lab is complete now, not a leftover
                     if not all_labs and _complete(name):
                         continue
-                stopped = Lab.existing(name, kernel=kernel).down(wait=wait)
+                stopped = down(name, kernel, wait)
             except LockTimeout:  # busy, or taken again between our look and `down`
                 report["busy"].append(name)
                 continue

@@ -19,10 +19,13 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import VethlabError
+from ..kernel import open_kernel
+from ..kernel.api import Firewall, Kernel, Namespaces
 
 OK, WARN, FAIL, INFO = "ok", "warn", "FAIL", "info"
 
@@ -109,7 +112,7 @@ def _sysctl(key: str) -> str | None:
         return None
 
 
-def host_checks(bridges: list[str] | None = None) -> list[Check]:
+def host_checks(kernel: Kernel, bridges: list[str] | None = None) -> list[Check]:
     checks = []
     brnf = _sysctl("net.bridge.bridge-nf-call-iptables")
     if brnf == "1":
@@ -130,8 +133,8 @@ def host_checks(bridges: list[str] | None = None) -> list[Check]:
     else:
         checks.append(Check("net.core.rmem_max", OK, f"{rmem} bytes"))
     checks.append(_userns_check())
-    checks.extend(_firewall_checks(bridges or []))
-    checks.extend(_stale_netns_checks())
+    checks.extend(_firewall_checks(kernel, bridges or []))
+    checks.extend(_stale_netns_checks(kernel))
     return checks
 
 
@@ -144,14 +147,13 @@ def _userns_check() -> Check:
     return Check("user namespaces", OK, "unprivileged user namespaces are on: rootless `vethlab sandbox` works")
 
 
-def _firewall_checks(bridges: list[str]) -> list[Check]:
+def _firewall_checks(kernel: Firewall, bridges: list[str]) -> list[Check]:
     """Foreign forward chains that will drop lab traffic (forward_policy.py judges them,
     as `up` does); without a FILE, judged for a stand-in bridge name."""
-    from ..kernel import nftables
-    from .forward_policy import blockers
+    from ..reconcile.forward_policy import blockers
 
     try:
-        items = nftables.ruleset(None)
+        items = kernel.firewall_ruleset(None)
     except VethlabError:  # no nft: nobody's table to warn about
         items = []
     bridge_nf = {family: _sysctl(f"net.bridge.bridge-nf-call-{name}") == "1"
@@ -178,11 +180,9 @@ def _running(comm: str) -> bool:
     return False
 
 
-def _stale_netns_checks() -> list[Check]:
-    from ..kernel import netns
-
-    mounted = netns.mounted_names()
-    dead = [n for n in netns.list_names() if n not in mounted]
+def _stale_netns_checks(kernel: Namespaces) -> list[Check]:
+    mounted = kernel.alive_namespaces()
+    dead = [n for n in kernel.list_namespaces() if n not in mounted]
     if dead:
         return [Check("/run/netns", WARN, f"{len(dead)} dead namespace file(s), e.g. after a reboot with /run on disk: "
                       f"{', '.join(dead[:5])}", f"ip netns del {dead[0]} (for each), or `vethlab clean` for vethlab's")]
@@ -204,22 +204,23 @@ def file_needs(spec: Any) -> set[str]:
     return needs
 
 
-def file_checks(path: str) -> list[Check]:
-    from ..lab import Lab
-
-    lab = Lab.load(path)  # invalid file: ValidationError, exit 2, as everywhere
+def plan_check(path: str, plan: Callable[[], int]) -> Check:
+    """The file planned against this host: `plan()` returns how many changes `up`
+    would make, or raises what it would refuse with."""
     try:
-        plan = lab.plan()
+        changes = plan()
     except VethlabError as exc:
-        return [Check(f"plan {path}", FAIL, str(exc), "resolve the conflict, or change the file", needed=True)]
-    finally:
-        lab.close()
-    return [Check(f"plan {path}", OK, f"no clash with this host; `up` would make {len(plan.actions)} change(s)",
-                  needed=True)]
+        return Check(f"plan {path}", FAIL, str(exc), "resolve the conflict, or change the file", needed=True)
+    return Check(f"plan {path}", OK, f"no clash with this host; `up` would make {changes} change(s)", needed=True)
+
+
+def verdict(checks: list[Check]) -> bool:
+    return not any(c.status == FAIL for c in checks)
 
 
 def run(path: str | None = None) -> tuple[list[Check], bool]:
-    """Every check, and whether FILE (if given) has all it needs."""
+    """Every check of the host, and whether FILE (if given) has all it needs from
+    it (planning the file is the caller's: ops does not load the Lab facade)."""
     checks: list[Check] = []
     needs: set[str] = set()
     bridges: list[str] = []
@@ -240,10 +241,11 @@ def run(path: str | None = None) -> tuple[list[Check], bool]:
             status = OK if present else (FAIL if needed else WARN)
             checks.append(Check(feature, status, "present" if present else "missing in this kernel",
                                 "" if present else FIXES[feature], needed))
-    checks.extend(host_checks(bridges))
-    if path is not None:
-        checks.extend(file_checks(path))
-    ok = not any(c.status == FAIL for c in checks)
-    return checks, ok
+    kernel = open_kernel()
+    try:
+        checks.extend(host_checks(kernel, bridges))
+    finally:
+        kernel.close()
+    return checks, verdict(checks)
 
 

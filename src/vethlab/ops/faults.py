@@ -10,9 +10,10 @@ import random
 import time
 from collections.abc import Callable
 
-from ..errors import UsageError
+from ..drivers.shaping import require_qdiscs
+from ..errors import KernelError, UsageError
+from ..kernel import open_kernel
 from ..kernel.api import Kernel
-from ..lab import default_kernel, require_qdiscs, set_link_state
 from ..state import store
 from ..topology.shaping import Shaping
 from .inspect import lab_state, peers
@@ -26,12 +27,44 @@ def link_ends(state: store.LabState) -> list[tuple[str, str]]:
     return sorted((n, i) for n, i in ends if state.nodes.get(n) is not None)
 
 
+def set_link_state(name: str, node: str, ifname: str, up: bool, timeout: float = 5.0,
+                   kernel: Kernel | None = None) -> None:
+    """Set one end down or up, and return once its peer shows it (no carrier,
+    operationally down / carrier, operationally up)."""
+    from ..reconcile.journal import wait_until
+
+    state = lab_state(name)
+    peer = peers(state).get((node, ifname))
+    if peer is None:
+        raise UsageError(f"{node}:{ifname} is not a link end of lab {name}")
+    if state.fingerprints.pop(node, None) is not None:  # differs from the file now: re-read at the next up
+        store.save(state)
+    kernel = kernel or open_kernel()
+    try:
+        kernel.set_link(state.nodes.get(node), ifname, up=up)
+        peer_ns = state.nodes.get(peer[0])
+
+        def shows() -> bool:
+            for link in kernel.links(peer_ns):
+                if link.ifname == peer[1]:
+                    peer_up = link.admin_up
+                    want_carrier = up and peer_up
+                    return link.carrier == want_carrier and (link.operstate == "UP") == want_carrier
+            return False
+
+        if not wait_until(shows, timeout):
+            raise KernelError(f"{peer[0]}:{peer[1]} did not show {node}:{ifname} going {'up' if up else 'down'} "
+                              f"within {timeout:g} s")
+    finally:
+        kernel.close()
+
+
 def set_shaping(lab: str, node: str, ifname: str, shaping: Shaping | None, kernel: Kernel | None = None) -> None:
     """Shape traffic leaving NODE:IFNAME (None: remove the shaping)."""
     state = lab_state(lab)
     if (node, ifname) not in peers(state):
         raise UsageError(f"{node}:{ifname} is not a link end of lab {lab}")
-    kernel = kernel or default_kernel()
+    kernel = kernel or open_kernel()
     try:
         if shaping:
             require_qdiscs(kernel, {shaping.qdisc})

@@ -49,16 +49,6 @@ def measure(src_ns: str | None, dst_ns: str | None, address: str, seconds: float
     return _builtin(src_ns, dst_ns, address, seconds)
 
 
-def _wait_listening(dst_ns: str | None, address: str, port: int) -> None:
-    probe = ("import socket,sys\ntry:\n socket.create_connection((sys.argv[1], int(sys.argv[2])), 0.2).close()\n"
-             "except OSError:\n sys.exit(1)")
-    for _ in range(100):
-        if subprocess.run(node_argv(dst_ns, [sys.executable, "-c", probe, address, str(port)]),
-                          capture_output=True).returncode == 0:
-            return
-        time.sleep(0.05)
-
-
 def _iperf3(src_ns: str | None, dst_ns: str | None, address: str, seconds: float) -> dict[str, Any]:
     server = subprocess.Popen(node_argv(dst_ns, ["iperf3", "-s", "-1", "-B", address, "-p", str(PORT)]),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

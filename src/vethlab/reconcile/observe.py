@@ -56,9 +56,7 @@ def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], mar
     out = Observed()
     live = kernel.alive_namespaces()  # one read of mountinfo, not an open per namespace
     alive = {ns: ns in live for ns in wanted.values() if ns is not None and kernel.namespace_exists(ns)}
-    opener = getattr(kernel, "open_namespaces", None)
-    if opener:
-        opener([ns for ns, ok in alive.items() if ok])
+    kernel.open_namespaces([ns for ns, ok in alive.items() if ok])
     # /etc/netns/NS is read for every node, made or not: an admin's directory of that
     # name is a conflict even where no namespace exists (one listdir when there is none)
     dirs = kernel.node_files_owners([ns for ns in wanted.values() if ns]) if read_hosts else {}

@@ -17,9 +17,11 @@ from ..ownership import marker, table_name
 from ..state import shared, store
 from ..topology import HOST, LabSpec
 from .actions import Memory, Plan
+from .forward_policy import forward_warnings
 from .hostclaims import allocate
 from .observe import Observed, observe, observe_extras
 from .planner import make_plan
+from .removal import birth_tags
 from .services import records as service_records
 
 
@@ -90,19 +92,10 @@ def observe_lab(kernel: Kernel, desired: Desired, state: store.LabState | None,
     known: dict[str, Netns] = {n: ns for n, ns in (state.nodes if state else {}).items()
                                if nodes is None or n in nodes}
     # a dead namespace file still linked to this lab's birth marker is the lab's own
-    linked = {ns for lab, ns, same in kernel.birth_markers() if lab == desired.lab and same}
+    linked = {ns for lab, ns, same in birth_tags(kernel) if lab == desired.lab and same}
     for name, node in desired.nodes.items():
         if node.netns in linked:
             known.setdefault(name, node.netns)
     return observe(kernel, desired, known, marker(desired.lab), routed=set(state.routed) if state else None,
                    only=nodes)
 
-
-def forward_warnings(kernel: Kernel, desired: Desired) -> list[str]:
-    """Foreign forward chains of the host namespace that will drop this lab's traffic
-    (Docker's FORWARD with policy drop): `up` still succeeds, and says so."""
-    from ..ops.forward_policy import check
-
-    bridges = [iface.ifname for (node, _), iface in desired.interfaces.items()
-               if node == HOST and iface.kind == "bridge"]
-    return [b.message() for b in check(kernel, bridges, routed=bool(desired.forwarding.get(HOST)))]

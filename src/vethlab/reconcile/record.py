@@ -10,6 +10,7 @@ from ..kernel.nodefiles import digest
 from ..model import claims
 from ..model.desired import Desired
 from ..model.routes import route_of
+from ..ownership import lab_of_node_entry
 from ..state import store
 from ..topology import HOST, LabSpec
 from .actions import Plan
@@ -75,6 +76,6 @@ def forget(kernel: Kernel, lab: str) -> None:
 def remove_temp_files(kernel: Kernel, lab: str) -> None:
     """Temporary files a killed run of this lab left in /etc/netns (we hold the
     lab's lock: no run of it is writing them now)."""
-    for owner, name in kernel.node_temp_files(()):
-        if owner == lab:
+    for mark, name in kernel.node_temp_files(()):
+        if lab_of_node_entry(mark, name) == lab:
             kernel.remove_node_temp_file(name)

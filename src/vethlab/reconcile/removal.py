@@ -28,7 +28,7 @@ from functools import partial
 from ..errors import KernelError
 from ..kernel.api import Kernel, LinkInfo, Netns, Route
 from ..model.routes import route_matches
-from ..ownership import ROUTE_PROTO, lab_of, lab_of_table, marker
+from ..ownership import ROUTE_PROTO, lab_of, lab_of_node_entry, marker, netns_tag, parse_netns_tag, table_owner
 from ..state import store
 from . import progress
 
@@ -71,9 +71,8 @@ def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | N
     trusted = state is not None and state.complete and labs is not None and len(labs) == 1
     known = state.netns_ids if trusted and state is not None else {}
     unproven = [n for n in alive if not (n in known and kernel.namespace_id(n) == known[n])]
-    opener = getattr(kernel, "open_namespaces", None)
-    if opener and unproven:
-        opener(unproven)
+    if unproven:
+        kernel.open_namespaces(unproven)
     only = next(iter(labs)) if labs and len(labs) == 1 else None
     for ns in alive:
         lab = only if ns not in unproven else lab_of(kernel.namespace_owner(ns))
@@ -85,8 +84,8 @@ def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | N
         if lab and (labs is None or lab in labs):
             found.host_interfaces[link.ifname] = lab
     if not trusted or (state is not None and any(ns is None for ns in state.firewall_nodes.values())):
-        for table in kernel.firewall_tables(None):
-            lab = lab_of_table(table)
+        for table, chains in kernel.firewall_tables(None).items():
+            lab = table_owner(table, chains)
             if lab and (labs is None or lab in labs):
                 found.tables[table] = lab
     # /etc/netns: every marked directory, and temporary entries of a killed run.  With
@@ -98,14 +97,20 @@ def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | N
         lab = lab_of(owner)
         if lab and (labs is None or lab in labs):
             found.node_dirs[ns] = lab
-    found.temp_files = [(lab, name) for lab, name in kernel.node_temp_files(unread)
-                         if labs is None or lab in labs]
-    for lab, ns, linked in kernel.birth_markers():
+    found.temp_files = [(lab, name) for mark, name in kernel.node_temp_files(unread)
+                        if (lab := lab_of_node_entry(mark, name)) is not None and (labs is None or lab in labs)]
+    for lab, ns, linked in birth_tags(kernel):
         if labs is None or lab in labs:
             found.birth_markers.append((lab, ns))
             if linked and not kernel.namespace_alive(ns):
                 found.stale_files.append(ns)
     return found
+
+
+def birth_tags(kernel: Kernel) -> list[tuple[str, str, bool]]:
+    """(lab, netns, still linked to the namespace file) of every namespace birth tag
+    under /run/netns whose name passes the naming rules."""
+    return [(*parsed, linked) for tag, linked in kernel.namespace_tags() if (parsed := parse_netns_tag(tag))]
 
 
 def stale_files_of(state: store.LabState, kernel: Kernel) -> list[str]:
@@ -198,7 +203,7 @@ def remove(kernel: Kernel, found: Leftovers, states: dict[str, store.LabState]) 
     for _lab, name in found.temp_files:
         attempt(f"/etc/netns/{name}", kernel.remove_node_temp_file, name)
     for lab, ns in found.birth_markers:
-        attempt(f"marker of namespace {ns}", kernel.remove_birth_marker, lab, ns)
+        attempt(f"marker of namespace {ns}", kernel.remove_namespace_tag, netns_tag(lab, ns))
     return errors
 
 

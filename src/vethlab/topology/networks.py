@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .checker import Checker, address_parts
+from .loader import Path
 from .naming import ifname_problem
 from .schema import HOST, LinkSpec, MemberSpec, NetworkSpec, PublishSpec
-
-if TYPE_CHECKING:
-    from .validate import _Checker
-
-from .loader import Path
 
 NETWORK_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
 NETWORK_KEYS = {"host", "driver", "bridge", "parent", "subnet", "subnet6", "gateway", "nat", "internal", "isolated",
@@ -46,7 +43,7 @@ def parse_publish(text: str) -> PublishSpec:
     return PublishSpec(host_port, port, proto, host_ip)
 
 
-def _bool(c: _Checker, spec: dict[str, Any], key: str, path: Path, default: bool) -> bool:
+def _bool(c: Checker, spec: dict[str, Any], key: str, path: Path, default: bool) -> bool:
     value = spec.get(key, default)
     if not isinstance(value, bool):
         c.err(path + (key,), f"must be true or false, not {value!r}")
@@ -54,7 +51,7 @@ def _bool(c: _Checker, spec: dict[str, Any], key: str, path: Path, default: bool
     return value
 
 
-def parse_networks(c: _Checker, raw: Any, nodes: dict[str, Any], links: list[LinkSpec]) -> list[NetworkSpec]:
+def parse_networks(c: Checker, raw: Any, nodes: dict[str, Any], links: list[LinkSpec]) -> list[NetworkSpec]:
     if raw is None:
         return []
     if not isinstance(raw, dict):
@@ -75,7 +72,7 @@ def parse_networks(c: _Checker, raw: Any, nodes: dict[str, Any], links: list[Lin
     return out
 
 
-def _network(c: _Checker, name: str, raw: Any, path: Path, nodes: dict[str, Any], ifnames: dict[str, set[str]],
+def _network(c: Checker, name: str, raw: Any, path: Path, nodes: dict[str, Any], ifnames: dict[str, set[str]],
              counters: dict[str, int]) -> NetworkSpec | None:
     ok = True
     if not NETWORK_NAME.match(name):
@@ -157,7 +154,7 @@ def _network(c: _Checker, name: str, raw: Any, path: Path, nodes: dict[str, Any]
                        mtu=mtu, members=tuple(members), line=c.doc.line(path))
 
 
-def _subnet(c: _Checker, value: Any, path: Path, version: int) -> Any:
+def _subnet(c: Checker, value: Any, path: Path, version: int) -> Any:
     if value is None:
         return None
     try:
@@ -177,7 +174,7 @@ def _subnet(c: _Checker, value: Any, path: Path, version: int) -> Any:
     return net
 
 
-def _member(c: _Checker, node: str, raw: Any, path: Path, nodes: dict[str, Any], host: str, subnet: Any,
+def _member(c: Checker, node: str, raw: Any, path: Path, nodes: dict[str, Any], host: str, subnet: Any,
             subnet6: Any, gateway: bool, nat: bool, ifnames: dict[str, set[str]],
             counters: dict[str, int]) -> MemberSpec | None:
     ok = True
@@ -232,7 +229,7 @@ def _member(c: _Checker, node: str, raw: Any, path: Path, nodes: dict[str, Any],
     return MemberSpec(node=node, ip=ip, ip6=ip6, ifname=ifname, publish=tuple(publish))
 
 
-def _member_ip(c: _Checker, value: Any, path: Path, subnet: Any, version: int, gateway: bool) -> str | None:
+def _member_ip(c: Checker, value: Any, path: Path, subnet: Any, version: int, gateway: bool) -> str | None:
     if value is None:
         return None
     text = str(value).split("/")[0]
@@ -257,19 +254,17 @@ def _member_ip(c: _Checker, value: Any, path: Path, subnet: Any, version: int, g
     return str(ip)
 
 
-def _check_subnets(c: _Checker, networks: list[NetworkSpec], links: list[LinkSpec]) -> None:
+def _check_subnets(c: Checker, networks: list[NetworkSpec], links: list[LinkSpec]) -> None:
     """Subnets of networks in one host node must not overlap each other, nor the
     subnets of that node's link addresses.  Each network subnet is reported against
     the first thing (in file order: link addresses, then networks) it overlaps.
     One sort and two sweeps, not every network against everything before it: that
     was networks x link addresses (300 networks and 5000 links: 1.4 s, measured)."""
-    from .validate import _parts
-
     entries: list[tuple[str, int, int, int, str, tuple[str, str] | None]] = []  # host, version, start, plen, what, (net, key)
     for link in links:
         for end in link.endpoints:
             for text in link.addresses_of(end):
-                version, value, plen = _parts(text)
+                version, value, plen = address_parts(text)
                 width = 32 if version == 4 else 128
                 entries.append((end.node, version, value >> (width - plen) << (width - plen), plen, f"link {end}",
                                 None))
@@ -336,7 +331,7 @@ def _first_overlaps(entries: list[tuple[str, int, int, int, str, tuple[str, str]
     return out
 
 
-def _check_publish_clashes(c: _Checker, networks: list[NetworkSpec]) -> None:
+def _check_publish_clashes(c: Checker, networks: list[NetworkSpec]) -> None:
     seen: dict[tuple[str, int, str], str] = {}
     for net in networks:
         for member in net.members:

@@ -8,13 +8,13 @@ touches the kernel.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import re
 from typing import Any
 
-from ..errors import Issue, ValidationError
-from .loader import MAX_ISSUES, Document, Path
+from ..errors import ValidationError
+from .checker import Checker, FastV4, address_parts, kind_of, parse_interface
+from .loader import Document, Path
 from .naming import ifname_problem, lab_problem, name_resolution_problem, node_problem, sysctl_problem
 from .networks import parse_networks
 from .routes import RouteSyntaxError, parse_route
@@ -34,73 +34,9 @@ NOT_YET: dict[tuple[str, ...], set[str]] = {
 }
 
 
-class _Checker:
-    def __init__(self, doc: Document) -> None:
-        self.doc = doc
-        self.issues: list[Issue] = list(doc.issues)
-        self.dropped = doc.dropped
-        if self.dropped:
-            self._count_dropped()
-
-    def err(self, path: Path, message: str) -> None:
-        if len(self.issues) < MAX_ISSUES:
-            self.issues.append(self.doc.issue(path, message))
-        else:
-            self.dropped += 1
-            self._count_dropped()
-
-    def _count_dropped(self) -> None:
-        """One last issue says how many more there were (kept up to date in place)."""
-        note = Issue(self.doc.file, None, "", f"{self.dropped} more problems are not shown (the first "
-                                               f"{MAX_ISSUES} are)")
-        if len(self.issues) > MAX_ISSUES:
-            self.issues[-1] = note
-        else:
-            self.issues.append(note)
-
-    def mapping(self, value: Any, path: Path, what: str, allow_none: bool = False) -> dict[str, Any] | None:
-        if value is None and allow_none:
-            return {}
-        if not isinstance(value, dict):
-            self.err(path, f"must be a mapping ({what}), not {_kind(value)}")
-            return None
-        return value
-
-    def section(self, value: Any, path: Path, what: str, allowed: set[str],
-                later: set[str] | None = None) -> dict[str, Any] | None:
-        """A mapping (or nothing) whose keys must be among `allowed`."""
-        spec = self.mapping(value, path, what, allow_none=True)
-        if spec is not None:
-            self.keys(spec, path, allowed, later or set())
-        return spec
-
-    def keys(self, value: dict[str, Any], path: Path, allowed: set[str], later: set[str]) -> None:
-        for key in value:
-            if key in later:
-                self.err(path + (key,), f"'{key}' is not supported yet by this version of vethlab")
-            elif key not in allowed:
-                hint = _closest(key, allowed)
-                self.err(path + (key,), f"unknown key '{key}'" + (f" (did you mean '{hint}'?)" if hint else ""))
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "true/false", int: "a number", float: "a number"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def _closest(key: str, allowed: set[str]) -> str | None:
-    import difflib
-
-    match = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
-    return match[0] if match else None
-
-
 def parse_document(doc: Document) -> LabSpec:
     """Validate a parsed document; raise ValidationError with every issue found."""
-    c = _Checker(doc)
+    c = Checker(doc)
     data = doc.data
     if data is None:
         c.err((), "the file is empty; it needs at least 'name' and 'nodes'")
@@ -120,7 +56,7 @@ def parse_document(doc: Document) -> LabSpec:
 
     prefix = top.get("prefix", False)
     if not isinstance(prefix, bool):
-        c.err(("prefix",), f"must be true or false, not {_kind(prefix)}")
+        c.err(("prefix",), f"must be true or false, not {kind_of(prefix)}")
         prefix = False
 
     raw_nodes = c.mapping(top.get("nodes"), ("nodes",), "node name: settings", allow_none=True) or {}
@@ -130,7 +66,7 @@ def parse_document(doc: Document) -> LabSpec:
     if raw_links is None:
         raw_links = []
     if not isinstance(raw_links, list):
-        c.err(("links",), f"must be a list of links, not {_kind(raw_links)}")
+        c.err(("links",), f"must be a list of links, not {kind_of(raw_links)}")
         raw_links = []
 
     indexed = [(i, _link(c, raw, ("links", i), raw_nodes)) for i, raw in enumerate(raw_links)]
@@ -165,7 +101,7 @@ def parse_document(doc: Document) -> LabSpec:
                    file=doc.file)
 
 
-def _node(c: _Checker, name: str, raw: Any, path: Path, ifaces: list[tuple[str, tuple[str, ...]]]) -> NodeSpec | None:
+def _node(c: Checker, name: str, raw: Any, path: Path, ifaces: list[tuple[str, tuple[str, ...]]]) -> NodeSpec | None:
     ok = True
     if node_problem(name):
         c.err(path, str(node_problem(name)))
@@ -188,7 +124,7 @@ def _node(c: _Checker, name: str, raw: Any, path: Path, ifaces: list[tuple[str, 
         elif isinstance(value, (int, str)) and str(value).strip() != "":
             sysctls.append((key, str(value)))
         else:
-            c.err(kpath, f"sysctl value must be a number or a string, not {_kind(value)}")
+            c.err(kpath, f"sysctl value must be a number or a string, not {kind_of(value)}")
 
     routes: list[RouteSpec] = []
     reach: _Reach | None = None
@@ -216,9 +152,9 @@ def _node(c: _Checker, name: str, raw: Any, path: Path, ifaces: list[tuple[str, 
                     run=tuple(services), line=c.doc.line(path), oneshot=oneshot, ready=ready)
 
 
-def _commands(c: _Checker, raw: Any, path: Path) -> list[tuple[str, ...]]:
+def _commands(c: Checker, raw: Any, path: Path) -> list[tuple[str, ...]]:
     if raw is not None and not isinstance(raw, list):
-        c.err(path, f"must be a list of commands, not {_kind(raw)}")
+        c.err(path, f"must be a list of commands, not {kind_of(raw)}")
         return []
     commands = []
     for i, item in enumerate(raw or []):
@@ -232,12 +168,12 @@ SERVICE_KEYS = {"cmd", "oneshot"}
 READY_TCP = re.compile(r"^tcp:(\d{1,5})$")
 
 
-def _services(c: _Checker, raw: Any, path: Path) -> tuple[list[tuple[str, ...]], tuple[int, ...]]:
+def _services(c: Checker, raw: Any, path: Path) -> tuple[list[tuple[str, ...]], tuple[int, ...]]:
     """`run:` items: a command (string or list of words), or a mapping
     `{cmd: COMMAND, oneshot: true}` for a command that may exit (with status 0)
     during `up`, such as one that daemonises or only sets something up."""
     if raw is not None and not isinstance(raw, list):
-        c.err(path, f"must be a list of commands, not {_kind(raw)}")
+        c.err(path, f"must be a list of commands, not {kind_of(raw)}")
         return [], ()
     commands: list[tuple[str, ...]] = []
     oneshot: list[int] = []
@@ -253,7 +189,7 @@ def _services(c: _Checker, raw: Any, path: Path) -> tuple[list[tuple[str, ...]],
                 continue
             once = item.get("oneshot", False)
             if not isinstance(once, bool):
-                c.err(ipath + ("oneshot",), f"must be true or false, not {_kind(once)}")
+                c.err(ipath + ("oneshot",), f"must be true or false, not {kind_of(once)}")
                 once = False
             item, ipath = item["cmd"], ipath + ("cmd",)
         argv = _command(c, item, ipath)
@@ -264,13 +200,13 @@ def _services(c: _Checker, raw: Any, path: Path) -> tuple[list[tuple[str, ...]],
     return commands, tuple(oneshot)
 
 
-def _ready(c: _Checker, raw: Any, path: Path, has_services: bool) -> tuple[tuple[str, ...], ...]:
+def _ready(c: Checker, raw: Any, path: Path, has_services: bool) -> tuple[tuple[str, ...], ...]:
     """`ready:` checks: `tcp:PORT` (a socket listens on PORT in the node) or a
     command that must exit 0."""
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        c.err(path, f"must be a list of checks (tcp:PORT or a command), not {_kind(raw)}")
+        c.err(path, f"must be a list of checks (tcp:PORT or a command), not {kind_of(raw)}")
         return ()
     if raw and not has_services:
         c.err(path, "readiness checks wait for the node's `run:` services, and it has none")
@@ -289,7 +225,7 @@ def _ready(c: _Checker, raw: Any, path: Path, has_services: bool) -> tuple[tuple
     return tuple(checks)
 
 
-def _command(c: _Checker, item: Any, path: Path) -> tuple[str, ...] | None:
+def _command(c: Checker, item: Any, path: Path) -> tuple[str, ...] | None:
     """A command is a string (split like a shell would split words, but never run
     through a shell) or a list of words."""
     if isinstance(item, str):
@@ -301,7 +237,7 @@ def _command(c: _Checker, item: Any, path: Path) -> tuple[str, ...] | None:
     elif isinstance(item, list) and all(isinstance(w, (str, int, float)) for w in item):
         argv = [str(w) for w in item]
     else:
-        c.err(path, f"a command must be a string or a list of words, not {_kind(item)}")
+        c.err(path, f"a command must be a string or a list of words, not {kind_of(item)}")
         return None
     if not argv:
         c.err(path, "empty command")
@@ -309,18 +245,18 @@ def _command(c: _Checker, item: Any, path: Path) -> tuple[str, ...] | None:
     return tuple(argv)
 
 
-def _str_list(c: _Checker, value: Any, path: Path, what: str) -> list[str]:
+def _str_list(c: Checker, value: Any, path: Path, what: str) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list):
-        c.err(path, f"must be a list of {what}s, not {_kind(value)}")
+        c.err(path, f"must be a list of {what}s, not {kind_of(value)}")
         return []
     out = []
     for i, item in enumerate(value):
         if isinstance(item, str):
             out.append(item)
         else:
-            c.err(path + (i,), f"a {what} must be a string, not {_kind(item)}")
+            c.err(path + (i,), f"a {what} must be a string, not {kind_of(item)}")
     return out
 
 
@@ -341,7 +277,7 @@ class _Reach:
             for text in addrs:
                 if text == "*":
                     continue
-                version, value, plen = _parts(text)
+                version, value, plen = address_parts(text)
                 self.plens[version].add(plen)
                 key = (version, plen, value >> ((32 if version == 4 else 128) - plen))
                 self.nets.setdefault(key, {}).setdefault(name, set()).add(value)
@@ -375,7 +311,7 @@ def _route_problem(route: RouteSpec, ifaces: _Reach) -> str | None:
     return f"gateway {route.via} is not {where}; the kernel would refuse the route"
 
 
-def _link(c: _Checker, raw: Any, path: Path, nodes: dict[str, Any]) -> tuple[LinkSpec | None, LinkSpec | None]:
+def _link(c: Checker, raw: Any, path: Path, nodes: dict[str, Any]) -> tuple[LinkSpec | None, LinkSpec | None]:
     """(the link, or None when any of its fields is wrong; what could be read of it —
     its two ends and its good addresses — for the checks across links, so a reused
     interface or address is reported even on a link that has another problem)."""
@@ -448,7 +384,7 @@ def _link(c: _Checker, raw: Any, path: Path, nodes: dict[str, Any]) -> tuple[Lin
     return link, link
 
 
-def _shaping(c: _Checker, spec: dict[str, Any], path: Path) -> Shaping | None:
+def _shaping(c: Checker, spec: dict[str, Any], path: Path) -> Shaping | None:
     try:
         return parse_shaping(spec)
     except ValueError as exc:
@@ -457,7 +393,7 @@ def _shaping(c: _Checker, spec: dict[str, Any], path: Path) -> Shaping | None:
         return None
 
 
-def _endpoint(c: _Checker, text: Any, path: Path, nodes: dict[str, Any]) -> Endpoint | None:
+def _endpoint(c: Checker, text: Any, path: Path, nodes: dict[str, Any]) -> Endpoint | None:
     if not isinstance(text, str) or text.count(":") != 1:
         c.err(path, f"an endpoint is NODE:IFNAME, not {text!r}")
         return None
@@ -473,7 +409,7 @@ def _endpoint(c: _Checker, text: Any, path: Path, nodes: dict[str, Any]) -> Endp
     return Endpoint(node, ifname) if good else None
 
 
-def _addresses(c: _Checker, value: Any, path: Path) -> tuple[str, ...]:
+def _addresses(c: Checker, value: Any, path: Path) -> tuple[str, ...]:
     if value is None:
         return ()
     items: list[tuple[Path, Any]]
@@ -492,58 +428,18 @@ def _addresses(c: _Checker, value: Any, path: Path) -> tuple[str, ...]:
 # ASCII digits only, the whole text: \d also matches "١٠" (which int() reads as 10) and
 # $ matches before a final newline, so "10.0.0.1/24\n" and Arabic digits slipped past
 # ipaddress (which refuses both) into the spec.
-_V4 = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})/(\d{1,2})", re.ASCII)
 
 
-@functools.lru_cache(maxsize=1 << 18)  # bounded (the API may validate many files in one process), yet
-# above a file's 200 000 values: a smaller cache thrashed on a link with 120 000 addresses (4x the work)
-def _interface(text: str) -> Any:
-    """ip_interface, parsed once per distinct text.  Plain IPv4 CIDRs, the bulk of a
-    big lab file, take a fast path (ipaddress' parser costs ~30 us a call)."""
-    m = _V4.fullmatch(text)
-    if m and all(int(o) <= 255 and (o == "0" or o[0] != "0") for o in m.groups()[:4]) and int(m.group(5)) <= 32:
-        return _FastV4(text, m)
-    return ipaddress.ip_interface(text)
-
-
-class _FastV4:
-    """The parts of IPv4Interface validation needs, from integers."""
-
-    version = 4
-
-    def __init__(self, text: str, m: re.Match[str]) -> None:
-        a, b, c, d, plen = (int(x) for x in m.groups())
-        self._int = (a << 24) | (b << 16) | (c << 8) | d
-        self._plen = plen
-        self._text = text
-
-    @property
-    def ip(self) -> ipaddress.IPv4Address:
-        return ipaddress.IPv4Address(self._int)
-
-    @property
-    def network(self) -> ipaddress.IPv4Network:
-        return ipaddress.IPv4Network((self._int, self._plen), strict=False)
-
-    def quick(self) -> tuple[int, int, int]:
-        """(address, network address, broadcast address) as integers."""
-        mask = (0xFFFFFFFF << (32 - self._plen)) & 0xFFFFFFFF
-        return self._int, self._int & mask, (self._int & mask) | (~mask & 0xFFFFFFFF)
-
-    def __str__(self) -> str:
-        return self._text
-
-
-def _address(c: _Checker, item: Any, path: Path) -> str | None:
+def _address(c: Checker, item: Any, path: Path) -> str | None:
     if not isinstance(item, str) or "/" not in item:
         c.err(path, f"{item!r} is not an address with a prefix length, such as 192.168.1.1/24 or fd00::1/64")
         return None
     try:
-        iface = _interface(item)
+        iface = parse_interface(item)
     except ValueError as exc:
         c.err(path, f"{item!r} is not a valid address: {exc}")
         return None
-    if isinstance(iface, _FastV4):
+    if isinstance(iface, FastV4):
         value, network, broadcast = iface.quick()
         first = value >> 24
         if not (first == 0 or first == 127 or 224 <= first <= 239) and \
@@ -565,7 +461,7 @@ def _address(c: _Checker, item: Any, path: Path) -> str | None:
     return str(iface)
 
 
-def _check_interfaces(c: _Checker, links: list[tuple[int, LinkSpec]]) -> None:
+def _check_interfaces(c: Checker, links: list[tuple[int, LinkSpec]]) -> None:
     seen: dict[tuple[str, str], int] = {}
     for index, link in links:
         for j, end in enumerate(link.endpoints):
@@ -577,13 +473,13 @@ def _check_interfaces(c: _Checker, links: list[tuple[int, LinkSpec]]) -> None:
                 seen[key] = index
 
 
-def _check_addresses(c: _Checker, links: list[tuple[int, LinkSpec]], raw_links: list[Any]) -> None:
+def _check_addresses(c: Checker, links: list[tuple[int, LinkSpec]], raw_links: list[Any]) -> None:
     seen: dict[Any, str] = {}
     for index, link in links:
         for j, end in enumerate(link.endpoints):
             for k, text in enumerate(link.addresses_of(end)):
-                parsed = _interface(text)
-                ip = ipaddress.IPv4Address(parsed.quick()[0]) if isinstance(parsed, _FastV4) else parsed.ip
+                parsed = parse_interface(text)
+                ip = ipaddress.IPv4Address(parsed.quick()[0]) if isinstance(parsed, FastV4) else parsed.ip
                 if ip in seen:
                     c.err(_addr_path(index, j, k, raw_links), f"address {ip} is already given to {seen[ip]} "
                           "(an address belongs to one interface in the whole lab)")
@@ -597,15 +493,7 @@ def _addr_path(index: int, j: int, k: int, raw_links: list[Any]) -> Path:
 
 
 
-def _parts(text: str) -> tuple[int, int, int]:
-    """(IP version, address as int, prefix length) of a validated address text."""
-    parsed = _interface(text)
-    if isinstance(parsed, _FastV4):
-        return 4, parsed._int, parsed._plen
-    return parsed.version, int(parsed.ip), parsed.network.prefixlen
-
-
-def _check_link_subnets(c: _Checker, links: list[tuple[int, LinkSpec]],
+def _check_link_subnets(c: Checker, links: list[tuple[int, LinkSpec]],
                         nodes: dict[str, NodeSpec] | None = None) -> None:
     """SPEC §2: a link whose two ends share no subnet is an error.  Judged per IP
     version, and only when both ends have addresses of it.  Two addresses share a
@@ -620,7 +508,7 @@ def _check_link_subnets(c: _Checker, links: list[tuple[int, LinkSpec]],
                 by_plen: dict[int, list[int]] = {}
                 shown = []
                 for text in texts:
-                    v, value, plen = _parts(text)
+                    v, value, plen = address_parts(text)
                     if v == version:
                         by_plen.setdefault(plen, []).append(value)
                         shown.append(text)

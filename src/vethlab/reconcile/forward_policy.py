@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConflictError
-from ..kernel.api import Kernel
+from ..kernel.api import Firewall, Kernel, Sysctls
 from ..ownership import table_owner
+
+if TYPE_CHECKING:
+    from ..model.desired import Desired
 
 # expressions a rule may carry beside its interface matches and still accept everything they let in
 _HARMLESS = {"counter", "log", "comment", "limit"}
@@ -168,7 +171,11 @@ def _reachable(family: str, table: str, start: str,
     return out
 
 
-def check(kernel: Kernel, bridges: list[str], routed: bool) -> list[Blocker]:
+class HostRules(Firewall, Sysctls, Protocol):
+    """What `check` reads: the ruleset and the bridge-nf sysctls."""
+
+
+def check(kernel: HostRules, bridges: list[str], routed: bool) -> list[Blocker]:
     """Read the host namespace's ruleset and bridge-nf settings; see `blockers`."""
     if not bridges:
         return []
@@ -179,3 +186,13 @@ def check(kernel: Kernel, bridges: list[str], routed: bool) -> list[Blocker]:
     bridge_nf = {family: kernel.read_sysctl(None, f"net.bridge.bridge-nf-call-{name}") == "1"
                  for family, name in (("ip", "iptables"), ("ip6", "ip6tables"))}
     return blockers(items, bridges, bridge_nf, routed)
+
+
+def forward_warnings(kernel: Kernel, desired: Desired) -> list[str]:
+    """Foreign forward chains of the host namespace that will drop this lab's traffic
+    (Docker's FORWARD with policy drop): `up` still succeeds, and says so."""
+    from ..topology import HOST
+
+    bridges = [iface.ifname for (node, _), iface in desired.interfaces.items()
+               if node == HOST and iface.kind == "bridge"]
+    return [b.message() for b in check(kernel, bridges, routed=bool(desired.forwarding.get(HOST)))]

@@ -1,0 +1,111 @@
+"""Link and address notifications from rtnetlink: the kernel side of `vethlab watch`.
+
+One NETLINK_ROUTE socket per node, opened inside the node's namespace and bound to
+the link and address multicast groups; poll() over all of them (not select(): its
+FD_SETSIZE of 1024 descriptors is less than a 1000-node lab plus the caller's own).
+The nodes' interfaces are dumped once after subscribing, so a caller can show each
+event as old -> new state.  Messages that cannot be decoded are skipped: they are
+not one of the lab's changes, and watching goes on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import select
+import socket
+import struct
+
+from . import netns as nsmod
+from . import nl
+from .api import AddressEvent, Event, LinkEvent, LinkState, Netns
+
+RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR = 0x1, 0x10, 0x100
+
+
+def _listener() -> int:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+    sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
+    return sock.detach()
+
+
+def _raw() -> int:
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0).detach()
+
+
+def _state(link: nl.Link) -> LinkState:
+    return LinkState(link.index, link.ifname, link.alias, bool(link.flags & nl.IFF_UP), link.carrier, link.operstate)
+
+
+class NetlinkEvents:
+    """`EventStream` over rtnetlink multicast groups, one socket per node."""
+
+    def __init__(self, nodes: dict[str, Netns]) -> None:
+        self.nodes = nodes
+        self._listeners: dict[int, tuple[str, socket.socket]] = {}
+        self._poller = select.poll()
+        try:
+            for name, ns in nodes.items():
+                fd = _listener() if ns is None else nsmod.call_inside(ns, _listener)
+                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0, fileno=fd)
+                self._listeners[sock.fileno()] = (name, sock)
+                self._poller.register(sock.fileno(), select.POLLIN)
+        except BaseException:
+            self.close()
+            raise
+
+    def initial(self) -> list[tuple[str, LinkState]]:
+        """Every interface of every node, read after subscribing."""
+        out = []
+        for name, ns in self.nodes.items():
+            dumper = nl.NlSocket(None if ns is None else nsmod.call_inside(ns, _raw))
+            try:
+                for msg in dumper.dump(nl.RTM_GETLINK, nl.ifinfo() + nl.attr_u32(nl.IFLA_EXT_MASK,
+                                                                                nl.RTEXT_FILTER_SKIP_STATS)):
+                    out.append((name, _state(nl.parse_link(msg))))
+            finally:
+                dumper.close()
+        return out
+
+    def next(self, timeout: float | None) -> list[Event]:
+        """The events that arrive within `timeout` seconds (None: wait for some)."""
+        out: list[Event] = []
+        for fd, _mask in self._poller.poll(None if timeout is None else timeout * 1000):
+            node, sock = self._listeners[fd]
+            out += parse(node, memoryview(sock.recv(1 << 20)))
+        return out
+
+    def close(self) -> None:
+        for _, sock in self._listeners.values():
+            sock.close()
+        self._listeners.clear()
+
+
+def parse(node: str, data: memoryview) -> list[Event]:
+    """The link and address events in one datagram of netlink messages."""
+    out: list[Event] = []
+    offset = 0
+    while offset + 16 <= len(data):
+        length, kind = struct.unpack_from("=IH", data, offset)
+        if length < 16:
+            break
+        msg = data[offset:offset + length]
+        offset += (length + 3) & ~3
+        try:
+            event = _event(node, kind, msg)
+        except nl.DecodeError:
+            continue
+        if event is not None:
+            out.append(event)
+    return out
+
+
+def _event(node: str, kind: int, msg: memoryview) -> Event | None:
+    if kind in (nl.RTM_NEWLINK, nl.RTM_DELLINK):
+        return LinkEvent(node, _state(nl.parse_link(msg)), kind == nl.RTM_DELLINK)
+    if kind in (nl.RTM_NEWADDR, nl.RTM_DELADDR):
+        index, _family, raw, prefixlen = nl.parse_addr(msg)
+        if len(raw) not in (4, 16):  # other families: not an IP address
+            return None
+        return AddressEvent(node, index, f"{ipaddress.ip_address(raw)}/{prefixlen}", kind == nl.RTM_NEWADDR)
+    return None
