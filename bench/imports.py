@@ -8,8 +8,10 @@ inside functions and under TYPE_CHECKING included: a lazy import is still a
 dependency.  A top-level module (lab.py, errors.py, ownership.py) is its own
 "package".  The rules checked are the architecture's: the kernel imports only the
 basics (errors, ownership, which reads names through topology.naming); the pure
-core (topology, model) never imports the kernel; nothing below the fronts imports
-the fronts or lab.py.  model's one import of state is graph.from_state's type.
+core (topology, model) never imports the kernel's side effects — only its
+vocabulary, `kernel.api` (value types such as Route and the protocols, no code that
+touches the kernel), shown as its own node; nothing below the fronts imports the
+fronts or lab.py.  model's one import of state is graph.from_state's type.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent / "src" / "vethlab"
 
 #: package -> packages it must not import
 FORBIDDEN = {
+    "kernel.api": {"topology", "model", "reconcile", "drivers", "ops", "state", "cli", "testing", "lab", "kernel"},
     "kernel": {"topology", "model", "reconcile", "drivers", "ops", "state", "cli", "testing", "lab"},
     "model": {"kernel", "reconcile", "drivers", "ops", "cli", "testing", "lab"},
     "topology": {"kernel", "model", "reconcile", "drivers", "ops", "state", "cli", "testing", "lab"},
@@ -39,6 +42,12 @@ def package_of(path: Path) -> str:
     return rel.parts[0] if len(rel.parts) > 1 else rel.stem
 
 
+def _node(parts: list[str] | tuple[str, ...]) -> str:
+    """The graph node of an import target: its package, or `kernel.api` for the
+    kernel's vocabulary."""
+    return "kernel.api" if list(parts[:2]) == ["kernel", "api"] else parts[0]
+
+
 def _is_module(name: str) -> bool:
     return (ROOT / name).is_dir() or (ROOT / f"{name}.py").is_file()
 
@@ -53,21 +62,21 @@ def imported(path: Path) -> set[str]:
             if node.level == 0:
                 parts = (node.module or "").split(".")
                 if parts[0] == "vethlab" and len(parts) > 1:
-                    out.add(parts[1])
+                    out.add(_node(parts[1:]))
                 elif parts[0] == "vethlab":
                     out.update(alias.name if _is_module(alias.name) else "vethlab" for alias in node.names)
                 continue
             base = here[:len(here) - (node.level - 1)] if node.level > 1 else here
             target = [*base, *(node.module.split(".") if node.module else [])]
             if target:
-                out.add(target[0])
+                out.add(_node(target))
             else:  # `from . import x` at the top of vethlab: a module, or the package's public API
                 out.update(alias.name if _is_module(alias.name) else "vethlab" for alias in node.names)
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
                 if parts[0] == "vethlab" and len(parts) > 1:
-                    out.add(parts[1])
+                    out.add(_node(parts[1:]))
     return out
 
 
@@ -77,6 +86,8 @@ def graph() -> dict[str, set[str]]:
         pkg = package_of(path)
         if pkg in ("__init__", "__main__"):
             continue
+        if path.relative_to(ROOT).parts[:2] == ("kernel", "api.py"):
+            pkg = "kernel.api"
         edges.setdefault(pkg, set()).update(imported(path) - {pkg, "__init__", "__main__"})
     return edges
 
