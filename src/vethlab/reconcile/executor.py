@@ -304,7 +304,7 @@ class Executor:
         from ..kernel.process import missing_command
 
         k, p, ns = self.kernel, a.params, a.netns
-        problem = missing_command(p["argv"])
+        problem = missing_command(p["argv"], ns)
         if problem:
             raise CommandFailed(f"node {a.node}: service `{' '.join(p['argv'])}`: {problem}")
         label = p["label"]

@@ -1,0 +1,473 @@
+"""A node's own view of the machine: its mount namespace and UTS namespace.
+
+A node with `hostname:`, `files:`, `private:` or `mounts:` gets, besides its
+network namespace, a mount namespace (a copy of the host's, made a slave of it:
+what the host mounts later — new /run/netns files among them — shows inside,
+nothing mounted inside leaks out) and a UTS namespace (its own hostname).  A
+node without those keys gets neither and costs nothing here.
+
+Both are pinned the way iproute2 pins network namespaces: the nsfs file is
+bind-mounted onto a file, STATE/.nodes/NETNS/{mnt,uts}, so they live without a
+process in them.  STATE/.nodes is a private bind mount of itself (a mount
+namespace can only be pinned on a mount that does not propagate into it), made
+on first use and removed with the last pin.
+
+Ownership: STATE/.nodes/NETNS/owner names the lab (`vethlab:LAB`) and is written
+before anything else in the directory, so a run killed half-way leaves a
+directory whose owner is known: `down` and `clean` find it by that file.
+
+What the node sees differently from the host:
+
+* `private:` directories are bind mounts of directories under the lab's state
+  directory (STATE/LAB/fs/NODE/p-HASH), empty or seeded with a copy of the host's;
+* `files:` inside a private directory are written into it; elsewhere, a file
+  under STATE/LAB/fs/NODE/ is bind-mounted over the host's file of that name;
+* `mounts:` are bind mounts of host paths, read-only unless asked.
+
+Files are written without following any symlink (openat with O_NOFOLLOW from the
+backing directory down): a node that replaced /etc/frr/frr.conf by a link to
+/etc/shadow on the host does not get /etc/shadow overwritten by the next `up`.
+
+Commands enter a node's view with nsenter(1) (mount and UTS namespaces), then
+`ip netns exec` as before (network namespace, /etc/netns files, /sys).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import os
+import shutil
+import stat
+from collections.abc import Callable, Iterator
+from typing import NamedTuple, TypeVar
+
+from .netns import run_in_thread
+
+T = TypeVar("T")
+
+CLONE_FS = 0x00000200
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+MS_RDONLY = 1
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MNT_DETACH = 2
+#: statvfs f_flag bits that equal their MS_ mount flags (nosuid, nodev, noexec, noatime,
+#: nodiratime, relatime): a read-only remount must keep them, or a user namespace refuses it
+_KEPT_FLAGS = 2 | 4 | 8 | 1024 | 2048 | 4096
+NSFS_MAGIC = 0x6E736673
+VIEWS_DIR = ".nodes"
+OWNER_FILE = "owner"
+KINDS = ("mnt", "uts")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class Layer(NamedTuple):
+    """One mount of a node's view, made inside its mount namespace.
+
+    kind: "dir" (a private directory: bind `source`, a backing directory),
+    "file" (bind the backing file `source` over the host's file `target`),
+    "bind" (a host path, read-only unless `writable`)."""
+
+    kind: str
+    source: str
+    target: str
+    writable: bool = True
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(source: str | None, target: str, flags: int) -> None:
+    _check(_libc.mount(source.encode() if source else None, target.encode(), None, flags, None), f"mount {target}")
+
+
+def _umount(path: str) -> None:
+    if _libc.umount2(path.encode(), MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):
+            raise OSError(err, f"umount {path}: {os.strerror(err)}")
+
+
+# -- where the pins live -------------------------------------------------------------
+def state_root() -> str:
+    """The state directory (store.state_root, without importing the store: `exec` asks
+    this on every command, and a node without a view must cost nothing)."""
+    return os.path.abspath(os.environ.get("VETHLAB_STATE_DIR") or "/run/vethlab")
+
+
+def views_root() -> str:
+    return os.path.join(state_root(), VIEWS_DIR)
+
+
+def pin_dir(ns: str) -> str:
+    """STATE/.nodes/NETNS.  `ns` is a checked namespace name; anything that is not one
+    path component is refused here as the last line of defence."""
+    if not ns or "/" in ns or ns.startswith("."):
+        raise ValueError(f"{ns!r} cannot name a node view under {views_root()}")
+    return os.path.join(views_root(), ns)
+
+
+def _nsfs_dev() -> int:
+    return os.stat("/proc/self/ns/mnt").st_dev
+
+
+def has_view(ns: str | None) -> bool:
+    """Does the node of namespace `ns` have a live view?  Two stats (one when it has
+    none): `exec` asks this of every node."""
+    if ns is None:
+        return False
+    try:
+        st = os.stat(os.path.join(views_root(), ns, "mnt"))
+    except (OSError, ValueError):
+        return False
+    return st.st_dev == _nsfs_dev()
+
+
+def enter_argv(ns: str | None) -> list[str]:
+    """The nsenter(1) words that put a command into the node's view ([] without one).
+    `--wd=.` keeps the caller's working directory (setns to a mount namespace would
+    otherwise move it to /), as `ip netns exec` keeps it."""
+    if not has_view(ns):
+        return []
+    assert ns is not None
+    nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"
+    pins = pin_dir(ns)
+    return [nsenter, f"--mount={pins}/mnt", f"--uts={pins}/uts", "--wd=.", "--"]
+
+
+@contextlib.contextmanager
+def _root_lock() -> Iterator[None]:
+    """flock on the state root: making STATE/.nodes a mount point and removing it with
+    the last pin must not interleave with another lab adding a pin."""
+    os.makedirs(state_root(), mode=0o700, exist_ok=True)
+    fd = os.open(state_root(), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _is_mount_point(path: str) -> bool:
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+        return any(line.split(" ", 5)[4] == path for line in fh)
+
+
+def _ensure_root() -> str:
+    """STATE/.nodes, a private bind mount of itself (0700, never through a symlink)."""
+    root = views_root()
+    try:
+        os.mkdir(root, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise OSError(errno.EEXIST, f"{root} is not a directory of ours")
+    if not _is_mount_point(root):
+        _mount(root, root, MS_BIND)
+        try:
+            _mount(None, root, MS_PRIVATE)
+        except BaseException:
+            _umount(root)
+            raise
+    return root
+
+
+def _tidy_root() -> None:
+    """Unmount and remove STATE/.nodes once no pin is left (called under the lock)."""
+    root = views_root()
+    try:
+        if os.listdir(root):
+            return
+    except FileNotFoundError:
+        return
+    _umount(root)
+    with contextlib.suppress(OSError):
+        os.rmdir(root)
+
+
+# -- owners ------------------------------------------------------------------------------------
+def owner(ns: str) -> str | None:
+    """The marker in STATE/.nodes/NETNS/owner; None when there is no such directory,
+    "" for one without a readable owner."""
+    directory = pin_dir(ns)
+    try:
+        fd = os.open(os.path.join(directory, OWNER_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return "" if os.path.lexists(directory) else None
+    except OSError:
+        return ""
+    try:
+        return os.read(fd, 300).decode("utf-8", "replace").strip()
+    finally:
+        os.close(fd)
+
+
+def owners() -> dict[str, str]:
+    """Every node view's owner marker, by namespace name (one listdir; none: {})."""
+    try:
+        names = os.listdir(views_root())
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    return {name: owner(name) or "" for name in names if not name.startswith(".")}
+
+
+# -- creating and removing -------------------------------------------------------------
+def create(ns: str, marker: str, hostname: str, layers: list[Layer]) -> None:
+    """Make namespace `ns`'s view: a mount and a UTS namespace set up as `layers` and
+    `hostname` say, pinned under STATE/.nodes/NETNS.  Targets and backing files must
+    exist (see `prepare_*`).  Raises FileExistsError if the node has a view already."""
+    with _root_lock():
+        root = _ensure_root()
+        directory = pin_dir(ns)
+        os.mkdir(directory, 0o700)
+        try:
+            fd = os.open(os.path.join(directory, OWNER_FILE), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                         0o600)
+            try:
+                os.write(fd, f"{marker}\n".encode())
+            finally:
+                os.close(fd)
+            for kind in KINDS:
+                os.close(os.open(os.path.join(directory, kind), os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                                 0o400))
+            fds = run_in_thread(lambda: _build(root, hostname, layers))
+            try:
+                for kind, nsfd in zip(KINDS, fds, strict=True):
+                    _mount(f"/proc/self/fd/{nsfd}", os.path.join(directory, kind), MS_BIND)
+            finally:
+                for nsfd in fds:
+                    os.close(nsfd)
+        except BaseException:
+            _remove_dir(directory)
+            _tidy_root()
+            raise
+
+
+def _build(root: str, hostname: str, layers: list[Layer]) -> list[int]:
+    """In a worker thread: new mount and UTS namespaces, set up; fds of both."""
+    _check(_libc.unshare(CLONE_FS | CLONE_NEWNS | CLONE_NEWUTS), "unshare(CLONE_NEWNS | CLONE_NEWUTS)")
+    _mount(None, "/", MS_REC | MS_SLAVE)
+    _umount(root)  # the pins are not the node's business (and would keep others' namespaces alive)
+    name = hostname.encode()
+    _check(_libc.sethostname(name, len(name)), "sethostname")
+    for layer in sorted(layers, key=lambda item: item.target.count("/")):  # parents before what is in them
+        _mount(layer.source, layer.target, MS_BIND | MS_REC)
+        if not layer.writable:
+            flags = os.statvfs(layer.target).f_flag & _KEPT_FLAGS
+            _mount(None, layer.target, MS_BIND | MS_REMOUNT | MS_RDONLY | flags)
+    out: list[int] = []
+    try:
+        for kind in KINDS:
+            out.append(os.open(f"/proc/thread-self/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC))
+    except BaseException:
+        for fd in out:
+            os.close(fd)
+        raise
+    return out
+
+
+def remove(ns: str, marker: str) -> bool:
+    """Unmount and remove namespace `ns`'s view if lab `marker` made it (a directory
+    with no readable owner, the debris of a crash before its owner was written, is
+    removed too: nothing of anyone's is in it).  True if something was removed."""
+    who = owner(ns)
+    if who is None or who not in (marker, ""):
+        return False
+    with _root_lock():
+        _remove_dir(pin_dir(ns))
+        _tidy_root()
+    return True
+
+
+def _remove_dir(directory: str) -> None:
+    for kind in KINDS:
+        _umount(os.path.join(directory, kind))
+    for name in (*KINDS, OWNER_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(directory, name))
+    with contextlib.suppress(FileNotFoundError):
+        os.rmdir(directory)
+
+
+# -- inside a view -------------------------------------------------------------------
+def call_in_view(ns: str, fn: Callable[[], T]) -> T:
+    """Run `fn` in a thread that has entered the node's mount and UTS namespaces."""
+    fds = [os.open(os.path.join(pin_dir(ns), kind), os.O_RDONLY | os.O_CLOEXEC) for kind in KINDS]
+    fds.append(os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+
+    def work() -> T:
+        try:
+            _check(_libc.unshare(CLONE_FS), "unshare(CLONE_FS)")  # a thread sharing its fs cannot setns(mnt)
+            for nsfd, flag in zip(fds, (CLONE_NEWNS, CLONE_NEWUTS), strict=False):
+                _check(_libc.setns(nsfd, flag), "setns")
+            os.fchdir(fds[-1])  # setns(mnt) moved it to the root; `nsenter --wd=.` keeps it too
+        finally:
+            for nsfd in fds:
+                os.close(nsfd)
+        return fn()
+
+    return run_in_thread(work)
+
+
+# -- backing files and directories, on the host side -----------------------------------
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _walk(base: str, parts: list[str], create: bool) -> int:
+    """A descriptor of base/parts..., walked without following a symlink anywhere
+    below `base`; missing directories made (0755) when `create`."""
+    fd = os.open(base, DIR_FLAGS)
+    try:
+        for part in parts:
+            if part in ("", ".", ".."):
+                raise OSError(errno.EINVAL, f"bad path component {part!r}")
+            try:
+                nfd = os.open(part, DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                os.mkdir(part, 0o755, dir_fd=fd)
+                nfd = os.open(part, DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise OSError(exc.errno, f"{part} in {base} is not a directory (a symlink?): refused") from None
+                raise
+            os.close(fd)
+            fd = nfd
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def write_file(base: str, relative: str, content: bytes, mode: int, owner: tuple[int, int] | None = None) -> None:
+    """Write base/relative atomically (a temporary file renamed over it), never
+    through a symlink: every directory on the way is opened with O_NOFOLLOW and the
+    rename replaces a link rather than following it."""
+    parts = [p for p in relative.split("/") if p]
+    dirfd = _walk(base, parts[:-1], create=True)
+    name = parts[-1]
+    tmp = f".vethlab-tmp.{name}.{os.getpid()}"
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dirfd)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dirfd)
+        try:
+            os.write(fd, content)
+            os.fchmod(fd, mode)
+            if owner is not None:
+                _fchown(fd, owner)
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dirfd)
+        raise
+    finally:
+        os.close(dirfd)
+
+
+def overwrite_file(path: str, content: bytes, mode: int, owner: tuple[int, int] | None = None) -> None:
+    """Write a backing file in place (its inode may be bind-mounted into a node: a
+    rename would leave the node the old one); made 0600 first, then given its mode."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, f"{path} is not a regular file")
+        os.ftruncate(fd, 0)
+        os.write(fd, content)
+        os.fchmod(fd, mode)
+        if owner is not None:
+            _fchown(fd, owner)
+    finally:
+        os.close(fd)
+
+
+def _fchown(fd: int, owner: tuple[int, int]) -> None:
+    try:
+        os.fchown(fd, *owner)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+
+
+def make_mount_point(base: str, relative: str, directory: bool) -> None:
+    """An empty directory or file base/relative to mount on (inside a private
+    directory's backing, or on the host when `base` is "/"), made if missing,
+    without following symlinks below `base`."""
+    parts = [p for p in relative.split("/") if p]
+    if not parts:
+        return
+    dirfd = _walk(base, parts[:-1], create=True)
+    try:
+        try:
+            st = os.stat(parts[-1], dir_fd=dirfd, follow_symlinks=False)
+        except FileNotFoundError:
+            if directory:
+                os.mkdir(parts[-1], 0o755, dir_fd=dirfd)
+            else:
+                os.close(os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                 0o644, dir_fd=dirfd))
+            return
+        if stat.S_ISDIR(st.st_mode) != directory:
+            raise OSError(errno.EEXIST, f"{relative} exists and is not a {'directory' if directory else 'file'}")
+    finally:
+        os.close(dirfd)
+
+
+def prepare_private(backing: str, host_dir: str, copy: bool, owner: tuple[int, int] | None,
+                    mode: int | None) -> None:
+    """A private directory's backing directory: made once (its content then lives as
+    long as the lab), seeded with a copy of the host's directory when `copy` (owners
+    and modes kept), given the owner and mode asked for — by default those of the
+    host's directory, when there is one."""
+    try:
+        os.mkdir(backing, 0o700)
+    except FileExistsError:
+        st = os.lstat(backing)
+        if not stat.S_ISDIR(st.st_mode):
+            raise OSError(errno.EEXIST, f"{backing} is not a directory") from None
+        return  # made by an earlier run: the node's content stays
+    try:
+        like: os.stat_result | None = os.stat(host_dir)
+    except OSError:
+        like = None
+    if like is not None and not stat.S_ISDIR(like.st_mode):
+        like = None
+    if copy and like is not None:
+        shutil.copytree(host_dir, backing, symlinks=True, dirs_exist_ok=True)
+        for top, dirs, files in os.walk(backing):
+            for name in dirs + files:
+                path = os.path.join(top, name)
+                source = os.path.join(host_dir, os.path.relpath(path, backing))
+                with contextlib.suppress(OSError):
+                    st = os.lstat(source)
+                    _chown(path, (st.st_uid, st.st_gid), follow=False)
+    os.chmod(backing, mode if mode is not None else (stat.S_IMODE(like.st_mode) if like else 0o755))
+    if owner is None and like is not None:
+        owner = (like.st_uid, like.st_gid)
+    if owner is not None:
+        _chown(backing, owner)
+
+
+def _chown(path: str, owner: tuple[int, int], follow: bool = True) -> None:
+    """chown, except to an id this user namespace does not map (EINVAL: a rootless
+    sandbox sees the host's frr user as the overflow id): then the node's root keeps it."""
+    try:
+        os.chown(path, *owner, follow_symlinks=follow)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
