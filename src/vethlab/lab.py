@@ -28,6 +28,8 @@ from .reconcile.planner import Action, Memory, Plan, make_plan, route_of
 from .reconcile.progress import report as report_progress
 from .reconcile.services import Record as _Record
 from .reconcile.services import records as service_records
+from .reconcile.views import digests as view_digests
+from .reconcile.views import plan_views
 from .state import hostwide, shared, store
 from .state.hostwide import AllocationLock
 from .state.lock import LabLock
@@ -198,6 +200,8 @@ class Lab:
                         forwarding=self._forwarding_in_force(desired),
                         shaped={k: v for k, v in (state.shaped if state else {}).items() if mine(k.split(":")[0])})
         plan = make_plan(desired, observed, self.marker, memory=memory)
+        plan_views(plan, spec, self.kernel, self.marker, state.views if state else {},
+                   {a.node for a in plan.actions if a.kind == "node" and a.verb == "create"})
         plan.hosts = full.hosts_entries()  # every node's hosts file lists every node
         plan.warnings = forward_warnings(self.kernel, full)
         plan.fingerprints = prints
@@ -456,6 +460,7 @@ class Lab:
         state.netns_ids = {ns: ident for node in desired.nodes.values() if (ns := node.netns)
                            and (ident := self.kernel.namespace_id(ns)) is not None}
         state.links = [[*veth.a, *veth.b] for veth in desired.veths]
+        state.views = view_digests(self._spec())
         state.routed = sorted(n for n, node in desired.nodes.items() if node.routes)
         state.allocation = desired.allocation.to_json()
         _record_claims(state, claims.of(self._spec(), desired.allocation), keep=False)

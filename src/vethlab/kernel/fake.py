@@ -68,6 +68,7 @@ class FakeKernel:
         self.next_pid = 1000
         self.qdiscs = {"tbf", "netem"}
         self.shaped: dict[tuple[Netns, str], str] = {}
+        self.views: dict[str, tuple[str, Any]] = {}  # netns -> (owner marker, the View it was built from)
 
     def snapshot(self) -> dict[Netns, _Ns]:
         return copy.deepcopy(self.spaces)
@@ -403,6 +404,25 @@ class FakeKernel:
         self._step(f"run {ns}: {' '.join(argv)}")
         self.commands.append((ns, list(argv)))
         return self.command_status.get(argv[0], 0), ""
+
+    def view_owners(self) -> dict[str, str]:
+        return {ns: owner for ns, (owner, _view) in self.views.items()}
+
+    def view_alive(self, ns: str) -> bool:
+        return ns in self.views
+
+    def create_view(self, ns: str, marker: str, view: Any) -> None:
+        self._step(f"view {ns}")
+        if ns in self.views:
+            raise ConflictError(f"namespace {ns} already has a view")
+        self.views[ns] = (marker, view)
+
+    def remove_view(self, ns: str, marker: str) -> bool:
+        self._step(f"remove view {ns}")
+        if self.views.get(ns, ("", None))[0] != marker:
+            return False
+        del self.views[ns]
+        return True
 
     def close(self) -> None:
         pass

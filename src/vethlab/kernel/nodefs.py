@@ -42,7 +42,7 @@ import os
 import shutil
 import stat
 from collections.abc import Callable, Iterator
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from .netns import run_in_thread
 
@@ -80,6 +80,46 @@ class Layer(NamedTuple):
     source: str
     target: str
     writable: bool = True
+
+
+class Private(NamedTuple):
+    target: str  # the node's path
+    backing: str  # the directory it is, on the host side (in the lab's state directory)
+    copy: bool = False
+    owner: tuple[int, int] | None = None
+    mode: int | None = None
+
+
+class File(NamedTuple):
+    target: str
+    content: str  # UTF-8, undecodable bytes as surrogates (kept JSON-able for `vethlab plan --json`)
+    mode: int
+    backing: str  # used when the file is not inside a private directory: bound over the host's
+
+
+class Mount(NamedTuple):
+    source: str
+    target: str
+    writable: bool = False
+
+
+class View(NamedTuple):
+    """Everything that makes one node's view, with its backing paths resolved."""
+
+    hostname: str
+    private: tuple[Private, ...] = ()
+    files: tuple[File, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hostname": self.hostname, "private": [list(p) for p in self.private],
+                "files": [list(f) for f in self.files], "mounts": [list(m) for m in self.mounts]}
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> View:
+        return View(data["hostname"],
+                    tuple(Private(t, b, c, tuple(o) if o else None, m) for t, b, c, o, m in data["private"]),
+                    tuple(File(*f) for f in data["files"]), tuple(Mount(*m) for m in data["mounts"]))
 
 
 def _check(result: int, what: str) -> None:
@@ -299,6 +339,59 @@ def _remove_dir(directory: str) -> None:
             os.unlink(os.path.join(directory, name))
     with contextlib.suppress(FileNotFoundError):
         os.rmdir(directory)
+
+
+def build(ns: str, marker: str, view: View) -> None:
+    """Prepare every backing directory and file of `view`, the mount points it needs,
+    then create the node's namespaces (`create`).
+
+    A private directory or a directory mount whose path is missing is made: inside
+    the private directory that holds it (in its backing), or on the host (an empty
+    directory, left there: removing it could cut another node's mount).  A file
+    outside every private directory is bound over the host's file, which must exist."""
+    private = sorted(view.private, key=lambda p: p.target.count("/"))
+
+    def holder(path: str) -> tuple[str, str] | None:
+        """(backing, relative path) of the deepest private directory holding `path`."""
+        best = None
+        for item in private:
+            if path.startswith(item.target + "/"):
+                best = item
+        return (best.backing, path[len(best.target) + 1:]) if best else None
+
+    def mount_point(path: str, directory: bool) -> None:
+        inside = holder(path)
+        if inside:
+            make_mount_point(inside[0], inside[1], directory)
+        elif directory:
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            if not os.path.isdir(path):
+                raise OSError(errno.ENOTDIR, f"{path} exists on the host and is not a directory")
+        elif not os.path.isfile(path):
+            raise OSError(errno.ENOENT, f"{path} does not exist on the host as a file to mount over")
+
+    for parent in {os.path.dirname(item.backing) for item in (*view.private, *view.files)}:
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+    layers = []
+    for item in private:
+        prepare_private(item.backing, item.target, item.copy, item.owner, item.mode)
+        mount_point(item.target, True)
+        layers.append(Layer("dir", item.backing, item.target))
+    for mount in view.mounts:
+        mount_point(mount.target, os.path.isdir(mount.source))
+        layers.append(Layer("bind", mount.source, mount.target, mount.writable))
+    for file in view.files:
+        data = file.content.encode("utf-8", "surrogateescape")
+        inside = holder(file.target)
+        if inside:
+            write_file(inside[0], inside[1], data, file.mode)
+            continue
+        if not os.path.isfile(file.target):
+            raise OSError(errno.ENOENT, f"{file.target} does not exist on the host: a file outside the node's "
+                                        "private directories is shown over the host's; make its directory private")
+        overwrite_file(file.backing, data, file.mode)
+        layers.append(Layer("file", file.backing, file.target))
+    create(ns, marker, view.hostname, layers)
 
 
 # -- inside a view -------------------------------------------------------------------

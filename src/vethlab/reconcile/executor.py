@@ -23,7 +23,7 @@ from ..errors import CommandFailed, KernelError, VethlabError
 from ..kernel.api import Kernel, Netns, Route
 from ..model.firewall import table_name
 from ..ownership import lab_of
-from . import forwarding
+from . import forwarding, views
 from .planner import Action, Plan
 from .progress import report as report_progress
 from .removal import VANISH_TIMEOUT, VANISH_TIMEOUT_PER_INTERFACE, wait_gone
@@ -292,6 +292,10 @@ class Executor:
                 output = output.strip()
                 raise CommandFailed(f"exec in node {a.node}: `{' '.join(p['argv'])}` exited with status {status}"
                                     + (f":\n{output}" if output else ""))
+        elif a.kind == "view":
+            views.apply(k, a, self.marker)
+            if a.verb == "create" and ns is not None:
+                self.journal.add(a.target, partial(_drop_view, k, ns, self.marker))
         elif a.kind == "node" and a.verb == "delete" and ns:
             end_processes(k, [ns])  # a process left inside would keep the namespace alive
             k.remove_node_files(ns, self.marker)
@@ -330,6 +334,10 @@ class Executor:
         self.outcome.started = [(node, rec._replace(done=rec.label in finished)) for node, rec in self.outcome.started]
 
 
+def _drop_view(kernel: Kernel, ns: str, marker: str) -> None:
+    kernel.remove_view(ns, marker)
+
+
 def _inside(ns: Netns) -> tuple[str, ...]:
     """An object in namespace `ns` goes with it (nothing does with the host's)."""
     return (ns,) if ns else ()
@@ -343,8 +351,9 @@ def _veth_order(p: dict[str, Any]) -> dict[str, Any]:
 
 
 # What a phase does, in the words of the progress line
-_PHASE_WORDS = {"delete-early": "removing what changed", "node": "namespaces", "bridge": "bridges",
-                "veth": "veth pairs", "interface": "interfaces", "address": "addresses", "route": "routes",
+_PHASE_WORDS = {"delete-early": "removing what changed", "node": "namespaces", "view": "node views",
+                "bridge": "bridges", "veth": "veth pairs", "interface": "interfaces", "address": "addresses",
+                "route": "routes",
                 "firewall": "firewall", "hosts": "hosts files", "exec": "exec", "service": "services",
                 "delete-late": "removing what is gone"}
 

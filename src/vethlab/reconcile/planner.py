@@ -24,7 +24,7 @@ from .observe import Observed
 
 # Execution order; deletions that free a name run early, the rest last so a failed
 # creation is rolled back before anything the user had was removed.
-PHASES = ["delete-early", "node", "bridge", "veth", "interface", "shaping", "uplink", "sysctl", "address", "route",
+PHASES = ["delete-early", "node", "view", "bridge", "veth", "interface", "shaping", "uplink", "sysctl", "address", "route",
           "firewall", "hosts", "exec", "service", "delete-late"]
 
 
