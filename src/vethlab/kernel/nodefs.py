@@ -370,7 +370,7 @@ def build(ns: str, marker: str, view: View) -> None:
         elif not os.path.isfile(path):
             raise OSError(errno.ENOENT, f"{path} does not exist on the host as a file to mount over")
 
-    for parent in {os.path.dirname(item.backing) for item in (*view.private, *view.files)}:
+    for parent in {os.path.dirname(backing) for backing in [p.backing for p in view.private] + [f.backing for f in view.files]}:
         os.makedirs(parent, mode=0o700, exist_ok=True)
     layers = []
     for item in private:
