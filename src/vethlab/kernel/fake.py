@@ -411,8 +411,10 @@ class FakeKernel:
     def view_alive(self, ns: str) -> bool:
         return ns in self.views
 
-    def create_view(self, ns: str, marker: str, view: Any) -> None:
+    def create_view(self, ns: str, marker: str, view: Any, replace: bool = False) -> None:
         self._step(f"view {ns}")
+        if replace:
+            self.remove_view(ns, marker)
         if ns in self.views:
             raise ConflictError(f"namespace {ns} already has a view")
         self.views[ns] = (marker, view)

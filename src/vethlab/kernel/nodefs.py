@@ -282,21 +282,46 @@ def create(ns: str, marker: str, hostname: str, layers: list[Layer]) -> None:
             for kind in KINDS:
                 os.close(os.open(os.path.join(directory, kind), os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                                  0o400))
-            fds = run_in_thread(lambda: _build(root, hostname, layers))
-            try:
-                for kind, nsfd in zip(KINDS, fds, strict=True):
-                    _mount(f"/proc/self/fd/{nsfd}", os.path.join(directory, kind), MS_BIND)
-            finally:
-                for nsfd in fds:
-                    os.close(nsfd)
+            _pin(root, directory, hostname, layers)
         except BaseException:
             _remove_dir(directory)
             _tidy_root()
             raise
 
 
-def _build(root: str, hostname: str, layers: list[Layer]) -> list[int]:
-    """In a worker thread: new mount and UTS namespaces, set up; fds of both."""
+def _pin(root: str, directory: str, hostname: str, layers: list[Layer]) -> None:
+    """Make the namespaces (in a worker thread) and bind them onto directory/{mnt,uts}.
+
+    The kernel refuses (EINVAL) to pin a mount namespace whose id is not above the
+    pinning process' own (it could otherwise make a loop).  On kernel 6.18 ids are
+    handed out per CPU, so in a mount namespace of its own — `vethlab sandbox`, a
+    container — a namespace made on another CPU can get a lower id: measured here,
+    3 tries in 10 failed, none with the process bound to one CPU.  So a refused one
+    is dropped and made again on each CPU in turn: the CPU that numbered ours numbers
+    the next one higher."""
+    cpus = sorted(os.sched_getaffinity(0))
+    for attempt in range(len(cpus) + 1):
+        cpu = cpus[(attempt - 1) % len(cpus)] if attempt else None
+        fds = run_in_thread(lambda: _build(root, hostname, layers, cpu))
+        try:
+            try:
+                _mount(f"/proc/self/fd/{fds[0]}", os.path.join(directory, KINDS[0]), MS_BIND)
+            except OSError as exc:
+                if exc.errno == errno.EINVAL and attempt < len(cpus):
+                    continue
+                raise
+            _mount(f"/proc/self/fd/{fds[1]}", os.path.join(directory, KINDS[1]), MS_BIND)
+            return
+        finally:
+            for nsfd in fds:
+                os.close(nsfd)
+
+
+def _build(root: str, hostname: str, layers: list[Layer], cpu: int | None = None) -> list[int]:
+    """In a worker thread (on `cpu`, when given): new mount and UTS namespaces, set
+    up; fds of both."""
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})  # this thread only
     _check(_libc.unshare(CLONE_FS | CLONE_NEWNS | CLONE_NEWUTS), "unshare(CLONE_NEWNS | CLONE_NEWUTS)")
     _mount(None, "/", MS_REC | MS_SLAVE)
     _umount(root)  # the pins are not the node's business (and would keep others' namespaces alive)
@@ -341,9 +366,11 @@ def _remove_dir(directory: str) -> None:
         os.rmdir(directory)
 
 
-def build(ns: str, marker: str, view: View) -> None:
+def build(ns: str, marker: str, view: View, replace: bool = False) -> None:
     """Prepare every backing directory and file of `view`, the mount points it needs,
-    then create the node's namespaces (`create`).
+    then create the node's namespaces (`create`) — with `replace`, removing the
+    node's current view only once all that worked, so a refused file (a symlink on
+    the way) leaves the node the view it had.
 
     A private directory or a directory mount whose path is missing is made: inside
     the private directory that holds it (in its backing), or on the host (an empty
@@ -391,6 +418,8 @@ def build(ns: str, marker: str, view: View) -> None:
                                         "private directories is shown over the host's; make its directory private")
         overwrite_file(file.backing, data, file.mode)
         layers.append(Layer("file", file.backing, file.target))
+    if replace:
+        remove(ns, marker)
     create(ns, marker, view.hostname, layers)
 
 

@@ -568,9 +568,9 @@ class NetlinkKernel:
     def view_alive(self, ns: str) -> bool:
         return nodefs.has_view(ns)
 
-    def create_view(self, ns: str, marker: str, view: nodefs.View) -> None:
+    def create_view(self, ns: str, marker: str, view: nodefs.View, replace: bool = False) -> None:
         try:
-            nodefs.build(ns, marker, view)
+            nodefs.build(ns, marker, view, replace)
         except FileExistsError:
             raise ConflictError(f"namespace {ns} already has a view (mount and UTS namespaces) of its own") from None
         except OSError as exc:

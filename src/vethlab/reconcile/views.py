@@ -99,7 +99,8 @@ def plan_views(plan: Plan, spec: LabSpec, kernel: Kernel, marker: str, recorded:
 def apply(kernel: Kernel, action: Action, marker: str) -> None:
     """Carry out one view action (the executor journals the undo)."""
     assert action.netns is not None
-    if action.verb == "delete" or action.params.get("replace"):
+    if action.verb == "delete":
         kernel.remove_view(action.netns, marker)
-    if action.verb == "create":
-        kernel.create_view(action.netns, marker, View.from_json(action.params["view"]))
+    else:
+        kernel.create_view(action.netns, marker, View.from_json(action.params["view"]),
+                           bool(action.params.get("replace")))
