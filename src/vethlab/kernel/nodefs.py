@@ -302,7 +302,7 @@ def _pin(root: str, directory: str, hostname: str, layers: list[Layer]) -> None:
     cpus = sorted(os.sched_getaffinity(0))
     for attempt in range(len(cpus) + 1):
         cpu = cpus[(attempt - 1) % len(cpus)] if attempt else None
-        fds = run_in_thread(lambda: _build(root, hostname, layers, cpu))
+        fds = run_in_thread(lambda cpu=cpu: _build(root, hostname, layers, cpu))  # type: ignore[misc]
         try:
             try:
                 _mount(f"/proc/self/fd/{fds[0]}", os.path.join(directory, KINDS[0]), MS_BIND)
