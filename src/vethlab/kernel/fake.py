@@ -68,7 +68,7 @@ class FakeKernel:
         self.next_pid = 1000
         self.qdiscs = {"tbf", "netem"}
         self.shaped: dict[tuple[Netns, str], str] = {}
-        self.views: dict[str, tuple[str, Any]] = {}  # netns -> (owner marker, the View it was built from)
+        self.built_views: dict[str, tuple[str, Any]] = {}  # netns -> (owner marker, the View it was built from)
 
     def snapshot(self) -> dict[Netns, _Ns]:
         return copy.deepcopy(self.spaces)
@@ -405,25 +405,25 @@ class FakeKernel:
         self.commands.append((ns, list(argv)))
         return self.command_status.get(argv[0], 0), ""
 
-    def view_owners(self) -> dict[str, str]:
-        return {ns: owner for ns, (owner, _view) in self.views.items()}
+    def views(self) -> dict[str, tuple[str, str]]:
+        return {ns: (owner, view.digest()) for ns, (owner, view) in self.built_views.items()}
 
     def view_alive(self, ns: str) -> bool:
-        return ns in self.views
+        return ns in self.built_views
 
     def create_view(self, ns: str, marker: str, view: Any, replace: bool = False) -> None:
         self._step(f"view {ns}")
         if replace:
             self.remove_view(ns, marker)
-        if ns in self.views:
+        if ns in self.built_views:
             raise ConflictError(f"namespace {ns} already has a view")
-        self.views[ns] = (marker, view)
+        self.built_views[ns] = (marker, view)
 
     def remove_view(self, ns: str, marker: str) -> bool:
         self._step(f"remove view {ns}")
-        if self.views.get(ns, ("", None))[0] != marker:
+        if self.built_views.get(ns, ("", None))[0] != marker:
             return False
-        del self.views[ns]
+        del self.built_views[ns]
         return True
 
     def close(self) -> None:

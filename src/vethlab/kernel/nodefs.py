@@ -111,6 +111,14 @@ class View(NamedTuple):
     files: tuple[File, ...] = ()
     mounts: tuple[Mount, ...] = ()
 
+    def digest(self) -> str:
+        """What the view was built from, in short: kept beside its pins, so the next
+        `up` knows whether the file still asks for the same."""
+        import hashlib
+        import json
+
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+
     def to_json(self) -> dict[str, Any]:
         return {"hostname": self.hostname, "private": [list(p) for p in self.private],
                 "files": [list(f) for f in self.files], "mounts": [list(m) for m in self.mounts]}
@@ -238,33 +246,42 @@ def _tidy_root() -> None:
 
 
 # -- owners ------------------------------------------------------------------------------------
-def owner(ns: str) -> str | None:
-    """The marker in STATE/.nodes/NETNS/owner; None when there is no such directory,
-    "" for one without a readable owner."""
+def _owner_file(ns: str) -> tuple[str, str] | None:
+    """(marker, digest) from STATE/.nodes/NETNS/owner; None when there is no such
+    directory, ("", "") for one without a readable owner."""
     directory = pin_dir(ns)
     try:
         fd = os.open(os.path.join(directory, OWNER_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
-        return "" if os.path.lexists(directory) else None
+        return ("", "") if os.path.lexists(directory) else None
     except OSError:
-        return ""
+        return "", ""
     try:
-        return os.read(fd, 300).decode("utf-8", "replace").strip()
+        lines = os.read(fd, 300).decode("utf-8", "replace").split("\n")
     finally:
         os.close(fd)
+    return lines[0].strip(), (lines[1].strip() if len(lines) > 1 else "")
 
 
-def owners() -> dict[str, str]:
-    """Every node view's owner marker, by namespace name (one listdir; none: {})."""
+def owner(ns: str) -> str | None:
+    """The marker in STATE/.nodes/NETNS/owner; None when there is no such directory,
+    "" for one without a readable owner."""
+    found = _owner_file(ns)
+    return found[0] if found else None
+
+
+def views() -> dict[str, tuple[str, str]]:
+    """Every node view's (owner marker, digest of what it was built from), by
+    namespace name: one listdir, and nothing more when there is no view at all."""
     try:
         names = os.listdir(views_root())
     except (FileNotFoundError, NotADirectoryError):
         return {}
-    return {name: owner(name) or "" for name in names if not name.startswith(".")}
+    return {name: _owner_file(name) or ("", "") for name in names if not name.startswith(".")}
 
 
 # -- creating and removing -------------------------------------------------------------
-def create(ns: str, marker: str, hostname: str, layers: list[Layer]) -> None:
+def create(ns: str, marker: str, hostname: str, layers: list[Layer], digest: str = "") -> None:
     """Make namespace `ns`'s view: a mount and a UTS namespace set up as `layers` and
     `hostname` say, pinned under STATE/.nodes/NETNS.  Targets and backing files must
     exist (see `prepare_*`).  Raises FileExistsError if the node has a view already."""
@@ -276,7 +293,7 @@ def create(ns: str, marker: str, hostname: str, layers: list[Layer]) -> None:
             fd = os.open(os.path.join(directory, OWNER_FILE), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                          0o600)
             try:
-                os.write(fd, f"{marker}\n".encode())
+                os.write(fd, f"{marker}\n{digest}\n".encode())
             finally:
                 os.close(fd)
             for kind in KINDS:
@@ -366,7 +383,7 @@ def _remove_dir(directory: str) -> None:
         os.rmdir(directory)
 
 
-def build(ns: str, marker: str, view: View, replace: bool = False) -> None:
+def build(ns: str, marker: str, view: View, replace: bool = False, digest: str = "") -> None:
     """Prepare every backing directory and file of `view`, the mount points it needs,
     then create the node's namespaces (`create`) — with `replace`, removing the
     node's current view only once all that worked, so a refused file (a symlink on
@@ -420,7 +437,7 @@ def build(ns: str, marker: str, view: View, replace: bool = False) -> None:
         layers.append(Layer("file", file.backing, file.target))
     if replace:
         remove(ns, marker)
-    create(ns, marker, view.hostname, layers)
+    create(ns, marker, view.hostname, layers, digest)
 
 
 # -- inside a view -------------------------------------------------------------------

@@ -562,15 +562,15 @@ class NetlinkKernel:
         return result.returncode, result.stdout
 
     # -- nodes' own views (mount and UTS namespaces) -----------------------------
-    def view_owners(self) -> dict[str, str]:
-        return nodefs.owners()
+    def views(self) -> dict[str, tuple[str, str]]:
+        return nodefs.views()
 
     def view_alive(self, ns: str) -> bool:
         return nodefs.has_view(ns)
 
     def create_view(self, ns: str, marker: str, view: nodefs.View, replace: bool = False) -> None:
         try:
-            nodefs.build(ns, marker, view, replace)
+            nodefs.build(ns, marker, view, replace, view.digest())
         except FileExistsError:
             raise ConflictError(f"namespace {ns} already has a view (mount and UTS namespaces) of its own") from None
         except OSError as exc:

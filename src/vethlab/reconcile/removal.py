@@ -103,7 +103,7 @@ def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | N
                          if labs is None or lab in labs]
     # nodes' views, by the owner file of each (one listdir: none, nothing more); one
     # without a readable owner (killed before writing it) is the lab's whose node it is
-    for ns, owner in kernel.view_owners().items():
+    for ns, (owner, _digest) in kernel.views().items():
         lab = lab_of(owner) if owner else (only if only and candidates is not None and ns in candidates else None)
         if lab and (labs is None or lab in labs):
             found.views[ns] = lab

@@ -303,7 +303,6 @@ FIELDS: dict[str, Check] = {
     "fingerprints": _dict(_node, _str),
     "hosts_digest": _str,
     "netns_ids": _dict(_netns, _int),
-    "views": _dict(_node, _str),
     "complete": _bool,
     "version": _int,
 }

@@ -67,7 +67,7 @@ _DEFAULTS: dict[str, Callable[[], Any]] = {
     "file": lambda: None, "nodes": dict, "host_routes": list, "host_sysctls": dict, "exec_digests": dict,
     "links": list, "routed": list, "allocation": dict, "host_subnets": list, "firewall_nodes": dict,
     "uplinks": dict, "services": dict, "shaped": dict, "fingerprints": dict, "hosts_digest": str,
-    "netns_ids": dict, "views": dict, "complete": lambda: False, "version": lambda: VERSION,
+    "netns_ids": dict, "complete": lambda: False, "version": lambda: VERSION,
     "host_addresses": list, "host_ports": list, "host_names": list,
 }
 
@@ -96,7 +96,6 @@ class LabState:
     fingerprints: dict[str, str]  # node -> desired.fingerprints() at the last full up
     hosts_digest: str
     netns_ids: dict[str, int]  # netns -> nsfs inode when vethlab made it
-    views: dict[str, str]  # node -> digest of its view (reconcile/views.py) at the last full up
     complete: bool
     version: int
 
