@@ -74,10 +74,10 @@ LAB = textwrap.dedent("""\
         files:
           /run/t/etc/app/app.conf: "router one\\n"
           /run/t/var/deep/x.conf: {content: "deep\\n", mode: "0600"}
-          /run/t/motd: "r1 motd\\n"
+          /run/t/motd: "@motd.txt"
         mounts:
-          - /run/t/share:/run/t/var/share
-          - /run/t/rw:/run/t/var/rw:rw
+          /run/t/share: /run/t/var/share
+          /run/t/rw: /run/t/var/rw:rw
       plain: {}
     links:
       - endpoints: [r1:eth0, plain:eth0]
@@ -91,8 +91,10 @@ def sh(lab: Lab, node: str, script: str) -> subprocess.CompletedProcess[str]:
 
 def test_node_sees_its_own_view_and_the_host_keeps_its_own() -> None:
     host_tree()
+    (HOSTDIR / "lab.yaml").write_text(LAB)
+    (HOSTDIR / "motd.txt").write_text("r1 motd\n")  # `@motd.txt`: next to the lab file
     before = world()
-    lab = Lab(lab_from_text(LAB))
+    lab = Lab.load(str(HOSTDIR / "lab.yaml"))
     lab.up()
     try:
         r1 = lab.node("r1")
@@ -175,7 +177,7 @@ def test_node_without_view_keys_costs_nothing() -> None:
     try:
         assert node_argv("a", ["true"])[1:4] == ["netns", "exec", "a"]  # no nsenter in front
         assert not os.path.exists(nodefs.views_root())
-        assert lab.kernel.view_owners() == {}
+        assert lab.kernel.views() == {}
     finally:
         lab.down()
         lab.close()

@@ -69,7 +69,7 @@ def parse(c: Checker, spec: dict[str, Any], path: Path, name: str) -> tuple[
         str | None, tuple[FileSpec, ...], tuple[PrivateSpec, ...], tuple[MountSpec, ...]]:
     """(hostname, files, private, mounts) of one node; problems go to `c`."""
     files = _files(c, spec.get("files"), path + ("files",))
-    private = _private(c, spec.get("private"), path + ("private",))
+    private, where = _private(c, spec.get("private"), path + ("private",))
     mounts = _mounts(c, spec.get("mounts"), path + ("mounts",))
     hostname: str | None = None
     if "hostname" in spec:
@@ -81,7 +81,7 @@ def parse(c: Checker, spec: dict[str, Any], path: Path, name: str) -> tuple[
             hostname = raw
     if hostname is None and (files or private or mounts):
         hostname = name
-    _check_overlaps(c, path, files, private, mounts)
+    _check_overlaps(c, path, files, private, where, mounts)
     return hostname, files, private, mounts
 
 
@@ -108,7 +108,11 @@ def _files(c: Checker, raw: Any, path: Path) -> tuple[FileSpec, ...]:
             c.err(ipath, problem)
             continue
         mode, content, source = 0o644, None, None
-        if isinstance(value, str):
+        if isinstance(value, str) and value.startswith("@"):  # SPEC §2: "@F" is file F next to the lab file
+            source, content = _read_source(c, value[1:], ipath)
+            if content is None:
+                continue
+        elif isinstance(value, str):
             content = value.encode()
         elif isinstance(value, dict):
             for key in value:
@@ -183,13 +187,14 @@ def _owner(c: Checker, raw: Any, path: Path) -> tuple[int, int] | None:
     return uid, gid
 
 
-def _private(c: Checker, raw: Any, path: Path) -> tuple[PrivateSpec, ...]:
+def _private(c: Checker, raw: Any, path: Path) -> tuple[tuple[PrivateSpec, ...], tuple[int, ...]]:
+    """The private directories, and the index in the file of each."""
     if raw is None:
-        return ()
+        return (), ()
     if not isinstance(raw, list):
         c.err(path, "must be a list of directories (paths, or {path:, copy:, owner:, mode:})")
-        return ()
-    out = []
+        return (), ()
+    out, where = [], []
     for i, item in enumerate(raw):
         ipath = path + (i,)
         copy, owner, mode = False, None, None
@@ -215,24 +220,25 @@ def _private(c: Checker, raw: Any, path: Path) -> tuple[PrivateSpec, ...]:
             c.err(ipath, problem)
             continue
         out.append(PrivateSpec(item, copy, owner, mode))
-    return tuple(out)
+        where.append(i)
+    return tuple(out), tuple(where)
 
 
 def _mounts(c: Checker, raw: Any, path: Path) -> tuple[MountSpec, ...]:
+    """`mounts: {HOST_PATH: NODE_PATH}`, read-only; `NODE_PATH:rw` lets the node write."""
     if raw is None:
         return ()
-    if not isinstance(raw, list):
-        c.err(path, "must be a list of HOST_PATH:NODE_PATH[:rw]")
+    if not isinstance(raw, dict):
+        c.err(path, "must be a mapping of host path: node path (NODE_PATH:rw to let the node write)")
         return ()
     out = []
-    for i, item in enumerate(raw):
-        ipath = path + (i,)
-        words = item.split(":") if isinstance(item, str) else []
-        if len(words) not in (2, 3) or (len(words) == 3 and words[2] not in ("ro", "rw")):
-            c.err(ipath, "must be HOST_PATH:NODE_PATH, or HOST_PATH:NODE_PATH:rw to let the node write "
-                         "(read-only unless asked)")
+    for source, value in raw.items():
+        ipath = path + (str(source),)
+        words = value.split(":") if isinstance(value, str) else []
+        if len(words) not in (1, 2) or (len(words) == 2 and words[1] not in ("ro", "rw")):
+            c.err(ipath, "must be the node path, or NODE_PATH:rw to let the node write (read-only unless asked)")
             continue
-        source, target = words[0], words[1]
+        source, target = str(source), words[0]
         problem = path_problem(target)
         if problem:
             c.err(ipath, f"node path: {problem}")
@@ -243,17 +249,17 @@ def _mounts(c: Checker, raw: Any, path: Path) -> tuple[MountSpec, ...]:
         if not os.path.exists(source):
             c.err(ipath, f"host path {source} does not exist")
             continue
-        out.append(MountSpec(source, target, len(words) == 3 and words[2] == "rw"))
+        out.append(MountSpec(source, target, len(words) == 2 and words[1] == "rw"))
     return tuple(out)
 
 
 def _check_overlaps(c: Checker, path: Path, files: tuple[FileSpec, ...], private: tuple[PrivateSpec, ...],
-                    mounts: tuple[MountSpec, ...]) -> None:
+                    where_private: tuple[int, ...], mounts: tuple[MountSpec, ...]) -> None:
     """One path, one meaning: no path given twice, nothing placed inside a host
     directory mounted into the node (it would be the host's), no file below a file."""
     places: list[tuple[Path, str, str]] = (
-        [(path + ("private", i), p.path, "private") for i, p in enumerate(private)]
-        + [(path + ("mounts", i), m.target, "mounts") for i, m in enumerate(mounts)]
+        [(path + ("private", i), p.path, "private") for i, p in zip(where_private, private, strict=True)]
+        + [(path + ("mounts", m.source), m.target, "mounts") for m in mounts]
         + [(path + ("files", f.path), f.path, "files") for f in files])
     seen: dict[str, str] = {}
     for where, item, key in places:
