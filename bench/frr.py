@@ -138,8 +138,10 @@ def main() -> int:
         paths[kind] = os.path.join(work, f"{kind}.yaml")
         Path(paths[kind]).write_text(body)
     results: dict[str, list[dict[str, float]]] = {kind: [] for kind in paths}
+    order = list(paths)
     for rep in range(args.reps):
-        for kind, path in paths.items():
+        for kind in order[rep % 3:] + order[:rep % 3]:  # each kind goes first once in three: no order bias
+            path = paths[kind]
             results[kind].append(run_once(path, args.routers, kind == "frr"))
             print(f"rep {rep + 1} {kind}: " + ", ".join(f"{k} {v:.2f}" for k, v in results[kind][-1].items()),
                   flush=True)
