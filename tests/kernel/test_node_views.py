@@ -223,7 +223,10 @@ def test_a_rebuilt_view_keeps_private_content_and_an_unchanged_one_is_left_alone
         path.write_text("name: re\nnodes:\n  a:\n    hostname: two\n    private: [/run/t/p]\n")
         vethlab("up", str(path), check=True)
         assert vethlab("exec", "a", "--", "sh", "-c", "hostname; cat /run/t/p/state").stdout == "two\nkept\n"
-        path.write_text("name: re\nnodes:\n  a: {}\n")  # no view any more: its namespaces go
+        path.write_text("name: re\nnodes:\n  a: {hostname: two}\n  b: {hostname: bee}\n")
+        vethlab("up", str(path), check=True)
+        assert sorted(nodefs.views()) == ["a", "b"]
+        path.write_text("name: re\nnodes:\n  a: {}\n")  # a has no view any more, b is gone: their views go
         vethlab("up", str(path), check=True)
         assert vethlab("exec", "a", "--", "hostname").stdout == socket.gethostname() + "\n"
         assert not os.path.exists(nodefs.views_root())
