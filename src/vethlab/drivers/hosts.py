@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from ..kernel.nodefiles import digest
 from ..ownership import LEGACY_NODE_DIR, lab_of
@@ -19,6 +20,8 @@ class WriteHosts(Action):
     VERB = "modify"
     KIND = "hosts"
     PHASE = "hosts"
+    RE_READ = False
+    VERIFIED = False  # the digest line says on the next plan
 
     @classmethod
     def apply_all(cls, actions: Sequence[Action], ctx: ApplyContext) -> None:
@@ -28,11 +31,8 @@ class WriteHosts(Action):
         # journalled first: a failure half-way leaves no directory of ours behind, and
         # removal touches only directories that carry this lab's marker
         for ns in namespaces:
-            ctx.journal.add(f"/etc/netns/{ns}", lambda n=ns: k.remove_node_files(n, marker))  # type: ignore[misc]
+            ctx.journal.add(f"/etc/netns/{ns}", partial(k.remove_node_files, ns, marker))
         k.write_node_files(namespaces, ctx.plan.hosts, marker)
-
-    def verified(self, created: set[str]) -> bool:
-        return False  # the digest line says on the next plan
 
 
 class HostsDriver(Driver):

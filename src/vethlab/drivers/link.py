@@ -6,7 +6,7 @@ longer has, and the foreign interface that takes a name the file wants."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +14,7 @@ from ..kernel.api import LinkInfo, Netns
 from ..model.desired import DesiredInterface
 from ..ownership import lab_of
 from ..reconcile.actions import Action, ApplyContext, Phase, PlanContext, hidden
-from ..reconcile.journal import Step
+from ..reconcile.journal import Step, indexes, wait_vanished
 from ..reconcile.observe import Observed
 from .address import AddAddress, DeleteAddress
 from .base import Driver, ep, link_of
@@ -63,6 +63,16 @@ class DeleteInterface(Action):
     def apply(self, ctx: ApplyContext) -> Step | None:
         ctx.kernel.delete_link(self.netns, self.ifname)
         return None
+
+    @classmethod
+    def apply_all(cls, actions: Sequence[Action], ctx: ApplyContext) -> None:
+        """Ends whose peer's namespace this run deleted are destroyed by the kernel in
+        one batch: wait (bounded) for them rather than delete them one by one (one
+        RCU grace period each); delete the rest, and those still there."""
+        dying = [a for a in actions if isinstance(a, DeleteInterface) and ctx.gone & set(a.peers or ())]
+        left = wait_vanished(ctx.kernel, indexes(ctx.kernel, {(a.netns, a.ifname) for a in dying}))
+        waited = {id(a) for a in dying if (a.netns, a.ifname) not in left}
+        super().apply_all([a for a in actions if id(a) not in waited], ctx)
 
 
 def replace(ctx: PlanContext, key: tuple[str, str], reason: str) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from ..errors import KernelError
 from ..ownership import lab_of
 from ..reconcile.actions import Action, ApplyContext, Phase, PlanContext, hidden
-from ..reconcile.journal import Step, end_processes, indexes, wait_vanished
+from ..reconcile.journal import Step, end_processes
 from .base import Driver
 
 
@@ -30,8 +31,7 @@ class CreateNode(Action):
             # journal whatever of the batch exists and is ours, even after a failure half-way
             made = [name for name in names if k.namespace_exists(name) and k.namespace_owner(name) == marker]
             for name in made:
-                ctx.journal.add(f"namespace {name}", lambda n=name: k.delete_namespace(n),  # type: ignore[misc]
-                                namespace=name)
+                ctx.journal.add(f"namespace {name}", partial(k.delete_namespace, name), namespace=name)
             if made:  # undone before any namespace goes: what runs in them (exec's leftovers, services' children)
                 ctx.journal.add("processes in the new nodes", lambda: end_processes(k, made), first=True)
 
@@ -54,28 +54,23 @@ class DeleteNode(Action):
             k.delete_namespace(ns)
         return None
 
-
-def delete_nodes_first(actions: list[Action], ctx: ApplyContext) -> list[Action]:
-    """A shrinking lab: the removed nodes' namespaces go first, and the veth ends
-    elsewhere whose peer was in one of them are waited for as the kernel destroys
-    them in one batch, not deleted one by one (one RCU grace period each).
-    Returns the phase's other actions, and the deletes of ends that stayed."""
-    from .link import DeleteInterface
-
-    nodes = [a for a in actions if isinstance(a, DeleteNode) and a.netns]
-    if not nodes:
-        return actions
-    k = ctx.kernel
-    names = [a.netns for a in nodes if a.netns]
-    end_processes(k, names)  # a process left inside would keep the namespace alive
-    failed = k.delete_namespaces(names, {name: ctx.marker for name in names})
-    if failed:
-        raise KernelError(f"cannot delete {len(failed)} namespaces: {next(iter(failed.values()))}")
-    gone = {a.node for a in nodes}
-    dying = [a for a in actions if isinstance(a, DeleteInterface) and gone & set(a.peers or ())]
-    left = wait_vanished(k, indexes(k, {(a.netns, a.ifname) for a in dying}))
-    done = {id(a) for a in nodes} | {id(a) for a in dying if (a.netns, a.ifname) not in left}
-    return [a for a in actions if id(a) not in done]
+    @classmethod
+    def apply_all(cls, actions: Sequence[Action], ctx: ApplyContext) -> None:
+        """A shrinking lab: the removed nodes' namespaces go first, in one batch (the
+        plan puts them before the phase's other deletions); what lived in them goes
+        with them, and the veth ends elsewhere whose peer was in one of them are
+        waited for, not deleted (DeleteInterface.apply_all, via ctx.gone)."""
+        batch = [a for a in actions if isinstance(a, DeleteNode) and not a.dead_file and a.netns]
+        super().apply_all([a for a in actions if all(a is not b for b in batch)], ctx)
+        names = [a.netns for a in batch if a.netns]
+        if not names:
+            return
+        k = ctx.kernel
+        end_processes(k, names)  # a process left inside would keep the namespace alive
+        failed = k.delete_namespaces(names, {name: ctx.marker for name in names})
+        if failed:
+            raise KernelError(f"cannot delete {len(failed)} namespaces: {next(iter(failed.values()))}")
+        ctx.gone.update(a.node for a in batch)
 
 
 class NamespaceDriver(Driver):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..drivers.namespace import delete_nodes_first
 from ..errors import VethlabError
 from ..kernel.api import Kernel
 from ..ownership import lab_of
@@ -54,8 +53,6 @@ class Executor:
                 if self.progress:
                     for action in actions:
                         self.progress(action)
-                if phase == "delete-late":
-                    actions = delete_nodes_first(actions, ctx)
                 for run in _runs(actions):
                     type(run[0]).apply_all(run, ctx)
                 if phase not in _FLUSH_LATER:
