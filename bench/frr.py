@@ -90,9 +90,14 @@ def kernel_kb() -> int:
     return info["Slab"] + info["PageTables"] + info["KernelStack"]
 
 
+#: the kernel destroys namespaces after `down` returns: each phase starts after this pause (bench/README.md)
+SETTLE = 1.0
+
+
 def run_once(path: str, routers: int, daemons: bool) -> dict[str, float]:
     from vethlab.kernel.rtnl import NetlinkKernel
 
+    time.sleep(SETTLE)
     before = kernel_kb()
     start = time.monotonic()
     vethlab("up", path)
@@ -115,6 +120,7 @@ def run_once(path: str, routers: int, daemons: bool) -> dict[str, float]:
             assert all(f"{loopback(i)}/32" in table for i in range(1, routers + 1)), node
         count, rss, pss = frr_memory()
         out.update(processes=count, rss_mb=rss / 1024, pss_mb=pss / 1024, kernel_mb=(kernel_kb() - before) / 1024)
+    time.sleep(SETTLE)
     start = time.monotonic()
     vethlab("down", path)
     out["down"] = time.monotonic() - start
