@@ -173,3 +173,39 @@ def test_a_failure_after_the_view_removes_it() -> None:
     with pytest.raises(Exception, match="exited with status 1"):
         Executor(kernel, marker(desired.lab)).run(plan)
     assert kernel.views() == {} and kernel.built_views == {}
+
+
+LINKED = VIEW + """\
+links:
+  - endpoints: [r1:eth0, plain:eth0]
+    addresses: [10.0.0.1/24, 10.0.0.2/24]
+"""
+
+
+def _steps() -> int:
+    kernel = FakeKernel()
+    apply(LINKED, kernel)
+    return kernel.calls
+
+
+@pytest.mark.parametrize("step", range(1, _steps() + 1))
+def test_failure_at_every_step_leaves_no_view(step: int) -> None:
+    from vethlab.errors import KernelError
+
+    kernel = FakeKernel(fail_at=step)
+    with pytest.raises(KernelError, match="injected failure"):
+        apply(LINKED, kernel)
+    assert kernel.built_views == {} and set(kernel.spaces) == {None}, kernel.log
+
+
+@pytest.mark.parametrize("step", range(1, _steps() + 1))
+def test_crash_at_every_step_then_up_builds_the_view_once(step: int) -> None:
+    from vethlab.kernel.fake import Crash
+
+    kernel = FakeKernel(crash_at=step)
+    with pytest.raises(Crash):
+        apply(LINKED, kernel)
+    kernel.crash_at = None
+    apply(LINKED, kernel)
+    assert set(kernel.views()) == {"r1"}
+    assert apply(LINKED, kernel) == []  # nothing left to do for the view
