@@ -39,13 +39,16 @@ import ctypes
 import errno
 import fcntl
 import os
-import shutil
 import stat
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, TypeVar
 
 from .netns import run_in_thread
 from .nodebacking import make_mount_point, overwrite_file, prepare_private, write_file
+from .nodepins import VIEWS_DIR, has_view, pin_dir, state_root, views_root
+
+__all__ = ["VIEWS_DIR", "File", "Layer", "Mount", "Private", "View", "build", "call_in_view", "create", "has_view",
+           "owner", "pin_dir", "remove", "state_root", "views", "views_root"]
 
 T = TypeVar("T")
 
@@ -63,7 +66,6 @@ MNT_DETACH = 2
 #: nodiratime, relatime): a read-only remount must keep them, or a user namespace refuses it
 _KEPT_FLAGS = 2 | 4 | 8 | 1024 | 2048 | 4096
 NSFS_MAGIC = 0x6E736673
-VIEWS_DIR = ".nodes"
 OWNER_FILE = "owner"
 KINDS = ("mnt", "uts")
 
@@ -146,53 +148,6 @@ def _umount(path: str) -> None:
         err = ctypes.get_errno()
         if err not in (errno.EINVAL, errno.ENOENT):
             raise OSError(err, f"umount {path}: {os.strerror(err)}")
-
-
-# -- where the pins live -------------------------------------------------------------
-def state_root() -> str:
-    """The state directory (store.state_root, without importing the store: `exec` asks
-    this on every command, and a node without a view must cost nothing)."""
-    return os.path.abspath(os.environ.get("VETHLAB_STATE_DIR") or "/run/vethlab")
-
-
-def views_root() -> str:
-    return os.path.join(state_root(), VIEWS_DIR)
-
-
-def pin_dir(ns: str) -> str:
-    """STATE/.nodes/NETNS.  `ns` is a checked namespace name; anything that is not one
-    path component is refused here as the last line of defence."""
-    if not ns or "/" in ns or ns.startswith("."):
-        raise ValueError(f"{ns!r} cannot name a node view under {views_root()}")
-    return os.path.join(views_root(), ns)
-
-
-def _nsfs_dev() -> int:
-    return os.stat("/proc/self/ns/mnt").st_dev
-
-
-def has_view(ns: str | None) -> bool:
-    """Does the node of namespace `ns` have a live view?  Two stats (one when it has
-    none): `exec` asks this of every node."""
-    if ns is None:
-        return False
-    try:
-        st = os.stat(os.path.join(views_root(), ns, "mnt"))
-    except (OSError, ValueError):
-        return False
-    return st.st_dev == _nsfs_dev()
-
-
-def enter_argv(ns: str | None) -> list[str]:
-    """The nsenter(1) words that put a command into the node's view ([] without one).
-    `--wd=.` keeps the caller's working directory (setns to a mount namespace would
-    otherwise move it to /), as `ip netns exec` keeps it."""
-    if not has_view(ns):
-        return []
-    assert ns is not None
-    nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"
-    pins = pin_dir(ns)
-    return [nsenter, f"--mount={pins}/mnt", f"--uts={pins}/uts", "--wd=.", "--"]
 
 
 @contextlib.contextmanager

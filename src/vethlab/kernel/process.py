@@ -44,7 +44,7 @@ def node_argv(netns: str | None, argv: Sequence[str], view: bool = True) -> list
     UTS namespaces first, so that `ip netns exec` runs inside the node's view."""
     if netns is None:
         return list(argv)
-    from .nodefs import enter_argv
+    from .nodepins import enter_argv
 
     return [*(enter_argv(netns) if view else []), ip_binary(), "netns", "exec", netns, *argv]
 
@@ -88,9 +88,11 @@ def command_problem(argv: Sequence[str], netns: str | None = None) -> tuple[int,
     files over /etc and remounts /sys) — unless it has a view of its own: then
     the command is looked up inside that view."""
     if netns is not None:
-        from . import nodefs
+        from .nodepins import has_view
 
-        if nodefs.has_view(netns):
+        if has_view(netns):
+            from . import nodefs
+
             try:
                 return nodefs.call_in_view(netns, lambda: _problem(argv[0]))
             except OSError:
