@@ -40,17 +40,16 @@ import errno
 import fcntl
 import os
 import stat
-from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 from .netns import run_in_thread
 from .nodebacking import make_mount_point, overwrite_file, prepare_private, write_file
-from .nodepins import VIEWS_DIR, has_view, pin_dir, state_root, views_root
+from .nodepins import KINDS, VIEWS_DIR, call_in_view, has_view, pin_dir, state_root, views_root
 
-__all__ = ["VIEWS_DIR", "File", "Layer", "Mount", "Private", "View", "build", "call_in_view", "create", "has_view",
+__all__ = ["KINDS", "VIEWS_DIR", "File", "Layer", "Mount", "Private", "View", "build", "call_in_view", "create", "has_view",
            "owner", "pin_dir", "remove", "state_root", "views", "views_root"]
 
-T = TypeVar("T")
 
 CLONE_FS = 0x00000200
 CLONE_NEWNS = 0x00020000
@@ -67,7 +66,7 @@ MNT_DETACH = 2
 _KEPT_FLAGS = 2 | 4 | 8 | 1024 | 2048 | 4096
 NSFS_MAGIC = 0x6E736673
 OWNER_FILE = "owner"
-KINDS = ("mnt", "uts")
+
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -394,23 +393,3 @@ def build(ns: str, marker: str, view: View, replace: bool = False, digest: str =
     if replace:
         remove(ns, marker)
     create(ns, marker, view.hostname, layers, digest)
-
-
-# -- inside a view -------------------------------------------------------------------
-def call_in_view(ns: str, fn: Callable[[], T]) -> T:
-    """Run `fn` in a thread that has entered the node's mount and UTS namespaces."""
-    fds = [os.open(os.path.join(pin_dir(ns), kind), os.O_RDONLY | os.O_CLOEXEC) for kind in KINDS]
-    fds.append(os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
-
-    def work() -> T:
-        try:
-            _check(_libc.unshare(CLONE_FS), "unshare(CLONE_FS)")  # a thread sharing its fs cannot setns(mnt)
-            for nsfd, flag in zip(fds, (CLONE_NEWNS, CLONE_NEWUTS), strict=False):
-                _check(_libc.setns(nsfd, flag), "setns")
-            os.fchdir(fds[-1])  # setns(mnt) moved it to the root; `nsenter --wd=.` keeps it too
-        finally:
-            for nsfd in fds:
-                os.close(nsfd)
-        return fn()
-
-    return run_in_thread(work)

@@ -88,13 +88,11 @@ def command_problem(argv: Sequence[str], netns: str | None = None) -> tuple[int,
     files over /etc and remounts /sys) — unless it has a view of its own: then
     the command is looked up inside that view."""
     if netns is not None:
-        from .nodepins import has_view
+        from .nodepins import call_in_view, has_view
 
         if has_view(netns):
-            from . import nodefs
-
             try:
-                return nodefs.call_in_view(netns, lambda: _problem(argv[0]))
+                return call_in_view(netns, lambda: _problem(argv[0]))
             except OSError:
                 return None  # cannot look: let the command itself say
     return _problem(argv[0])
