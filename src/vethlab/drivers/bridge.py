@@ -72,6 +72,19 @@ class ReleaseUplink(Action):
 class BridgeDriver(Driver):
     kind = "bridge"
 
+    def plan(self, ctx: PlanContext) -> None:
+        def create(want: DesiredInterface) -> CreateBridge:
+            return CreateBridge(ep((want.node, want.ifname)), "network bridge is new", want.node,
+                                ctx.desired.netns(want.node), want.ifname, want.mtu)
+
+        link.plan_made(ctx, "bridge", create)
+
+
+class UplinkDriver(Driver):
+    """Planned after every interface is made: the bridge must exist to take ports."""
+
+    kind = "uplink"
+
     def conflicts(self, ctx: PlanContext) -> list[str]:
         problems = []
         for up in ctx.desired.uplinks:
@@ -93,19 +106,6 @@ class BridgeDriver(Driver):
             if any(r.dev == up.ifname and r.dst in ("0.0.0.0/0", "::/0") for r in node.routes):
                 problems.append(f"uplink {up.ifname} carries the default route of {where}")
         return problems
-
-    def plan(self, ctx: PlanContext) -> None:
-        def create(want: DesiredInterface) -> CreateBridge:
-            return CreateBridge(ep((want.node, want.ifname)), "network bridge is new", want.node,
-                                ctx.desired.netns(want.node), want.ifname, want.mtu)
-
-        link.plan_made(ctx, "bridge", create)
-
-
-class UplinkDriver(Driver):
-    """Planned after every interface is made: the bridge must exist to take ports."""
-
-    kind = "uplink"
 
     def plan(self, ctx: PlanContext) -> None:
         wanted = set()

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import CommandFailed
 from ..reconcile.actions import Action, ApplyContext, PlanContext
 from ..reconcile.journal import Step
-from ..reconcile.observe import ServiceSeen
-from ..reconcile.services import Launch, Record, labels, log_name, supervise
+from ..reconcile.services import Launch, Record, ServiceSeen, labels, log_name, supervise
 from .base import Driver
 
 if TYPE_CHECKING:

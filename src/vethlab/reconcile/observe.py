@@ -10,6 +10,7 @@ from typing import Any
 from ..kernel.api import Kernel, LinkInfo, Netns, Route
 from ..model.desired import Desired
 from ..topology.schema import HOST
+from .services import ServiceSeen, observe_services
 
 
 @dataclass
@@ -25,18 +26,6 @@ class ObservedNode:
     hosts: str | None = None  # digest of the lab's entries in /etc/netns/NS/hosts
     known: bool = False  # named in the lab's state (so a dead file of that name is the lab's own debris)
     files: str | None = None  # /etc/netns/NS: None absent, else the marker it holds ("" none: not vethlab's)
-
-
-@dataclass(frozen=True)
-class ServiceSeen:
-    node: str
-    argv: tuple[str, ...]
-    pid: int
-    started: int
-    alive: bool
-    label: str = ""  # LAB:NODE:KEY (reconcile/services.py); "" in states written before labels
-    netns: Netns = None
-    done: bool = False  # a one-shot that finished
 
 
 @dataclass
@@ -122,8 +111,6 @@ def observe_extras(kernel: Kernel, observed: Observed, desired: Desired, table: 
             observed.firewalls[name] = kernel.firewall_chains(ns, table)
         else:
             observed.firewalls[name] = None
-    from .services import observe_services
-
     netns = {name: seen.netns for name, seen in observed.nodes.items()}
     netns.update({name: node.netns for name, node in desired.nodes.items()})
     observed.services = observe_services(kernel, desired.lab, {name: (node.netns, node.run) for name, node in

@@ -27,7 +27,21 @@ from typing import Any, NamedTuple
 
 from ..errors import CommandFailed
 from ..kernel.api import Kernel, Netns
-from .observe import ServiceSeen
+
+
+@dataclass(frozen=True)
+class ServiceSeen:
+    """A service of the lab as `observe_services` finds it."""
+
+    node: str
+    argv: tuple[str, ...]
+    pid: int
+    started: int
+    alive: bool
+    label: str = ""  # LAB:NODE:KEY (labels()); "" in states written before labels
+    netns: Netns = None
+    done: bool = False  # a one-shot that finished
+
 
 #: Without readiness checks, how long `up` watches new services before it returns:
 #: a service that fails at start-up exits within it.  Measured here through
