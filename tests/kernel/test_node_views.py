@@ -334,3 +334,15 @@ def _diff(a: dict[str, Any], b: dict[str, Any]) -> str:
             else:
                 out.append(f"{key}: {a[key]!r} -> {b[key]!r}")
     return "\n".join(out)
+
+
+def test_clean_finds_a_view_by_its_owner_with_the_state_gone() -> None:
+    path = "/run/lost.yaml"
+    Path(path).write_text("name: lost\nnodes:\n  a:\n    hostname: x\n    private: [/run/p]\n")
+    before = world()
+    vethlab("up", path, check=True)
+    os.unlink(os.path.join(nodefs.state_root(), "lost", "state.json"))
+    assert vethlab("clean", "--all", check=True).returncode == 0
+    after = world()
+    assert after["files"].pop("/run/p") is None  # the mount point made on the host stays
+    assert after == before, _diff(before, after)

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..kernel.api import Kernel
 from ..kernel.nodefs import File, Mount, Private, View
+from ..kernel.nodepins import pin_dir
 from ..model.desired import Desired, DesiredNode
 from ..reconcile.actions import Action, ApplyContext, PlanContext, hidden
 from ..reconcile.journal import Step
@@ -100,7 +101,7 @@ class ViewDriver(Driver):
             have = seen.get(node.netns or "")
             if node.netns and has_view(node) and have is not None and have[0] not in (ctx.marker, ""):
                 problems.append(f"namespace {node.netns} (node {name}) already has a view of its own "
-                                f"({os.path.join('STATE', '.nodes', node.netns)}) that is not this lab's")
+                                f"({pin_dir(node.netns)}) that is not this lab's")
         return problems
 
     def plan(self, ctx: PlanContext) -> None:
