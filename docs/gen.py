@@ -58,10 +58,17 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
                      "Not allowed in `host`.",
     ("node", "ready"): "List of readiness checks `up` waits for (bounded) before returning: `tcp:PORT`, or a "
                        "command that must exit 0.",
-    ("node", "hostname"): "The node's own hostname (own UTS namespace); default the node's name.",
-    ("node", "files"): "Mapping of path to content seen only inside this node; `@F` reads file F next to the "
-                       "lab file.",
-    ("node", "private"): "List of directories of which the node gets its own empty copy.",
+    ("node", "hostname"): "The node's own hostname, in a UTS namespace of its own. Default: the node's name, once "
+                          "the node has any of `hostname`, `files`, `private`, `mounts` (a node without them shares "
+                          "the machine's name and files and costs nothing more). See docs/nodes.md.",
+    ("node", "files"): "Mapping of node path to content, seen only inside this node: the text; `@F` reads file F "
+                       "next to the lab file; or `{content: TEXT | source: F, mode: \"0600\"}`. Inside a `private` "
+                       "directory the file is written there; elsewhere the host's file must exist and the node sees "
+                       "yours over it.",
+    ("node", "private"): "List of directories the node sees as its own, empty (owner and mode as the host's), kept "
+                         "until `down`; an item may be `{path: DIR, copy: true, owner: USER[:GROUP], mode: \"0755\"}` "
+                         "(`copy`: start from a copy of the host's). A directory missing on the host is made there, "
+                         "empty, to mount on.",
     ("node", "mounts"): "Mapping of host path to node path, read-only unless the node path ends in `:rw`.",
     ("node", "machine"): "With `machines:`, the machine this node lives on.",
 

@@ -121,6 +121,28 @@ def test_leaf_spine_every_host_reaches_every_host() -> None:
     assert len(report["pairs"]) == 24  # two ends of twelve links
 
 
+def _ping_until(src: str, source: str, dst: str) -> tuple[str, ...]:
+    """A `vethlab exec` check that pings until routing has settled (bounded: 120 tries)."""
+    loop = f"for i in $(seq 120); do ping -c1 -W1 -I {source} {dst} >/dev/null && exit 0; sleep 0.5; done; exit 1"
+    return ("exec", src, "--", "sh", "-c", loop)
+
+
+NO_FRR = pytest.mark.skipif(not os.path.exists("/usr/lib/frr/zebra"), reason="FRR is not installed (./run setup)")
+
+
+@NO_FRR
+def test_frr_ring_routes_between_every_loopback() -> None:
+    """tests/kernel/test_frr.py checks routes, a failed link and the reroute."""
+    report = up_pingall_down("frr-ring.yaml", [_ping_until("r1", "10.255.0.1", f"10.255.0.{i}") for i in range(2, 7)])
+    assert len(report["pairs"]) == 12  # two ends of six links
+
+
+@NO_FRR
+def test_bgp_pair_routes_between_loopbacks() -> None:
+    report = up_pingall_down("bgp-pair.yaml", [_ping_until("r1", "10.255.1.1", "10.255.2.2")])
+    assert len(report["pairs"]) == 2
+
+
 @pytest.mark.slow
 def test_star_of_500() -> None:
     report = up_pingall_down("star-500.yaml")

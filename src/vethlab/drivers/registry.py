@@ -12,11 +12,12 @@ from __future__ import annotations
 from ..kernel.api import Kernel
 from ..model.desired import Desired
 from ..reconcile.observe import Observed
-from . import bridge, exec, firewall, hosts, link, macvlan, namespace, route, service, shaping, sysctl, veth
+from . import bridge, exec, firewall, hosts, link, macvlan, namespace, route, service, shaping, sysctl, veth, view
 from .base import Driver
 
 DRIVERS: tuple[Driver, ...] = (
     namespace.DRIVER,
+    view.DRIVER,
     bridge.DRIVER,
     veth.DRIVER,
     macvlan.DRIVER,

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from .nodefs import View
 
 Netns = str | None
 
@@ -208,6 +211,15 @@ class EventStream(Protocol):
     def close(self) -> None: ...
 
 
+class Views(Batched, Protocol):
+    """Nodes' own mount and UTS namespaces (kernel/nodefs.py), by namespace name."""
+
+    def views(self) -> dict[str, tuple[str, str]]: ...  # netns -> (owner marker, digest of what it was built from)
+    def view_alive(self, ns: str) -> bool: ...
+    def create_view(self, ns: str, marker: str, view: View, replace: bool = False) -> None: ...
+    def remove_view(self, ns: str, marker: str) -> bool: ...
+
+
 class Events(Protocol):
     def link_events(self, nodes: dict[str, Netns]) -> EventStream:
         """Subscribe to the link and address changes of each node's namespace, then
@@ -216,6 +228,6 @@ class Events(Protocol):
         ...
 
 
-class Kernel(Namespaces, Links, Firewall, Processes, NodeFiles, Sysctls, Shaping, Events, Protocol):
+class Kernel(Namespaces, Links, Firewall, Processes, NodeFiles, Views, Sysctls, Shaping, Events, Protocol):
     """Every side effect of vethlab: the union of the aspects above.  A caller that
     needs one aspect only may type against that one."""

@@ -79,6 +79,7 @@ class FakeKernel:
         self.batched = batched
         self.pending: list[str] = []  # failures of queued requests, raised at the next flush or read
         self.streams: list[_Stream] = []  # open `link_events` subscriptions
+        self.built_views: dict[str, tuple[str, Any]] = {}  # netns -> (owner marker, the View it was built from)
 
     def snapshot(self) -> dict[Netns, _Ns]:
         return copy.deepcopy(self.spaces)
@@ -456,6 +457,27 @@ class FakeKernel:
         self._step(f"run {ns}: {' '.join(argv)}")
         self.commands.append((ns, list(argv)))
         return self.command_status.get(argv[0], 0), ""
+
+    def views(self) -> dict[str, tuple[str, str]]:
+        return {ns: (owner, view.digest()) for ns, (owner, view) in self.built_views.items()}
+
+    def view_alive(self, ns: str) -> bool:
+        return ns in self.built_views
+
+    def create_view(self, ns: str, marker: str, view: Any, replace: bool = False) -> None:
+        self._step(f"view {ns}")
+        if replace:
+            self.remove_view(ns, marker)
+        if ns in self.built_views:
+            raise ConflictError(f"namespace {ns} already has a view")
+        self.built_views[ns] = (marker, view)
+
+    def remove_view(self, ns: str, marker: str) -> bool:
+        self._step(f"remove view {ns}")
+        if self.built_views.get(ns, ("", None))[0] != marker:
+            return False
+        del self.built_views[ns]
+        return True
 
     def close(self) -> None:
         self.pending.clear()

@@ -28,7 +28,7 @@ def _nft() -> str:
 
 
 def _run(ns: Netns, args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(node_argv(ns, [_nft(), *args]), input=stdin, capture_output=True, text=True, check=False)
+    return subprocess.run(node_argv(ns, [_nft(), *args], view=False), input=stdin, capture_output=True, text=True, check=False)
 
 
 def apply(ns: Netns, batch: dict[str, Any], what: str) -> None:

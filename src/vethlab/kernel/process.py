@@ -37,18 +37,23 @@ def ip_binary() -> str:
     return path
 
 
-def node_argv(netns: str | None, argv: Sequence[str]) -> list[str]:
-    """The argv that runs `argv` in a node (unchanged for the host node)."""
+def node_argv(netns: str | None, argv: Sequence[str], view: bool = True) -> list[str]:
+    """The argv that runs `argv` in a node (unchanged for the host node): in its
+    network namespace, and — when the node has its own files, hostname or private
+    directories (kernel/nodefs.py) and `view` is not turned off — in its mount and
+    UTS namespaces first, so that `ip netns exec` runs inside the node's view."""
     if netns is None:
         return list(argv)
-    return [ip_binary(), "netns", "exec", netns, *argv]
+    from .nodepins import enter_argv
+
+    return [*(enter_argv(netns) if view else []), ip_binary(), "netns", "exec", netns, *argv]
 
 
 def run_in_node(netns: str | None, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
     """subprocess.run of argv in the node; a command that cannot be found or
     executed gives 127 or 126 with the shell's message on its stderr, as
     `vethlab exec` does (not `ip netns exec`'s status 1)."""
-    problem = command_problem(argv)
+    problem = command_problem(argv, netns)
     if problem is None:
         return subprocess.run(node_argv(netns, argv), check=False, **kwargs)
     return _refused(list(argv), problem, kwargs)
@@ -73,15 +78,27 @@ def _refused(argv: list[str], problem: tuple[int, str], kwargs: dict[str, Any]) 
     return subprocess.CompletedProcess(argv, problem[0], stdout, stderr)
 
 
-def command_problem(argv: Sequence[str]) -> tuple[int, str] | None:
+def command_problem(argv: Sequence[str], netns: str | None = None) -> tuple[int, str] | None:
     """Why argv[0] cannot be executed, as (shell exit status, message), or None.
 
     Looked up before `ip netns exec` runs it: that exits 1 when its execvp fails
     (measured: `ip netns exec NS no-such-cmd` -> 1, a non-executable file -> 1),
     which a caller cannot tell from the command's own status 1.  The node sees
     the same PATH and files (`ip netns exec` only bind-mounts /etc/netns/NS's
-    files over /etc and remounts /sys)."""
-    cmd = argv[0]
+    files over /etc and remounts /sys) — unless it has a view of its own: then
+    the command is looked up inside that view."""
+    if netns is not None:
+        from .nodepins import call_in_view, has_view
+
+        if has_view(netns):
+            try:
+                return call_in_view(netns, lambda: _problem(argv[0]))
+            except OSError:
+                return None  # cannot look: let the command itself say
+    return _problem(argv[0])
+
+
+def _problem(cmd: str) -> tuple[int, str] | None:
     if "/" not in cmd:
         return None if shutil.which(cmd) else (127, f"{cmd}: command not found")
     if not os.path.exists(cmd):
@@ -91,8 +108,8 @@ def command_problem(argv: Sequence[str]) -> tuple[int, str] | None:
     return None
 
 
-def missing_command(argv: Sequence[str]) -> str | None:
-    problem = command_problem(argv)
+def missing_command(argv: Sequence[str], netns: str | None = None) -> str | None:
+    problem = command_problem(argv, netns)
     return problem[1] if problem else None
 
 
@@ -100,7 +117,7 @@ def exec_in_node(netns: str | None, argv: Sequence[str]) -> None:
     """Replace this process by `argv` in the node: its stdout, stderr and exit status
     are the command's own; 127 when it cannot be found, 126 when it cannot be
     executed, like a shell."""
-    problem = command_problem(argv)
+    problem = command_problem(argv, netns)
     if problem:
         raise (CommandNotFound if problem[0] == 127 else CommandNotExecutable)(problem[1])
     full = node_argv(netns, argv)

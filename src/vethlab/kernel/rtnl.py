@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from ..errors import ConflictError, KernelError
 from ..ownership import NETNS_TAG_PREFIX, ROUTE_PROTO, birth_tag
 from . import netns as nsmod
-from . import nftables, nl, nodefiles, services
+from . import nftables, nl, nodefiles, nodefs, services
 from .api import EventStream, LinkInfo, Netns, Route, route_text
 from .process import run_in_node
 
@@ -580,6 +580,28 @@ class NetlinkKernel:
         except subprocess.TimeoutExpired:
             return 124, f"did not finish within {timeout:g} s"
         return result.returncode, result.stdout
+
+    # -- nodes' own views (mount and UTS namespaces) -----------------------------
+    def views(self) -> dict[str, tuple[str, str]]:
+        return nodefs.views()
+
+    def view_alive(self, ns: str) -> bool:
+        return nodefs.has_view(ns)
+
+    def create_view(self, ns: str, marker: str, view: nodefs.View, replace: bool = False) -> None:
+        try:
+            nodefs.build(ns, marker, view, replace, view.digest())
+        except FileExistsError:
+            raise ConflictError(f"namespace {ns} already has a view (mount and UTS namespaces) of its own") from None
+        except OSError as exc:
+            raise KernelError(f"cannot make the view of namespace {ns}: {exc.strerror or exc}"
+                              + (f" ({exc.filename})" if exc.filename else "")) from None
+
+    def remove_view(self, ns: str, marker: str) -> bool:
+        try:
+            return nodefs.remove(ns, marker)
+        except OSError as exc:
+            raise KernelError(f"cannot remove the view of namespace {ns}: {exc.strerror or exc}") from None
 
     # -- firewall and services: thin delegations, so all side effects share one face ---
     def firewall_chains(self, ns: Netns, table: str) -> list[str] | None:

@@ -14,7 +14,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from ..topology.schema import HOST, LabSpec, NetworkSpec, PublishSpec, RouteSpec
+from ..topology.schema import HOST, FileSpec, LabSpec, MountSpec, NetworkSpec, PrivateSpec, PublishSpec, RouteSpec
 from ..topology.shaping import Shaping
 from .ipam import Allocation
 
@@ -30,6 +30,10 @@ class DesiredNode(NamedTuple):
     run: tuple[tuple[str, ...], ...] = ()
     oneshot: tuple[int, ...] = ()  # indexes of `run` items allowed to exit 0 during `up`
     ready: tuple[tuple[str, ...], ...] = ()  # what `up` waits for once the node's services started
+    hostname: str | None = None  # the node's own view (drivers/view.py): set when it has one
+    files: tuple[FileSpec, ...] = ()
+    private: tuple[PrivateSpec, ...] = ()
+    mounts: tuple[MountSpec, ...] = ()
 
 
 class DesiredInterface(NamedTuple):
@@ -155,7 +159,8 @@ def compile_lab(spec: LabSpec, allocation: Allocation | None = None) -> Desired:
     desired = Desired(lab=spec.name, prefix=spec.prefix, allocation=allocation)
     for name, node in spec.nodes.items():
         desired.nodes[name] = DesiredNode(name, spec.netns_of(name), node.sysctls, node.routes, node.exec, node.run,
-                                           node.oneshot, node.ready)
+                                           node.oneshot, node.ready, node.hostname, node.files, node.private,
+                                           node.mounts)
     needs_host = any(HOST in (link.a.node, link.b.node) for link in spec.links) or \
         any(net.host == HOST for net in spec.networks)
     if HOST not in desired.nodes and needs_host:

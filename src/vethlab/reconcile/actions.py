@@ -26,12 +26,12 @@ if TYPE_CHECKING:
     from ..state.store import LabState
 
 Verb = Literal["create", "delete", "modify", "run"]
-Phase = Literal["delete-early", "node", "bridge", "veth", "interface", "shaping", "uplink", "sysctl", "address",
+Phase = Literal["delete-early", "node", "view", "bridge", "veth", "interface", "shaping", "uplink", "sysctl", "address",
                 "route", "firewall", "hosts", "exec", "service", "delete-late"]
 
 # Execution order; deletions that free a name run early, the rest last so a failed
 # creation is rolled back before anything the user had was removed.
-PHASES: tuple[Phase, ...] = ("delete-early", "node", "bridge", "veth", "interface", "shaping", "uplink", "sysctl",
+PHASES: tuple[Phase, ...] = ("delete-early", "node", "view", "bridge", "veth", "interface", "shaping", "uplink", "sysctl",
                              "address", "route", "firewall", "hosts", "exec", "service", "delete-late")
 
 _BASE = ("target", "reason", "node", "netns")

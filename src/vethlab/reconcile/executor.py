@@ -72,7 +72,8 @@ class Executor:
 
 # What a phase does, in the words of the progress line
 _PHASE_WORDS: dict[Phase, str] = {
-    "delete-early": "removing what changed", "node": "namespaces", "bridge": "bridges", "veth": "veth pairs",
+    "delete-early": "removing what changed", "node": "namespaces", "view": "node views", "bridge": "bridges",
+    "veth": "veth pairs",
     "interface": "interfaces", "address": "addresses", "route": "routes", "firewall": "firewall",
     "hosts": "hosts files", "exec": "exec", "service": "services", "delete-late": "removing what is gone"}
 

@@ -44,15 +44,17 @@ class Leftovers:
     node_dirs: dict[str, str] = field(default_factory=dict)  # /etc/netns/NS marked as a lab's -> lab
     temp_files: list[tuple[str, str]] = field(default_factory=list)  # (lab, entry of /etc/netns)
     host_links: dict[str, LinkInfo] = field(default_factory=dict)  # the host's links as `find` saw them
+    views: dict[str, str] = field(default_factory=dict)  # netns -> lab: nodes' mount+UTS namespaces (nodefs)
 
     def labs(self) -> set[str]:
         return (set(self.namespaces.values()) | set(self.host_interfaces.values())
                 | {lab for lab, _ in self.birth_markers}
-                | set(self.tables.values()) | set(self.node_dirs.values()) | {lab for lab, _ in self.temp_files})
+                | set(self.tables.values()) | set(self.node_dirs.values()) | {lab for lab, _ in self.temp_files}
+                | set(self.views.values()))
 
     def __bool__(self) -> bool:
         return bool(self.namespaces or self.host_interfaces or self.stale_files or self.birth_markers
-                    or self.tables or self.node_dirs or self.temp_files)
+                    or self.tables or self.node_dirs or self.temp_files or self.views)
 
 
 def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | None = None,
@@ -99,6 +101,12 @@ def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | N
             found.node_dirs[ns] = lab
     found.temp_files = [(lab, name) for mark, name in kernel.node_temp_files(unread)
                         if (lab := lab_of_node_entry(mark, name)) is not None and (labs is None or lab in labs)]
+    # nodes' views, by the owner file of each (one listdir: none, nothing more); one
+    # without a readable owner (killed before writing it) is the lab's whose node it is
+    for ns, (owner, _digest) in kernel.views().items():
+        lab = lab_of(owner) if owner else (only if only and candidates is not None and ns in candidates else None)
+        if lab and (labs is None or lab in labs):
+            found.views[ns] = lab
     for lab, ns, linked in birth_tags(kernel):
         if labs is None or lab in labs:
             found.birth_markers.append((lab, ns))
@@ -192,6 +200,8 @@ def remove(kernel: Kernel, found: Leftovers, states: dict[str, store.LabState]) 
                     attempt(f"route {want.dst}", kernel.delete_route, None, have)
         for key, value in state.host_sysctls.items():
             attempt(f"sysctl {key}", kernel.write_sysctl, None, key, value)
+    for ns, lab in found.views.items():  # after the processes: nothing runs in them any more
+        attempt(f"view of namespace {ns}", kernel.remove_view, ns, marker(lab))
     remove_in_kernel_order(kernel, found, attempt)
     for table in found.tables:
         attempt(f"firewall table {table}", kernel.firewall_delete, None, table)

@@ -35,6 +35,33 @@ class RouteSpec(NamedTuple):
         return self.text or self.dst
 
 
+class FileSpec(NamedTuple):
+    """`files:` item: `path` in the node holds `content` (given, or read from `source`)."""
+
+    path: str
+    content: bytes
+    mode: int = 0o644
+    source: str | None = None  # the file next to the topology file it was read from
+
+
+class PrivateSpec(NamedTuple):
+    """`private:` item: the node sees its own directory at `path` (empty, or a copy
+    of the host's when `copy`), owned as asked (default: as the host's, else root)."""
+
+    path: str
+    copy: bool = False
+    owner: tuple[int, int] | None = None
+    mode: int | None = None
+
+
+class MountSpec(NamedTuple):
+    """`mounts:` item: the host's `source` seen at `target` in the node."""
+
+    source: str
+    target: str
+    writable: bool = False
+
+
 class NodeSpec(NamedTuple):
     name: str
     sysctls: tuple[tuple[str, str], ...] = ()
@@ -44,6 +71,15 @@ class NodeSpec(NamedTuple):
     line: int | None = None
     oneshot: tuple[int, ...] = ()  # indexes of `run` items that may exit (with status 0) during `up`
     ready: tuple[tuple[str, ...], ...] = ()  # readiness checks: ("tcp:PORT",) or a command's words
+    hostname: str | None = None  # set (to the node's name by default) when the node has a view of its own
+    files: tuple[FileSpec, ...] = ()
+    private: tuple[PrivateSpec, ...] = ()
+    mounts: tuple[MountSpec, ...] = ()
+
+    @property
+    def has_view(self) -> bool:
+        """Does the node get its own mount and UTS namespaces (kernel/nodefs.py)?"""
+        return bool(self.hostname or self.files or self.private or self.mounts)
 
 
 class PublishSpec(NamedTuple):

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from ..errors import ValidationError
+from . import nodeview
 from .checker import Checker, FastV4, address_parts, kind_of, parse_interface
 from .loader import Document, Path
 from .naming import ifname_problem, lab_problem, name_resolution_problem, node_problem, sysctl_problem
@@ -23,7 +24,7 @@ from .shaping import Shaping, parse_shaping
 from .words import split
 
 TOP_KEYS = {"name", "prefix", "nodes", "links", "networks"}
-NODE_KEYS = {"sysctls", "routes", "exec", "run", "ready"}
+NODE_KEYS = {"sysctls", "routes", "exec", "run", "ready", *nodeview.VIEW_KEYS}
 LINK_KEYS = {"endpoints", "addresses", "mtu", "state", "rate", "delay", "jitter", "loss", "a", "b"}
 SHAPING_KEYS = {"rate", "delay", "jitter", "loss"}
 #: keys of the contract that later work will implement: refused, never ignored
@@ -146,10 +147,16 @@ def _node(c: Checker, name: str, raw: Any, path: Path, ifaces: list[tuple[str, t
     if services and name == HOST:
         c.err(path + ("run",), "services run in lab nodes, not in the host namespace")
     ready = _ready(c, spec.get("ready"), path + ("ready",), bool(services))
+    hostname, files, private, mounts = nodeview.parse(c, spec, path, name)
+    if name == HOST:
+        for key in nodeview.VIEW_KEYS:
+            if key in spec:
+                c.err(path + (key,), "the host namespace is the machine's own: it has no view of its own to change")
     if not ok:
         return None
     return NodeSpec(name=name, sysctls=tuple(sysctls), routes=tuple(routes), exec=tuple(commands),
-                    run=tuple(services), line=c.doc.line(path), oneshot=oneshot, ready=ready)
+                    run=tuple(services), line=c.doc.line(path), oneshot=oneshot, ready=ready,
+                    hostname=hostname, files=files, private=private, mounts=mounts)
 
 
 def _commands(c: Checker, raw: Any, path: Path) -> list[tuple[str, ...]]:

@@ -1,0 +1,395 @@
+"""A node's own view of the machine: its mount namespace and UTS namespace.
+
+A node with `hostname:`, `files:`, `private:` or `mounts:` gets, besides its
+network namespace, a mount namespace (a copy of the host's, made a slave of it:
+what the host mounts later — new /run/netns files among them — shows inside,
+nothing mounted inside leaks out) and a UTS namespace (its own hostname).  A
+node without those keys gets neither and costs nothing here.
+
+Both are pinned the way iproute2 pins network namespaces: the nsfs file is
+bind-mounted onto a file, STATE/.nodes/NETNS/{mnt,uts}, so they live without a
+process in them.  STATE/.nodes is a private bind mount of itself (a mount
+namespace can only be pinned on a mount that does not propagate into it), made
+on first use and removed with the last pin.
+
+Ownership: STATE/.nodes/NETNS/owner names the lab (`vethlab:LAB`) and is written
+before anything else in the directory, so a run killed half-way leaves a
+directory whose owner is known: `down` and `clean` find it by that file.
+
+What the node sees differently from the host:
+
+* `private:` directories are bind mounts of directories under the lab's state
+  directory (STATE/LAB/fs/NODE/p-HASH), empty or seeded with a copy of the host's;
+* `files:` inside a private directory are written into it; elsewhere, a file
+  under STATE/LAB/fs/NODE/ is bind-mounted over the host's file of that name;
+* `mounts:` are bind mounts of host paths, read-only unless asked.
+
+Files are written without following any symlink (kernel/nodebacking.py): a node
+that replaced /etc/frr/frr.conf by a link to /etc/shadow on the host does not get
+/etc/shadow overwritten by the next `up`.
+
+Commands enter a node's view with nsenter(1) (mount and UTS namespaces), then
+`ip netns exec` as before (network namespace, /etc/netns files, /sys).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import os
+import stat
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+from .netns import run_in_thread
+from .nodebacking import make_mount_point, overwrite_file, prepare_private, write_file
+from .nodepins import KINDS, VIEWS_DIR, call_in_view, has_view, pin_dir, state_root, views_root
+
+__all__ = ["KINDS", "VIEWS_DIR", "File", "Layer", "Mount", "Private", "View", "build", "call_in_view", "create", "has_view",
+           "owner", "pin_dir", "remove", "state_root", "views", "views_root"]
+
+
+CLONE_FS = 0x00000200
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+MS_RDONLY = 1
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MNT_DETACH = 2
+#: statvfs f_flag bits that equal their MS_ mount flags (nosuid, nodev, noexec, noatime,
+#: nodiratime, relatime): a read-only remount must keep them, or a user namespace refuses it
+_KEPT_FLAGS = 2 | 4 | 8 | 1024 | 2048 | 4096
+NSFS_MAGIC = 0x6E736673
+OWNER_FILE = "owner"
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class Layer(NamedTuple):
+    """One mount of a node's view, made inside its mount namespace.
+
+    kind: "dir" (a private directory: bind `source`, a backing directory),
+    "file" (bind the backing file `source` over the host's file `target`),
+    "bind" (a host path, read-only unless `writable`)."""
+
+    kind: str
+    source: str
+    target: str
+    writable: bool = True
+
+
+class Private(NamedTuple):
+    target: str  # the node's path
+    backing: str  # the directory it is, on the host side (in the lab's state directory)
+    copy: bool = False
+    owner: tuple[int, int] | None = None
+    mode: int | None = None
+
+
+class File(NamedTuple):
+    target: str
+    content: str  # UTF-8, undecodable bytes as surrogates (kept JSON-able for `vethlab plan --json`)
+    mode: int
+    backing: str  # used when the file is not inside a private directory: bound over the host's
+
+
+class Mount(NamedTuple):
+    source: str
+    target: str
+    writable: bool = False
+
+
+class View(NamedTuple):
+    """Everything that makes one node's view, with its backing paths resolved."""
+
+    hostname: str
+    private: tuple[Private, ...] = ()
+    files: tuple[File, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+
+    def digest(self) -> str:
+        """What the view was built from, in short: kept beside its pins, so the next
+        `up` knows whether the file still asks for the same."""
+        import hashlib
+        import json
+
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hostname": self.hostname, "private": [list(p) for p in self.private],
+                "files": [list(f) for f in self.files], "mounts": [list(m) for m in self.mounts]}
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> View:
+        return View(data["hostname"],
+                    tuple(Private(t, b, c, tuple(o) if o else None, m) for t, b, c, o, m in data["private"]),
+                    tuple(File(*f) for f in data["files"]), tuple(Mount(*m) for m in data["mounts"]))
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(source: str | None, target: str, flags: int) -> None:
+    _check(_libc.mount(source.encode() if source else None, target.encode(), None, flags, None), f"mount {target}")
+
+
+def _umount(path: str) -> None:
+    if _libc.umount2(path.encode(), MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):
+            raise OSError(err, f"umount {path}: {os.strerror(err)}")
+
+
+@contextlib.contextmanager
+def _root_lock() -> Iterator[None]:
+    """flock on the state root: making STATE/.nodes a mount point and removing it with
+    the last pin must not interleave with another lab adding a pin."""
+    os.makedirs(state_root(), mode=0o700, exist_ok=True)
+    fd = os.open(state_root(), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _is_mount_point(path: str) -> bool:
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+        return any(line.split(" ", 5)[4] == path for line in fh)
+
+
+def _ensure_root() -> str:
+    """STATE/.nodes, a private bind mount of itself (0700, never through a symlink)."""
+    root = views_root()
+    try:
+        os.mkdir(root, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise OSError(errno.EEXIST, f"{root} is not a directory of ours")
+    if not _is_mount_point(root):
+        _mount(root, root, MS_BIND)
+        try:
+            _mount(None, root, MS_PRIVATE)
+        except BaseException:
+            _umount(root)
+            raise
+    return root
+
+
+def _tidy_root() -> None:
+    """Unmount and remove STATE/.nodes once no pin is left (called under the lock)."""
+    root = views_root()
+    try:
+        if os.listdir(root):
+            return
+    except FileNotFoundError:
+        return
+    _umount(root)
+    with contextlib.suppress(OSError):
+        os.rmdir(root)
+
+
+# -- owners ------------------------------------------------------------------------------------
+def _owner_file(ns: str) -> tuple[str, str] | None:
+    """(marker, digest) from STATE/.nodes/NETNS/owner; None when there is no such
+    directory, ("", "") for one without a readable owner."""
+    directory = pin_dir(ns)
+    try:
+        fd = os.open(os.path.join(directory, OWNER_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return ("", "") if os.path.lexists(directory) else None
+    except OSError:
+        return "", ""
+    try:
+        lines = os.read(fd, 300).decode("utf-8", "replace").split("\n")
+    finally:
+        os.close(fd)
+    return lines[0].strip(), (lines[1].strip() if len(lines) > 1 else "")
+
+
+def owner(ns: str) -> str | None:
+    """The marker in STATE/.nodes/NETNS/owner; None when there is no such directory,
+    "" for one without a readable owner."""
+    found = _owner_file(ns)
+    return found[0] if found else None
+
+
+def views() -> dict[str, tuple[str, str]]:
+    """Every node view's (owner marker, digest of what it was built from), by
+    namespace name: one listdir, and nothing more when there is no view at all."""
+    try:
+        names = os.listdir(views_root())
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    return {name: _owner_file(name) or ("", "") for name in names if not name.startswith(".")}
+
+
+# -- creating and removing -------------------------------------------------------------
+def create(ns: str, marker: str, hostname: str, layers: list[Layer], digest: str = "") -> None:
+    """Make namespace `ns`'s view: a mount and a UTS namespace set up as `layers` and
+    `hostname` say, pinned under STATE/.nodes/NETNS.  Targets and backing files must
+    exist (see `prepare_*`).  Raises FileExistsError if the node has a view already."""
+    with _root_lock():
+        root = _ensure_root()
+        directory = pin_dir(ns)
+        os.mkdir(directory, 0o700)
+        try:
+            fd = os.open(os.path.join(directory, OWNER_FILE), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                         0o600)
+            try:
+                os.write(fd, f"{marker}\n{digest}\n".encode())
+            finally:
+                os.close(fd)
+            for kind in KINDS:
+                os.close(os.open(os.path.join(directory, kind), os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                                 0o400))
+            _pin(root, directory, hostname, layers)
+        except BaseException:
+            _remove_dir(directory)
+            _tidy_root()
+            raise
+
+
+def _pin(root: str, directory: str, hostname: str, layers: list[Layer]) -> None:
+    """Make the namespaces (in a worker thread) and bind them onto directory/{mnt,uts}.
+
+    The kernel refuses (EINVAL) to pin a mount namespace whose id is not above the
+    pinning process' own (it could otherwise make a loop).  On kernel 6.18 ids are
+    handed out per CPU, so in a mount namespace of its own — `vethlab sandbox`, a
+    container — a namespace made on another CPU can get a lower id: measured here,
+    3 tries in 10 failed, none with the process bound to one CPU.  So a refused one
+    is dropped and made again on each CPU in turn: the CPU that numbered ours numbers
+    the next one higher."""
+    cpus = sorted(os.sched_getaffinity(0))
+    for attempt in range(len(cpus) + 1):
+        cpu = cpus[(attempt - 1) % len(cpus)] if attempt else None
+        fds = run_in_thread(lambda cpu=cpu: _build(root, hostname, layers, cpu))  # type: ignore[misc]
+        try:
+            try:
+                _mount(f"/proc/self/fd/{fds[0]}", os.path.join(directory, KINDS[0]), MS_BIND)
+            except OSError as exc:
+                if exc.errno == errno.EINVAL and attempt < len(cpus):
+                    continue
+                raise
+            _mount(f"/proc/self/fd/{fds[1]}", os.path.join(directory, KINDS[1]), MS_BIND)
+            return
+        finally:
+            for nsfd in fds:
+                os.close(nsfd)
+
+
+def _build(root: str, hostname: str, layers: list[Layer], cpu: int | None = None) -> list[int]:
+    """In a worker thread (on `cpu`, when given): new mount and UTS namespaces, set
+    up; fds of both."""
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})  # this thread only
+    _check(_libc.unshare(CLONE_FS | CLONE_NEWNS | CLONE_NEWUTS), "unshare(CLONE_NEWNS | CLONE_NEWUTS)")
+    _mount(None, "/", MS_REC | MS_SLAVE)
+    _umount(root)  # the pins are not the node's business (and would keep others' namespaces alive)
+    name = hostname.encode()
+    _check(_libc.sethostname(name, len(name)), "sethostname")
+    for layer in sorted(layers, key=lambda item: item.target.count("/")):  # parents before what is in them
+        _mount(layer.source, layer.target, MS_BIND | MS_REC)
+        if not layer.writable:
+            flags = os.statvfs(layer.target).f_flag & _KEPT_FLAGS
+            _mount(None, layer.target, MS_BIND | MS_REMOUNT | MS_RDONLY | flags)
+    out: list[int] = []
+    try:
+        for kind in KINDS:
+            out.append(os.open(f"/proc/thread-self/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC))
+    except BaseException:
+        for fd in out:
+            os.close(fd)
+        raise
+    return out
+
+
+def remove(ns: str, marker: str) -> bool:
+    """Unmount and remove namespace `ns`'s view if lab `marker` made it (a directory
+    with no readable owner, the debris of a crash before its owner was written, is
+    removed too: nothing of anyone's is in it).  True if something was removed."""
+    who = owner(ns)
+    if who is None or who not in (marker, ""):
+        return False
+    with _root_lock():
+        _remove_dir(pin_dir(ns))
+        _tidy_root()
+    return True
+
+
+def _remove_dir(directory: str) -> None:
+    for kind in KINDS:
+        _umount(os.path.join(directory, kind))
+    for name in (*KINDS, OWNER_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(directory, name))
+    with contextlib.suppress(FileNotFoundError):
+        os.rmdir(directory)
+
+
+def build(ns: str, marker: str, view: View, replace: bool = False, digest: str = "") -> None:
+    """Prepare every backing directory and file of `view`, the mount points it needs,
+    then create the node's namespaces (`create`) — with `replace`, removing the
+    node's current view only once all that worked, so a refused file (a symlink on
+    the way) leaves the node the view it had.
+
+    A private directory or a directory mount whose path is missing is made: inside
+    the private directory that holds it (in its backing), or on the host (an empty
+    directory, left there: removing it could cut another node's mount).  A file
+    outside every private directory is bound over the host's file, which must exist."""
+    private = sorted(view.private, key=lambda p: p.target.count("/"))
+
+    def holder(path: str) -> tuple[str, str] | None:
+        """(backing, relative path) of the deepest private directory holding `path`."""
+        best = None
+        for item in private:
+            if path.startswith(item.target + "/"):
+                best = item
+        return (best.backing, path[len(best.target) + 1:]) if best else None
+
+    def mount_point(path: str, directory: bool) -> None:
+        inside = holder(path)
+        if inside:
+            make_mount_point(inside[0], inside[1], directory)
+        elif directory:
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            if not os.path.isdir(path):
+                raise OSError(errno.ENOTDIR, f"{path} exists on the host and is not a directory")
+        elif not os.path.isfile(path):
+            raise OSError(errno.ENOENT, f"{path} does not exist on the host as a file to mount over")
+
+    for parent in {os.path.dirname(backing) for backing in [p.backing for p in view.private] + [f.backing for f in view.files]}:
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+    layers = []
+    for item in private:
+        prepare_private(item.backing, item.target, item.copy, item.owner, item.mode)
+        mount_point(item.target, True)
+        layers.append(Layer("dir", item.backing, item.target))
+    for mount in view.mounts:
+        mount_point(mount.target, os.path.isdir(mount.source))
+        layers.append(Layer("bind", mount.source, mount.target, mount.writable))
+    for file in view.files:
+        data = file.content.encode("utf-8", "surrogateescape")
+        inside = holder(file.target)
+        if inside:
+            write_file(inside[0], inside[1], data, file.mode)
+            continue
+        if not os.path.isfile(file.target):
+            raise OSError(errno.ENOENT, f"{file.target} does not exist on the host: a file outside the node's "
+                                        "private directories is shown over the host's; make its directory private")
+        overwrite_file(file.backing, data, file.mode)
+        layers.append(Layer("file", file.backing, file.target))
+    if replace:
+        remove(ns, marker)
+    create(ns, marker, view.hostname, layers, digest)
