@@ -122,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("clean", _lazy("lifecycle", "cmd_clean"), "remove leftovers of labs whose run died")
     p.add_argument("--all", action="store_true", help="remove every lab, complete ones too")
     p = cmd("sandbox", _cmd_sandbox, "run a command in a throw-away network+mount namespace")
+    p.add_argument("--machines", metavar="M1,M2,…",
+                   help="simulated machines on an underlay bridge: machine N has eth0 10.200.0.N/24 (see docs/machines.md)")
+    p.add_argument("--mtu", type=argtypes.integer(1280, 65535), metavar="BYTES", help="with --machines: the underlay's MTU (default 1500)")
+    p.add_argument("--on", metavar="MACHINE", help="run CMD inside MACHINE of the enclosing `sandbox --machines`")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     cmd("demo", _cmd_demo, "the seed's veth pair, shown working, in a sandbox")
     p = cmd("web", _lazy("web", "cmd_web"), "a live page of the lab on 127.0.0.1 (actions need the printed token)")
@@ -145,7 +149,24 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     argv = list(args.cmd)
     if argv and argv[0] == "--":
         argv = argv[1:]
-    return sandbox.run(argv)
+    if args.on is not None:
+        if args.machines:
+            print("vethlab: error: --on runs in a machine of the enclosing sandbox; it takes no --machines",
+                  file=sys.stderr)
+            return 2
+        from ..kernel import machines
+
+        return machines.exec_on(args.on, argv)
+    names = None
+    if args.machines is not None:
+        from ..kernel import machines
+
+        try:
+            names = machines.parse_names(args.machines)
+        except ValueError as exc:
+            print(f"vethlab: error: {exc}", file=sys.stderr)
+            return 2
+    return sandbox.run(argv, names, args.mtu)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
