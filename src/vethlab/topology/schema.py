@@ -44,6 +44,7 @@ class NodeSpec(NamedTuple):
     line: int | None = None
     oneshot: tuple[int, ...] = ()  # indexes of `run` items that may exit (with status 0) during `up`
     ready: tuple[tuple[str, ...], ...] = ()  # readiness checks: ("tcp:PORT",) or a command's words
+    machine: str | None = None  # with `machines:` (SPEC §7): the machine this node lives on
 
 
 class PublishSpec(NamedTuple):
@@ -85,6 +86,8 @@ class NetworkSpec(NamedTuple):
     mtu: int | None = None
     members: tuple[MemberSpec, ...] = ()
     line: int | None = None
+    machine: str | None = None  # across machines: where the gateway is (default: the first machine with a member)
+    vni: int | None = None  # across machines: the VXLAN id joining its bridges (default derived)
 
 
 class Endpoint(NamedTuple):
@@ -107,6 +110,7 @@ class LinkSpec(NamedTuple):
     line: int | None = None
     shaping_a: Shaping | None = None  # egress of end a (link values, overridden by its `a:` block)
     shaping_b: Shaping | None = None
+    vni: int | None = None  # across machines: the VXLAN id (default derived from lab and link)
 
     @property
     def endpoints(self) -> tuple[Endpoint, Endpoint]:
@@ -114,6 +118,17 @@ class LinkSpec(NamedTuple):
 
     def addresses_of(self, end: Endpoint) -> tuple[str, ...]:
         return self.addresses_a if end == self.a else self.addresses_b
+
+
+class MachineSpec(NamedTuple):
+    """One machine of a lab that spans several (SPEC §7): its underlay address, and
+    optionally the underlay interface and its MTU (default 1500)."""
+
+    name: str
+    address: str
+    dev: str | None = None
+    mtu: int | None = None
+    line: int | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +139,7 @@ class LabSpec:
     networks: tuple[NetworkSpec, ...] = ()
     prefix: bool = False
     file: str | None = None
+    machines: tuple[MachineSpec, ...] = ()
 
     def netns_of(self, node: str) -> str | None:
         """The /run/netns name of a node; None for `host`."""

@@ -1,0 +1,192 @@
+"""Which machine builds what, in a lab across machines (SPEC §7).  Pure.
+
+Every machine runs `vethlab up FILE --machine NAME` on the same file and nothing
+else coordinates them, so everything two machines must agree on is computed
+here from the file alone, identically everywhere:
+
+* **placement**: a node lives on its `machine:`; `host` is on every machine;
+* **VNIs**: a link whose ends sit on two machines, and a network whose members
+  sit on several, each get one VXLAN network identifier: the file's `vni:`, else
+  one derived from the lab's name and the object's name —
+  `4096 + sha256("LAB/link/A/B") mod (2**24 - 4096)` where A, B are the two
+  `NODE:IFNAME` ends sorted (so the link's direction in the file does not
+  matter), or `sha256("LAB/network/NET")` for a network.  Values below 4096 are
+  left to the file.  Should two derived values meet (or meet an explicit one),
+  the later key in sorted order takes the next free value: still a pure
+  function of the file, and independent of the order of links in it;
+* **interface names**: a link's VXLAN device is the link's own interface in
+  its node (`a:e0` stays `e0`); a spanning network's VXLAN port on each
+  machine is `vx` + 9 hex digits of sha1(LAB:NET), next to its bridge;
+* **MTU**: a link across machines gets its `mtu:`, else 1500 lowered to what
+  the two machines' underlays (default 1500) leave after VXLAN's overhead;
+* **gateway**: a spanning network's gateway address is on one machine's bridge
+  only — its `machine:`, default the first machine (in `machines:` order) with a
+  member.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import NamedTuple
+
+from ..topology.machines import DEFAULT_UNDERLAY_MTU, overhead, underlay_mtu
+from ..topology.schema import HOST, LabSpec, LinkSpec, MachineSpec, NetworkSpec
+
+VXLAN_PORT = 4789  #: IANA's VXLAN port, what every VTEP (Linux, switches, containerlab) speaks
+VNI_DERIVED_MIN = 4096
+VNI_MAX = (1 << 24) - 1
+
+
+class CrossEnd(NamedTuple):
+    """The local end of a link across machines: a VXLAN device in `node`."""
+
+    node: str
+    ifname: str
+    addresses: tuple[str, ...]
+    up: bool
+    vni: int
+    mtu: int
+    local: str  # this machine's underlay address
+    remote: str  # the peer machine's
+    dev: str | None  # this machine's underlay interface, when the file names it
+    peer_machine: str
+    peer_node: str
+    peer_ifname: str
+
+    @property
+    def peer(self) -> str:
+        """How `status` names the far end: MACHINE/NODE:IF."""
+        return f"{self.peer_machine}/{self.peer_node}:{self.peer_ifname}"
+
+
+class NetworkPort(NamedTuple):
+    """A spanning network's VXLAN port on this machine, next to its bridge."""
+
+    network: str
+    ifname: str
+    vni: int
+    mtu: int
+    local: str
+    remotes: tuple[str, ...]  # underlay addresses of the other machines with members: static FDB entries
+    dev: str | None
+    gateway: bool  # this machine's bridge holds the gateway address
+
+
+class MachinePart(NamedTuple):
+    machine: str
+    nodes: frozenset[str]  # the nodes this machine builds (host included)
+    cross: tuple[CrossEnd, ...]
+    ports: tuple[NetworkPort, ...]
+    remote_nodes: dict[str, str]  # node -> machine, for every node built elsewhere
+
+
+def link_key(link: LinkSpec) -> str:
+    a, b = sorted((str(link.a), str(link.b)))
+    return f"link/{a}/{b}"
+
+
+def network_key(net: NetworkSpec) -> str:
+    return f"network/{net.name}"
+
+
+def derived_vni(lab: str, key: str) -> int:
+    digest = hashlib.sha256(f"{lab}/{key}".encode()).digest()
+    return VNI_DERIVED_MIN + int.from_bytes(digest[:8], "big") % (VNI_MAX + 1 - VNI_DERIVED_MIN)
+
+
+def machine_of(spec: LabSpec, node: str) -> str | None:
+    found = spec.nodes.get(node)
+    return found.machine if found is not None else None
+
+
+def crosses(spec: LabSpec, link: LinkSpec) -> bool:
+    a, b = machine_of(spec, link.a.node), machine_of(spec, link.b.node)
+    return a is not None and b is not None and a != b
+
+
+def member_machines(spec: LabSpec, net: NetworkSpec) -> list[str]:
+    """The machines with members of `net`, in `machines:` order."""
+    order = [m.name for m in spec.machines]
+    used = {machine_of(spec, m.node) for m in net.members} - {None}
+    return [name for name in order if name in used]
+
+
+def spans(spec: LabSpec, net: NetworkSpec) -> bool:
+    return len(member_machines(spec, net)) > 1
+
+
+def vnis(spec: LabSpec) -> dict[str, int]:
+    """key (link_key / network_key) -> VNI, for every VXLAN segment of the lab."""
+    explicit: dict[str, int] = {}
+    derived: list[str] = []
+    for link in spec.links:
+        if crosses(spec, link):
+            if link.vni is not None:
+                explicit[link_key(link)] = link.vni
+            else:
+                derived.append(link_key(link))
+    for net in spec.networks:
+        if spans(spec, net):
+            if net.vni is not None:
+                explicit[network_key(net)] = net.vni
+            else:
+                derived.append(network_key(net))
+    out = dict(explicit)
+    taken = set(explicit.values())
+    for key in sorted(derived):
+        vni = derived_vni(spec.name, key)
+        while vni in taken:
+            vni = VNI_DERIVED_MIN if vni >= VNI_MAX else vni + 1
+        taken.add(vni)
+        out[key] = vni
+    return out
+
+
+def port_ifname(lab: str, network: str) -> str:
+    return "vx" + hashlib.sha1(f"{lab}:{network}".encode()).hexdigest()[:9]
+
+
+def cross_mtu(link: LinkSpec, a: MachineSpec, b: MachineSpec, machines: tuple[MachineSpec, ...]) -> int:
+    room = min(underlay_mtu(a), underlay_mtu(b)) - overhead(machines)
+    return link.mtu if link.mtu is not None else min(DEFAULT_UNDERLAY_MTU, room)
+
+
+def part(spec: LabSpec, machine: str) -> MachinePart:
+    """What `machine` builds of the lab.  KeyError if it is not declared."""
+    machines = {m.name: m for m in spec.machines}
+    me = machines[machine]
+    table = vnis(spec)
+    local = frozenset(n for n, node in spec.nodes.items() if node.machine == machine) | {HOST}
+    cross: list[CrossEnd] = []
+    for link in spec.links:
+        if not crosses(spec, link):
+            continue
+        for end, other in ((link.a, link.b), (link.b, link.a)):
+            if end.node not in local:
+                continue
+            peer_machine = machine_of(spec, other.node)
+            assert peer_machine is not None
+            peer = machines[peer_machine]
+            cross.append(CrossEnd(end.node, end.ifname, link.addresses_of(end), link.up, table[link_key(link)],
+                                  cross_mtu(link, me, peer, spec.machines), me.address, peer.address, me.dev,
+                                  peer_machine, other.node, other.ifname))
+    ports: list[NetworkPort] = []
+    for net in spec.networks:
+        where = member_machines(spec, net)
+        if len(where) < 2 or machine not in where:
+            continue
+        room = min(underlay_mtu(machines[m]) for m in where) - overhead(spec.machines)
+        ports.append(NetworkPort(net.name, port_ifname(spec.name, net.name), table[network_key(net)],
+                                 net.mtu or min(DEFAULT_UNDERLAY_MTU, room), me.address,
+                                 tuple(machines[m].address for m in where if m != machine), me.dev,
+                                 (net.machine or where[0]) == machine))
+    remote = {n: node.machine for n, node in spec.nodes.items() if node.machine and node.machine != machine}
+    return MachinePart(machine, local, tuple(cross), tuple(ports), remote)
+
+
+def recognise(spec: LabSpec, addresses: set[str]) -> str | None:
+    """The machine whose underlay address is among `addresses` (this host's), if one is."""
+    for m in spec.machines:
+        if m.address in addresses:
+            return m.name
+    return None
