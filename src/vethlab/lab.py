@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
+from .drivers.registry import observe_kinds
 from .errors import ConflictError, KernelError, UsageError, VethlabError
 from .kernel.api import Kernel, Netns
 from .kernel.listeners import listeners
@@ -21,10 +22,12 @@ from .kernel.process import run_in_node
 from .model import claims, ipam
 from .model.desired import Desired, compile_lab, fingerprints, restricted
 from .model.firewall import table_name
+from .model.routes import route_of
 from .ownership import lab_of, marker
-from .reconcile.executor import Executor, Outcome, wait_until
+from .reconcile.actions import Action, Memory, Outcome, Plan
+from .reconcile.executor import Executor, wait_until
 from .reconcile.observe import Observed, observe, observe_extras
-from .reconcile.planner import Action, Memory, Plan, make_plan, route_of
+from .reconcile.planner import make_plan
 from .reconcile.progress import report as report_progress
 from .reconcile.services import Record as _Record
 from .reconcile.services import records as service_records
@@ -191,22 +194,18 @@ class Lab:
                        {n: ns for n, ns in (state.firewall_nodes if state else {}).items() if mine(n)},
                        {n: s for n, s in (state.services if state else {}).items() if mine(n)},
                        {k: v for k, v in (state.shaped if state else {}).items() if mine(k.split(":")[0])})
+        observe_kinds(self.kernel, desired, observed)
         memory = Memory(exec_digests=state.exec_digests if state else {},
                         host_routes=_host_routes(state) if mine(HOST) else [],
                         firewall_nodes={n: ns for n, ns in (state.firewall_nodes if state else {}).items() if mine(n)},
                         uplinks={k: v for k, v in (state.uplinks if state else {}).items() if mine(k.split(":")[0])},
                         forwarding=self._forwarding_in_force(desired),
                         shaped={k: v for k, v in (state.shaped if state else {}).items() if mine(k.split(":")[0])})
-        plan = make_plan(desired, observed, self.marker, memory=memory)
-        plan.hosts = full.hosts_entries()  # every node's hosts file lists every node
+        if scope is not None and state is not None:
+            memory.hosts_digest = state.hosts_digest  # the nodes not re-read hold what was last written
+        plan = make_plan(desired, observed, self.marker, memory=memory, full=full)
         plan.warnings = forward_warnings(self.kernel, full)
         plan.fingerprints = prints
-        if scope is not None and state is not None and digest(plan.hosts) != state.hosts_digest:
-            planned = {a.node for a in plan.actions if a.kind == "hosts"}
-            for name, node in full.nodes.items():
-                if node.netns is not None and name not in planned:
-                    plan.add(Action("modify", "hosts", f"/etc/netns/{node.netns}/hosts",
-                                    "name resolution of the lab's nodes changed", "hosts", name, node.netns, {}))
         return full, plan
 
     def _scope(self, full: Desired, state: store.LabState | None, prints: dict[str, str]) -> set[str] | None:
@@ -412,16 +411,6 @@ class Lab:
             items.append(rec.to_json())
         store.save(state)
 
-    def _intend_services(self, state: store.LabState, plan: Plan) -> None:
-        """Write-ahead: every service this run will start is in the state (command
-        and label) before it starts."""
-        for action in plan.actions:
-            if action.kind == "service" and action.verb == "run":
-                label = action.params["label"]
-                items = state.services.setdefault(action.node, [])
-                if not any(service_record(item).label == label for item in items):
-                    items.append(service_record([action.params["argv"], 0, 0, label]).to_json())
-
     def _record_intent(self, state: store.LabState, desired: Desired, plan: Plan) -> None:
         """Before touching the kernel, remember every node we may create, so a
         killed run is found again by `down` even before its markers are read."""
@@ -435,8 +424,7 @@ class Lab:
         for holder in desired.firewalls:
             state.firewall_nodes[holder] = desired.netns(holder)
         for action in plan.actions:
-            if action.kind == "uplink" and not action.params.get("release") and action.target not in state.uplinks:
-                state.uplinks[action.target] = {"up": action.params["was_up"], "netns": action.netns}
+            action.intend(state)  # each driver's write-ahead (uplinks as they were, services to start)
         host = desired.nodes.get(HOST)
         if host:
             for key, _value in host.sysctls:
@@ -445,7 +433,6 @@ class Lab:
                     if current is not None:
                         state.host_sysctls[key] = current
             state.host_routes = [route_of(r)._asdict() for r in host.routes]
-        self._intend_services(state, plan)
         store.save(state)
 
     def _record_done(self, state: store.LabState, desired: Desired, plan: Plan) -> None:
@@ -484,6 +471,7 @@ class Lab:
         # one by one; what is left to wait for there is the links' state.
         observed = observe(self.kernel, scope, {}, self.marker, read_hosts=False, only=touched | neighbours,
                            skip_addresses=created, skip_routes=created)
+        observe_kinds(self.kernel, scope, observed)
 
         def pending() -> set[tuple[str, str]]:
             return {(node, ifname) for node, ifname in up_wanted
@@ -529,10 +517,7 @@ class Lab:
         host = desired.nodes.get(HOST)
         remaining = make_plan(scope, last["observed"], self.marker, None,
                               [route_of(r) for r in host.routes] if host else [])
-        # checked by their own means (digest chain, pids, ledger, qdisc kind on the next plan)
-        left = [a for a in remaining.actions if a.kind not in ("exec", "hosts", "firewall", "service", "uplink",
-                                                               "forwarding", "shaping") and a.node in touched
-                and not (a.kind in ("address", "route") and created and a.node in created)]
+        left = [a for a in remaining.actions if a.node in touched and a.verified(created or set())]
         if left:
             raise KernelError("after applying, the kernel still differs from the file:\n" +
                               "\n".join(f"  {a.verb} {a.kind} {a.target}: {a.reason}" for a in left))

@@ -160,3 +160,44 @@ def test_crash_at_every_step_then_up_completes(step: int) -> None:
     apply(SEED, kernel, known={"ns1": "ns1", "ns2": "ns2"})
     _, again = plan_for(SEED, kernel)
     assert [a.kind for a in again.actions] in ([], ["exec"]) or not [a for a in again.actions if a.kind != "exec"]
+
+
+CHAIN = """\
+name: chain
+nodes:
+  ns1: {}
+  ns2: {}
+  ns3: {}
+links:
+  - endpoints: [ns1:a, ns2:a]
+    addresses: [10.0.1.1/24, 10.0.1.2/24]
+  - endpoints: [ns1:b, ns3:b]
+    addresses: [10.0.2.1/24, 10.0.2.3/24]
+"""
+
+
+def test_a_sysctl_edit_plans_only_the_sysctl(tmp_path, monkeypatch) -> None:
+    """A re-run plans only the nodes whose part of the file changed (and their
+    peers); the hosts files list every node all the same, so they are unchanged."""
+    from vethlab.lab import Lab
+
+    monkeypatch.setenv("VETHLAB_STATE_DIR", str(tmp_path / "state"))
+    kernel = FakeKernel()
+    Lab(lab_from_text(CHAIN), kernel=kernel).up(wait=1.0)
+    edited = CHAIN.replace("  ns3: {}", "  ns3: {sysctls: {net.ipv4.ip_forward: 1}}")
+    plan = Lab(lab_from_text(edited), kernel=kernel).plan()
+    assert [(a.verb, a.kind, a.target) for a in plan.actions] == [("modify", "sysctl", "ns3: net.ipv4.ip_forward")]
+
+
+def test_a_renamed_address_rewrites_every_hosts_file(tmp_path, monkeypatch) -> None:
+    """...and when a node's first address changes, every node's file changes, the
+    nodes not re-read included."""
+    from vethlab.lab import Lab
+
+    monkeypatch.setenv("VETHLAB_STATE_DIR", str(tmp_path / "state"))
+    kernel = FakeKernel()
+    Lab(lab_from_text(CHAIN), kernel=kernel).up(wait=1.0)
+    edited = CHAIN.replace("10.0.2.3/24", "10.0.2.4/24")
+    plan = Lab(lab_from_text(edited), kernel=kernel).plan()
+    assert sorted(a.target for a in plan.actions if a.kind == "hosts") == [
+        f"/etc/netns/ns{i}/hosts" for i in (1, 2, 3)]

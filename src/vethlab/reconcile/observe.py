@@ -45,6 +45,7 @@ class Observed:
     firewalls: dict[str, list[str] | None] = field(default_factory=dict)  # host node -> chains of our table
     services: list[ServiceSeen] = field(default_factory=list)
     shaping: dict[str, str | None] = field(default_factory=dict)  # "node:ifname" -> root qdisc kind (tbf/netem)
+    extras: dict[str, object] = field(default_factory=dict)  # a driver's own observations, by its kind
 
 
 def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], marker: str,

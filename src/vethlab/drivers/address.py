@@ -1,0 +1,48 @@
+"""Addresses on the interfaces vethlab makes, added and removed in place.  Planned
+by the interface's driver (drivers/link.py), which knows what the interface holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Self
+
+from ..model.desired import DesiredInterface
+from ..reconcile.actions import Action, ApplyContext, PlanContext
+from ..reconcile.journal import Step, inside
+
+
+@dataclass(frozen=True)
+class _Address(Action):
+    KIND = "address"
+    ifname: str
+    cidr: str
+
+    @classmethod
+    def of(cls, ctx: PlanContext, want: DesiredInterface, cidr: str, reason: str) -> Self:
+        return cls(f"{cidr} on {want.node}:{want.ifname}", reason, want.node, ctx.desired.netns(want.node),
+                   want.ifname, cidr)
+
+    def verified(self, created: set[str]) -> bool:
+        return self.node not in created  # acknowledged one by one in a node this run made
+
+
+@dataclass(frozen=True)
+class AddAddress(_Address):
+    VERB = "create"
+    PHASE = "address"
+
+    def apply(self, ctx: ApplyContext) -> Step | None:
+        k, ns, ifname, cidr = ctx.kernel, self.netns, self.ifname, self.cidr
+        k.add_address(ns, ifname, cidr)
+        return Step(self.target, lambda: k.delete_address(ns, ifname, cidr), dies_with=inside(ns), on=(ns, ifname))
+
+
+@dataclass(frozen=True)
+class DeleteAddress(_Address):
+    VERB = "delete"
+    PHASE = "delete-early"
+
+    def apply(self, ctx: ApplyContext) -> Step | None:
+        k, ns, ifname, cidr = ctx.kernel, self.netns, self.ifname, self.cidr
+        k.delete_address(ns, ifname, cidr)
+        return Step(self.target, lambda: k.add_address(ns, ifname, cidr))

@@ -1,0 +1,44 @@
+"""What every driver is: one kind of resource, owning its conflicts (foreign
+objects in the way), its diff against the kernel (actions with reasons), and --
+through its action types (reconcile/actions.py) -- apply with undo and verify."""
+
+from __future__ import annotations
+
+from ..kernel.api import Kernel, LinkInfo
+from ..model.desired import Desired, IfKey
+from ..reconcile.actions import PlanContext
+from ..reconcile.observe import Observed
+
+
+class Driver:
+    """One kind of resource.  Subclass, override what the kind needs, and list an
+    instance in drivers.registry.DRIVERS."""
+
+    #: the word users read in `vethlab plan` for this kind
+    kind: str = ""
+
+    def observe(self, kernel: Kernel, desired: Desired, observed: Observed) -> None:
+        """Read what this kind needs beyond what reconcile/observe.py reads (every
+        link of each node with its kind, peer, master and addresses; the lab's
+        routes, the file's sysctls, firewall chains, services, qdisc kinds) into
+        observed.extras[self.kind].  Only nodes in observed.nodes that exist and
+        are the lab's may be entered; never create anything."""
+
+    def conflicts(self, ctx: PlanContext) -> list[str]:
+        """Objects vethlab does not own that stand in the way: one line each.  The
+        planner raises them all together, before anything is touched."""
+        return []
+
+    def plan(self, ctx: PlanContext) -> None:
+        """Add to ctx.plan the actions that take the kernel from ctx.observed to
+        ctx.desired, each with its reason."""
+
+
+def ep(key: IfKey) -> str:
+    """An interface as users write it: NODE:IFNAME."""
+    return f"{key[0]}:{key[1]}"
+
+
+def link_of(observed: Observed, key: IfKey) -> LinkInfo | None:
+    node = observed.nodes.get(key[0])
+    return node.links.get(key[1]) if node else None

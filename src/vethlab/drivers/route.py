@@ -1,0 +1,92 @@
+"""Routes of a node, marked with vethlab's protocol number.  In the host namespace
+only the routes this lab recorded are its own, and a route that would replace one
+vethlab did not make is a conflict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..kernel.api import Route
+from ..model.routes import route_matches, route_of, route_text, same_slot
+from ..ownership import ROUTE_PROTO
+from ..reconcile.actions import Action, ApplyContext, PlanContext
+from ..reconcile.journal import Step, inside
+from .address import DeleteAddress
+from .base import Driver
+
+
+@dataclass(frozen=True)
+class _RouteAction(Action):
+    KIND = "route"
+    route: Route
+
+    def params(self) -> dict[str, Any]:
+        return {"route": self.route._asdict()}
+
+    def verified(self, created: set[str]) -> bool:
+        return self.node not in created  # acknowledged one by one in a node this run made
+
+
+@dataclass(frozen=True)
+class AddRoute(_RouteAction):
+    VERB = "create"
+    PHASE = "route"
+
+    def apply(self, ctx: ApplyContext) -> Step | None:
+        k, ns, route = ctx.kernel, self.netns, self.route
+        k.add_route(ns, route)
+        return Step(self.target, lambda: k.delete_route(ns, route), dies_with=inside(ns))
+
+
+@dataclass(frozen=True)
+class DeleteRoute(_RouteAction):
+    VERB = "delete"
+    PHASE = "delete-early"
+
+    def apply(self, ctx: ApplyContext) -> Step | None:
+        k, ns, route = ctx.kernel, self.netns, self.route
+        k.delete_route(ns, route)
+        return Step(self.target, lambda: k.add_route(ns, route))
+
+
+class RouteDriver(Driver):
+    """Planned after the interfaces: it looks at address deletions."""
+
+    kind = "route"
+
+    def conflicts(self, ctx: PlanContext) -> list[str]:
+        problems = []
+        for name, node in ctx.desired.nodes.items():
+            seen = ctx.observed.nodes.get(name)
+            if node.netns is not None or seen is None:
+                continue
+            for spec in node.routes:
+                wanted = route_of(spec)
+                for existing in seen.routes:
+                    if existing.proto != ROUTE_PROTO and same_slot(wanted, existing):
+                        problems.append(f"route {route_text(wanted)} in the host namespace would replace the "
+                                        f"existing route {route_text(existing)}, which is not vethlab's")
+        return problems
+
+    def plan(self, ctx: PlanContext) -> None:
+        lost_addresses = {a.node for a in ctx.plan.actions if isinstance(a, DeleteAddress)}
+        for name, node in ctx.desired.nodes.items():
+            seen = ctx.observed.nodes.get(name)
+            mine = [r for r in (seen.routes if seen else []) if r.proto == ROUTE_PROTO]
+            if node.netns is None:  # in the host, only the routes this lab recorded are its own
+                mine = [r for r in mine if any(route_matches(h, r) for h in ctx.memory.host_routes)]
+            wanted = [route_of(spec) for spec in node.routes]
+            # removing an address makes the kernel drop routes through it: those are re-added
+            readd = name in lost_addresses
+            for want in wanted:
+                if readd or not any(route_matches(want, have) for have in mine):
+                    ctx.plan.add(AddRoute(f"{name}: {route_text(want)}", "route is in the file but not in the kernel",
+                                          name, node.netns, want))
+            for have in mine:
+                if not any(route_matches(want, have) for want in wanted):
+                    ctx.plan.add(DeleteRoute(f"{name}: {route_text(have)}", "route is no longer in the file", name,
+                                             node.netns, have))
+
+
+DRIVER = RouteDriver()
