@@ -74,6 +74,7 @@ class Lab:
         self.name = spec.name if spec else str(name)
         self._kernel = kernel
         self.marker = marker(self.name)
+        self.machine: str | None = None  # a lab across machines: build only this machine's part
 
     # -- construction ---------------------------------------------------------
     @classmethod
@@ -180,6 +181,10 @@ class Lab:
         if allocation is None:
             allocation = self._allocate(spec, state)
         full = compile_lab(spec, allocation)
+        if self.machine is not None:  # SPEC §7: only this machine's part
+            from .model.placement import localize
+
+            full = localize(full, spec, self.machine)
         kinds = {iface.shaping.qdisc for iface in full.interfaces.values() if iface.shaping}
         require_qdiscs(self.kernel, kinds)
         prints = fingerprints(full)
@@ -443,6 +448,11 @@ class Lab:
         state.netns_ids = {ns: ident for node in desired.nodes.values() if (ns := node.netns)
                            and (ident := self.kernel.namespace_id(ns)) is not None}
         state.links = [[*veth.a, *veth.b] for veth in desired.veths]
+        if self.machine is not None:  # links across machines: the far end is named from the file
+            from .model.placement import part
+
+            state.links += [[c.node, c.ifname, c.peer_node, c.peer_ifname]
+                            for c in part(self._spec(), self.machine).cross]
         state.routed = sorted(n for n, node in desired.nodes.items() if node.routes)
         state.allocation = desired.allocation.to_json()
         _record_claims(state, claims.of(self._spec(), desired.allocation), keep=False)
@@ -645,6 +655,8 @@ def set_link_state(name: str, node: str, ifname: str, up: bool, timeout: float =
     kernel = kernel or default_kernel()
     try:
         kernel.set_link(state.nodes.get(node), ifname, up=up)
+        if peer[0] not in state.nodes:
+            return  # the far end is on another machine: nothing here to wait for (see docs/machines.md)
         peer_ns = state.nodes.get(peer[0])
 
         def shows() -> bool:

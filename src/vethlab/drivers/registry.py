@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..kernel.api import Kernel
 from ..model.desired import Desired
 from ..reconcile.observe import Observed
-from . import bridge, exec, firewall, hosts, link, macvlan, namespace, route, service, shaping, sysctl, veth
+from . import bridge, exec, firewall, hosts, link, macvlan, namespace, route, service, shaping, sysctl, veth, vxlan
 from .base import Driver
 
 DRIVERS: tuple[Driver, ...] = (
@@ -20,6 +20,7 @@ DRIVERS: tuple[Driver, ...] = (
     bridge.DRIVER,
     veth.DRIVER,
     macvlan.DRIVER,
+    vxlan.DRIVER,
     link.DRIVER,
     bridge.UPLINKS,
     firewall.DRIVER,

@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 from ..topology.machines import DEFAULT_UNDERLAY_MTU, overhead, underlay_mtu
 from ..topology.schema import HOST, LabSpec, LinkSpec, MachineSpec, NetworkSpec
+from .desired import Desired, DesiredInterface, Vxlan, bridge_name, restricted
 
 VXLAN_PORT = 4789  #: IANA's VXLAN port, what every VTEP (Linux, switches, containerlab) speaks
 VNI_DERIVED_MIN = 4096
@@ -190,3 +191,52 @@ def recognise(spec: LabSpec, addresses: set[str]) -> str | None:
         if m.address in addresses:
             return m.name
     return None
+
+
+def localize(full: Desired, spec: LabSpec, machine: str) -> Desired:
+    """The desired state of `machine`'s part, from the whole lab's: its nodes;
+    the veths among them; each link across machines as a VXLAN interface at its
+    local end; each network it has members of, with, when the network spans
+    machines, a VXLAN port on the bridge flooding to the other machines (and the
+    gateway address only where the gateway is).  Name resolution keeps every
+    node of the lab, wherever it runs."""
+    mine = part(spec, machine)
+    out = restricted(full, set(mine.nodes))
+    out.all_hosts = full.hosts_entries()
+    ends = {(c.node, c.ifname): c for c in mine.cross}
+    for key, iface in list(out.interfaces.items()):
+        if key in ends:
+            c = ends[key]
+            out.interfaces[key] = iface._replace(peer=None, mtu=c.mtu, kind="vxlan",
+                                                 vxlan=Vxlan(c.vni, c.local, c.remote, c.dev, VXLAN_PORT))
+        elif iface.peer is not None and iface.peer[0] not in mine.nodes:
+            del out.interfaces[key]  # the bridge port of a member that lives elsewhere
+    spanning = {p.network: p for p in mine.ports}
+    local_nets = {net.name for net in spec.networks
+                  if any(m.node in mine.nodes for m in net.members)}
+    for net in spec.networks:
+        bridge = bridge_name(spec.name, net)
+        if net.name not in local_nets:
+            out.interfaces.pop((net.host, bridge), None)
+            if net.host in out.firewalls:
+                out.firewalls[net.host] = [n for n in out.firewalls[net.host] if n.name != net.name]
+            out.uplinks = [u for u in out.uplinks if u.network != net.name]
+            continue
+        port = spanning.get(net.name)
+        if port is None:
+            continue
+        mtu = net.mtu or port.mtu
+        keys = [(net.host, bridge)] + [k for k, i in out.interfaces.items() if i.master == bridge or
+                                       (i.peer is not None and out.interfaces.get(i.peer, i).master == bridge)]
+        for key in keys:
+            iface = out.interfaces[key]
+            out.interfaces[key] = iface._replace(mtu=mtu, addresses=iface.addresses if port.gateway or
+                                                 iface.kind != "bridge" else ())
+        out.interfaces[(net.host, port.ifname)] = DesiredInterface(
+            net.host, port.ifname, None, mtu, True, (), kind="vxlan", master=bridge,
+            vxlan=Vxlan(port.vni, port.local, None, port.dev, VXLAN_PORT, port.remotes))
+    for node in list(out.firewalls):
+        if not out.firewalls[node]:
+            del out.firewalls[node]
+            out.forwarding.pop(node, None)
+    return out

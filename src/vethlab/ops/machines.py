@@ -1,0 +1,108 @@
+"""The commands' side of a lab across machines (SPEC §7): which machine this is,
+and what the other machines hold, as far as `status` and `pingall` here need it.
+
+Nothing is asked of the other machines: the file says where every node is and
+which addresses it has, so the far end of a link is named (MACHINE/NODE:IF) and
+pinged from the file alone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from ..errors import UsageError
+from ..state import store
+from ..topology.schema import LabSpec
+
+
+def local_addresses() -> set[str]:
+    """The addresses of the namespace vethlab runs in (the machine's)."""
+    from ..kernel.rtnl import NetlinkKernel
+
+    kernel = NetlinkKernel()
+    try:
+        return {cidr.split("/")[0] for link in kernel.links(None) for cidr in link.addresses}
+    finally:
+        kernel.close()
+
+
+def choose(spec: LabSpec | None, requested: str | None) -> str | None:
+    """The machine whose part to build: `--machine`, else the one whose underlay
+    address this host has; None for a lab on one machine.  UsageError (exit 2)
+    when it cannot be told."""
+    if spec is None:
+        return requested
+    names = [m.name for m in spec.machines]
+    if not names:
+        if requested is not None:
+            raise UsageError(f"lab {spec.name} declares no machines: --machine {requested} means nothing here")
+        return None
+    if requested is not None:
+        if requested not in names:
+            raise UsageError(f"lab {spec.name} has no machine {requested} (machines: {', '.join(names)})")
+        return requested
+    from ..model.placement import recognise
+
+    found = recognise(spec, local_addresses())
+    if found is None:
+        raise UsageError(f"lab {spec.name} spans machines ({', '.join(names)}) and none of their addresses is on "
+                         "this host: say which machine this is with --machine NAME")
+    return found
+
+
+def spec_of(state: store.LabState) -> LabSpec | None:
+    """The lab's file, if it is still there, valid, and declares machines."""
+    if not state.file:
+        return None
+    try:
+        from ..topology import load_lab
+
+        spec = load_lab(state.file)
+    except Exception:  # noqa: BLE001 - a file changed or gone since: nothing to add
+        return None
+    return spec if spec.machines and spec.name == state.lab else None
+
+
+def remote_peers(state: store.LabState) -> dict[tuple[str, str], str]:
+    """(node, ifname) -> MACHINE/NODE:IF for each local end of a link across machines."""
+    spec = spec_of(state)
+    if spec is None:
+        return {}
+    from ..model.placement import machine_of
+
+    out = {}
+    for a, a_if, b, b_if in state.links:
+        for here, here_if, there, there_if in ((a, a_if, b, b_if), (b, b_if, a, a_if)):
+            if here in state.nodes and there not in state.nodes:
+                out[(here, here_if)] = f"{machine_of(spec, there) or '?'}/{there}:{there_if}"
+    return out
+
+
+def remote_addresses(state: store.LabState) -> dict[str, list[tuple[str, str]]]:
+    """node -> [(ifname, cidr)] for the nodes of the lab that live on other machines,
+    from the file (with this machine's IPAM choices, the same as theirs for the
+    explicit subnets a lab across machines uses)."""
+    spec = spec_of(state)
+    if spec is None:
+        return {}
+    from ..model import ipam
+    from ..model.desired import compile_lab
+
+    full = compile_lab(spec, ipam.Allocation.previous(state.allocation))
+    out: dict[str, list[tuple[str, str]]] = {}
+    for (node, ifname), iface in full.interfaces.items():
+        if node in state.nodes or iface.kind == "bridge":
+            continue
+        out.setdefault(node, []).extend((ifname, cidr) for cidr in iface.addresses
+                                        if not ipaddress.ip_interface(cidr).is_loopback)
+    return out
+
+
+def name_peers(report: dict[str, Any], state: store.LabState) -> None:
+    """status: far ends of links across machines as MACHINE/NODE:IF (in place)."""
+    names = remote_peers(state)
+    for item in report.get("interfaces", []):
+        far = names.get((item["node"], item["name"]))
+        if far is not None:
+            item["peer"] = far
