@@ -238,5 +238,11 @@ def localize(full: Desired, spec: LabSpec, machine: str) -> Desired:
     for node in list(out.firewalls):
         if not out.firewalls[node]:
             del out.firewalls[node]
-            out.forwarding.pop(node, None)
+    # forwarding where a network routes here: not on a machine that only holds a
+    # spanning network's bridge without its gateway (nothing is routed there)
+    routes_here = {net.host for net in spec.networks if net.name in local_nets and net.gateway and not net.internal
+                   and (net.name not in spanning or spanning[net.name].gateway)}
+    for node in list(out.forwarding):
+        if node not in routes_here:
+            del out.forwarding[node]
     return out
