@@ -44,10 +44,11 @@ CASES = [
      {}, vxlan_attrs("e0", [("IFLA_VXLAN_ID", 4242), ("IFLA_VXLAN_GROUP", "10.200.0.2"),
                             ("IFLA_VXLAN_LOCAL", "10.200.0.1"), ("IFLA_VXLAN_LINK", 2), ("IFLA_VXLAN_PORT", 4789),
                             ("IFLA_VXLAN_LEARNING", 1)], [("IFLA_NET_NS_FD", 9), ("IFLA_MTU", 1450)])),
-    ("IPv6 underlay", vxlan.vxlan_body("e1", 16777215, "fd00:200::1", "fd00:200::2"),
+    ("IPv6 underlay, fixed MAC", vxlan.vxlan_body("e1", 16777215, "fd00:200::1", "fd00:200::2",
+                                                  mac=bytes.fromhex("02aabbccddee")),
      {}, vxlan_attrs("e1", [("IFLA_VXLAN_ID", 16777215), ("IFLA_VXLAN_GROUP6", "fd00:200::2"),
                             ("IFLA_VXLAN_LOCAL6", "fd00:200::1"), ("IFLA_VXLAN_PORT", 4789),
-                            ("IFLA_VXLAN_LEARNING", 1)])),
+                            ("IFLA_VXLAN_LEARNING", 1)], [("IFLA_ADDRESS", "02:aa:bb:cc:dd:ee")])),
     ("network port: no remote, chosen index, other port, no learning",
      vxlan.vxlan_body("vx1", 5, "10.200.0.3", None, port=8472, index=77, learning=False),
      {"index": 77}, vxlan_attrs("vx1", [("IFLA_VXLAN_ID", 5), ("IFLA_VXLAN_LOCAL", "10.200.0.3"),
@@ -67,6 +68,12 @@ def test_fdb_append_is_pyroute2s(dst: str) -> None:
               "flags": vxlan.NTF_SELF}
     want = theirs(ndmsg, vxlan.RTM_NEWNEIGH, fields, [("NDA_LLADDR", "00:00:00:00:00:00"), ("NDA_DST", dst)], flags)
     assert ours(vxlan.RTM_NEWNEIGH, vxlan.fdb_body(12, dst), flags) == want
+
+
+def test_macs_are_a_pure_function_locally_administered_unicast() -> None:
+    mac = vxlan.mac_of("lab", "a", "e0")
+    assert mac == vxlan.mac_of("lab", "a", "e0") != vxlan.mac_of("lab", "b", "e0")
+    assert len(mac) == 6 and mac[0] & 0x03 == 0x02
 
 
 def test_parsers_read_pyroute2s_encoding() -> None:

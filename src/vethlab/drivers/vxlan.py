@@ -34,9 +34,13 @@ class CreateVxlan(Action):
     mtu: int | None
 
     def apply(self, ctx: ApplyContext) -> Step | None:
+        from ..kernel.vxlan import mac_of
+
         k, ns, ifname = ctx.kernel, self.netns, self.ifname
+        # the same MAC every time it is built: a rebuilt end (a rebooted machine) is not
+        # a stranger to its peer's neighbour cache
         k.create_vxlan(ns, ifname, self.vni, self.local, self.remote, port=self.port, dev=self.dev, mtu=self.mtu,
-                       marker=ctx.marker)
+                       marker=ctx.marker, mac=mac_of(ctx.lab, self.node, ifname))
         return Step(self.target, lambda: k.delete_link(ns, ifname), dies_with=inside(ns))
 
 

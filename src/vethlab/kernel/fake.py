@@ -208,7 +208,8 @@ class FakeKernel:
         space.links[index] = _Link(index, ifname, "macvlan", alias=marker, mtu=mtu or 1500)
 
     def create_vxlan(self, ns: Netns, ifname: str, vni: int, local: str, remote: str | None, *, port: int = 4789,
-                     dev: str | None = None, mtu: int | None = None, marker: str | None = None) -> None:
+                     dev: str | None = None, mtu: int | None = None, marker: str | None = None,
+                     mac: bytes | None = None) -> None:
         self._step(f"create vxlan {ns}:{ifname}")
         space = self._ns(ns)
         index = space.next_index

@@ -630,7 +630,7 @@ class NetlinkKernel:
     # -- VXLAN: links and networks across machines (SPEC §7; see kernel/vxlan.py) ----------
     def create_vxlan(self, ns: Netns, ifname: str, vni: int, local: str, remote: str | None, *,
                      port: int = 4789, dev: str | None = None, mtu: int | None = None,
-                     marker: str | None = None) -> None:
+                     marker: str | None = None, mac: bytes | None = None) -> None:
         """A VXLAN device named `ifname` in `ns` whose UDP socket lives in the namespace
         vethlab runs in (the machine's), queued.  In the machine's own namespace it is
         made under an ifindex of our choosing and marked by it in the same send(), as
@@ -643,7 +643,7 @@ class NetlinkKernel:
             index = random.randint(1 << 20, (1 << 30) - 1)
             requests = [(nl.RTM_NEWLINK, nl.F_CREATE | nl.F_EXCL,
                          vxlan.vxlan_body(ifname, vni, local, remote, port=port, dev_index=dev_index, mtu=mtu,
-                                          index=index), what)]
+                                          index=index, mac=mac), what)]
             if marker is not None:
                 requests.append((nl.RTM_NEWLINK, 0, nl.setlink_body(index, alias=marker), f"mark {ifname}"))
             self._sock(None).queue_together(requests)
@@ -652,7 +652,7 @@ class NetlinkKernel:
             return
         self._queue(None, nl.RTM_NEWLINK, nl.F_CREATE | nl.F_EXCL,
                     vxlan.vxlan_body(ifname, vni, local, remote, port=port, dev_index=dev_index,
-                                     ns_fd=self._ns_fd(ns), mtu=mtu), what)
+                                     ns_fd=self._ns_fd(ns), mtu=mtu, mac=mac), what)
         self._index.get(ns, {}).pop(ifname, None)
 
     def fdb_append(self, ns: Netns, ifname: str, dst: str) -> None:
