@@ -217,3 +217,39 @@ def test_a_spanning_network_resolves_names_and_pings_across(cluster: Cluster) ->
     assert hosts.splitlines()[-3:] == ["172.31.0.2\ta", "172.31.0.3\tb", "172.31.0.4\tc"]
     for name in ("m1", "m2", "m3"):
         assert cluster.vethlab(name, "plan", path).stdout.strip().endswith("no changes")
+
+
+CRASH = """\
+import os, sys
+from vethlab import Lab
+from vethlab.kernel.rtnl import NetlinkKernel
+
+original = NetlinkKernel.create_vxlan
+
+def create_then_die(self, *args, **kwargs):
+    original(self, *args, **kwargs)
+    self.flush()
+    os._exit(9)  # killed right after the tunnel exists, before it is marked, addressed or recorded
+
+NetlinkKernel.create_vxlan = create_then_die
+lab = Lab.load(sys.argv[1])
+lab.machine = "m1"
+lab.up()
+"""
+
+
+def test_a_crash_of_up_on_one_machine_is_recovered_by_the_next_up_there(cluster: Cluster) -> None:
+    path = cluster.file(CHAIN)
+    for name in ("m2", "m3"):
+        cluster.vethlab(name, "up", path)
+    crashed = cluster.run("m1", sys.executable, "-c", CRASH, path, check=False)
+    assert crashed.returncode == 9, crashed.stderr
+    assert cluster.run("m1", "ip", "-n", "a", "-br", "link", "show", "e0").stdout.startswith("e0")
+    before = {m: cluster.snapshot(m) for m in ("m2", "m3")}
+    cluster.vethlab("m1", "up", path)
+    assert ping(cluster, "m1", "a", "c").returncode == 0
+    assert cluster.vethlab("m1", "plan", path).stdout.strip().endswith("no changes")
+    assert {m: cluster.snapshot(m) for m in ("m2", "m3")} == before
+    cluster.vethlab("m1", "down", path)
+    assert cluster.run("m1", "ip", "netns", "list").stdout == ""
+    assert [link["ifname"] for link in json.loads(cluster.run("m1", "ip", "-j", "link").stdout)] == ["lo", "eth0"]
