@@ -84,6 +84,8 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("link", "remote"): "The far end's address, for a link that leaves this machine.",
     ("link", "vni"): "VXLAN network identifier of a link between machines; default derived from lab and link.",
     ("link", "dev"): "Underlay interface of a link between machines.",
+    ("link", "carrier"): "`true` on a link between machines: each end is a veth stitched to the tunnel in its "
+                         "machine, so `vethlab link down NODE:IF --all` makes the far end see NO-CARRIER.",
 
     ("end", "rate"): "Egress rate limit of this end (tbf).",
     ("end", "delay"): "Added delay on this end's egress (netem).",

@@ -6,6 +6,7 @@ a spanning network is one bridge per machine joined by VXLAN."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -62,6 +63,8 @@ class Cluster:
     def __init__(self, made: list[machines.Machine], tmp: Path) -> None:
         self.by_name = {m.name: m for m in made}
         self.tmp = tmp
+        # as `vethlab sandbox --machines` exports it: how a machine reaches the others
+        self.env = {**os.environ, machines.ENV: machines.export(made)}
 
     def file(self, text: str, name: str = "lab.yaml") -> str:
         path = self.tmp / name
@@ -70,7 +73,7 @@ class Cluster:
 
     def run(self, machine: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         r = subprocess.run(machines.on_command(self.by_name[machine], list(argv)), capture_output=True, text=True,
-                           timeout=120)
+                           timeout=120, env=self.env)
         if check and r.returncode != 0:
             raise AssertionError(f"{machine}: {' '.join(argv)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
         return r
@@ -253,3 +256,27 @@ def test_a_crash_of_up_on_one_machine_is_recovered_by_the_next_up_there(cluster:
     cluster.vethlab("m1", "down", path)
     assert cluster.run("m1", "ip", "netns", "list").stdout == ""
     assert [link["ifname"] for link in json.loads(cluster.run("m1", "ip", "-j", "link").stdout)] == ["lo", "eth0"]
+
+
+def test_link_down_all_takes_the_carrier_of_the_far_end(cluster: Cluster) -> None:
+    path = cluster.file(CHAIN.replace("    addresses: [[10.0.1.1/24", "    carrier: true\n    addresses: [[10.0.1.1/24"))
+    cluster.up_everywhere(path)
+    assert ping(cluster, "m1", "a", "c").returncode == 0
+
+    def far() -> tuple[str, list[str]]:
+        link = json.loads(cluster.run("m2", "ip", "-n", "b", "-j", "link", "show", "e0").stdout)[0]
+        return link["operstate"], link["flags"]
+
+    assert far() == ("UP", ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"])
+    down = cluster.vethlab("m1", "link", "down", "a:e0", "--all").stdout
+    assert down.startswith("a:e0 is down; m2/b:e0 shows NO-CARRIER (")
+    assert far() == ("DOWN", ["NO-CARRIER", "BROADCAST", "MULTICAST", "UP"])
+    cluster.vethlab("m1", "link", "up", "a:e0", "--all")
+    assert far() == ("UP", ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"])
+    assert ping(cluster, "m1", "a", "c").returncode == 0
+    # a link without `carrier: true` is refused before its end changes
+    refused = cluster.vethlab("m3", "link", "down", "c:e0", "--all", check=False)
+    assert refused.returncode == 2 and "without `carrier: true`" in refused.stderr
+    assert "UP" in json.loads(cluster.run("m3", "ip", "-n", "c", "-j", "link", "show", "e0").stdout)[0]["flags"]
+    for name in ("m1", "m2", "m3"):
+        assert cluster.vethlab(name, "plan", path).stdout.strip().endswith("no changes")

@@ -186,3 +186,25 @@ def test_the_machine_is_recognised_by_its_underlay_address() -> None:
     s = spec()
     assert placement.recognise(s, {"127.0.0.1", "10.200.0.3"}) == "m3"
     assert placement.recognise(s, {"192.0.2.1"}) is None
+
+
+def test_a_link_with_carrier_is_a_veth_bridged_to_the_tunnel_in_the_machine() -> None:
+    from vethlab.model.desired import DesiredInterface, DesiredVeth, Vxlan, compile_lab
+
+    s = spec(THREE.replace("    addresses: [10.0.1.1/24, 10.0.1.2/24]\n",
+                           "    addresses: [10.0.1.1/24, 10.0.1.2/24]\n    carrier: true\n"))
+    assert [link.carrier for link in s.links] == [True, False, False]
+    mine = placement.localize(compile_lab(s), s, "m1")
+    port, bridge, tunnel = placement.stitch_names("chain", "a", "e0")
+    vni = placement.vnis(s)["link/a:e0/b:e0"]
+    assert {k: v for k, v in mine.interfaces.items() if k[1] in ("e0", port, bridge, tunnel)} == {
+        ("a", "e0"): DesiredInterface("a", "e0", ("host", port), 1450, True, ("10.0.1.1/24",)),
+        ("host", port): DesiredInterface("host", port, ("a", "e0"), 1450, True, (), master=bridge),
+        ("host", bridge): DesiredInterface("host", bridge, None, 1450, True, (), kind="bridge"),
+        ("host", tunnel): DesiredInterface("host", tunnel, None, 1450, True, (), kind="vxlan", master=bridge,
+                                           vxlan=Vxlan(vni, "10.200.0.1", "10.200.0.2", None, 4789)),
+    }
+    assert DesiredVeth(("a", "e0"), ("host", port)) in mine.veths
+    assert errors(THREE.replace("    addresses: [10.0.9.1/24, 10.0.9.2/24]\n",
+                                "    addresses: [10.0.9.1/24, 10.0.9.2/24]\n    carrier: true\n")) == [
+        "lab.yaml:19: links[2].carrier: carrier is for a link across machines (a veth pair carries it already)"]

@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--down", default="1s", metavar="T", help="flap: time down (default 1s)")
     p.add_argument("--up", default="1s", metavar="T", help="flap: time up between flaps (default 1s)")
     p.add_argument("--count", type=argtypes.COUNT, default=1, help="flap: how many times (default 1)")
+    p.add_argument("--all", action="store_true", help="down/up of a link across machines (with `carrier: true`): "
+                   "the far machine takes its side too, so the far node sees NO-CARRIER (over ssh, or in a "
+                   "simulated machine)")
     p = cmd("node", _lazy("faults", "cmd_node"), "all of a node's links down (isolate) or back up (restore)")
     p.add_argument("action", choices=["isolate", "restore"])
     p.add_argument("node")

@@ -9,6 +9,7 @@ pinged from the file alone.
 from __future__ import annotations
 
 import ipaddress
+import subprocess
 from typing import Any
 
 from ..errors import UsageError
@@ -106,3 +107,69 @@ def name_peers(report: dict[str, Any], state: store.LabState) -> None:
         far = names.get((item["node"], item["name"]))
         if far is not None:
             item["peer"] = far
+
+
+def far_port(state: store.LabState, node: str, ifname: str) -> tuple[Any, str] | None:
+    """For a local end of a link across machines with `carrier: true`: (the far
+    machine's MachineSpec, the far machine-side veth end as host:NAME).  None for a
+    link within this machine.  UsageError for a link across machines without carrier."""
+    spec = spec_of(state)
+    if spec is None:
+        return None
+    from ..model.placement import crosses, machine_of, stitch_names
+
+    for link in spec.links:
+        for here, there in ((link.a, link.b), (link.b, link.a)):
+            if (here.node, here.ifname) != (node, ifname) or not crosses(spec, link):
+                continue
+            if not link.carrier:
+                raise UsageError(f"{node}:{ifname} is a link across machines without `carrier: true`: its far end "
+                                 f"cannot be told (see docs/machines.md)")
+            far = {m.name: m for m in spec.machines}[machine_of(spec, there.node) or ""]
+            return far, "host:" + stitch_names(spec.name, there.node, there.ifname)[0]
+    return None
+
+
+def run_on(machine: Any, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a vethlab command on another machine: inside a simulated machine when
+    this is `vethlab sandbox --machines`, else over OpenSSH (`ssh ADDRESS vethlab …`,
+    batch mode: keys, no password prompt)."""
+    import sys
+
+    from ..kernel import machines as simulated
+
+    known = simulated.registry()
+    if machine.name in known:
+        cmd = simulated.on_command(simulated.Machine(machine.name, known[machine.name], machine.address, ""),
+                                   [sys.executable, "-m", "vethlab", *argv])
+    else:
+        cmd = ["ssh", "-o", "BatchMode=yes", machine.address, "vethlab", *argv]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+
+
+def check_far_end(lab: str, node: str, ifname: str) -> None:
+    """Before anything changes: UsageError if `--all` cannot reach the far end."""
+    state = store.load(lab)
+    if state is not None:
+        far_port(state, node, ifname)
+
+
+def tell_far_end(lab: str, node: str, ifname: str, up: bool) -> str | None:
+    """`link down|up NODE:IF --all`: the far machine takes its machine-side end of
+    the link down (up), and returns once its node shows NO-CARRIER (carrier).
+    Returns what to print, None for a link within this machine."""
+    state = store.load(lab)
+    if state is None:
+        raise UsageError(f"lab {lab} does not exist")
+    found = far_port(state, node, ifname)
+    if found is None:
+        return None
+    machine, port = found
+    result = run_on(machine, ["link", "up" if up else "down", port, "--lab", lab])
+    if result.returncode != 0:
+        from ..errors import CommandFailed
+
+        raise CommandFailed(f"machine {machine.name} could not take {port} {'up' if up else 'down'}: "
+                            f"{(result.stderr or result.stdout).strip()}")
+    peer = remote_peers(state).get((node, ifname), f"{machine.name}/?")
+    return f"{peer} shows {'carrier' if up else 'NO-CARRIER'}"

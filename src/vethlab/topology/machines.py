@@ -10,6 +10,9 @@ file refuses or accepts it identically.  The rules:
 * once `machines:` is there, every node but `host` names its `machine:`, which
   must be declared; without `machines:`, `machine:` is an error;
 * a link may not end in `host` (it is a different namespace on every machine);
+* `carrier: true` only on a link across machines (each end is then a veth
+  stitched to the tunnel by a bridge in the machine, whose port can be taken
+  down so the node sees NO-CARRIER);
 * `vni:` (1..16777215) only on a link whose ends sit on two machines, or on a
   network with members on several; no two VNIs of the file are equal;
 * the underlay MTU (default 1500) must leave room for VXLAN's overhead (50 bytes
@@ -194,7 +197,14 @@ def apply_machines(c: _Checker, top: dict[str, Any], raw_nodes: dict[str, Any], 
                     min(link.mtu or room, room) < 1280:
                 c.err(path + ("mtu",), f"the link across machines gets mtu {min(link.mtu or room, room)}, below 1280, "
                       "the minimum for its IPv6 addresses")
-        out_links.append(link._replace(vni=vni))
+        carrier = raw.get("carrier", False)
+        if not isinstance(carrier, bool):
+            c.err(path + ("carrier",), f"must be true or false, not {_kind(carrier)}")
+            carrier = False
+        elif carrier and not across:
+            c.err(path + ("carrier",), "carrier is for a link across machines (a veth pair carries it already)")
+            carrier = False
+        out_links.append(link._replace(vni=vni, carrier=carrier))
 
     raw_nets = raw_networks if isinstance(raw_networks, dict) else {}
     out_nets: list[NetworkSpec] = []

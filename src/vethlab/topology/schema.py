@@ -111,6 +111,7 @@ class LinkSpec(NamedTuple):
     shaping_a: Shaping | None = None  # egress of end a (link values, overridden by its `a:` block)
     shaping_b: Shaping | None = None
     vni: int | None = None  # across machines: the VXLAN id (default derived from lab and link)
+    carrier: bool = False  # across machines: a veth stitched to the tunnel, so carrier can be taken away
 
     @property
     def endpoints(self) -> tuple[Endpoint, Endpoint]:

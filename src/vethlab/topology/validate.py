@@ -24,7 +24,7 @@ from .words import split
 
 TOP_KEYS = {"name", "prefix", "nodes", "links", "networks", "machines"}
 NODE_KEYS = {"sysctls", "routes", "exec", "run", "ready", "machine"}
-LINK_KEYS = {"endpoints", "addresses", "mtu", "state", "rate", "delay", "jitter", "loss", "a", "b", "vni"}
+LINK_KEYS = {"endpoints", "addresses", "mtu", "state", "rate", "delay", "jitter", "loss", "a", "b", "vni", "carrier"}
 SHAPING_KEYS = {"rate", "delay", "jitter", "loss"}
 #: keys of the contract that later work will implement: refused, never ignored
 NOT_YET: dict[tuple[str, ...], set[str]] = {
