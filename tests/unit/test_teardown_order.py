@@ -10,6 +10,7 @@ from helpers import star_lab
 from vethlab.errors import CommandFailed
 from vethlab.kernel.fake import FakeKernel
 from vethlab.lab import Lab
+from vethlab.reconcile import verify
 from vethlab.topology import lab_from_text
 
 N = 60
@@ -21,7 +22,7 @@ star = star_lab
 @pytest.fixture
 def kernel(tmp_path, monkeypatch) -> FakeKernel:
     monkeypatch.setenv("VETHLAB_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setattr(Lab, "_verify", lambda *args, **kwargs: None)  # the fake has no carrier to wait for
+    monkeypatch.setattr(verify, "verify", lambda *args, **kwargs: None)  # the fake has no carrier to wait for
     return FakeKernel()
 
 

@@ -14,6 +14,7 @@ from ..reconcile.journal import Step, inside
 @dataclass(frozen=True)
 class _Address(Action):
     KIND = "address"
+    ACKED = True  # acknowledged one by one: not re-read in a node this run made
     ifname: str
     cidr: str
 
@@ -21,9 +22,6 @@ class _Address(Action):
     def of(cls, ctx: PlanContext, want: DesiredInterface, cidr: str, reason: str) -> Self:
         return cls(f"{cidr} on {want.node}:{want.ifname}", reason, want.node, ctx.desired.netns(want.node),
                    want.ifname, cidr)
-
-    def verified(self, created: set[str]) -> bool:
-        return self.node not in created  # acknowledged one by one in a node this run made
 
 
 @dataclass(frozen=True)

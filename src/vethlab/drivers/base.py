@@ -17,6 +17,10 @@ class Driver:
     #: the word users read in `vethlab plan` for this kind
     kind: str = ""
 
+    def preflight(self, kernel: Kernel, desired: Desired) -> None:
+        """Refuse (ConflictError), before anything is observed or built, what this
+        kernel cannot do for the file (a missing qdisc, a missing link type)."""
+
     def observe(self, kernel: Kernel, desired: Desired, observed: Observed) -> None:
         """Read what this kind needs beyond what reconcile/observe.py reads (every
         link of each node with its kind, peer, master and addresses; the lab's

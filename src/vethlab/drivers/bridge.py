@@ -38,6 +38,7 @@ class EnslaveUplink(Action):
     VERB = "modify"
     KIND = "uplink"
     PHASE = "uplink"
+    VERIFIED = False  # the next plan compares master and state
     ifname: str
     bridge: str
     was_up: bool
@@ -46,9 +47,6 @@ class EnslaveUplink(Action):
         k, ns, ifname, was_up = ctx.kernel, self.netns, self.ifname, self.was_up
         k.set_link(ns, ifname, master=self.bridge, up=True)
         return Step(self.target, lambda: k.set_link(ns, ifname, master="", up=was_up))
-
-    def verified(self, created: set[str]) -> bool:
-        return False  # the next plan compares master and state
 
     def intend(self, state: LabState) -> None:
         """How it was, recorded before it changes: `down` restores it."""
@@ -61,6 +59,7 @@ class ReleaseUplink(Action):
     VERB = "modify"
     KIND = "uplink"
     PHASE = "delete-early"
+    VERIFIED = False
     ifname: str
     release: bool
     was_up: bool
@@ -68,9 +67,6 @@ class ReleaseUplink(Action):
     def apply(self, ctx: ApplyContext) -> Step | None:
         ctx.kernel.set_link(self.netns, self.ifname, master="", up=self.was_up)
         return None
-
-    def verified(self, created: set[str]) -> bool:
-        return False
 
 
 class BridgeDriver(Driver):

@@ -25,6 +25,7 @@ class RunExec(Action):
     VERB = "run"
     KIND = "exec"
     PHASE = "exec"
+    VERIFIED = False  # its exit status was the check
     argv: tuple[str, ...]
 
     def params(self) -> dict[str, Any]:
@@ -37,9 +38,6 @@ class RunExec(Action):
             raise CommandFailed(f"exec in node {self.node}: `{' '.join(self.argv)}` exited with status {status}"
                                 + (f":\n{output}" if output else ""))
         return None
-
-    def verified(self, created: set[str]) -> bool:
-        return False  # its exit status was the check
 
 
 class ExecDriver(Driver):

@@ -21,6 +21,7 @@ class ApplyFirewall(Action):
     VERB = "modify"
     KIND = "firewall"
     PHASE = "firewall"
+    VERIFIED = False  # the digest chain says on the next plan
     replace: bool
     batch: dict[str, Any] = field(hash=False, compare=False)
 
@@ -31,22 +32,17 @@ class ApplyFirewall(Action):
             return None
         return Step(self.target, lambda: k.firewall_delete(ns, table), dies_with=inside(ns))
 
-    def verified(self, created: set[str]) -> bool:
-        return False  # the digest chain says on the next plan
-
 
 @dataclass(frozen=True)
 class DeleteFirewall(Action):
     VERB = "delete"
     KIND = "firewall"
     PHASE = "delete-late"
+    VERIFIED = False
 
     def apply(self, ctx: ApplyContext) -> Step | None:
         ctx.kernel.firewall_delete(self.netns, table_name(ctx.lab))
         return None
-
-    def verified(self, created: set[str]) -> bool:
-        return False
 
 
 class FirewallDriver(Driver):

@@ -19,13 +19,11 @@ from .base import Driver
 @dataclass(frozen=True)
 class _RouteAction(Action):
     KIND = "route"
+    ACKED = True  # acknowledged one by one: not re-read in a node this run made
     route: Route
 
     def params(self) -> dict[str, Any]:
         return {"route": self.route._asdict()}
-
-    def verified(self, created: set[str]) -> bool:
-        return self.node not in created  # acknowledged one by one in a node this run made
 
 
 @dataclass(frozen=True)

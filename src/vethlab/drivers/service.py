@@ -26,6 +26,7 @@ class RunService(Action):
     VERB = "run"
     KIND = "service"
     PHASE = "service"
+    VERIFIED = False  # watched until ready by apply_all
     argv: tuple[str, ...]
     index: int
     label: str
@@ -66,9 +67,6 @@ class RunService(Action):
         finished = supervise(ctx.kernel, ctx.launches, checks)
         ctx.outcome.started = [(node, rec._replace(done=rec.label in finished)) for node, rec in ctx.outcome.started]
 
-    def verified(self, created: set[str]) -> bool:
-        return False  # watched until ready by apply_all
-
     def intend(self, state: LabState) -> None:
         """Write-ahead: the service (command and label) is in the state before it starts."""
         items = state.services.setdefault(self.node, [])
@@ -81,6 +79,7 @@ class StopService(Action):
     VERB = "delete"
     KIND = "service"
     PHASE = "delete-early"
+    VERIFIED = False
     pid: int
     started: int
     label: str
@@ -89,9 +88,6 @@ class StopService(Action):
         ctx.kernel.stop_service(self.netns, self.label, self.pid, self.started)
         ctx.outcome.stopped.update({self.pid, self.label or self.pid})
         return None
-
-    def verified(self, created: set[str]) -> bool:
-        return False
 
 
 class ServiceDriver(Driver):

@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import ConflictError
+from ..kernel.api import Kernel
+from ..model.desired import Desired
 from ..reconcile.actions import Action, ApplyContext, PlanContext
 from ..reconcile.journal import Step
 from .base import Driver
@@ -15,15 +18,13 @@ from .base import Driver
 class _Shaping(Action):
     KIND = "shaping"
     PHASE = "shaping"
+    VERIFIED = False  # the qdisc kind says on the next plan
     ifname: str
     shaping: dict[str, Any] | None = field(hash=False, compare=False)
 
     def apply(self, ctx: ApplyContext) -> Step | None:
         ctx.kernel.set_shaping(self.netns, self.ifname, self.shaping)
         return None
-
-    def verified(self, created: set[str]) -> bool:
-        return False  # the qdisc kind says on the next plan
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,22 @@ class RemoveShaping(_Shaping):
     VERB = "delete"
 
 
+def require_qdiscs(kernel: Kernel, kinds: set[str]) -> None:
+    """Refuse, before anything is built, shaping this kernel cannot do."""
+    missing = sorted(kind for kind in kinds if not kernel.qdisc_supported(kind))
+    if missing:
+        raise ConflictError(
+            f"this kernel lacks the qdisc {', '.join(missing)} (kernel module "
+            f"{', '.join('sch_' + k for k in missing)}), needed for "
+            f"{'delay, jitter or loss' if 'netem' in missing else 'rate'}: load it with `modprobe "
+            f"sch_{missing[0]}` if the module exists, or keep only what tbf does (rate); nothing was changed")
+
+
 class ShapingDriver(Driver):
     kind = "shaping"
+
+    def preflight(self, kernel: Kernel, desired: Desired) -> None:
+        require_qdiscs(kernel, {iface.shaping.qdisc for iface in desired.interfaces.values() if iface.shaping})
 
     def plan(self, ctx: PlanContext) -> None:
         memory, observed = ctx.memory, ctx.observed

@@ -35,14 +35,12 @@ class HoldForwarding(Action):
     VERB = "modify"
     KIND = "forwarding"
     PHASE = "sysctl"
+    VERIFIED = False  # the ledger says on the next plan
     key: str
 
     def apply(self, ctx: ApplyContext) -> Step | None:
         forwarding.hold(ctx.kernel, ctx.lab, self.key)
         return None
-
-    def verified(self, created: set[str]) -> bool:
-        return False  # the ledger says on the next plan
 
 
 class SysctlDriver(Driver):

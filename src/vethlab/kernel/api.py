@@ -41,14 +41,9 @@ class Route(NamedTuple):
     proto: int | None = None  # on read: who made it; on write: ignored (kernel layer marks ours)
 
 
-def route_matches(want: Route, have: Route) -> bool:
-    """Does kernel route `have` satisfy `want`?  Unspecified fields of `want` are
-    whatever the kernel chose (dev from the gateway, default metric)."""
-    default_metric = 1024 if ":" in want.dst else 0
-    return (want.dst == have.dst and want.via == have.via
-            and (want.dev is None or want.dev == have.dev)
-            and (want.metric if want.metric is not None else default_metric) == (have.metric or 0)
-            and (want.src is None or want.src == have.src))
+def default_metric(dst: str) -> int:
+    """The metric the kernel gives a route added without one: 0 for IPv4, 1024 for IPv6."""
+    return 1024 if ":" in dst else 0
 
 
 def route_text(route: Route) -> str:
@@ -62,6 +57,8 @@ def route_text(route: Route) -> str:
 
 class Kernel(Protocol):
     def flush(self) -> None: ...
+    # hurry pending link-state changes: each call one urgent linkwatch event in ns; done: clean up
+    def settle(self, ns: str, marker: str, done: bool = False) -> None: ...
     def list_namespaces(self) -> list[str]: ...
     def namespace_exists(self, ns: str) -> bool: ...
     def namespace_alive(self, ns: str) -> bool: ...

@@ -17,7 +17,8 @@ from typing import Any
 
 from ..errors import ConflictError, KernelError
 from ..ownership import ROUTE_PROTO, table_owner
-from .api import LinkInfo, Netns, Route
+from . import tc
+from .api import LinkInfo, Netns, Route, default_metric
 
 
 class Crash(BaseException):
@@ -95,6 +96,9 @@ class FakeKernel:
 
     def flush(self) -> None:
         pass
+
+    def settle(self, ns: str, marker: str, done: bool = False) -> None:
+        """Nothing to hurry: the fake's links change state at once."""
 
     # -- namespaces
     def list_namespaces(self) -> list[str]:
@@ -316,8 +320,7 @@ class FakeKernel:
         if shaping is None:
             self.shaped.pop((ns, ifname), None)
         else:
-            kind = "netem" if (shaping.get("delay") or shaping.get("jitter") or shaping.get("loss")) else "tbf"
-            self.shaped[(ns, ifname)] = kind
+            self.shaped[(ns, ifname)] = tc.params(shaping)[0]
 
     def shaping_kind(self, ns: Netns, ifname: str) -> str | None:
         return self.shaped.get((ns, ifname))
@@ -366,7 +369,7 @@ class FakeKernel:
 
     def add_route(self, ns: Netns, route: Route) -> None:
         self._step(f"add route {ns}: {route.dst}")
-        metric = route.metric if route.metric is not None else (1024 if ":" in route.dst else 0)
+        metric = route.metric if route.metric is not None else default_metric(route.dst)
         dev = route.dev
         if dev is None and route.via:
             gateway = ipaddress.ip_address(route.via)

@@ -133,6 +133,30 @@ class NetlinkKernel:
             errors += self._apply_sysctls()
         _raise(errors)
 
+    _settling: dict[str, bool] | None = None  # namespace -> the scratch end's admin state
+
+    def settle(self, ns: str, marker: str, done: bool = False) -> None:
+        """Hurry the kernel's linkwatch, which applies carrier changes at most 100
+        devices per run and leaves the rest to a run paced at one per second unless
+        an urgent event comes (with 2000 new veth ends the last ones would come up a
+        second or more late).  Each call flaps a scratch veth pair in `ns` (the
+        caller's namespace, marked with `marker`: it dies with it), one such event.
+        done: remove the pair."""
+        states = self._settling = self._settling or {}
+        if done:
+            if states.pop(ns, None) is not None:
+                self.delete_link(ns, "vlnudge0")
+                self.flush()
+            return
+        if ns not in states:
+            self.create_veth(ns, "vlnudge0", ns, "vlnudge1", None, marker)
+            self.set_link(ns, "vlnudge1", up=True)
+            self.flush()
+            states[ns] = False
+        states[ns] = not states[ns]
+        self.set_link(ns, "vlnudge0", up=states[ns])
+        self.flush()
+
     def _ifindex(self, ns: Netns, ifname: str) -> int:
         cache = self._index.setdefault(ns, {})
         if ifname not in cache:

@@ -1,9 +1,10 @@
 """Routes as the planner compares them: a route of the file against one the kernel
-holds.  Policy, so above the kernel: the kernel layer only adds, deletes and lists."""
+holds.  Policy, so above the kernel: the kernel layer only adds, deletes and lists
+(and knows the one fact compared here, the metric it gives a route without one)."""
 
 from __future__ import annotations
 
-from ..kernel.api import Route, route_text
+from ..kernel.api import Route, default_metric, route_text
 from ..topology.schema import RouteSpec
 
 __all__ = ["Route", "default_metric", "route_matches", "route_of", "route_text", "same_slot"]
@@ -11,11 +12,6 @@ __all__ = ["Route", "default_metric", "route_matches", "route_of", "route_text",
 
 def route_of(spec: RouteSpec) -> Route:
     return Route(dst=spec.dst, via=spec.via, dev=spec.dev, metric=spec.metric, src=spec.src)
-
-
-def default_metric(dst: str) -> int:
-    """The metric the kernel gives a route added without one: 0 for IPv4, 1024 for IPv6."""
-    return 1024 if ":" in dst else 0
 
 
 def _metric(route: Route) -> int:

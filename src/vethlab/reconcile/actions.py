@@ -50,6 +50,14 @@ class Action:
     VERB: ClassVar[Verb]
     KIND: ClassVar[str]
     PHASE: ClassVar[Phase]
+    #: after apply, the action's node is re-read (verify); False for what is not a
+    #: network object of the node's namespace (the hosts files)
+    RE_READ: ClassVar[bool] = True
+    #: the re-read after apply re-plans; an action still planned then fails `up`.
+    #: False for what is checked by its own means (digests, pids, the ledger, qdisc kinds)
+    VERIFIED: ClassVar[bool] = True
+    #: acknowledged one by one by the kernel: not re-read in a node this run made
+    ACKED: ClassVar[bool] = False
 
     target: str
     reason: str
@@ -90,9 +98,9 @@ class Action:
                 ctx.journal.steps.append(step)
 
     def verified(self, created: set[str]) -> bool:
-        """Is this action's effect checked by re-planning after apply?  False for
-        what is checked by its own means (digests, pids, the ledger, qdisc kinds)."""
-        return True
+        """Is this action's effect checked by re-planning after apply (`created`:
+        the nodes this run made)?"""
+        return self.VERIFIED and not (self.ACKED and self.node in created)
 
     def intend(self, state: LabState) -> None:
         """Write-ahead: what the lab's state must hold before this action runs."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..drivers.registry import DRIVERS
+from ..drivers import registry
 from ..errors import ConflictError
 from ..kernel.api import Route
 from ..model.desired import Desired
@@ -34,9 +34,9 @@ def make_plan(desired: Desired, observed: Observed, marker: str, previous_exec: 
     if host_routes is not None:
         memory = replace(memory, host_routes=host_routes)
     ctx = PlanContext(desired, observed, marker, memory, Plan(desired.lab), full or desired)
-    problems = [problem for driver in DRIVERS for problem in driver.conflicts(ctx)]
+    problems = [problem for driver in registry.DRIVERS for problem in driver.conflicts(ctx)]
     if problems:
         raise ConflictError("\n".join(problems) + "\nnothing was changed")
-    for driver in DRIVERS:
+    for driver in registry.DRIVERS:
         driver.plan(ctx)
     return ctx.plan

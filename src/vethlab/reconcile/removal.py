@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from ..errors import KernelError
-from ..kernel.api import Kernel, LinkInfo, Netns, Route, route_matches
+from ..kernel.api import Kernel, LinkInfo, Netns, Route
+from ..model.routes import route_matches
 from ..ownership import ROUTE_PROTO, lab_of, lab_of_table, marker
 from ..state import store
 from . import progress

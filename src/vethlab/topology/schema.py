@@ -141,6 +141,7 @@ class LabSpec:
     prefix: bool = False
     file: str | None = None
     machines: tuple[MachineSpec, ...] = ()
+    machine: str | None = None  # with `machines:`: the machine whose part this process builds (`--machine`)
 
     def netns_of(self, node: str) -> str | None:
         """The /run/netns name of a node; None for `host`."""
