@@ -135,9 +135,9 @@ def _hold(name: str, number: int, mtu: int, ready_w: int) -> None:
     bridge = _link_index(outer, BRIDGE)
     outer.request(nl.RTM_NEWLINK, 0, nl.setlink_body(port_index, up=True, master=bridge), f"plug {port}")
     v4, v6 = address_of(number)
-    _add_address(inner, 2, f"{v4}/{SUBNET.prefixlen}", name)
-    _add_address(inner, 2, f"{v6}/{SUBNET6.prefixlen}", name)
     inner.request(nl.RTM_NEWLINK, 0, nl.setlink_body(2, up=True), f"set {DEV} of {name} up")
+    _add_address(inner, 2, f"{v4}/{SUBNET.prefixlen}", name)  # after up, as vethlab does: IPv6 joins its
+    _add_address(inner, 2, f"{v6}/{SUBNET6.prefixlen}", name)  # groups on a running interface
     for sock in (inner, outer):
         sock.close()
     os.close(outer_fd)
