@@ -166,13 +166,17 @@ def test_down_of_one_machine_leaves_the_others_intact(cluster: Cluster) -> None:
     path = cluster.file(CHAIN)
     cluster.up_everywhere(path)
     before = {m: cluster.snapshot(m) for m in ("m1", "m3")}
+    macs = cluster.snapshot("m2")["b"]["links"]
     cluster.vethlab("m2", "down", path, "--machine", "m2")
     assert cluster.run("m2", "ip", "netns", "list").stdout == ""
     assert {m: cluster.snapshot(m) for m in ("m1", "m3")} == before
     r = ping(cluster, "m1", "a", "10.0.9.2")  # m1's own link still works
     assert r.returncode == 0, r.stdout + r.stderr
-    cluster.vethlab("m2", "up", path)  # and the lab is whole again
+    cluster.vethlab("m2", "up", path)  # and the lab is whole again, at once:
     assert ping(cluster, "m1", "a", "c").returncode == 0
+    # the rebuilt ends have the MACs the peers' neighbour caches hold (a reboot is the same)
+    assert {i["ifname"]: i["address"] for i in cluster.snapshot("m2")["b"]["links"]} == {
+        i["ifname"]: i["address"] for i in macs}
 
 
 def test_reconcile_of_one_machines_part_leaves_the_others_untouched(cluster: Cluster) -> None:
