@@ -42,7 +42,8 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
                       "namespace. The name `host` means the namespace vethlab runs in.",
     ("top", "links"): "List of veth pairs, each joining two node interfaces.",
     ("top", "networks"): "Mapping of network name to its settings: Docker-style bridge networks (or macvlan).",
-    ("top", "machines"): "Mapping of machine name to `{address: UNDERLAY-IP}`, for labs that span machines.",
+    ("top", "machines"): "Mapping of machine name to `{address: UNDERLAY-IP, dev: IFNAME, mtu: N}` (`dev`, `mtu` "
+                         "optional; mtu default 1500), for labs that span machines: see [machines](../machines.md).",
 
     ("node", "sysctls"): "Mapping of `net.*` sysctl to value, set inside the node (`true`/`false` become 1/0). "
                          "A router needs `net.ipv4.ip_forward: 1`: a new namespace copies the value of the "
@@ -90,6 +91,8 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("link", "remote"): "The far end's address, for a link that leaves this machine.",
     ("link", "vni"): "VXLAN network identifier of a link between machines; default derived from lab and link.",
     ("link", "dev"): "Underlay interface of a link between machines.",
+    ("link", "carrier"): "`true` on a link between machines: each end is a veth stitched to the tunnel in its "
+                         "machine, so `vethlab link down NODE:IF --all` makes the far end see NO-CARRIER.",
 
     ("end", "rate"): "Egress rate limit of this end (tbf).",
     ("end", "delay"): "Added delay on this end's egress (netem).",
@@ -118,6 +121,10 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
                             "LAN); refused if they carry addresses; released at `down`.",
     ("network", "mtu"): "MTU of the bridge and its members' interfaces, 68 to 65535.",
     ("network", "members"): "Mapping of node name to member settings (`{}` for the defaults).",
+    ("network", "machine"): "With members on several machines: the machine whose bridge holds the gateway "
+                            "(default the first machine, in `machines:` order, with a member).",
+    ("network", "vni"): "With members on several machines: the VXLAN id joining the machines' bridges; "
+                        "default derived from lab and network.",
 
     ("member", "ip"): "Static IPv4 address without prefix (the subnet's); default: the next free address "
                       "after the gateway.",

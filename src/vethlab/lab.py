@@ -83,6 +83,18 @@ class Lab:
         if self._kernel is not None:
             self._kernel.close()
 
+    @property
+    def machine(self) -> str | None:
+        """A lab across machines (SPEC §7): the machine whose part `up`, `plan` build."""
+        return self.spec.machine if self.spec else None
+
+    @machine.setter
+    def machine(self, name: str | None) -> None:
+        import dataclasses
+
+        if self.spec is not None:
+            self.spec = dataclasses.replace(self.spec, machine=name)
+
     # -- the reconcile loop (reconcile/up.py) ------------------------------------------
     def _spec(self) -> LabSpec:
         if self.spec is None:

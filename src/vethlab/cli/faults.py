@@ -35,9 +35,18 @@ def cmd_link(args: argparse.Namespace) -> int:
     node, ifname = split_endpoint(args.endpoint)
     lab = resolve_lab(args.lab, node)
     if args.action in ("up", "down"):
+        import time
+
+        from ..ops.machines import check_far_end, tell_far_end
+
+        start = time.monotonic()
+        if args.all:
+            check_far_end(lab, node, ifname)  # refused before this end changes
         set_link_state(lab, node, ifname, up=args.action == "up")
+        far = tell_far_end(lab, node, ifname, up=args.action == "up") if args.all else None
         if not args.json:
-            print(f"{node}:{ifname} is {args.action}")
+            print(f"{node}:{ifname} is {args.action}" + (
+                f"; {far} ({(time.monotonic() - start) * 1000:.0f} ms after the command)" if far else ""))
     elif args.action == "set":
         values = {"rate": args.rate, "delay": args.delay, "jitter": args.jitter, "loss": args.loss}
         if not any(values.values()):

@@ -39,7 +39,13 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from ..ops.inspect import lab_status
 
-    report = lab_status(resolve_lab(args.lab))
+    name = resolve_lab(args.lab)
+    report = lab_status(name)
+    from ..ops.machines import name_peers
+
+    state = store.load(name)
+    if state is not None:
+        name_peers(report, state)
     if args.json:
         print_json(report)
         return 0

@@ -41,25 +41,29 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from ..lab import Lab
+    from ..ops.machines import choose
 
     lab = Lab.load(topology_file(args.file))
+    lab.machine = choose(lab.spec, args.machine)
     require_privileges("plan")
     plan = lab.plan(refresh=args.refresh)
     _warn(plan)
     if args.json:
         print_json(plan.to_json())
     elif not plan:
-        print(f"lab {lab.name}: no changes")
+        print(f"lab {lab.name}{_on(lab.machine)}: no changes")
     else:
-        print(f"lab {lab.name}: {plural(len(plan.actions), 'change')}")
+        print(f"lab {lab.name}{_on(lab.machine)}: {plural(len(plan.actions), 'change')}")
         print("\n".join("  " + line for line in _describe(plan)))
     return 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     from ..lab import Lab
+    from ..ops.machines import choose
 
     lab = Lab.load(topology_file(args.file))
+    lab.machine = choose(lab.spec, args.machine)
     require_privileges("up")
     verbose = args.verbose and not args.json
 
@@ -76,17 +80,25 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.json:
         print_json(plan.to_json())
     elif not plan:
-        print(f"lab {lab.name}: up to date, no changes")
+        print(f"lab {lab.name}{_on(lab.machine)}: up to date, no changes")
     else:
         counts: dict[str, int] = {}
         for a in plan.actions:
             counts[a.kind] = counts.get(a.kind, 0) + 1
         summary = ", ".join(plural(n, k) for k, n in counts.items())
-        print(f"lab {lab.name} is up ({plural(len(plan.actions), 'change')}: {summary})")
+        print(f"lab {lab.name}{_on(lab.machine)} is up ({plural(len(plan.actions), 'change')}: {summary})")
     return 0
 
 
+def _on(machine: str | None) -> str:
+    return f" on machine {machine}" if machine else ""
+
+
 def cmd_down(args: argparse.Namespace) -> int:
+    if getattr(args, "machine", None) is not None and args.file:  # the state here holds only this machine's part
+        from ..ops.machines import choose
+
+        choose(load_lab(topology_file(args.file)), args.machine)
     if args.lab:
         name = resolve_lab(args.lab)
     elif args.file or os.path.exists("vethlab.yaml"):

@@ -63,15 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="print each change as it is made")
     p.add_argument("--refresh", action="store_true",
                    help="re-read every node, not only those whose part of the file changed (repairs drift)")
+    p.add_argument("--machine", metavar="NAME", help="a lab across machines: this machine's part only (default: the machine whose address this host has)")
     p = cmd("plan", _lazy("lifecycle", "cmd_plan"), "print what `up` would change, touching nothing")
     p.add_argument("file", nargs="?", metavar="FILE", help=FILE_HELP)
     p.add_argument("--refresh", action="store_true", help="re-read every node (shows drift)")
+    p.add_argument("--machine", metavar="NAME", help="a lab across machines: this machine's part only (default: the machine whose address this host has)")
     p = cmd("down", _lazy("lifecycle", "cmd_down"), "remove everything the lab created")
     p.add_argument("file", nargs="?", metavar="FILE", help=FILE_HELP + "; or name the lab with --lab")
+    p.add_argument("--machine", metavar="NAME", help="a lab across machines: this machine's part only (default: the machine whose address this host has)")
     p = cmd("validate", _lazy("lifecycle", "cmd_validate"), "check a topology file only")
     p.add_argument("file", nargs="?", metavar="FILE", help=FILE_HELP)
     cmd("ls", _lazy("inspect", "cmd_ls"), "the labs that exist")
-    cmd("status", _lazy("inspect", "cmd_status"), "nodes and interfaces of a lab, as the kernel has them")
+    p = cmd("status", _lazy("inspect", "cmd_status"), "nodes and interfaces of a lab, as the kernel has them")
+    p.add_argument("--machine", metavar="NAME", help="a lab across machines: this machine's part (the only one "
+                   "its state holds); far ends of links are shown as MACHINE/NODE:IF")
     p = cmd("exec", _lazy("run", "cmd_exec"), "run a command inside a node")
     p.add_argument("node")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
@@ -83,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--count", type=argtypes.COUNT, default=3)
     p = cmd("pingall", _lazy("run", "cmd_pingall"), "ping between every pair of neighbours; exit 1 if any fails")
     p.add_argument("--all", action="store_true", help="every node to every address of every other node")
+    p.add_argument("--machine", metavar="NAME", help="a lab across machines: pairs whose source is on this machine "
+                   "(always so: the others' nodes are not here)")
     p = cmd("link", _lazy("faults", "cmd_link"), "faults and shaping on one link end: down, up, set, clear, flap")
     p.add_argument("action", choices=["down", "up", "set", "clear", "flap"])
     p.add_argument("endpoint", metavar="NODE:IFNAME")
@@ -93,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--down", default="1s", metavar="T", help="flap: time down (default 1s)")
     p.add_argument("--up", default="1s", metavar="T", help="flap: time up between flaps (default 1s)")
     p.add_argument("--count", type=argtypes.COUNT, default=1, help="flap: how many times (default 1)")
+    p.add_argument("--all", action="store_true", help="down/up of a link across machines (with `carrier: true`): "
+                   "the far machine takes its side too, so the far node sees NO-CARRIER (over ssh, or in a "
+                   "simulated machine)")
     p = cmd("node", _lazy("faults", "cmd_node"), "all of a node's links down (isolate) or back up (restore)")
     p.add_argument("action", choices=["isolate", "restore"])
     p.add_argument("node")
@@ -122,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("clean", _lazy("lifecycle", "cmd_clean"), "remove leftovers of labs whose run died")
     p.add_argument("--all", action="store_true", help="remove every lab, complete ones too")
     p = cmd("sandbox", _cmd_sandbox, "run a command in a throw-away network+mount namespace")
+    p.add_argument("--machines", metavar="M1,M2,…",
+                   help="simulated machines on an underlay bridge: machine N has eth0 10.200.0.N/24 (see docs/machines.md)")
+    p.add_argument("--mtu", type=argtypes.integer(1280, 65535), metavar="BYTES", help="with --machines: the underlay's MTU (default 1500)")
+    p.add_argument("--on", metavar="MACHINE", help="run CMD inside MACHINE of the enclosing `sandbox --machines`")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     cmd("demo", _cmd_demo, "the seed's veth pair, shown working, in a sandbox")
     p = cmd("web", _lazy("web", "cmd_web"), "a live page of the lab on 127.0.0.1 (actions need the printed token)")
@@ -145,7 +159,24 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     argv = list(args.cmd)
     if argv and argv[0] == "--":
         argv = argv[1:]
-    return sandbox.run(argv)
+    if args.on is not None:
+        if args.machines:
+            print("vethlab: error: --on runs in a machine of the enclosing sandbox; it takes no --machines",
+                  file=sys.stderr)
+            return 2
+        from ..kernel import machines
+
+        return machines.exec_on(args.on, argv)
+    names = None
+    if args.machines is not None:
+        from ..kernel import machines
+
+        try:
+            names = machines.parse_names(args.machines)
+        except ValueError as exc:
+            print(f"vethlab: error: {exc}", file=sys.stderr)
+            return 2
+    return sandbox.run(argv, names, args.mtu)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

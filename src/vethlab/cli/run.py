@@ -85,9 +85,15 @@ def pairs(lab: str, all_addresses: bool) -> list[dict[str, Any]]:
     network), each to the other's address on it; with `all_addresses`, every node to
     every address of every other node."""
     addrs = node_addresses(lab)
+    local = set(addrs)
+    state = store.load(lab)
+    if state is not None:  # a lab across machines: the other machines' nodes, as destinations
+        from ..ops.machines import remote_addresses
+
+        addrs.update({n: a for n, a in remote_addresses(state).items() if n not in local})
     out = []
     if all_addresses:
-        for src in addrs:
+        for src in local:
             for dst, items in addrs.items():
                 if dst != src:
                     out += [{"src": src, "dst": dst, "address": str(ipaddress.ip_interface(c).ip)} for _, c in items]
@@ -100,7 +106,7 @@ def pairs(lab: str, all_addresses: bool) -> list[dict[str, Any]]:
     for members in by_subnet.values():
         for src, _ in members:
             for dst, address in members:
-                if src != dst:
+                if src != dst and src in local:
                     out.append({"src": src, "dst": dst, "address": address})
     return out
 

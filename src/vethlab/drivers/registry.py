@@ -12,7 +12,22 @@ from __future__ import annotations
 from ..kernel.api import Kernel
 from ..model.desired import Desired
 from ..reconcile.observe import Observed
-from . import bridge, exec, firewall, hosts, link, macvlan, namespace, route, service, shaping, sysctl, veth, view
+from . import (
+    bridge,
+    exec,
+    firewall,
+    hosts,
+    link,
+    macvlan,
+    namespace,
+    route,
+    service,
+    shaping,
+    sysctl,
+    veth,
+    view,
+    vxlan,
+)
 from .base import Driver
 
 DRIVERS: tuple[Driver, ...] = (
@@ -21,6 +36,7 @@ DRIVERS: tuple[Driver, ...] = (
     bridge.DRIVER,
     veth.DRIVER,
     macvlan.DRIVER,
+    vxlan.DRIVER,
     link.DRIVER,
     bridge.UPLINKS,
     firewall.DRIVER,

@@ -68,7 +68,9 @@ class RouteDriver(Driver):
         return problems
 
     def plan(self, ctx: PlanContext) -> None:
-        lost_addresses = {a.node for a in ctx.plan.actions if isinstance(a, DeleteAddress)}
+        from .link import DeleteInterface  # a replaced interface loses its routes as a removed address does
+
+        lost_addresses = {a.node for a in ctx.plan.actions if isinstance(a, (DeleteAddress, DeleteInterface))}
         for name, node in ctx.desired.nodes.items():
             seen = ctx.observed.nodes.get(name)
             mine = [r for r in (seen.routes if seen else []) if r.proto == ROUTE_PROTO]

@@ -70,6 +70,8 @@ class FakeKernel:
         self.tables: dict[tuple[Netns, str], list[str]] = {}
         self.ruleset: dict[Netns, list[dict[str, Any]]] = {}  # foreign rules `firewall_ruleset` returns
         self.services: dict[int, tuple[str, list[str]]] = {}  # pid -> (label, argv)
+        self.vxlans: dict[tuple[Netns, str], dict[str, Any]] = {}  # VXLAN settings, by (ns, ifname)
+        self.floods: dict[tuple[Netns, str], set[str]] = {}  # flood FDB entries, by (ns, ifname)
         self.service_ns: dict[int, Netns] = {}
         self.exits: dict[int, int] = {}  # pid -> exit status of a service that ended
         self.released: set[int] = set()  # services let past their gate (recorded first)
@@ -243,6 +245,29 @@ class FakeKernel:
         space.next_index += 1
         space.links[index] = _Link(index, ifname, "macvlan", alias=marker, mtu=mtu or 1500)
         self._changed(ns, space.links[index])
+
+    def create_vxlan(self, ns: Netns, ifname: str, vni: int, local: str, remote: str | None, *, port: int = 4789,
+                     dev: str | None = None, mtu: int | None = None, marker: str | None = None,
+                     mac: bytes | None = None) -> None:
+        self._step(f"create vxlan {ns}:{ifname}")
+        space = self._ns(ns)
+        index = space.next_index
+        space.next_index += 1
+        space.links[index] = _Link(index, ifname, "vxlan", alias=marker if ns is None else None, mtu=mtu or 1450)
+        self.vxlans[(ns, ifname)] = {"vni": vni, "local": local, "remote": remote, "port": port, "link": None}
+
+    def vxlan_info(self, ns: Netns, ifname: str) -> dict[str, Any] | None:
+        return self.vxlans.get((ns, ifname))
+
+    def fdb_append(self, ns: Netns, ifname: str, dst: str) -> None:
+        self._step(f"flood {ns}:{ifname} -> {dst}")
+        self.floods.setdefault((ns, ifname), set()).add(dst)
+
+    def fdb_delete(self, ns: Netns, ifname: str, dst: str) -> None:
+        self.floods.get((ns, ifname), set()).discard(dst)
+
+    def fdb_floods(self, ns: Netns, ifname: str) -> list[str]:
+        return sorted(self.floods.get((ns, ifname), set()))
 
     def firewall_chains(self, ns: Netns, table: str) -> list[str] | None:
         return self.tables.get((ns, table))

@@ -674,6 +674,72 @@ class NetlinkKernel:
         self._sync()
         return tc.root_kind(ns, ifname)
 
+    # -- VXLAN: links and networks across machines (SPEC §7; see kernel/vxlan.py) ----------
+    def create_vxlan(self, ns: Netns, ifname: str, vni: int, local: str, remote: str | None, *,
+                     port: int = 4789, dev: str | None = None, mtu: int | None = None,
+                     marker: str | None = None, mac: bytes | None = None) -> None:
+        """A VXLAN device named `ifname` in `ns` whose UDP socket lives in the namespace
+        vethlab runs in (the machine's), queued.  In the machine's own namespace it is
+        made under an ifindex of our choosing and marked by it in the same send(), as
+        bridges are; in a node's namespace (the lab's) the interface phase marks it."""
+        from . import vxlan
+
+        dev_index = self._ifindex(None, dev) if dev else None
+        what = f"create VXLAN {ifname} (VNI {vni}) in {where(ns)}"
+        if ns is None:
+            index = random.randint(1 << 20, (1 << 30) - 1)
+            requests = [(nl.RTM_NEWLINK, nl.F_CREATE | nl.F_EXCL,
+                         vxlan.vxlan_body(ifname, vni, local, remote, port=port, dev_index=dev_index, mtu=mtu,
+                                          index=index, mac=mac), what)]
+            if marker is not None:
+                requests.append((nl.RTM_NEWLINK, 0, nl.setlink_body(index, alias=marker), f"mark {ifname}"))
+            self._sock(None).queue_together(requests)
+            self._dirty = True
+            self._index.setdefault(None, {})[ifname] = index
+            return
+        self._queue(None, nl.RTM_NEWLINK, nl.F_CREATE | nl.F_EXCL,
+                    vxlan.vxlan_body(ifname, vni, local, remote, port=port, dev_index=dev_index,
+                                     ns_fd=self._ns_fd(ns), mtu=mtu, mac=mac), what)
+        self._index.get(ns, {}).pop(ifname, None)
+
+    def fdb_append(self, ns: Netns, ifname: str, dst: str) -> None:
+        """`bridge fdb append 00:00:00:00:00:00 dev IFNAME dst DST` (queued): flood to DST."""
+        from . import vxlan
+
+        self._queue(ns, vxlan.RTM_NEWNEIGH, nl.F_CREATE | vxlan.F_APPEND,
+                    vxlan.fdb_body(self._ifindex(ns, ifname), dst), f"add flood entry to {dst} on {ifname}",
+                    (errno.EEXIST,))
+
+    def fdb_delete(self, ns: Netns, ifname: str, dst: str) -> None:
+        from . import vxlan
+
+        self._queue(ns, vxlan.RTM_DELNEIGH, 0, vxlan.fdb_body(self._ifindex(ns, ifname), dst),
+                    f"remove flood entry to {dst} from {ifname}", (errno.ENOENT,))
+
+    def fdb_floods(self, ns: Netns, ifname: str) -> list[str]:
+        """The all-zero-MAC destinations of a VXLAN device: where it floods."""
+        from . import vxlan
+
+        index = self._ifindex(ns, ifname)
+        out = []
+        for msg in self._sock(ns).dump(vxlan.RTM_GETNEIGH, vxlan.fdb_dump_body(index), f"list FDB of {ifname}"):
+            got, mac, dst = vxlan.parse_fdb(msg)
+            if got == index and mac == "00:00:00:00:00:00" and dst is not None:
+                out.append(dst)
+        return sorted(out)
+
+    def vxlan_info(self, ns: Netns, ifname: str) -> dict[str, Any] | None:
+        """vni, local, remote, port, link of a VXLAN device; None if it is none."""
+        from . import vxlan
+
+        sock = self._sock(ns)
+        self._sync()
+        try:
+            msg = sock.get(nl.RTM_GETLINK, nl.ifinfo() + nl.attr_str(nl.IFLA_IFNAME, ifname), f"read {ifname}")
+        except nl.NetlinkError:
+            return None
+        return vxlan.parse_vxlan(msg)
+
 
 _SYSCTL_SWAP = str.maketrans("./", "/.")
 

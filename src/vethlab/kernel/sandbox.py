@@ -86,37 +86,48 @@ def enter_private() -> None:
     lo_up()
 
 
-def command(argv: list[str]) -> list[str]:
-    """The unshare(1) command line that runs argv in a new sandbox."""
+def command(argv: list[str], machines: list[str] | None = None, mtu: int | None = None) -> list[str]:
+    """The unshare(1) command line that runs argv in a new sandbox (with simulated
+    machines when `machines` names some: see kernel/machines.py)."""
     unshare = shutil.which("unshare")
     if unshare is None:
         raise ConflictError("the `unshare` command (util-linux) is not installed")
     cmd = [unshare, "--net", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child"]
     if os.geteuid() != 0:
         cmd += ["--user", "--map-root-user"]
-    return cmd + ["--", sys.executable, "-m", "vethlab.kernel.sandbox", "--", *argv]
+    extra = ["--machines", ",".join(machines)] if machines else []
+    extra += ["--mtu", str(mtu)] if machines and mtu else []
+    return cmd + ["--", sys.executable, "-m", "vethlab.kernel.sandbox", *extra, "--", *argv]
 
 
-def run(argv: list[str]) -> int:
+def run(argv: list[str], machines: list[str] | None = None, mtu: int | None = None) -> int:
     """Run argv in a new sandbox; return its exit status."""
     import subprocess
 
     if not argv:
         argv = [os.environ.get("SHELL", "/bin/sh")]
     try:
-        return subprocess.call(command(argv))
+        return subprocess.call(command(argv, machines, mtu))
     except KeyboardInterrupt:
         return 130
 
 
-def _init(argv: list[str]) -> int:
-    """pid 1 of the sandbox: set up mounts, run argv, forward signals, reap."""
+def _init(argv: list[str], machines: list[str] | None = None, mtu: int = 1500) -> int:
+    """pid 1 of the sandbox: set up mounts (and simulated machines), run argv,
+    forward signals, reap."""
     try:
         mount("proc", "/proc", "proc", 0)  # this pid namespace's view
     except OSError:
         pass
     _prepare_mounts()
     lo_up()
+    if machines:
+        from . import machines as simulated
+
+        made = simulated.start(machines, mtu)
+        os.environ[simulated.ENV] = simulated.export(made)
+        if sys.stderr.isatty():
+            print(simulated.describe(made), file=sys.stderr)
     pid = os.fork()
     if pid == 0:
         try:
@@ -139,6 +150,14 @@ def _init(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
+    names: list[str] | None = None
+    underlay_mtu = 1500
+    while args and args[0] in ("--machines", "--mtu") and len(args) > 1:
+        if args[0] == "--machines":
+            names = args[1].split(",")
+        else:
+            underlay_mtu = int(args[1])
+        args = args[2:]
     if args and args[0] == "--":
         args = args[1:]
-    sys.exit(_init(args))
+    sys.exit(_init(args, names, underlay_mtu))

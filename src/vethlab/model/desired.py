@@ -36,6 +36,17 @@ class DesiredNode(NamedTuple):
     mounts: tuple[MountSpec, ...] = ()
 
 
+class Vxlan(NamedTuple):
+    """What makes a VXLAN interface (SPEC §7; model/placement.py computes it)."""
+
+    vni: int
+    local: str  # this machine's underlay address
+    remote: str | None  # a link's far machine; None for a network's port (it floods to `floods`)
+    dev: str | None = None  # the underlay interface, when the file names it
+    port: int = 4789
+    floods: tuple[str, ...] = ()  # all-zero FDB entries: the other machines of a spanning network
+
+
 class DesiredInterface(NamedTuple):
     node: str
     ifname: str
@@ -48,6 +59,7 @@ class DesiredInterface(NamedTuple):
     parent: str | None = None  # macvlan: the parent interface in `parent_node`
     parent_node: str | None = None
     shaping: Shaping | None = None  # egress shaping (tbf or netem)
+    vxlan: Vxlan | None = None  # kind "vxlan": a link or network port across machines
 
 
 class DesiredVeth(NamedTuple):
@@ -87,6 +99,7 @@ class Desired:
     forwarding: dict[str, tuple[str, ...]] = field(default_factory=dict)  # node -> sysctl keys set to 1
     own_sysctls: set[str] = field(default_factory=set)  # sysctls of interfaces vethlab makes: nothing to restore
     allocation: Allocation = field(default_factory=Allocation)
+    all_hosts: list[tuple[str, str]] | None = None  # one machine's part of a lab: every machine's nodes' names
 
     def netns(self, node: str) -> str | None:
         return self.nodes[node].netns
@@ -102,6 +115,8 @@ class Desired:
 
     def hosts_entries(self) -> list[tuple[str, str]]:
         """(address, node) for every node that has an address."""
+        if self.all_hosts is not None:
+            return list(self.all_hosts)
         first = self.first_addresses()
         return [(first[name], name) for name in self.nodes if name != HOST and name in first]
 
@@ -126,7 +141,7 @@ def fingerprints(desired: Desired) -> dict[str, str]:
 def restricted(desired: Desired, nodes: set[str]) -> Desired:
     """The part of `desired` about `nodes` (and the veth pairs among them)."""
     out = Desired(lab=desired.lab, prefix=desired.prefix, allocation=desired.allocation,
-                  own_sysctls=desired.own_sysctls)
+                  own_sysctls=desired.own_sysctls, all_hosts=desired.all_hosts)
     out.nodes = {n: node for n, node in desired.nodes.items() if n in nodes}
     out.interfaces = {k: i for k, i in desired.interfaces.items() if k[0] in nodes}
     out.veths = [v for v in desired.veths if v.a[0] in nodes and v.b[0] in nodes]

@@ -42,6 +42,8 @@ def set_link_state(name: str, node: str, ifname: str, up: bool, timeout: float =
     kernel = kernel or open_kernel()
     try:
         kernel.set_link(state.nodes.get(node), ifname, up=up)
+        if peer[0] not in state.nodes:
+            return  # the far end is on another machine: nothing here to wait for (see docs/machines.md)
         peer_ns = state.nodes.get(peer[0])
 
         def shows() -> bool:

@@ -32,6 +32,10 @@ def prepare(kernel: Kernel, spec: LabSpec, state: store.LabState | None, refresh
     if allocation is None:
         allocation = allocate(kernel, spec, state)
     full = compile_lab(spec, allocation)
+    if spec.machine is not None:  # SPEC §7: only this machine's part
+        from ..model.placement import localize
+
+        full = localize(full, spec, spec.machine)
     for driver in registry.DRIVERS:
         driver.preflight(kernel, full)
     prints = fingerprints(full)

@@ -51,6 +51,10 @@ def record_done(kernel: Kernel, spec: LabSpec, state: store.LabState, desired: D
     state.netns_ids = {ns: ident for node in desired.nodes.values() if (ns := node.netns)
                        and (ident := kernel.namespace_id(ns)) is not None}
     state.links = [[*veth.a, *veth.b] for veth in desired.veths]
+    if spec.machine is not None:  # links across machines: the far end is named from the file
+        from ..model.placement import part
+
+        state.links += [[c.node, c.ifname, c.peer_node, c.peer_ifname] for c in part(spec, spec.machine).cross]
     state.routed = sorted(n for n, node in desired.nodes.items() if node.routes)
     state.allocation = desired.allocation.to_json()
     record_claims(state, claims.of(spec, desired.allocation), keep=False)

@@ -13,7 +13,7 @@ from .schema import HOST, LinkSpec, MemberSpec, NetworkSpec, PublishSpec
 
 NETWORK_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
 NETWORK_KEYS = {"host", "driver", "bridge", "parent", "subnet", "subnet6", "gateway", "nat", "internal", "isolated",
-                "uplinks", "mtu", "members"}
+                "uplinks", "mtu", "members", "machine", "vni"}
 MEMBER_KEYS = {"ip", "ip6", "ifname", "publish"}
 # ports: ASCII digits, at most 10 (int() of a 5000-digit port was an internal error)
 PUBLISH = re.compile(r"(?:(?P<ip>[0-9.]+):)?(?P<host>[0-9]{1,10}):(?P<port>[0-9]{1,10})(?:/(?P<proto>[a-z]+))?")

@@ -76,6 +76,8 @@ class NodeSpec(NamedTuple):
     private: tuple[PrivateSpec, ...] = ()
     mounts: tuple[MountSpec, ...] = ()
 
+    machine: str | None = None  # with `machines:` (SPEC §7): the machine this node lives on
+
     @property
     def has_view(self) -> bool:
         """Does the node get its own mount and UTS namespaces (kernel/nodefs.py)?"""
@@ -121,6 +123,8 @@ class NetworkSpec(NamedTuple):
     mtu: int | None = None
     members: tuple[MemberSpec, ...] = ()
     line: int | None = None
+    machine: str | None = None  # across machines: where the gateway is (default: the first machine with a member)
+    vni: int | None = None  # across machines: the VXLAN id joining its bridges (default derived)
 
 
 class Endpoint(NamedTuple):
@@ -143,6 +147,8 @@ class LinkSpec(NamedTuple):
     line: int | None = None
     shaping_a: Shaping | None = None  # egress of end a (link values, overridden by its `a:` block)
     shaping_b: Shaping | None = None
+    vni: int | None = None  # across machines: the VXLAN id (default derived from lab and link)
+    carrier: bool = False  # across machines: a veth stitched to the tunnel, so carrier can be taken away
 
     @property
     def endpoints(self) -> tuple[Endpoint, Endpoint]:
@@ -150,6 +156,17 @@ class LinkSpec(NamedTuple):
 
     def addresses_of(self, end: Endpoint) -> tuple[str, ...]:
         return self.addresses_a if end == self.a else self.addresses_b
+
+
+class MachineSpec(NamedTuple):
+    """One machine of a lab that spans several (SPEC §7): its underlay address, and
+    optionally the underlay interface and its MTU (default 1500)."""
+
+    name: str
+    address: str
+    dev: str | None = None
+    mtu: int | None = None
+    line: int | None = None
 
 
 @dataclass(frozen=True)
@@ -160,6 +177,8 @@ class LabSpec:
     networks: tuple[NetworkSpec, ...] = ()
     prefix: bool = False
     file: str | None = None
+    machines: tuple[MachineSpec, ...] = ()
+    machine: str | None = None  # with `machines:`: the machine whose part this process builds (`--machine`)
 
     def netns_of(self, node: str) -> str | None:
         """The /run/netns name of a node; None for `host`."""

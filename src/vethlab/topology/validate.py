@@ -23,15 +23,15 @@ from .schema import HOST, Endpoint, LabSpec, LinkSpec, NodeSpec, RouteSpec
 from .shaping import Shaping, parse_shaping
 from .words import split
 
-TOP_KEYS = {"name", "prefix", "nodes", "links", "networks"}
-NODE_KEYS = {"sysctls", "routes", "exec", "run", "ready", *nodeview.VIEW_KEYS}
-LINK_KEYS = {"endpoints", "addresses", "mtu", "state", "rate", "delay", "jitter", "loss", "a", "b"}
+TOP_KEYS = {"name", "prefix", "nodes", "links", "networks", "machines"}
+NODE_KEYS = {"sysctls", "routes", "exec", "run", "ready", "machine", *nodeview.VIEW_KEYS}
+LINK_KEYS = {"endpoints", "addresses", "mtu", "state", "rate", "delay", "jitter", "loss", "a", "b", "vni", "carrier"}
 SHAPING_KEYS = {"rate", "delay", "jitter", "loss"}
 #: keys of the contract that later work will implement: refused, never ignored
 NOT_YET: dict[tuple[str, ...], set[str]] = {
     (): set(),
     ("node",): set(),
-    ("link",): {"type", "remote", "vni", "dev"},
+    ("link",): {"type", "remote", "dev"},
 }
 
 
@@ -95,11 +95,15 @@ def parse_document(doc: Document) -> LabSpec:
             nodes[node_name] = node
     _check_addresses(c, readable, raw_links)
     _check_link_subnets(c, readable, nodes)
+    from .machines import apply_machines  # SPEC §7: machines, machine:, vni:
+
+    machines, nodes, good_links, networks = apply_machines(c, top, raw_nodes, nodes, raw_links, numbered, networks,
+                                                           top.get("networks"))
 
     if c.issues:
         raise ValidationError(c.issues)
     return LabSpec(name=name, nodes=nodes, links=tuple(good_links), networks=tuple(networks), prefix=prefix,
-                   file=doc.file)
+                   file=doc.file, machines=machines)
 
 
 def _node(c: Checker, name: str, raw: Any, path: Path, ifaces: list[tuple[str, tuple[str, ...]]]) -> NodeSpec | None:

@@ -1,0 +1,175 @@
+"""The commands' side of a lab across machines (SPEC §7): which machine this is,
+and what the other machines hold, as far as `status` and `pingall` here need it.
+
+Nothing is asked of the other machines: the file says where every node is and
+which addresses it has, so the far end of a link is named (MACHINE/NODE:IF) and
+pinged from the file alone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+from typing import Any
+
+from ..errors import UsageError
+from ..state import store
+from ..topology.schema import LabSpec
+
+
+def local_addresses() -> set[str]:
+    """The addresses of the namespace vethlab runs in (the machine's)."""
+    from ..kernel.rtnl import NetlinkKernel
+
+    kernel = NetlinkKernel()
+    try:
+        return {cidr.split("/")[0] for link in kernel.links(None) for cidr in link.addresses}
+    finally:
+        kernel.close()
+
+
+def choose(spec: LabSpec | None, requested: str | None) -> str | None:
+    """The machine whose part to build: `--machine`, else the one whose underlay
+    address this host has; None for a lab on one machine.  UsageError (exit 2)
+    when it cannot be told."""
+    if spec is None:
+        return requested
+    names = [m.name for m in spec.machines]
+    if not names:
+        if requested is not None:
+            raise UsageError(f"lab {spec.name} declares no machines: --machine {requested} means nothing here")
+        return None
+    if requested is not None:
+        if requested not in names:
+            raise UsageError(f"lab {spec.name} has no machine {requested} (machines: {', '.join(names)})")
+        return requested
+    from ..model.placement import recognise
+
+    found = recognise(spec, local_addresses())
+    if found is None:
+        raise UsageError(f"lab {spec.name} spans machines ({', '.join(names)}) and none of their addresses is on "
+                         "this host: say which machine this is with --machine NAME")
+    return found
+
+
+def spec_of(state: store.LabState) -> LabSpec | None:
+    """The lab's file, if it is still there, valid, and declares machines."""
+    if not state.file:
+        return None
+    try:
+        from ..topology import load_lab
+
+        spec = load_lab(state.file)
+    except Exception:  # noqa: BLE001 - a file changed or gone since: nothing to add
+        return None
+    return spec if spec.machines and spec.name == state.lab else None
+
+
+def remote_peers(state: store.LabState) -> dict[tuple[str, str], str]:
+    """(node, ifname) -> MACHINE/NODE:IF for each local end of a link across machines."""
+    spec = spec_of(state)
+    if spec is None:
+        return {}
+    from ..model.placement import machine_of
+
+    out = {}
+    for a, a_if, b, b_if in state.links:
+        for here, here_if, there, there_if in ((a, a_if, b, b_if), (b, b_if, a, a_if)):
+            if here in state.nodes and there not in state.nodes:
+                out[(here, here_if)] = f"{machine_of(spec, there) or '?'}/{there}:{there_if}"
+    return out
+
+
+def remote_addresses(state: store.LabState) -> dict[str, list[tuple[str, str]]]:
+    """node -> [(ifname, cidr)] for the nodes of the lab that live on other machines,
+    from the file (with this machine's IPAM choices, the same as theirs for the
+    explicit subnets a lab across machines uses)."""
+    spec = spec_of(state)
+    if spec is None:
+        return {}
+    from ..model import ipam
+    from ..model.desired import compile_lab
+
+    full = compile_lab(spec, ipam.Allocation.previous(state.allocation))
+    out: dict[str, list[tuple[str, str]]] = {}
+    for (node, ifname), iface in full.interfaces.items():
+        if node in state.nodes or iface.kind == "bridge":
+            continue
+        out.setdefault(node, []).extend((ifname, cidr) for cidr in iface.addresses
+                                        if not ipaddress.ip_interface(cidr).is_loopback)
+    return out
+
+
+def name_peers(report: dict[str, Any], state: store.LabState) -> None:
+    """status: far ends of links across machines as MACHINE/NODE:IF (in place)."""
+    names = remote_peers(state)
+    for item in report.get("interfaces", []):
+        far = names.get((item["node"], item["name"]))
+        if far is not None:
+            item["peer"] = far
+
+
+def far_port(state: store.LabState, node: str, ifname: str) -> tuple[Any, str] | None:
+    """For a local end of a link across machines with `carrier: true`: (the far
+    machine's MachineSpec, the far machine-side veth end as host:NAME).  None for a
+    link within this machine.  UsageError for a link across machines without carrier."""
+    spec = spec_of(state)
+    if spec is None:
+        return None
+    from ..model.placement import crosses, machine_of, stitch_names
+
+    for link in spec.links:
+        for here, there in ((link.a, link.b), (link.b, link.a)):
+            if (here.node, here.ifname) != (node, ifname) or not crosses(spec, link):
+                continue
+            if not link.carrier:
+                raise UsageError(f"{node}:{ifname} is a link across machines without `carrier: true`: its far end "
+                                 f"cannot be told (see docs/machines.md)")
+            far = {m.name: m for m in spec.machines}[machine_of(spec, there.node) or ""]
+            return far, "host:" + stitch_names(spec.name, there.node, there.ifname)[0]
+    return None
+
+
+def run_on(machine: Any, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a vethlab command on another machine: inside a simulated machine when
+    this is `vethlab sandbox --machines`, else over OpenSSH (`ssh ADDRESS vethlab …`,
+    batch mode: keys, no password prompt)."""
+    import sys
+
+    from ..kernel import machines as simulated
+
+    known = simulated.registry()
+    if machine.name in known:
+        cmd = simulated.on_command(simulated.Machine(machine.name, known[machine.name], machine.address, ""),
+                                   [sys.executable, "-m", "vethlab", *argv])
+    else:
+        cmd = ["ssh", "-o", "BatchMode=yes", machine.address, "vethlab", *argv]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+
+
+def check_far_end(lab: str, node: str, ifname: str) -> None:
+    """Before anything changes: UsageError if `--all` cannot reach the far end."""
+    state = store.load(lab)
+    if state is not None:
+        far_port(state, node, ifname)
+
+
+def tell_far_end(lab: str, node: str, ifname: str, up: bool) -> str | None:
+    """`link down|up NODE:IF --all`: the far machine takes its machine-side end of
+    the link down (up), and returns once its node shows NO-CARRIER (carrier).
+    Returns what to print, None for a link within this machine."""
+    state = store.load(lab)
+    if state is None:
+        raise UsageError(f"lab {lab} does not exist")
+    found = far_port(state, node, ifname)
+    if found is None:
+        return None
+    machine, port = found
+    result = run_on(machine, ["link", "up" if up else "down", port, "--lab", lab])
+    if result.returncode != 0:
+        from ..errors import CommandFailed
+
+        raise CommandFailed(f"machine {machine.name} could not take {port} {'up' if up else 'down'}: "
+                            f"{(result.stderr or result.stdout).strip()}")
+    peer = remote_peers(state).get((node, ifname), f"{machine.name}/?")
+    return f"{peer} shows {'carrier' if up else 'NO-CARRIER'}"
