@@ -624,6 +624,9 @@ def lab_status(name: str, kernel: Kernel | None = None) -> dict[str, Any]:
         exists, views = interfaces(kernel, state)
     finally:
         kernel.close()
+    from .cni.labjoin import joined  # containers a runtime attached through the CNI plugin (docs/cni.md)
+
+    joined_nodes, joined_interfaces = joined(name)
     from .kernel import services
     from .reconcile.services import log_name
 
@@ -635,8 +638,9 @@ def lab_status(name: str, kernel: Kernel | None = None) -> dict[str, Any]:
 
     return {
         "lab": name, "file": state.file, "complete": state.complete,
-        "nodes": [{"name": n, "netns": ns, "exists": exists.get(n, False)} for n, ns in state.nodes.items()],
-        "interfaces": [v.to_json() for v in views],
+        "nodes": [{"name": n, "netns": ns, "exists": exists.get(n, False)} for n, ns in state.nodes.items()]
+        + joined_nodes,
+        "interfaces": [v.to_json() for v in views] + joined_interfaces,
         "services": [{"node": node, "command": " ".join(rec.argv), "pid": rec.pid,
                       "state": "running" if services.alive(rec.pid, rec.started) or rec.label in labelled else
                       "done" if rec.done else "exited", "log": log(node, i, rec.label)}

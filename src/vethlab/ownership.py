@@ -114,3 +114,18 @@ def parse_netns_tag(filename: str) -> tuple[str, str] | None:
         return None
     lab, sep, netns = filename[len(NETNS_TAG_PREFIX):].partition(":")
     return (lab, netns) if sep and not lab_problem(lab) and not netns_problem(netns) else None
+
+
+#: interfaces the CNI plugin makes carry `vethlab-cni:NETWORK` (a bridge and the host
+#: ends of its containers' veths), or `vethlab-cni:LAB` for a container joined to a
+#: lab's network: not `vethlab:` — `clean` and a lab's `up` must never take a
+#: runtime's containers for leftovers of a lab and remove them
+CNI_PREFIX = "vethlab-cni:"
+
+
+def cni_marker(network: str) -> str:
+    return CNI_PREFIX + network
+
+
+def cni_network_of(alias: str | None) -> str | None:
+    return alias[len(CNI_PREFIX):] or None if alias and alias.startswith(CNI_PREFIX) else None

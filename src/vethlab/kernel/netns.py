@@ -20,7 +20,6 @@ import fcntl
 import os
 import threading
 from collections.abc import Callable, Iterable
-from typing import TypeVar
 
 NETNS_RUN_DIR = "/run/netns"
 
@@ -31,7 +30,11 @@ MS_SHARED = 1 << 20
 MNT_DETACH = 2
 
 _libc = ctypes.CDLL(None, use_errno=True)
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing is not imported at run time: the CNI plugin's start-up (cni/main.py)
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 
 def _check(result: int, what: str) -> None:
