@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-TEMPLATE = """#!{python} -I -S
+TEMPLATE = """#!{python} -IS
 # vethlab CNI plugin (type "vethlab"), written by `vethlab-cni install`; see docs/cni.md.
 # -I -S: no site module, no .pth files (start-up cost); vethlab's paths are set here instead.
 import sys

@@ -70,6 +70,15 @@ def _fail(exc: nl.NetlinkError | OSError, what: str) -> CniError:
     return CniError(KERNEL_FAILURE, f"cannot {what}: {os.strerror(code).lower()}" + (f" ({detail})" if detail else ""))
 
 
+def _random_mac() -> bytes:
+    """A locally administered unicast MAC.  A bridge given its own address keeps it;
+    left to itself it takes its lowest port's, and changes as containers come and go
+    (what ADD reported for the bridge would go stale; the reference plugin sets it too)."""
+    raw = bytearray(os.urandom(6))
+    raw[0] = (raw[0] & 0xFE) | 0x02
+    return bytes(raw)
+
+
 def open_netns(path: str) -> int:
     """The container's namespace, opened read-only; code 4 if CNI_NETNS is not one."""
     try:
@@ -116,7 +125,8 @@ def ensure_bridge(sock: nl.NlSocket, name: str, mtu: int | None, marker: str, pr
     if facts is None:
         index = _random_index()
         sock.queue_together([
-            (nl.RTM_NEWLINK, nl.F_CREATE | nl.F_EXCL, nl.bridge_body(name, mtu, index), f"create bridge {name}"),
+            (nl.RTM_NEWLINK, nl.F_CREATE | nl.F_EXCL, nl.bridge_body(name, mtu, index) + nl.attr(
+                nl.IFLA_ADDRESS, _random_mac()), f"create bridge {name}"),
             (nl.RTM_NEWLINK, 0, nl.setlink_body(index, alias=marker), f"mark bridge {name}")])
         errors = sock.flush()
         if errors and errors[0].code != errno.EEXIST:
