@@ -65,6 +65,18 @@ def run(stdin: bytes, environ: dict[str, str] | None = None) -> dict[str, Any] |
     return None
 
 
+def _read_stdin() -> bytes:
+    """The config (VERSION may come without one, from a terminal)."""
+    from .protocol import IO_FAILURE
+
+    try:
+        if os.environ.get("CNI_COMMAND") == "VERSION" and sys.stdin.isatty():
+            return b""
+        return sys.stdin.buffer.read((1 << 20) + 1)  # decode() refuses more than 1 MiB
+    except (OSError, ValueError, AttributeError) as exc:
+        raise CniError(IO_FAILURE, f"cannot read the network config from stdin: {exc}") from None
+
+
 def _version_of(stdin: bytes) -> str:
     try:
         value = json.loads(stdin).get("cniVersion")
@@ -91,8 +103,7 @@ def main() -> int:
         return cli(sys.argv[1:])
     stdin = b""
     try:
-        stdin = sys.stdin.buffer.read() if os.environ.get("CNI_COMMAND") != "VERSION" or not sys.stdin.isatty() \
-            else b""
+        stdin = _read_stdin()
         out = run(stdin)
         if out is not None:
             sys.stdout.write(json.dumps(out))
