@@ -134,7 +134,12 @@ class LabRecords:
             return  # the lab went (`down`) meanwhile: nothing left to record against
         fd, path = where
         try:
-            write_json(fd, RECORDS, os.path.join(path, RECORDS), data)
+            if data.get("attachments"):
+                write_json(fd, RECORDS, os.path.join(path, RECORDS), data)
+            else:  # the last container left: the lab's directory is as it was before the first came
+                from ..state import fs
+
+                fs.unlink(fd, RECORDS)
         finally:
             os.close(fd)
 
