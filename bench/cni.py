@@ -7,7 +7,9 @@ the same network config (isGateway, ipMasq, host-local IPAM with a default route
 each its own bridge and subnet, and are run exactly as a runtime runs them: a new
 process per command, CNI_* in the environment, the config on stdin.  Rounds
 alternate the plugins, so both see the same machine load; the table gives
-medians in milliseconds and vethlab's ratio to the reference (< 1: faster).
+medians in milliseconds of wall time (what the runtime waits) and of CPU time
+(the plugin and every process it ran: less sensitive to a loaded machine), and
+each one's ratio to the reference (< 1: cheaper).
 
 Rows:
   reference            /usr/lib/cni/bridge (Debian containernetworking-plugins), host-local delegated
@@ -15,7 +17,7 @@ Rows:
   vethlab-cni own IPAM the same with VETHLAB_CNI_IPAM=own: the host-local-compatible allocator in-process
   launcher             what `vethlab-cni install DIR` writes for runtimes: python -I -S, explicit sys.path
   launcher own IPAM    the same with VETHLAB_CNI_IPAM=own
-  python -I -S pass    the floor: an interpreter that starts and exits
+  python -IS -c pass   the floor: an interpreter that starts and exits
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -44,15 +47,19 @@ def config(name: str, bridge: str, subnet: str, data_dir: str, plugin_type: str)
                                 "routes": [{"dst": "0.0.0.0/0"}], "dataDir": data_dir}}).encode()
 
 
-def call(argv: list[str], command: str, conf: bytes, cid: str, netns: str, extra: dict[str, str]) -> float:
+def call(argv: list[str], command: str, conf: bytes, cid: str, netns: str, extra: dict[str, str]) -> tuple[float, float]:
+    """(wall ms, CPU ms of the plugin and every process it waited for)."""
     env = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID=cid, CNI_NETNS=netns, CNI_IFNAME="eth0",
                CNI_PATH=CNI_PATH, **extra)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(argv, input=conf, env=env, capture_output=True, check=False)
     elapsed = (time.perf_counter() - start) * 1000
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
     if done.returncode != 0:
         raise SystemExit(f"{argv[0]} {command} failed: {done.stdout.decode()} {done.stderr.decode()}")
-    return elapsed
+    return elapsed, cpu
 
 
 def main() -> int:
@@ -79,7 +86,7 @@ def main() -> int:
         "launcher own IPAM": ([launcher], config("vllown", "vlbr3", "10.205.0.0/16", work, "vethlab"),
                               {"VETHLAB_CNI_IPAM": "own"}),
     }
-    times: dict[str, dict[str, list[float]]] = {name: {"ADD": [], "DEL": []} for name in plugins}
+    times: dict[str, dict[str, list[tuple[float, float]]]] = {name: {"ADD": [], "DEL": []} for name in plugins}
     floor: list[float] = []
     for argv, conf, extra in plugins.values():  # warm-up: bridges, NAT tables, page cache
         subprocess.run(["ip", "netns", "add", "warm"], check=True)
@@ -94,16 +101,25 @@ def main() -> int:
             times[name]["DEL"].append(call(argv, "DEL", conf, f"c{i}", f"/run/netns/{ns}", extra))
             subprocess.run(["ip", "netns", "del", ns], check=True)
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-I", "-S", "-c", "pass"], check=True)
+        subprocess.run([sys.executable, "-IS", "-c", "pass"], check=True)
         floor.append((time.perf_counter() - start) * 1000)
-    ref = {cmd: statistics.median(times["reference bridge (Go)"][cmd]) for cmd in ("ADD", "DEL")}
-    print(f"{args.rounds} rounds, medians in ms (ratio: vethlab / reference; < 1 is faster)\n")
-    print(f"| {'plugin':<22} | {'ADD':>6} | {'ratio':>5} | {'DEL':>6} | {'ratio':>5} |")
-    print(f"|{'-' * 24}|{'-' * 8}|{'-' * 7}|{'-' * 8}|{'-' * 7}|")
+    def med(name: str, cmd: str, which: int) -> float:
+        return statistics.median(sample[which] for sample in times[name][cmd])
+
+    ref = "reference bridge (Go)"
+    print(f"{args.rounds} rounds, medians in ms; ratio = plugin / reference (< 1: cheaper); "
+          f"load average {os.getloadavg()[0]:.1f}\n")
+    print("| plugin                 | ADD wall | ratio | DEL wall | ratio | ADD CPU | ratio | DEL CPU | ratio |")
+    print("|------------------------|---------:|------:|---------:|------:|--------:|------:|--------:|------:|")
     for name in plugins:
-        add, dele = (statistics.median(times[name][cmd]) for cmd in ("ADD", "DEL"))
-        print(f"| {name:<22} | {add:6.1f} | {add / ref['ADD']:5.2f} | {dele:6.1f} | {dele / ref['DEL']:5.2f} |")
-    print(f"| {'python -I -S pass':<22} | {statistics.median(floor):6.1f} |       |        |       |")
+        cells = []
+        for which in (0, 1):
+            for cmd in ("ADD", "DEL"):
+                value = med(name, cmd, which)
+                cells.append(f"{value:8.1f} | {value / med(ref, cmd, which):5.2f}")
+        print(f"| {name:<22} | " + " | ".join(cells) + " |")
+    print(f"| {'python -IS -c pass':<22} | {statistics.median(floor):8.1f} |       |          |       |"
+          "         |       |         |       |")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

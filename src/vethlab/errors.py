@@ -14,9 +14,21 @@ if TYPE_CHECKING:
         path: str
         message: str
 else:
-    from collections import namedtuple
+    from operator import itemgetter
 
-    _IssueFields = namedtuple("_IssueFields", ["file", "line", "path", "message"])
+    class _IssueFields(tuple):  # what NamedTuple makes, without typing or collections (start-up cost)
+        __slots__ = ()
+
+        def __new__(cls, file: str, line: int | None, path: str, message: str) -> _IssueFields:
+            return tuple.__new__(cls, (file, line, path, message))
+
+        file = property(itemgetter(0))
+        line = property(itemgetter(1))
+        path = property(itemgetter(2))
+        message = property(itemgetter(3))
+
+        def __repr__(self) -> str:
+            return f"Issue(file={self.file!r}, line={self.line!r}, path={self.path!r}, message={self.message!r})"
 
 
 class VethlabError(Exception):

@@ -13,9 +13,19 @@ through topology.naming: one carrying a name vethlab could not have written
 
 from __future__ import annotations
 
-import re
 
-from .topology.naming import lab_problem, netns_problem
+def lab_problem(name: object) -> str | None:
+    # topology.naming imported on use: it imports `re`, and the CNI plugin, which needs
+    # only cni_marker from here, must start without it (cni/jsonio.py says why)
+    from .topology.naming import lab_problem as problem
+
+    return problem(name)
+
+
+def netns_problem(name: object) -> str | None:
+    from .topology.naming import netns_problem as problem
+
+    return problem(name)
 
 PREFIX = "vethlab:"
 #: a namespace file is born as /run/netns/.vethlab:LAB:NAME (hard-linked to NAME
@@ -60,7 +70,11 @@ def table_marker(lab: str) -> str:
 
 
 _LEGACY_CHAINS = {"postrouting", "prerouting", "output", "forward"}
-_DIGEST_CHAIN = re.compile(r"^v-[0-9a-f]{16}$")
+
+
+def _is_digest_chain(name: str) -> bool:
+    """`v-` + 16 hex digits (firewall.py's ruleset digest chain)."""
+    return len(name) == 18 and name.startswith("v-") and all(c in "0123456789abcdef" for c in name[2:])
 
 
 def table_owner(table: str, chains: list[str]) -> str | None:
@@ -75,7 +89,7 @@ def table_owner(table: str, chains: list[str]) -> str | None:
         return None
     if table_marker(lab) in chains:
         return lab
-    digests = [c for c in chains if _DIGEST_CHAIN.match(c)]
+    digests = [c for c in chains if _is_digest_chain(c)]
     return lab if len(digests) == 1 and set(chains) - set(digests) <= _LEGACY_CHAINS else None
 
 

@@ -59,9 +59,9 @@ def _gateway_cidrs(result: Result) -> list[str]:
 
 
 def _subnets(result: Result) -> list[str]:
-    import ipaddress
+    from . import addr
 
-    return sorted({str(ipaddress.ip_interface(ip["address"]).network) for ip in result.ips})
+    return sorted({addr.subnet_text(*addr.parse_cidr(ip["address"])) for ip in result.ips})
 
 
 def add(conf: NetConf, env: Env) -> dict[str, Any]:

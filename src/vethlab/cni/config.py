@@ -12,16 +12,13 @@ naming the field.
 
 from __future__ import annotations
 
-import ipaddress
-import re
-
-from .protocol import INVALID_CONFIG, UNSUPPORTED_FIELD, CniError
+from . import addr
+from .protocol import INVALID_CONFIG, UNSUPPORTED_FIELD, CniError, plain_name
 
 TYPE_CHECKING = False  # typing itself is not imported at run time: start-up cost (main.py)
 if TYPE_CHECKING:
     from typing import Any
 
-NETWORK_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")
 DEFAULT_BRIDGE = "cni0"
 #: bridge-plugin keys with no equivalent here, and the value that is harmless
 UNSUPPORTED = {"vlan": 0, "vlanTrunk": None, "preserveDefaultVlan": None, "macspoofchk": False}
@@ -57,13 +54,13 @@ class PortMapping:
         host_ip = item.get("hostIP") or None
         if host_ip is not None:
             try:
-                ip = ipaddress.ip_address(host_ip)
-            except (ValueError, TypeError):
+                version, value = addr.parse(host_ip)
+            except ValueError:
                 raise CniError(INVALID_CONFIG, f"{where}.hostIP: {host_ip!r} is not an IP address") from None
-            if ip.version != 4:
+            if version != 4:
                 raise CniError(UNSUPPORTED_FIELD, f"{where}.hostIP: {host_ip} (only IPv4 host addresses are "
                                "published by address; leave hostIP empty for every address)")
-            host_ip = None if ip.is_unspecified else str(ip)
+            host_ip = None if value == 0 else addr.text(version, value)
         assert isinstance(host, int) and isinstance(cont, int)
         return cls(host, cont, proto, host_ip)
 
@@ -135,7 +132,7 @@ class NetConf:
 
 def _name(raw: dict[str, Any]) -> str:
     name = raw.get("name")
-    if not isinstance(name, str) or not NETWORK_NAME.fullmatch(name) or len(name) > 128:
+    if not isinstance(name, str) or not plain_name(name, "_.-") or len(name) > 128:
         raise CniError(INVALID_CONFIG, f"name: {name!r} is not a network name (letters, digits, '_', '.', '-')")
     return name
 
@@ -155,5 +152,5 @@ def _bool(raw: dict[str, Any], key: str) -> bool:
 
 
 def _ifname(name: str, key: str) -> None:
-    if not name or len(name.encode()) > 15 or name in (".", "..") or re.search(r"[/:\s]", name):
+    if not name or len(name.encode()) > 15 or name in (".", "..") or any(c in "/:" or c.isspace() for c in name):
         raise CniError(INVALID_CONFIG, f"{key}: {name!r} is not an interface name (at most 15 bytes)")

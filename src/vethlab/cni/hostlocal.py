@@ -16,10 +16,10 @@ rangeEnd, gateway}), the older single `subnet`/`rangeStart`/`rangeEnd`/`gateway`
 from __future__ import annotations
 
 import fcntl
-import ipaddress
 import os
 import time
 
+from . import addr
 from .protocol import INVALID_CONFIG, IO_FAILURE, NO_ADDRESS, TRY_AGAIN_LATER, CniError
 from .result import Result
 
@@ -29,35 +29,47 @@ if TYPE_CHECKING:
     from typing import Any
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
-Addr = ipaddress.IPv4Address | ipaddress.IPv6Address
-Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Range:
+    """One range of a range set; addresses are integers of one IP version (addr.py)."""
+
     def __init__(self, item: Any, where: str) -> None:
         if not isinstance(item, dict) or not isinstance(item.get("subnet"), str):
             raise CniError(INVALID_CONFIG, f"{where}.subnet: missing or not a string")
         try:
-            self.subnet: Net = ipaddress.ip_network(item["subnet"], strict=False)
-            net = self.subnet
-            last = net.broadcast_address - 1 if net.version == 4 else net.broadcast_address
-            self.start: Addr = ipaddress.ip_address(item["rangeStart"]) if item.get("rangeStart") else \
-                net.network_address + 1
-            self.end: Addr = ipaddress.ip_address(item["rangeEnd"]) if item.get("rangeEnd") else last
-            self.gateway: Addr = ipaddress.ip_address(item["gateway"]) if item.get("gateway") else \
-                net.network_address + 1
-        except (ValueError, TypeError) as exc:
+            version, value, prefix = addr.parse_cidr(item["subnet"])
+            self.version, self.prefix = version, prefix
+            self.network = addr.network(version, value, prefix)
+            self.broadcast = addr.last(version, value, prefix)
+            top = self.broadcast - 1 if version == 4 else self.broadcast
+            self.start = self._inside(item, "rangeStart", self.network + 1, where)
+            self.end = self._inside(item, "rangeEnd", top, where)
+            self.gateway = self._inside(item, "gateway", self.network + 1, where, check=False)
+        except ValueError as exc:
             raise CniError(INVALID_CONFIG, f"{where}: {exc}") from None
-        if net.num_addresses < 4 and net.version == 4:
-            raise CniError(INVALID_CONFIG, f"{where}.subnet: {net} is too small to hand out addresses")
-        for key, ip in (("rangeStart", self.start), ("rangeEnd", self.end)):
-            if ip not in net:
-                raise CniError(INVALID_CONFIG, f"{where}.{key}: {ip} is outside {net}")
-        if self.start.version != self.end.version or int(self.start) > int(self.end):
-            raise CniError(INVALID_CONFIG, f"{where}: rangeStart {self.start} is after rangeEnd {self.end}")
+        if version == 4 and prefix > 30:
+            raise CniError(INVALID_CONFIG, f"{where}.subnet: {item['subnet']} is too small to hand out addresses")
+        if self.start > self.end:
+            raise CniError(INVALID_CONFIG, f"{where}: rangeStart {addr.text(version, self.start)} is after "
+                           f"rangeEnd {addr.text(version, self.end)}")
 
-    def __contains__(self, ip: Addr) -> bool:
-        return ip.version == self.start.version and self.start <= ip <= self.end  # type: ignore[operator]
+    def _inside(self, item: dict[str, Any], key: str, default: int, where: str, check: bool = True) -> int:
+        if not item.get(key):
+            return default
+        version, value = addr.parse(item[key])
+        if version != self.version or (check and not self.network <= value <= self.broadcast):
+            raise CniError(INVALID_CONFIG, f"{where}.{key}: {item[key]} is outside {item['subnet']}")
+        return value
+
+    def holds(self, version: int, value: int) -> bool:
+        return version == self.version and self.start <= value <= self.end
+
+    def usable(self, value: int) -> bool:
+        return value != self.gateway and value != self.network and (self.version == 6 or value != self.broadcast)
+
+    def text(self, value: int) -> str:
+        return addr.text(self.version, value)
 
 
 class Config:
@@ -78,9 +90,9 @@ class Config:
         self.routes: list[dict[str, Any]] = []
         for i, route in enumerate(routes):
             try:
-                item = {"dst": str(ipaddress.ip_network(route["dst"], strict=False))}
+                item = {"dst": addr.subnet_text(*addr.parse_cidr(route["dst"]))}
                 if route.get("gw"):
-                    item["gw"] = str(ipaddress.ip_address(route["gw"]))
+                    item["gw"] = addr.text(*addr.parse(route["gw"]))
             except (KeyError, TypeError, ValueError) as exc:
                 raise CniError(INVALID_CONFIG, f"ipam.routes[{i}]: {exc}") from None
             self.routes.append(item)
@@ -127,18 +139,18 @@ class Store:
             if name == "lock" or name.startswith("last_reserved_ip") or name.startswith("."):
                 continue
             try:
-                ipaddress.ip_address(name)
+                addr.parse(name)
                 with open(os.path.join(self.config.dir, name), "rb") as fh:
-                    text = fh.read(600).decode(errors="replace")
+                    content = fh.read(600).decode(errors="replace")
             except (ValueError, OSError):
                 continue
-            cid, _, ifname = text.strip().partition("\r\n")
+            cid, _, ifname = content.strip().partition("\r\n")
             out[name] = (cid.strip(), ifname.strip())
         return out
 
-    def _reserve(self, ip: Addr, owner: str) -> bool:
+    def _reserve(self, name: str, owner: str) -> bool:
         try:
-            fd = os.open(os.path.join(self.config.dir, str(ip)),
+            fd = os.open(os.path.join(self.config.dir, name),
                          os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         except FileExistsError:
             return False
@@ -146,47 +158,46 @@ class Store:
             fh.write(owner)
         return True
 
-    def _last(self, index: int) -> Addr | None:
+    def _last(self, index: int) -> tuple[int, int] | None:
         try:
             with open(os.path.join(self.config.dir, f"last_reserved_ip.{index}")) as fh:
-                return ipaddress.ip_address(fh.read().strip())
+                return addr.parse(fh.read().strip())
         except (OSError, ValueError):
             return None
 
-    def allocate(self, container_id: str, ifname: str, wanted: list[Addr]) -> list[tuple[Addr, Range]]:
+    def allocate(self, container_id: str, ifname: str, wanted: list[tuple[int, int]]) -> list[tuple[int, Range]]:
         owner = f"{container_id}\r\n{ifname}"
         leases = self.leases()
-        mine = {ipaddress.ip_address(ip) for ip, who in leases.items() if who == (container_id, ifname)}
-        out: list[tuple[Addr, Range]] = []
+        mine = [addr.parse(ip) for ip, who in leases.items() if who == (container_id, ifname)]
+        out: list[tuple[int, Range]] = []
         for index, rset in enumerate(self.config.sets):
-            held = next(((ip, r) for ip in mine for r in rset if ip in r), None)
+            held = next(((v, r) for ver, v in mine for r in rset if r.holds(ver, v)), None)
             if held is not None:  # a retried ADD keeps its lease, as a runtime's second try expects
                 out.append(held)
                 continue
-            asked = next(((ip, r) for ip in wanted for r in rset if ip in r), None)
+            asked = next(((v, r) for ver, v in wanted for r in rset if r.holds(ver, v)), None)
             if asked is not None:
-                if asked[0] == asked[1].gateway or not self._reserve(asked[0], owner):
-                    raise CniError(NO_ADDRESS, f"requested address {asked[0]} is already in use")
+                value, r = asked
+                if not r.usable(value) or not self._reserve(r.text(value), owner):
+                    raise CniError(NO_ADDRESS, f"requested address {r.text(value)} is already in use")
                 out.append(asked)
                 continue
             chosen = self._next(index, rset, owner, leases)
             if chosen is None:
-                raise CniError(NO_ADDRESS, "no free address left in "
-                               + ", ".join(f"{r.start}-{r.end}" for r in rset) + f" ({self.config.dir})")
+                raise CniError(NO_ADDRESS, "no free address left in " + ", ".join(
+                    f"{r.text(r.start)}-{r.text(r.end)}" for r in rset) + f" ({self.config.dir})")
             out.append(chosen)
             with open(os.path.join(self.config.dir, f"last_reserved_ip.{index}"), "w") as fh:
-                fh.write(str(chosen[0]))
+                fh.write(chosen[1].text(chosen[0]))
         return out
 
     def _next(self, index: int, rset: list[Range], owner: str,
-              leases: dict[str, tuple[str, str]]) -> tuple[Addr, Range] | None:
+              leases: dict[str, tuple[str, str]]) -> tuple[int, Range] | None:
         """Round robin from the address after the last one reserved, as host-local does."""
-        for ip, r in _candidates(rset, self._last(index)):
-            net = r.subnet
-            if ip != r.gateway and ip != net.network_address and \
-                    (net.version == 6 or ip != net.broadcast_address) and str(ip) not in leases:
-                if self._reserve(ip, owner):
-                    return ip, r
+        for value, r in _candidates(rset, self._last(index)):
+            name = r.text(value)
+            if r.usable(value) and name not in leases and self._reserve(name, owner):
+                return value, r
         return None
 
     def release(self, container_id: str, ifname: str) -> list[str]:
@@ -202,41 +213,33 @@ class Store:
         return gone
 
 
-def _span(r: Range, first: Addr, last: Addr) -> Iterator[tuple[Addr, Range]]:
-    ip = first
-    while ip <= last:  # type: ignore[operator]
-        yield ip, r
-        ip += 1
-
-
-def _candidates(rset: list[Range], last: Addr | None) -> Iterator[tuple[Addr, Range]]:
+def _candidates(rset: list[Range], last: tuple[int, int] | None) -> Iterator[tuple[int, Range]]:
     """Every address of the range set once, starting after `last` and wrapping round."""
-    at = next((i for i, r in enumerate(rset) if last is not None and last in r), None)
+    at = next((i for i, r in enumerate(rset) if last is not None and r.holds(*last)), None)
     if at is None or last is None:
         for r in rset:
-            yield from _span(r, r.start, r.end)
+            yield from ((v, r) for v in range(r.start, r.end + 1))
         return
-    here = rset[at]
-    if last < here.end:  # type: ignore[operator]
-        yield from _span(here, last + 1, here.end)
+    here, value = rset[at], last[1]
+    yield from ((v, here) for v in range(value + 1, here.end + 1))
     for r in rset[at + 1:] + rset[:at]:
-        yield from _span(r, r.start, r.end)
-    yield from _span(here, here.start, last)
+        yield from ((v, r) for v in range(r.start, r.end + 1))
+    yield from ((v, here) for v in range(here.start, value + 1))
 
 
 def add(ipam: dict[str, Any], network: str, container_id: str, ifname: str, args: dict[str, str],
         wait: float) -> Result:
     config = Config(ipam, network)
     wanted = []
-    for text in (args.get("IP") or "").split(","):
-        if text:
+    for item in (args.get("IP") or "").split(","):
+        if item:
             try:
-                wanted.append(ipaddress.ip_address(text.split("/")[0]))
+                wanted.append(addr.parse(item.split("/")[0]))
             except ValueError:
-                raise CniError(INVALID_CONFIG, f"CNI_ARGS IP={text}: not an address") from None
+                raise CniError(INVALID_CONFIG, f"CNI_ARGS IP={item}: not an address") from None
     with Store(config, wait) as store:
         chosen = store.allocate(container_id, ifname, wanted)
-    ips = [{"address": f"{ip}/{r.subnet.prefixlen}", "gateway": str(r.gateway)} for ip, r in chosen]
+    ips = [{"address": f"{r.text(value)}/{r.prefix}", "gateway": r.text(r.gateway)} for value, r in chosen]
     return Result(ips=ips, routes=list(config.routes))
 
 

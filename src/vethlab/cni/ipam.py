@@ -10,9 +10,9 @@ version (the reference host-local speaks up to 1.0.0) is asked again in 1.0.0.""
 
 from __future__ import annotations
 
-import json
 import os
 
+from .jsonio import dumps, loads
 from .protocol import INCOMPATIBLE_VERSION, INVALID_CONFIG, NO_ADDRESS, CniError, Env, version_key
 from .result import Result
 
@@ -54,12 +54,12 @@ def run(plugin: str, command: str, conf: dict[str, Any], env: Env, container_id:
         variables["CNI_CONTAINERID"] = container_id
     if ifname is not None:
         variables["CNI_IFNAME"] = ifname
-    status, out = _spawn(plugin, json.dumps(conf).encode(), variables)
+    status, out = _spawn(plugin, dumps(conf).encode(), variables)
     text = out.strip()
     data: Any = None
     if text:
         try:
-            data = json.loads(text)
+            data = loads(text)
         except ValueError:
             raise CniError(NO_ADDRESS, f"IPAM plugin {plugin} {command}: answered {text[:200]!r}, not JSON") from None
     if status != 0:

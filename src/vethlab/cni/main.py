@@ -12,10 +12,10 @@ each command imports what it needs when it runs."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
+from .jsonio import dumps, loads
 from .protocol import (
     INTERNAL,
     KERNEL_FAILURE,
@@ -79,7 +79,7 @@ def _read_stdin() -> bytes:
 
 def _version_of(stdin: bytes) -> str:
     try:
-        value = json.loads(stdin).get("cniVersion")
+        value = loads(stdin).get("cniVersion")
     except Exception:
         return LATEST
     return value if isinstance(value, str) and value in SUPPORTED else LATEST
@@ -106,7 +106,7 @@ def main() -> int:
         stdin = _read_stdin()
         out = run(stdin)
         if out is not None:
-            sys.stdout.write(json.dumps(out))
+            sys.stdout.write(dumps(out))
             sys.stdout.flush()
         return 0
     except CniError as exc:
@@ -121,7 +121,7 @@ def main() -> int:
             _log(traceback.format_exc())
     if error.code != INTERNAL:
         _log(f"{os.environ.get('CNI_COMMAND', '?')} failed: code {error.code}: {error.details}")
-    sys.stdout.write(json.dumps(error.to_json(_version_of(stdin))))
+    sys.stdout.write(dumps(error.to_json(_version_of(stdin))))
     sys.stdout.flush()
     return 1
 

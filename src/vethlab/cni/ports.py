@@ -20,8 +20,7 @@ it is someone else's and is never replaced or deleted."""
 
 from __future__ import annotations
 
-import json
-
+from .jsonio import dumps
 from .protocol import CONFLICT, KERNEL_FAILURE, CniError
 from .records import FirewallState, peek_firewall
 
@@ -73,7 +72,7 @@ def update(network: str, entry: dict[str, Any] | None, key: str | None = None,
 def _digest(data: dict[str, Any]) -> str:
     from hashlib import sha256
 
-    return sha256(json.dumps(_rules(data), sort_keys=True).encode()).hexdigest()[:16]
+    return sha256(dumps(_rules(data), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _networks(data: dict[str, Any]) -> list[Any]:

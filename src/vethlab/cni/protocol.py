@@ -7,9 +7,7 @@ spec's, 100 and up vethlab's own (see CODES)."""
 
 from __future__ import annotations
 
-import json
 import os
-import re
 
 TYPE_CHECKING = False  # typing itself is not imported at run time: start-up cost (main.py)
 if TYPE_CHECKING:
@@ -85,9 +83,14 @@ def check_version(version: Any, command: str) -> str:
 
 
 COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC")
-_CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
-_IFNAME_BAD = re.compile(r"[/:\s]")
-_ARG_KEY = re.compile(r"[A-Za-z0-9_]+")
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
+def plain_name(name: str, extra: str, first_extra: str = "") -> bool:
+    """ASCII letters and digits, plus `extra` after the first character (no `re`: its
+    import is start-up cost, see jsonio.py)."""
+    allowed = _ALNUM | frozenset(extra)
+    return bool(name) and (name[0] in _ALNUM or name[0] in first_extra) and all(c in allowed for c in name)
 
 
 class Env:
@@ -119,11 +122,12 @@ def read_env(environ: dict[str, str] | os._Environ[str] | None = None) -> Env:
     if missing:
         raise CniError(INVALID_ENVIRONMENT, f"required environment variables missing: {', '.join(missing)}")
     container_id = env.get("CNI_CONTAINERID", "")
-    if container_id and (len(container_id) > 256 or not _CONTAINER_ID.fullmatch(container_id)):
+    if container_id and (len(container_id) > 256 or not plain_name(container_id, "_.-")):
         raise CniError(INVALID_ENVIRONMENT, f"CNI_CONTAINERID {container_id[:80]!r} is not a container id "
                        "(letters, digits, '_', '.', '-', starting with a letter or digit)")
     ifname = env.get("CNI_IFNAME", "")
-    if ifname and (len(ifname.encode()) > 15 or ifname in (".", "..") or _IFNAME_BAD.search(ifname)):
+    if ifname and (len(ifname.encode()) > 15 or ifname in (".", "..")
+                   or any(c in "/:" or c.isspace() for c in ifname)):
         raise CniError(INVALID_ENVIRONMENT, f"CNI_IFNAME {ifname[:40]!r} is not an interface name "
                        "(at most 15 bytes, no '/', ':' or spaces)")
     netns = env.get("CNI_NETNS", "")
@@ -148,7 +152,7 @@ def parse_args(text: str) -> dict[str, str]:
         if not pair:
             continue
         key, sep, value = pair.partition("=")
-        if not sep or not _ARG_KEY.fullmatch(key):
+        if not sep or not plain_name(key, "_", "_"):
             raise CniError(INVALID_ENVIRONMENT, f"CNI_ARGS: {pair[:80]!r} is not KEY=VALUE")
         out[key] = value
     if out.get("IgnoreUnknown", "").lower() not in ("1", "true"):
@@ -163,8 +167,10 @@ def decode(data: bytes, what: str = "network config") -> dict[str, Any]:
     """The JSON object on stdin (code 6 when it is not one)."""
     if len(data) > 1 << 20:
         raise CniError(DECODING_FAILURE, f"{what}: {len(data)} bytes is more than the 1 MiB a config may have")
+    from .jsonio import loads
+
     try:
-        value = json.loads(data)
+        value = loads(data)
     except (ValueError, RecursionError) as exc:
         raise CniError(DECODING_FAILURE, f"{what} is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(value, dict):

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import time
 
 from ..errors import StateError
 from ..state import fs
+from .jsonio import dumps, loads
 from .protocol import STATE_FAILURE, TRY_AGAIN_LATER, CniError
 
 TYPE_CHECKING = False  # typing itself is not imported at run time: start-up cost (main.py)
@@ -99,7 +99,7 @@ def write_json(dir_fd: int, name: str, path: str, data: dict[str, Any]) -> None:
     except StateError as exc:
         raise CniError(STATE_FAILURE, str(exc)) from None
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, separators=(",", ":"), sort_keys=True)
+        fh.write(dumps(data, compact=True, sort_keys=True))
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -115,7 +115,7 @@ def read_json(dir_fd: int, name: str, path: str) -> dict[str, Any] | None:
     with os.fdopen(fd, "rb") as fh:
         raw = fh.read()
     try:
-        data = json.loads(raw)
+        data = loads(raw)
     except ValueError:
         data = None
     if not isinstance(data, dict):
@@ -241,7 +241,7 @@ def peek_firewall() -> dict[str, Any] | None:
     try:
         fd = os.open(os.path.join(root, CNI_DIR, FirewallState.NAME), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as fh:
-            data = json.loads(fh.read())
+            data = loads(fh.read())
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

@@ -6,8 +6,7 @@ shapes, so a delegate or a runtime speaking an older version still works."""
 
 from __future__ import annotations
 
-import ipaddress
-
+from . import addr
 from .protocol import DECODING_FAILURE, CniError, version_key
 
 TYPE_CHECKING = False  # typing itself is not imported at run time: start-up cost (main.py)
@@ -55,18 +54,17 @@ class Result:
             interfaces = [dict(i) for i in data.get("interfaces") or []]
             ips = []
             for ip in data.get("ips") or []:
-                address = str(ipaddress.ip_interface(ip["address"]))
-                item: dict[str, Any] = {"address": address}
+                item: dict[str, Any] = {"address": addr.cidr(*addr.parse_cidr(ip["address"]))}
                 if ip.get("gateway"):
-                    item["gateway"] = str(ipaddress.ip_address(ip["gateway"]))
+                    item["gateway"] = addr.text(*addr.parse(ip["gateway"]))
                 if ip.get("interface") is not None:
                     item["interface"] = int(ip["interface"])
                 ips.append(item)
             routes = []
             for route in data.get("routes") or []:
-                item = {"dst": str(ipaddress.ip_network(route["dst"], strict=False))}
+                item = {"dst": addr.subnet_text(*addr.parse_cidr(route["dst"]))}
                 if route.get("gw"):
-                    item["gw"] = str(ipaddress.ip_address(route["gw"]))
+                    item["gw"] = addr.text(*addr.parse(route["gw"]))
                 routes.append(item)
             dns = dict(data.get("dns") or {})
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -32,9 +32,12 @@ import os
 import select
 import struct
 import time
-from collections.abc import Callable
 
 from ..errors import KernelError
+
+TYPE_CHECKING = False  # collections.abc imports collections: start-up cost of the CNI plugin (cni/main.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # message types
 NLMSG_ERROR, NLMSG_DONE = 2, 3
