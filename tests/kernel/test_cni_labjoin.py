@@ -46,7 +46,9 @@ def lab_view() -> dict[str, Any]:
     hosts = {node: open(f"/etc/netns/{node}/hosts").read() for node in ("a", "b")}
     state = os.path.join(os.environ.get("VETHLAB_STATE_DIR", "/run/vethlab"), "pl")
     return {"status": status, "hosts": hosts, "state": sorted(os.listdir(state)),
-            "links": sorted((link["ifname"], link.get("master")) for link in ip_json("link", "show"))}
+            "links": sorted((link["ifname"], link.get("master")) for link in ip_json("link", "show")),
+            "nft": subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True, check=True).stdout,
+            "localnet": open("/proc/sys/net/ipv4/conf/vb.pl.lan/route_localnet").read()}
 
 
 def test_join_gets_the_lab_s_address_names_and_status(cni: Cni) -> None:
@@ -119,3 +121,25 @@ def test_the_lab_s_lock_bounds_the_wait(cni: Cni) -> None:
     finally:
         lock.release()
     assert answer.status == 1 and answer.json["code"] == 11
+
+
+def test_a_joined_container_publishes_ports_and_del_takes_them_back(cni: Cni) -> None:
+    before = lab_view()
+    conf = {**CONF, "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80}]}}
+    path = netns("ctr1")
+    out = cni.add(conf, "abc123", path)
+    code = ("import socket\ns=socket.socket(); s.bind(('0.0.0.0', 80)); s.listen(4); print('ready', flush=True)\n"
+            "while True:\n c, _ = s.accept(); c.sendall(b'hello'); c.close()\n")
+    server = subprocess.Popen(["ip", "netns", "exec", "ctr1", "python3", "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == b"ready"
+        for client in (["python3"], ["ip", "netns", "exec", "a", "python3"]):  # the host; a lab node (hairpin)
+            where = "127.0.0.1" if len(client) == 1 else "172.31.5.1"
+            fetch = subprocess.run([*client, "-c", f"import socket; print(socket.create_connection(({where!r}, 8080),"
+                                    " timeout=3).recv(9).decode())"], capture_output=True, text=True, timeout=20)
+            assert fetch.stdout.strip() == "hello", fetch.stderr
+    finally:
+        server.kill()
+        server.wait()
+    cni.delete(conf, "abc123", path, prev=out)
+    assert lab_view() == before

@@ -232,7 +232,7 @@ def add(conf: NetConf, env: Env) -> dict[str, Any]:
             host_name = link.host_veth_name(env.container_id, env.ifname)
             mark = marker(conf.lab)
             host = _host_socket(net.netns)
-            made = False
+            made = published = saved = False
             try:
                 bridge = link.get_link(host, net.bridge)
                 if bridge is None or bridge.kind != "bridge":
@@ -247,17 +247,19 @@ def add(conf: NetConf, env: Env) -> dict[str, Any]:
                     inner = link.configure_container(ctr, env.ifname, [address], routes)
                 finally:
                     ctr.close()
+                localnet = False
+                if conf.port_mappings:
+                    localnet = _publish(conf, env, net, address)
+                    published = True
                 attachments[_key(env)] = {"containerID": env.container_id, "ifname": env.ifname,
                                           "netns": env.netns, "node": name, "address": address,
-                                          "hostVeth": host_name, "network": net.name, "mac": inner.mac}
+                                          "hostVeth": host_name, "network": net.name, "mac": inner.mac,
+                                          "ports": bool(conf.port_mappings), "localnet": localnet}
                 records.save(data)
+                saved = True
                 _hosts(net, attachments)
             except BaseException:
-                if made:
-                    try:
-                        link.delete_owned(host, host_name, mark)
-                    except CniError:
-                        pass
+                _rollback(conf.lab, net, records, data, env, host, host_name, mark, made, published, saved)
                 raise
             finally:
                 host.close()
@@ -270,6 +272,88 @@ def add(conf: NetConf, env: Env) -> dict[str, Any]:
     return out.to_json(conf.version)
 
 
+def _rollback(lab: str, net: LabNetwork, records: LabRecords, data: dict[str, Any], env: Env, host: nl.NlSocket,
+              host_name: str, mark: str, made: bool, published: bool, saved: bool) -> None:
+    """Undo a failed ADD in reverse, every step whatever the others do; the ADD's own
+    error is the one reported."""
+    steps = []
+    if saved:
+        def unsave() -> None:
+            data["attachments"].pop(_key(env), None)
+            records.save(data)
+            _hosts(net, data["attachments"], {f"c-{env.container_id[:12]}", env.args.get("K8S_POD_NAME", "")})
+        steps.append(unsave)
+    if published:
+        steps.append(lambda: _unpublish(lab, net.name, _pub_key(lab, env)))
+    if made:
+        def unmake() -> None:
+            link.delete_owned(host, host_name, mark)
+        steps.append(unmake)
+    for step in steps:
+        try:
+            step()
+        except Exception:  # noqa: S110 - keep unwinding
+            pass
+
+
+def _pub_key(lab: str, env: Env) -> str:
+    return f"lab:{lab}/{_key(env)}"
+
+
+def _firewall_key(lab: str, network: str) -> str:
+    return f"lab:{lab}:{network}"  # CNI network names hold no ':': never a plugin network's entry
+
+
+def _publish(conf: NetConf, env: Env, net: LabNetwork, address: str) -> bool:
+    """Port mappings of a joined container, in the plugin's own table (the lab's
+    table is the lab's: its `up` rewrites it from the file).  True when it had to
+    turn route_localnet on for the lab's bridge (DEL turns it off again)."""
+    from . import ports
+    from .protocol import UNSUPPORTED_FIELD
+
+    if net.netns is not None:
+        raise CniError(UNSUPPORTED_FIELD, f"runtimeConfig.portMappings: network {net.name} of lab {net.lab} has its "
+                       f"bridge in node {net.host_node}, not in the host: ports are published from the host only")
+    changed = False
+    if any(m.host_ip in (None, "127.0.0.1") for m in conf.port_mappings):
+        path = f"/proc/sys/net/ipv4/conf/{net.bridge}/route_localnet"
+        with open(path) as fh:
+            changed = fh.read().strip() == "0"
+        if changed:
+            link.set_sysctl(path, "1")
+    key = _firewall_key(net.lab, net.name)
+    ports.update(key, ports.network_entry(key, net.bridge, [str(net.subnet)], False), _pub_key(net.lab, env),
+                 {"network": key, "ip4": address.split("/")[0], "ip6": None,
+                  "mappings": [m.to_json() for m in conf.port_mappings]})
+    return changed
+
+
+def _localnet_off(net: LabNetwork, attachments: dict[str, Any]) -> None:
+    """route_localnet back to 0 on the lab's bridge once no joined container that
+    turned it on is left."""
+    if not any(a.get("localnet") for a in attachments.values() if a["network"] == net.name):
+        try:
+            link.set_sysctl(f"/proc/sys/net/ipv4/conf/{net.bridge}/route_localnet", "0")
+        except CniError:
+            pass  # the bridge went with its lab
+
+
+def _unpublish(lab: str, network: str, key: str) -> None:
+    from . import ports
+    from .records import peek_firewall
+
+    seen = peek_firewall()
+    if seen is None or key not in seen.get("publish", {}):
+        return  # nothing published: no lock, no nft
+
+    from .records import FirewallState
+
+    with FirewallState() as state:
+        left = [k for k, v in state.load().get("publish", {}).items()
+                if v.get("network") == _firewall_key(lab, network) and k != key]
+    ports.update(_firewall_key(lab, network), None, drop_keys=[key], drop_network=not left)
+
+
 def delete(conf: NetConf, env: Env) -> None:
     """Detach; idempotent, and fine when the lab or the namespace is already gone."""
     assert conf.lab is not None and conf.network is not None
@@ -278,6 +362,7 @@ def delete(conf: NetConf, env: Env) -> None:
     host_name = link.host_veth_name(env.container_id, env.ifname)
     if store.load(conf.lab) is None:
         _delete_port(None, host_name, conf.lab)  # the lab went: the host end may still be in the host
+        _unpublish(conf.lab, conf.network, _pub_key(conf.lab, env))  # and its ports, if it had any
         return
     with _lock(conf.lab):
         try:
@@ -289,6 +374,10 @@ def delete(conf: NetConf, env: Env) -> None:
         attachments = data.setdefault("attachments", {})
         record = attachments.pop(_key(env), None)
         _delete_port(net.netns if net else None, record["hostVeth"] if record else host_name, conf.lab)
+        if record is not None and record.get("ports"):
+            _unpublish(conf.lab, record["network"], _pub_key(conf.lab, env))
+            if record.get("localnet") and net is not None:
+                _localnet_off(net, attachments)
         if record is not None:
             records.save(data)
             if net is not None:
@@ -342,6 +431,7 @@ def gc(conf: NetConf, env: Env) -> None:
         data = records.load()
         attachments = data.setdefault("attachments", {})
         stale = [k for k in attachments if k not in valid]
+        stale_records = [attachments[k] for k in stale]
         try:
             net: LabNetwork | None = LabNetwork(conf.lab, conf.network or "")
         except CniError:
@@ -351,6 +441,10 @@ def gc(conf: NetConf, env: Env) -> None:
             record = attachments.pop(key)
             gone.add(record["node"])
             _delete_port(net.netns if net else None, record["hostVeth"], conf.lab)
+            if record.get("ports"):
+                _unpublish(conf.lab, record["network"], f"lab:{conf.lab}/{key}")
+        if net is not None and any(r.get("localnet") for r in stale_records):
+            _localnet_off(net, attachments)
         if stale:
             records.save(data)
             if net is not None:

@@ -45,8 +45,6 @@ def run(stdin: bytes, environ: dict[str, str] | None = None) -> dict[str, Any] |
     from .config import NetConf
 
     conf = NetConf(raw)
-    if conf.type not in ("vethlab", ""):
-        pass  # a runtime may run us under another type name (a copy named `bridge`): the keys decide
     if conf.lab is not None:
         from . import labjoin as mode
     else:
