@@ -494,7 +494,7 @@ def joined(lab: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             try:
                 sock = link.socket_in(fd)
                 try:
-                    inner = link.get_link(sock, record["ifname"])
+                    inner = link.get_link(sock, record["ifname"], stats=True)
                     addresses = link.addresses(sock, inner.index) if inner else []
                 finally:
                     sock.close()
@@ -508,7 +508,7 @@ def joined(lab: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         if inner is not None:
             views.append({"name": record["ifname"], "node": record["node"],
                           "peer": f"{host_node}:{record['hostVeth']}", "addresses": addresses, "mtu": inner.mtu,
-                          "admin_state": "up" if inner.up else "down", "operstate": "UP" if inner.up else "DOWN",
-                          "carrier": inner.up, "stats": {}, "shaping": None})
+                          "admin_state": "up" if inner.up else "down", "operstate": inner.operstate,
+                          "carrier": inner.carrier, "stats": inner.stats, "shaping": None})
     return nodes, views
 

@@ -35,9 +35,11 @@ RTPROT_BOOT = 3
 
 class LinkFacts:
     def __init__(self, index: int, ifname: str, kind: str | None, alias: str | None, mac: str, master: int | None,
-                 up: bool, mtu: int) -> None:
+                 up: bool, mtu: int, stats: dict[str, int] | None = None, operstate: str = "UNKNOWN",
+                 carrier: bool = False) -> None:
         self.index, self.ifname, self.kind, self.alias = index, ifname, kind, alias
         self.mac, self.master, self.up, self.mtu = mac, master, up, mtu
+        self.stats, self.operstate, self.carrier = stats or {}, operstate, carrier
 
 
 def _facts(msg: memoryview) -> LinkFacts:
@@ -45,7 +47,7 @@ def _facts(msg: memoryview) -> LinkFacts:
     raw = nl.attrs(msg, 32, len(msg)).get(nl.IFLA_ADDRESS)
     mac = ":".join(f"{b:02x}" for b in bytes(raw)) if raw is not None else ""
     return LinkFacts(link.index, link.ifname, link.kind, link.alias, mac, link.master,
-                     bool(link.flags & nl.IFF_UP), link.mtu)
+                     bool(link.flags & nl.IFF_UP), link.mtu, link.stats, link.operstate, link.carrier)
 
 
 def host_veth_name(container_id: str, ifname: str) -> str:
@@ -123,10 +125,11 @@ def socket_in(ns_fd: int) -> nl.NlSocket:
     return nl.NlSocket(fd)
 
 
-def get_link(sock: nl.NlSocket, ifname: str) -> LinkFacts | None:
+def get_link(sock: nl.NlSocket, ifname: str, stats: bool = False) -> LinkFacts | None:
+    mask = b"" if stats else nl.attr_u32(nl.IFLA_EXT_MASK, nl.RTEXT_FILTER_SKIP_STATS)
     try:
-        msg = sock.get(nl.RTM_GETLINK, nl.ifinfo() + nl.attr_str(nl.IFLA_IFNAME, ifname)
-                       + nl.attr_u32(nl.IFLA_EXT_MASK, nl.RTEXT_FILTER_SKIP_STATS), f"look up {ifname}")
+        msg = sock.get(nl.RTM_GETLINK, nl.ifinfo() + nl.attr_str(nl.IFLA_IFNAME, ifname) + mask,
+                       f"look up {ifname}")
     except nl.NetlinkError as exc:
         if exc.code in (errno.ENODEV, errno.ENOENT):
             return None
