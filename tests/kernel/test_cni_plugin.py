@@ -293,6 +293,37 @@ def test_concurrent_adds_never_share_an_address(cni: Cni, data: str) -> None:
             [results[name].json["ips"][0]["address"]]
 
 
+def test_concurrent_adds_and_dels_never_interleave(cni: Cni, data: str) -> None:
+    """Half the containers leave while as many arrive: the network ends with exactly
+    the newcomers, each on its own address, lease and bridge port."""
+    conf = bridge_conf("net1", "vlbr0", "10.88.0.0/24", data)
+    old = [f"old{i}" for i in range(8)]
+    new = [f"new{i}" for i in range(8)]
+    paths = {name: netns(name) for name in old + new}
+    for name in old:
+        cni.add(conf, name, paths[name])
+    answers: dict[str, Any] = {}
+
+    def one(command: str, name: str) -> None:
+        answers[name] = cni.call(command, conf, name, paths[name])
+
+    threads = [threading.Thread(target=one, args=("DEL", name)) for name in old] + \
+        [threading.Thread(target=one, args=("ADD", name)) for name in new]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(a.status == 0 for a in answers.values()), [a for a in answers.values() if a.status]
+    addresses = {name: answers[name].json["ips"][0]["address"].split("/")[0] for name in new}
+    assert len(set(addresses.values())) == len(new)
+    leases = {n: open(os.path.join(data, "net1", n), newline="").read() for n in os.listdir(os.path.join(data, "net1"))
+              if n[0].isdigit()}
+    assert leases == {ip: f"{name}\r\neth0" for name, ip in addresses.items()}
+    ports = [link["ifname"] for link in ip_json("link", "show", "master", "vlbr0")]
+    assert sorted(ports) == sorted(answers[name].json["interfaces"][1]["name"] for name in new)
+    assert sorted(os.listdir(os.path.join(state_dir(), "net1"))) == sorted(f"{name}.eth0.json" for name in new)
+
+
 def test_lock_timeout_is_try_again_later(cni: Cni, data: str) -> None:
     conf = bridge_conf("net1", "vlbr0", "10.88.0.0/24", data)
     os.makedirs(state_dir(), mode=0o700, exist_ok=True)
