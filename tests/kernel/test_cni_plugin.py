@@ -89,11 +89,19 @@ def test_add_result_is_the_spec_s_and_the_kernel_agrees(cni: Cni, data: str, ver
 
 
 @pytest.mark.parametrize("version", ["0.4.0", "1.0.0"])
-def test_result_has_the_reference_plugin_s_shape(cni: Cni, data: str, version: str) -> None:
+@pytest.mark.parametrize("dual_stack", [False, True], ids=["ipv4", "dual-stack-default-gw"])
+def test_result_has_the_reference_plugin_s_shape(cni: Cni, data: str, version: str, dual_stack: bool) -> None:
     """Same config to /usr/lib/cni/bridge and to vethlab: the same fields, the same
     values where they do not depend on the kernel's choices (names, MACs)."""
-    ours = cni.add(bridge_conf("n1", "vlbr0", "10.88.0.0/24", data, version), "c1", netns("c1"))
-    theirs = cni.add(bridge_conf("n2", "refbr0", "10.89.0.0/24", data, version, kind="bridge"), "c2", netns("c2"))
+    confs = [bridge_conf("n1", "vlbr0", "10.88.0.0/24", data, version),
+             bridge_conf("n2", "refbr0", "10.89.0.0/24", data, version, kind="bridge")]
+    if dual_stack:
+        for conf, six in zip(confs, ("fd00:88::/64", "fd00:89::/64"), strict=True):
+            conf["isDefaultGateway"] = True
+            conf["ipam"]["ranges"].append([{"subnet": six}])
+            conf["ipam"]["routes"] = []
+    ours = cni.add(confs[0], "c1", netns("c1"))
+    theirs = cni.add(confs[1], "c2", netns("c2"))
 
     def shape(result: dict[str, Any], subnet_from: str, subnet_to: str) -> Any:
         text = json.dumps(result).replace(subnet_from, subnet_to)
@@ -101,7 +109,8 @@ def test_result_has_the_reference_plugin_s_shape(cni: Cni, data: str, version: s
         out["interfaces"] = [sorted(i) for i in out["interfaces"]]
         return out
 
-    assert shape(ours, "10.88.0.", "X.") == shape(theirs, "10.89.0.", "X.")
+    assert shape(shape(ours, "10.88.0.", "X."), "fd00:88:", "Y") == shape(shape(theirs, "10.89.0.", "X."), "fd00:89:",
+                                                                           "Y")
 
 
 def test_ips_interface_index_points_at_the_container_interface(cni: Cni, data: str) -> None:
@@ -126,6 +135,20 @@ def test_containers_reach_their_gateway_and_each_other(cni: Cni, data: str) -> N
     b_ip = b["ips"][0]["address"].split("/")[0]
     assert in_ns("a", "ping", "-c1", "-W2", a["ips"][0]["gateway"]).returncode == 0
     assert in_ns("a", "ping", "-c1", "-W2", b_ip).returncode == 0
+
+
+def test_dual_stack(cni: Cni, data: str) -> None:
+    conf = bridge_conf("net1", "vlbr0", "10.88.0.0/24", data, isDefaultGateway=True)
+    conf["ipam"]["ranges"].append([{"subnet": "fd00:88::/64"}])
+    conf["ipam"]["routes"] = []
+    a = cni.add(conf, "a", netns("a"))
+    b = cni.add(conf, "b", netns("b"))
+    assert [ip["address"] for ip in a["ips"]] == ["10.88.0.2/24", "fd00:88::2/64"]
+    assert a["routes"] == [{"dst": "0.0.0.0/0", "gw": "10.88.0.1"}, {"dst": "::/0", "gw": "fd00:88::1"}]
+    assert in_ns("a", "ping", "-6", "-c1", "-W2", "fd00:88::1").returncode == 0
+    assert in_ns("a", "ping", "-6", "-c1", "-W2", b["ips"][1]["address"].split("/")[0]).returncode == 0
+    assert [(r["dst"], r.get("gateway")) for r in ip_json("-6", "-n", "a", "route", "show", "default")] == \
+        [("default", "fd00:88::1")]
 
 
 def _serve(ns: str, port: int) -> subprocess.Popen[bytes]:
