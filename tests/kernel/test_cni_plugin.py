@@ -119,6 +119,17 @@ def test_ips_interface_index_points_at_the_container_interface(cni: Cni, data: s
                                                             "sandbox": "/run/netns/c1"}
 
 
+def test_mtu_hairpin_and_promisc_are_applied(cni: Cni, data: str) -> None:
+    conf = bridge_conf("net1", "vlbr0", "10.88.0.0/24", data, mtu=1400, hairpinMode=True, promiscMode=True)
+    out = cni.add(conf, "c1", netns("c1"))
+    (port,) = ip_json("-d", "link", "show", out["interfaces"][1]["name"])
+    assert port["mtu"] == 1400 and port["linkinfo"]["info_slave_data"]["hairpin"] is True
+    (inner,) = ip_json("-n", "c1", "link", "show", "eth0")
+    assert inner["mtu"] == 1400
+    (bridge,) = ip_json("link", "show", "vlbr0")
+    assert bridge["mtu"] == 1400 and "PROMISC" in bridge["flags"]
+
+
 def test_version_reports_every_supported_version(cni: Cni) -> None:
     for sent in ("0.4.0", "1.0.0", "1.1.0"):
         answer = cni.version({"cniVersion": sent}, plugin="vethlab", netns="dummy")  # as Podman calls it
