@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from cni_driver import Cni, bridge_conf, in_ns, install, netns
-from helpers import ip_json
+from helpers import ip_json, vethlab
 
 REFERENCE = os.path.exists("/usr/lib/cni/bridge")
 needs_reference = pytest.mark.skipif(not REFERENCE, reason="reference CNI plugins missing: apt-get install "
@@ -254,6 +254,17 @@ def test_del_after_a_failed_add_succeeds(cni: Cni, data: str) -> None:
     assert answer.status == 1 and answer.json["code"] == 101 and "already exists" in answer.json["details"]
     assert snapshot(data, state_dir()) == before  # the failed ADD rolled back its lease and veth
     cni.delete(conf, "c1", path)
+    assert snapshot(data, state_dir()) == before
+
+
+def test_vethlab_clean_leaves_the_plugin_s_networks_alone(cni: Cni, data: str) -> None:
+    """`vethlab clean --all` removes labs by their markers; a runtime's containers and
+    the plugin's table carry other markers and stay."""
+    conf = {**bridge_conf("net1", "vlbr0", "10.88.0.0/24", data),
+            "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80}]}}
+    cni.add(conf, "c1", netns("c1"))
+    before = snapshot(data, state_dir())
+    vethlab("clean", "--all", check=True)
     assert snapshot(data, state_dir()) == before
 
 
