@@ -385,7 +385,8 @@ def test_lock_timeout_is_try_again_later(cni: Cni, data: str) -> None:
 
 # -- errors: CNI error objects, never a traceback ------------------------------------------------------
 @pytest.mark.parametrize("case,code", [
-    ("version", 1), ("unsupported", 2), ("environment", 4), ("decoding", 6), ("config", 7), ("foreign", 101),
+    ("version", 1), ("unsupported", 2), ("environment", 4), ("not-a-netns", 4), ("decoding", 6), ("config", 7),
+    ("foreign", 101),
 ])
 def test_errors_are_cni_error_objects(cni: Cni, data: str, case: str, code: int) -> None:
     conf: Any = bridge_conf("net1", "vlbr0", "10.88.0.0/24", data)
@@ -398,6 +399,8 @@ def test_errors_are_cni_error_objects(cni: Cni, data: str, case: str, code: int)
         conf["vlan"] = 100
     elif case == "environment":
         cid = ""
+    elif case == "not-a-netns":
+        path = "/etc/hostname"
     elif case == "decoding":
         conf = b"{not json"
     elif case == "config":
@@ -409,6 +412,7 @@ def test_errors_are_cni_error_objects(cni: Cni, data: str, case: str, code: int)
     assert set(answer.json) == {"cniVersion", "code", "msg", "details"} and answer.json["code"] == code
     assert "Traceback" not in answer.stdout + answer.stderr
     assert [link["ifname"] for link in ip_json("-n", "c1", "link", "show")] == ["lo"]
+    assert [link["ifname"] for link in ip_json("link", "show")] == ["lo"] + (["vlbr0"] if case == "foreign" else [])
 
 
 # -- IPAM ------------------------------------------------------------------------------------------

@@ -86,6 +86,11 @@ def open_netns(path: str) -> int:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {path}: cannot open it ({exc.strerror})") from None
+    # every namespace file lives on the one nsfs: a plain file (or a dead /run/netns
+    # entry after a reboot) does not, and is refused before anything is built
+    if os.fstat(fd).st_dev != os.stat("/proc/thread-self/ns/net").st_dev:
+        os.close(fd)
+        raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {path} is not a network namespace")
     return fd
 
 
