@@ -116,8 +116,12 @@ events_logger = "file"
     def exec(self, name: str, *command: str) -> subprocess.CompletedProcess[str]:
         return self("exec", name, *command)
 
+    def exec_ok(self, name: str, *command: str) -> None:
+        done = self.exec(name, *command)
+        assert done.returncode == 0, f"podman exec {name} {' '.join(command)}: {done.stdout}{done.stderr}"
 
-def _fetch(address: str, port: int, tries: int = 50) -> str:
+
+def _fetch(address: str, port: int, tries: int = 150) -> str:
     """The server's greeting (a container's server may take a moment to listen)."""
     for _ in range(tries):
         try:
@@ -157,16 +161,17 @@ def test_podman_containers_on_a_vethlab_network_and_in_a_lab(tmp_path) -> None:
         podman.run("client", "vlnet", "sleep", "300")
         web_ip = podman.ip("web", "vlnet")
         assert web_ip.startswith("10.77.0.")
-        assert podman.exec("client", "ping", "-c1", "-W2", "10.77.0.1").returncode == 0
-        assert podman.exec("client", "ping", "-c1", "-W2", web_ip).returncode == 0
+        podman.exec_ok("client", "ping", "-c1", "-W5", "10.77.0.1")
+        podman.exec_ok("client", "ping", "-c1", "-W5", web_ip)
         assert _fetch("127.0.0.1", 8080) == "hello"  # published to the host
         # joining the lab: an address from the lab's subnet, a name in the lab, a node in its status
         before = _lab_view()
         podman.run("joiner", "labnet", "sleep", "300")
         assert podman.ip("joiner", "labnet") == "172.31.5.4"  # after the gateway (.1) and members a, b
-        assert podman.exec("joiner", "ping", "-c1", "-W2", "a").returncode == 0
-        joined = subprocess.run(["ip", "netns", "exec", "b", "ping", "-c1", "-W2", "joiner"], capture_output=True)
-        assert joined.returncode == 0
+        podman.exec_ok("joiner", "ping", "-c1", "-W5", "a")
+        joined = subprocess.run(["ip", "netns", "exec", "b", "ping", "-c1", "-W5", "joiner"], capture_output=True,
+                                text=True)
+        assert joined.returncode == 0, joined.stdout + joined.stderr
         status = json.loads(vethlab("status", "--lab", "pl", "--json", check=True).stdout)
         assert [n["name"] for n in status["nodes"]] == ["a", "b", "host", "joiner"]
         (iface,) = [i for i in status["interfaces"] if i["node"] == "joiner"]
