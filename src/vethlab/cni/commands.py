@@ -75,18 +75,22 @@ def add(conf: NetConf, env: Env) -> dict[str, Any]:
     try:
         with NetworkState(conf.name, "ADD") as state:
             try:
-                result, holder = ipam.add(conf.raw, env, lock_wait())
-                undo.append(("lease", holder))
+                # the lease is asked for first and collected when the address is needed:
+                # a delegated IPAM plugin runs while the bridge and the pair are made
+                lease = ipam.Pending(conf.raw, env, lock_wait())
+                undo.append(("lease", lease))
                 from ..kernel import nl
 
                 host = nl.NlSocket()
                 bridge = link.ensure_bridge(host, conf.bridge, conf.mtu, marker, conf.promisc)
-                if conf.is_gateway:
-                    link.add_addresses(host, bridge.index, _gateway_cidrs(result), f"bridge {conf.bridge}")
                 link.create_veth(host, host_name, env.ifname, ns_fd, conf.mtu, marker)
                 undo.append(("veth", host))
                 port = link.port_up(host, host_name, bridge.index, conf.hairpin)
                 ctr = link.socket_in(ns_fd)
+                result, holder = lease.result()
+                if conf.is_gateway:
+                    link.add_addresses(host, bridge.index, _gateway_cidrs(result), f"bridge {conf.bridge}")
+                    link.flush(host)
                 routes = _routes_for(result, conf)
                 inner = link.configure_container(ctr, env.ifname, [ip["address"] for ip in result.ips], routes)
                 if conf.is_gateway:
@@ -139,7 +143,8 @@ def _undo(undo: list[tuple[str, Any]], conf: NetConf, env: Env) -> None:
             elif kind == "veth":
                 link.delete_owned(what, link.host_veth_name(env.container_id, env.ifname), cni_marker(conf.name))
             elif kind == "lease":
-                ipam.delete(conf.raw, env, what, env.container_id, env.ifname, lock_wait())
+                what.abandon()
+                ipam.delete(conf.raw, env, what.holder, env.container_id, env.ifname, lock_wait())
         except Exception:  # noqa: S110 - keep unwinding; the first error is the one to report
             pass
 

@@ -44,17 +44,26 @@ def which(ipam: dict[str, Any], env: Env) -> str | None:
     return found
 
 
-def run(plugin: str, command: str, conf: dict[str, Any], env: Env, container_id: str | None = None,
-        ifname: str | None = None) -> dict[str, Any] | None:
-    """Run a delegate; its JSON answer (None when it printed nothing).  Its CNI error
-    is re-raised with the delegate named."""
-    variables = dict(os.environ)
+def _variables(command: str, env: Env, container_id: str | None, ifname: str | None) -> dict[str, str]:
+    variables = dict(env.environ or os.environ)  # the runtime's environment, as the reference passes it on
     variables["CNI_COMMAND"] = command
     if container_id is not None:
         variables["CNI_CONTAINERID"] = container_id
     if ifname is not None:
         variables["CNI_IFNAME"] = ifname
+    return variables
+
+
+def run(plugin: str, command: str, conf: dict[str, Any], env: Env, container_id: str | None = None,
+        ifname: str | None = None) -> dict[str, Any] | None:
+    """Run a delegate; its JSON answer (None when it printed nothing).  Its CNI error
+    is re-raised with the delegate named."""
+    variables = _variables(command, env, container_id, ifname)
     status, out = _spawn(plugin, dumps(conf).encode(), variables)
+    return _answer(plugin, command, status, out)
+
+
+def _answer(plugin: str, command: str, status: int, out: bytes) -> dict[str, Any] | None:
     text = out.strip()
     data: Any = None
     if text:
@@ -72,6 +81,11 @@ def run(plugin: str, command: str, conf: dict[str, Any], env: Env, container_id:
 
 
 def _spawn(path: str, stdin: bytes, variables: dict[str, str]) -> tuple[int, bytes]:
+    return _finish(*_start(path, stdin, variables))
+
+
+def _start(path: str, stdin: bytes, variables: dict[str, str]) -> tuple[int, int]:
+    """The delegate started, its config written: (pid, read end of its stdout)."""
     r_in, w_in = os.pipe()
     r_out, w_out = os.pipe()
     try:
@@ -90,14 +104,21 @@ def _spawn(path: str, stdin: bytes, variables: dict[str, str]) -> tuple[int, byt
         pass
     finally:
         os.close(w_in)
+    return pid, r_out
+
+
+def _finish(pid: int, r_out: int) -> tuple[int, bytes]:
+    """Its whole answer and exit status."""
     chunks = []
-    while True:
-        chunk = os.read(r_out, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(r_out)
-    _, status = os.waitpid(pid, 0)
+    try:
+        while True:
+            chunk = os.read(r_out, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(r_out)
+        _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status), b"".join(chunks)
 
 
@@ -120,19 +141,62 @@ def delegate(plugin: str, command: str, conf: dict[str, Any], env: Env, containe
     return run(plugin, command, older, env, container_id, ifname)
 
 
+class Pending:
+    """An ADD's lease, being obtained while the caller builds the interfaces.
+
+    The delegate is a separate process (the reference host-local: a Go binary, a few
+    ms): ADD starts it first, makes the bridge and the veth pair meanwhile, and asks
+    for the result only when it needs the address, so the two overlap on a
+    multi-core machine.  `holder` says who holds the lease once `result()` ran."""
+
+    def __init__(self, conf: dict[str, Any], env: Env, wait: float) -> None:
+        self.conf, self.env, self.wait = conf, env, wait
+        self.plugin = which(conf.get("ipam") or {}, env)
+        self.holder = self.plugin or OWN
+        self.done: tuple[Result, str] | None = None
+        self.child: tuple[int, int] | None = None
+        if self.plugin is not None:
+            self.child = _start(self.plugin, dumps(conf).encode(), _variables("ADD", env, None, None))
+
+    def result(self) -> tuple[Result, str]:
+        if self.done is not None:
+            return self.done
+        if self.plugin is None:
+            from . import hostlocal
+
+            ipam = self.conf.get("ipam") or {}
+            self.done = hostlocal.add(ipam, self.conf["name"], self.env.container_id, self.env.ifname,
+                                      self.env.args, self.wait), OWN
+            return self.done
+        assert self.child is not None
+        child, self.child = self.child, None
+        try:
+            data = _answer(self.plugin, "ADD", *_finish(*child))
+        except CniError as exc:
+            if exc.code != INCOMPATIBLE_VERSION or version_key(str(self.conf.get("cniVersion"))) <= (1, 0, 0):
+                raise
+            older = _delegate_conf(self.conf, "1.0.0")
+            data = run(self.plugin, "ADD", older, self.env)
+        result = Result.from_json(data, f"the result of IPAM plugin {self.plugin}")
+        if not result.ips:
+            raise CniError(NO_ADDRESS, f"IPAM plugin {self.plugin} returned no address")
+        self.done = result, self.plugin
+        return self.done
+
+    def abandon(self) -> None:
+        """A failed ADD: reap the delegate if it still runs (its lease, if it took one,
+        is released by the caller's undo)."""
+        if self.child is not None:
+            child, self.child = self.child, None
+            try:
+                _finish(*child)
+            except OSError:
+                pass
+
+
 def add(conf: dict[str, Any], env: Env, wait: float) -> tuple[Result, str]:
     """(the IPAM result, who holds the lease: a delegate's path or OWN)."""
-    ipam = conf.get("ipam") or {}
-    plugin = which(ipam, env)
-    if plugin is None:
-        from . import hostlocal
-
-        return hostlocal.add(ipam, conf["name"], env.container_id, env.ifname, env.args, wait), OWN
-    data = delegate(plugin, "ADD", conf, env)
-    result = Result.from_json(data, f"the result of IPAM plugin {plugin}")
-    if not result.ips:
-        raise CniError(NO_ADDRESS, f"IPAM plugin {plugin} returned no address")
-    return result, plugin
+    return Pending(conf, env, wait).result()
 
 
 def delete(conf: dict[str, Any], env: Env, holder: str | None, container_id: str, ifname: str, wait: float) -> None:

@@ -142,7 +142,7 @@ def get_link(sock: nl.NlSocket, ifname: str, stats: bool = False) -> LinkFacts |
     return _facts(msg)
 
 
-def _flush(sock: nl.NlSocket) -> None:
+def flush(sock: nl.NlSocket) -> None:
     errors = sock.flush()
     if errors:
         raise _fail(errors[0], errors[0].what)
@@ -218,7 +218,7 @@ def port_up(host: nl.NlSocket, host_name: str, bridge_index: int, hairpin: bool)
         host.queue(RTM_SETLINK, 0, nl.ifinfo(facts.index, family=AF_BRIDGE) +
                    struct.pack("=HH", 4 + len(mode), IFLA_PROTINFO | NLA_F_NESTED) + mode,
                    f"set hairpin mode on {host_name}")
-    _flush(host)
+    flush(host)
     facts.up, facts.master = True, bridge_index
     return facts
 
@@ -242,7 +242,7 @@ def configure_container(sock: nl.NlSocket, ifname: str, cidrs: list[str],
         sock.queue(nl.RTM_NEWROUTE, nl.F_CREATE | nl.F_EXCL, route_body(route["dst"], route.get("gw"), facts.index),
                    f"add route {route['dst']}" + (f" via {route['gw']}" if route.get("gw") else "")
                    + " in the container", (errno.EEXIST,))
-    _flush(sock)
+    flush(sock)
     facts.up = True
     return facts
 
@@ -253,7 +253,7 @@ def delete_owned(sock: nl.NlSocket, ifname: str, marker: str) -> bool:
     if facts is None or facts.alias != marker:
         return False
     sock.queue(nl.RTM_DELLINK, 0, nl.ifinfo(facts.index), f"delete {ifname}", (errno.ENODEV,))
-    _flush(sock)
+    flush(sock)
     return True
 
 

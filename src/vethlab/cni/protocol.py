@@ -97,7 +97,8 @@ class Env:
     """The CNI_* variables a command needs, checked (code 4 when missing or malformed)."""
 
     def __init__(self, command: str, container_id: str, netns: str, ifname: str, path: list[str],
-                 args: dict[str, str]) -> None:
+                 args: dict[str, str], environ: dict[str, str] | None = None) -> None:
+        self.environ = environ if environ is not None else {}  # all of it: a delegate inherits it
         self.command = command
         self.container_id = container_id
         self.netns = netns
@@ -134,7 +135,7 @@ def read_env(environ: dict[str, str] | os._Environ[str] | None = None) -> Env:
     if netns and command in ("ADD", "CHECK") and not netns.startswith("/"):
         raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {netns!r} is not an absolute path")
     path = [p for p in env.get("CNI_PATH", "").split(":") if p]
-    return Env(command, container_id, netns, ifname, path, parse_args(env.get("CNI_ARGS", "")))
+    return Env(command, container_id, netns, ifname, path, parse_args(env.get("CNI_ARGS", "")), dict(env))
 
 
 #: CNI_ARGS keys this plugin understands; others need IgnoreUnknown=1 (code 2 otherwise)
