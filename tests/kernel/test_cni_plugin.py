@@ -138,6 +138,27 @@ def test_version_reports_every_supported_version(cni: Cni) -> None:
                                                                          "1.1.0"]}
 
 
+def test_add_and_del_import_only_what_they_need(cni: Cni, data: str) -> None:
+    """What a runtime's ADD and DEL load, measured on the real thing (python -X
+    importtime on the installed launcher): none of the heavy modules."""
+    conf = bridge_conf("net1", "vlbr0", "10.88.0.0/24", data)
+    cni.add(conf, "first", netns("first"))  # the first ADD of an ipMasq network also writes the NAT table
+    launcher = cni.plugin("vethlab")
+    python = open(launcher).readline()[2:].split()[0]
+    heavy = {"yaml", "argparse", "aiohttp", "pyroute2", "rich", "typing", "dataclasses", "subprocess", "asyncio",
+             "ctypes", "threading", "re", "json", "ipaddress", "socket", "collections", "enum", "hashlib", "site"}
+    path = netns("c1")
+    for command in ("ADD", "DEL"):
+        env = {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": "c1", "CNI_NETNS": path,
+               "CNI_IFNAME": "eth0", "CNI_PATH": ":".join(cni.path)}
+        done = subprocess.run([python, "-IS", "-X", "importtime", launcher], input=json.dumps(conf).encode(),
+                              env=env, capture_output=True, check=False)
+        assert done.returncode == 0, done.stdout
+        loaded = {line.split("|")[-1].strip() for line in done.stderr.decode().splitlines()
+                  if line.startswith("import time:")}
+        assert "vethlab.cni.commands" in loaded and loaded & heavy == set(), command
+
+
 # -- connectivity -----------------------------------------------------------------------------
 def test_containers_reach_their_gateway_and_each_other(cni: Cni, data: str) -> None:
     conf = bridge_conf("net1", "vlbr0", "10.88.0.0/24", data)
