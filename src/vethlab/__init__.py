@@ -11,7 +11,7 @@ nothing it does not need.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # not typing's: importing typing costs the CNI plugin ~3 ms per run (mypy knows the name)
 
 __version__ = "0.1.0"
 __all__ = ["Lab", "Node", "VethlabError", "UsageError", "ValidationError", "ConflictError", "KernelError",
@@ -22,6 +22,8 @@ _WHERE = {"Lab": "lab", "Node": "lab", "VethlabError": "errors", "UsageError": "
           "CommandFailed": "errors", "LockTimeout": "errors"}
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from .errors import (
         CommandFailed,
         ConflictError,

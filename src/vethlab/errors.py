@@ -4,7 +4,31 @@ the cause in the user's words."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+TYPE_CHECKING = False  # typing is not imported at run time: it costs the CNI plugin ~3 ms per run
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+    class _IssueFields(NamedTuple):
+        file: str
+        line: int | None
+        path: str
+        message: str
+else:
+    from operator import itemgetter
+
+    class _IssueFields(tuple):  # what NamedTuple makes, without typing or collections (start-up cost)
+        __slots__ = ()
+
+        def __new__(cls, file: str, line: int | None, path: str, message: str) -> _IssueFields:
+            return tuple.__new__(cls, (file, line, path, message))
+
+        file = property(itemgetter(0))
+        line = property(itemgetter(1))
+        path = property(itemgetter(2))
+        message = property(itemgetter(3))
+
+        def __repr__(self) -> str:
+            return f"Issue(file={self.file!r}, line={self.line!r}, path={self.path!r}, message={self.message!r})"
 
 
 class VethlabError(Exception):
@@ -19,13 +43,10 @@ class UsageError(VethlabError):
     exit_code = 2
 
 
-class Issue(NamedTuple):
+class Issue(_IssueFields):
     """One problem in a topology file, at a line and a field path."""
 
-    file: str
-    line: int | None
-    path: str
-    message: str
+    __slots__ = ()
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file

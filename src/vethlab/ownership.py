@@ -13,9 +13,19 @@ through topology.naming: one carrying a name vethlab could not have written
 
 from __future__ import annotations
 
-import re
 
-from .topology.naming import lab_problem, netns_problem
+def lab_problem(name: object) -> str | None:
+    # topology.naming imported on use: it imports `re`, and the CNI plugin, which needs
+    # only cni_marker from here, must start without it (cni/jsonio.py says why)
+    from .topology.naming import lab_problem as problem
+
+    return problem(name)
+
+
+def netns_problem(name: object) -> str | None:
+    from .topology.naming import netns_problem as problem
+
+    return problem(name)
 
 PREFIX = "vethlab:"
 #: a namespace file is born as /run/netns/.vethlab:LAB:NAME (hard-linked to NAME
@@ -60,7 +70,11 @@ def table_marker(lab: str) -> str:
 
 
 _LEGACY_CHAINS = {"postrouting", "prerouting", "output", "forward"}
-_DIGEST_CHAIN = re.compile(r"^v-[0-9a-f]{16}$")
+
+
+def _is_digest_chain(name: str) -> bool:
+    """`v-` + 16 hex digits (firewall.py's ruleset digest chain)."""
+    return len(name) == 18 and name.startswith("v-") and all(c in "0123456789abcdef" for c in name[2:])
 
 
 def table_owner(table: str, chains: list[str]) -> str | None:
@@ -75,7 +89,7 @@ def table_owner(table: str, chains: list[str]) -> str | None:
         return None
     if table_marker(lab) in chains:
         return lab
-    digests = [c for c in chains if _DIGEST_CHAIN.match(c)]
+    digests = [c for c in chains if _is_digest_chain(c)]
     return lab if len(digests) == 1 and set(chains) - set(digests) <= _LEGACY_CHAINS else None
 
 
@@ -130,3 +144,18 @@ def parse_netns_tag(filename: str) -> tuple[str, str] | None:
         return None
     lab, sep, netns = filename[len(NETNS_TAG_PREFIX):].partition(":")
     return (lab, netns) if sep and not lab_problem(lab) and not netns_problem(netns) else None
+
+
+#: interfaces the CNI plugin makes carry `vethlab-cni:NETWORK` (a bridge and the host
+#: ends of its containers' veths), or `vethlab-cni:LAB` for a container joined to a
+#: lab's network: not `vethlab:` — `clean` and a lab's `up` must never take a
+#: runtime's containers for leftovers of a lab and remove them
+CNI_PREFIX = "vethlab-cni:"
+
+
+def cni_marker(network: str) -> str:
+    return CNI_PREFIX + network
+
+
+def cni_network_of(alias: str | None) -> str | None:
+    return alias[len(CNI_PREFIX):] or None if alias and alias.startswith(CNI_PREFIX) else None

@@ -17,16 +17,18 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import threading
-from collections.abc import Callable, Iterable
-from typing import TypeVar
 
 from . import libc
 from .libc import CLONE_NEWNET, MNT_DETACH, MS_BIND, MS_REC, MS_SHARED, is_nsfs, mount, umount, unshare
 
 NETNS_RUN_DIR = "/run/netns"
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing is not imported at run time: the CNI plugin's start-up (cni/main.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 
 def setns(fd: int) -> None:
@@ -154,6 +156,8 @@ def _ensure_run_dir() -> None:
 def run_in_thread(fn: Callable[[], T]) -> T:
     """Run `fn` in a fresh thread and return its result (or raise its error).  Used
     for every setns/unshare so the namespace change dies with the thread."""
+    import threading  # here: the CNI plugin uses setns alone, and threading costs it ~2 ms to import
+
     box: dict[str, object] = {}
 
     def target() -> None:
@@ -242,6 +246,8 @@ def delete_many(names: list[str], before: Callable[[str], None] | None = None) -
     """`delete` for many namespaces at once, from DELETE_THREADS threads, each after
     `before(name)` (in the same thread); returns the failures by name (the others
     are gone)."""
+    import threading
+
     errors: dict[str, OSError] = {}
 
     def work(chunk: list[str]) -> None:

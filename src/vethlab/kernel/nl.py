@@ -24,16 +24,20 @@ behave as on a stock kernel; the tests use it.
 
 from __future__ import annotations
 
+# the C module: `socket` re-wraps every constant as an IntEnum at import (~2 ms that each
+# run of the CNI plugin would pay); the socket objects are the same
+import _socket as socket
 import errno
 import os
 import select
-import socket
 import struct
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from ..errors import KernelError
+
+TYPE_CHECKING = False  # collections.abc imports collections: start-up cost of the CNI plugin (cni/main.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # message types
 NLMSG_ERROR, NLMSG_DONE = 2, 3
@@ -238,8 +242,28 @@ def _ip(value: memoryview | None, family: int, what: str) -> bytes | None:
     return bytes(value)
 
 
-@dataclass
-class Link:
+class _Plain:
+    """A record with value equality: what @dataclass gave, without importing
+    dataclasses (~5 ms of a CNI plugin's ~15 ms budget; see cni/main.py)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        for name, value in zip(self.__slots__, args, strict=False):
+            setattr(self, name, value)
+        for name, value in kwargs.items():
+            setattr(self, name, value)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
+
+
+class Link(_Plain):
+    __slots__ = ("index", "flags", "ifname", "kind", "alias", "mtu", "operstate", "carrier", "link", "master",
+                 "stats")
     index: int
     flags: int
     ifname: str
@@ -287,8 +311,8 @@ def parse_addr(msg: memoryview) -> tuple[int, int, bytes, int]:
     return index, family, raw or b"", prefixlen
 
 
-@dataclass
-class RouteMsg:
+class RouteMsg(_Plain):
+    __slots__ = ("family", "dst", "dst_len", "table", "proto", "type", "gateway", "oif", "priority", "prefsrc")
     family: int
     dst: bytes
     dst_len: int
@@ -359,8 +383,8 @@ class _Overrun(Exception):
     """The kernel dropped answers for want of receive-buffer space (ENOBUFS)."""
 
 
-@dataclass
-class _Request:
+class _Request(_Plain):
+    __slots__ = ("kind", "flags", "body", "what", "tolerate")
     kind: int
     flags: int
     body: bytes

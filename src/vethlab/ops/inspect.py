@@ -123,10 +123,14 @@ def lab_status(name: str, kernel: Kernel | None = None, nodes: list[str] | None 
     finally:
         if own:
             kernel.close()
+    from ..cni.labjoin import joined  # containers a runtime attached through the CNI plugin (docs/cni.md)
+
+    joined_nodes, joined_interfaces = joined(name) if not nodes else ([], [])
     return {
         "lab": name, "file": state.file, "complete": state.complete,
-        "nodes": [{"name": n, "netns": ns, "exists": exists.get(n, False)} for n, ns in state.nodes.items()],
-        "interfaces": [v.to_json() for v in views],
+        "nodes": [{"name": n, "netns": ns, "exists": exists.get(n, False)} for n, ns in state.nodes.items()]
+        + joined_nodes,
+        "interfaces": [v.to_json() for v in views] + joined_interfaces,
         "services": services,
     }
 

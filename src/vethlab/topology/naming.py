@@ -14,7 +14,6 @@ matches before a trailing newline), and a lab named "x\\n" then reaches paths.
 from __future__ import annotations
 
 import re
-import socket
 
 IFNAMSIZ = 16  # including the trailing NUL: at most 15 bytes
 LAB_RULE = "[a-z][a-z0-9-]{0,11}"
@@ -55,6 +54,8 @@ def name_resolution_problem(name: str) -> str | None:
     # glibc's resolver also takes any all-digit name for a number and, when inet_aton
     # refuses it ("08": 8 is no octal digit), answers "not found" without a lookup
     try:
+        import socket  # here, not at the top: the CNI plugin checks names and must start fast
+
         where = f"goes to {socket.inet_ntoa(socket.inet_aton(name))}"
     except OSError:
         if not name.isdigit():
