@@ -6,8 +6,7 @@ implementation: the one place that chooses it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # typing is not imported at run time: the CNI plugin's start-up passes through here
 if TYPE_CHECKING:
     from .api import Kernel
 
