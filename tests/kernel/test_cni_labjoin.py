@@ -92,6 +92,91 @@ def test_rerun_up_keeps_joined_containers_and_down_then_del_is_clean(cni: Cni, t
     assert [link["ifname"] for link in ip_json("-n", "ctr1", "link", "show")] == ["lo"]
 
 
+GROWN = LAB.replace("  b: {}\n", "  b: {}\n  c: {}\n").replace("members: {a: {}, b: {}}", "members: {a: {}, b: {}, c: {}}")
+
+
+def plan(path: str, *extra: str) -> dict[str, Any]:
+    return json.loads(vethlab("plan", path, "--json", *extra, check=True).stdout)
+
+
+def test_rerun_up_keeps_joined_names_in_every_hosts_file(cni: Cni, tmp_path) -> None:
+    """The lab's hosts driver lists joined containers after the lab's nodes: a re-run
+    `up` that rewrites the files (a node added) keeps them, and `plan` is quiet
+    after an ADD (the digest ADD wrote is the one the driver computes)."""
+    lab = tmp_path / "lab.yaml"
+    cni.add(CONF, "abc123", netns("ctr1"), args="IgnoreUnknown=1;K8S_POD_NAME=web1")
+    cni.add(CONF, "def456", netns("ctr2"), args="IgnoreUnknown=1;K8S_POD_NAME=db1")
+    for extra in ((), ("--refresh",)):
+        assert plan(str(lab), *extra)["actions"] == []
+    lab.write_text(GROWN)
+    vethlab("up", str(lab), check=True)
+    files = {node: open(f"/etc/netns/{node}/hosts").read() for node in ("a", "b", "c")}
+    tail = "172.31.5.2\ta\n172.31.5.3\tb\n172.31.5.6\tc\n172.31.5.5\tdb1\n172.31.5.4\tweb1\n"
+    assert all(text.endswith(tail) for text in files.values()), files
+    assert in_ns("c", "ping", "-c1", "-W2", "web1").returncode == 0
+    assert plan(str(lab), "--refresh")["actions"] == []
+    cni.delete(CONF, "abc123", "/run/netns/ctr1")
+    assert open("/etc/netns/c/hosts").read().endswith("172.31.5.6\tc\n172.31.5.5\tdb1\n")
+    assert plan(str(lab))["actions"] == [] and plan(str(lab), "--refresh")["actions"] == []
+
+
+def test_a_member_added_later_never_gets_a_joined_container_s_address(cni: Cni, tmp_path) -> None:
+    """The lab's IPAM holds joined containers' addresses: the new member gets the
+    next free one, the existing members keep theirs (`plan` changes only c)."""
+    lab = tmp_path / "lab.yaml"
+    out = cni.add(CONF, "abc123", netns("ctr1"))
+    assert out["ips"][0]["address"] == "172.31.5.4/24"
+    lab.write_text(GROWN)
+    changes = plan(str(lab))
+    assert {a["node"] for a in changes["actions"] if a["kind"] != "hosts"} == {"c", "host"}  # c's veth, both ends
+    assert ["172.31.5.5", "c"] in changes["hosts"] and ["172.31.5.4", "c-abc123"] in changes["hosts"]
+    vethlab("up", str(lab), check=True)
+    assert [(a["ifname"], [i["local"] for i in a["addr_info"] if i["family"] == "inet"])
+            for a in ip_json("-n", "c", "addr", "show") if a["ifname"] != "lo"] == [("eth0", ["172.31.5.5"])]
+    for node in ("a", "b"):
+        assert [i["local"] for a in ip_json("-n", node, "addr", "show") for i in a["addr_info"]
+                if i["family"] == "inet" and a["ifname"] != "lo"] == [f"172.31.5.{2 if node == 'a' else 3}"]
+    assert in_ns("c", "ping", "-c1", "-W2", "c-abc123").returncode == 0
+    static = GROWN.replace("c: {}}", "c: {ip: 172.31.5.4}}")
+    lab.write_text(static)
+    refused = vethlab("up", str(lab))
+    assert refused.returncode == 1 and "held by container c-abc123 (joined through vethlab-cni)" in refused.stderr
+
+
+def test_down_removes_joined_containers_and_a_later_del_succeeds(cni: Cni, tmp_path) -> None:
+    """`down` takes the lab's whole footprint: the joined containers' host ends
+    (and so their interfaces), their published ports, their records; the
+    runtime's DEL afterwards finds nothing and succeeds."""
+    def host() -> dict[str, Any]:
+        return {"links": sorted(link["ifname"] for link in ip_json("link", "show")),
+                "nft": subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True, check=True).stdout,
+                "state": sorted(os.listdir(root)), "published": published()}
+
+    def published() -> dict[str, Any]:  # what the plugin's table is made from (.cni: the plugin's, not a lab's)
+        try:
+            with open(os.path.join(root, ".cni", "firewall.json")) as fh:
+                data = json.load(fh)
+        except FileNotFoundError:
+            return {}
+        return {"networks": data["networks"], "publish": data["publish"]}
+
+    root = os.environ.get("VETHLAB_STATE_DIR", "/run/vethlab")
+
+    vethlab("down", "--lab", "pl", check=True)
+    empty = {**host(), "state": [".cni"], "published": {"networks": {}, "publish": {}}}
+    vethlab("up", str(tmp_path / "lab.yaml"), check=True)
+    conf = {**CONF, "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80}]}}
+    outs = {cid: cni.add(conf if cid == "abc123" else CONF, cid, netns(cid)) for cid in ("abc123", "def456")}
+    vethlab("down", "--lab", "pl", check=True)
+    assert host() == empty
+    for cid in outs:
+        assert [link["ifname"] for link in ip_json("-n", cid, "link", "show")] == ["lo"]
+    for cid, out in outs.items():
+        cni.delete(conf, cid, f"/run/netns/{cid}", prev=out)
+        cni.delete(conf, cid, f"/run/netns/{cid}", prev=out)
+    assert host() == empty
+
+
 def test_del_when_the_namespace_is_gone_and_gc(cni: Cni) -> None:
     before = lab_view()
     out = cni.add(CONF, "gone", netns("ctr1"))

@@ -38,6 +38,21 @@ def test_previous_choices_are_kept() -> None:
     assert second.address["one"]["z"] == "172.30.0.4/24"
 
 
+def test_addresses_of_joined_containers_are_held() -> None:
+    """A container joined to the lab (CNI plugin) holds its address: members added
+    later skip it, members there before keep theirs, a static ip on it is refused."""
+    first = allocate(lab_from_text(LAB))
+    held = {"one": {"172.30.0.4": "container web1", "172.30.0.5": "container web2"}}
+    grown = LAB.replace("b: {}}}", "b: {}, z: {}, y: {}}}").replace("c: {}}", "c: {}, z: {}, y: {}}")
+    second = allocate(lab_from_text(grown), Allocation.previous(first.to_json()), held=held)
+    assert second.address["one"] == {"a": "172.30.0.2/24", "b": "172.30.0.3/24", "z": "172.30.0.6/24",
+                                     "y": "172.30.0.7/24"}
+    assert allocate(lab_from_text(grown), Allocation.previous(first.to_json()), held=held) == second
+    static = LAB.replace("c: {ip: 10.20.0.50}", "c: {ip: 10.20.0.9}")
+    with pytest.raises(ConflictError, match=r"member c's ip 10.20.0.9 is held by container web9"):
+        allocate(lab_from_text(static), held={"two": {"10.20.0.9": "container web9"}})
+
+
 def test_pool_skips_taken_subnets() -> None:
     taken = {"host": [("172.30.0.0/24", "lab x"), ("172.30.1.0/25", "interface eth9")]}
     assert allocate(lab_from_text(LAB), taken=taken).subnet["one"] == "172.30.2.0/24"

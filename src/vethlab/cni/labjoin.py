@@ -16,10 +16,11 @@ code 11 when it times out), and the attachments live in the lab's state director
 is marked `vethlab-cni:lab:LAB`, not with the lab's own marker: a re-run `up` of
 the lab must not take a runtime's container for an interface the file lost.
 
-Known limits: a re-run `up` rewrites the lab's hosts files from the file (the
-container's line goes until its next ADD); a member added to the file later may
-be given a joined container's address (the lab's IPAM does not see them); the
-network must be a bridge network (not macvlan)."""
+The lab's own commands know of them through labside.py: a re-run `up` keeps
+their lines in the hosts files, the lab's IPAM never hands their addresses to a
+member added later, and `down` removes their host ends and published ports (a
+later DEL from the runtime then finds nothing, and succeeds).  Only bridge
+networks can be joined (not macvlan)."""
 
 from __future__ import annotations
 
@@ -105,6 +106,11 @@ class LabRecords:
     def __init__(self, lab: str) -> None:
         self.lab = lab
 
+    def path(self) -> str:
+        from ..state import store
+
+        return os.path.join(store.lab_dir(self.lab), RECORDS)
+
     def _dir(self) -> tuple[int, str] | None:
         from ..state import fs, store
 
@@ -181,23 +187,30 @@ def _host_socket(netns: str | None) -> nl.NlSocket:
         raise CniError(NOT_FOUND, f"cannot enter the lab's namespace {netns}: {exc.strerror}") from None
 
 
-def _hosts(net: LabNetwork, attachments: dict[str, Any], gone: set[str] | None = None) -> None:
-    """Every lab node's hosts file: the lab's entries plus one line per joined
-    container (`gone`: names of containers just detached, whose lines go)."""
+def _hosts(net: LabNetwork, attachments: dict[str, Any], gone: list[dict[str, Any]] | None = None) -> None:
+    """Every lab node's hosts file: the lab's entries, then one line per joined
+    container (`gone`: records of containers just detached, whose lines go).  The
+    lab's state learns the new digest: the hosts driver of the next `up` computes
+    the same lines (labside.host_lines) and finds nothing to change."""
     from ..kernel import nodefiles
     from ..ownership import marker as lab_marker
+    from ..state import store
+    from .labside import host_lines
 
     namespaces = [ns for ns in net.state.nodes.values() if ns]
     if not namespaces:
         return
-    entries = _lab_entries(namespaces[0], {a["node"] for a in attachments.values()} | (gone or set()))
-    entries += [(a["address"].split("/")[0], a["node"]) for a in attachments.values()]
+    joined = set(host_lines(attachments)) | set(host_lines({str(i): r for i, r in enumerate(gone or [])}))
+    entries = [e for e in _lab_entries(namespaces[0]) if e not in joined] + host_lines(attachments)
     nodefiles.write_files(namespaces, entries, lab_marker(net.lab))
+    net.state.hosts_digest = nodefiles.digest(entries)
+    store.save(net.state)
 
 
-def _lab_entries(ns: str, joined: set[str]) -> list[tuple[str, str]]:
-    """The lab's own entries, read back from a node's hosts file (lines after the
-    digest), without those of joined containers."""
+def _lab_entries(ns: str) -> list[tuple[str, str]]:
+    """The entries of a node's hosts file (lines after the digest): the lab's own,
+    then the joined containers' (the caller takes those out by address and name: a
+    lab node may carry a joined container's name, never its address)."""
     from ..kernel import nodefiles
 
     out = []
@@ -209,7 +222,7 @@ def _lab_entries(ns: str, joined: set[str]) -> list[tuple[str, str]]:
                     seen_digest = True
                     continue
                 words = line.split()
-                if seen_digest and len(words) == 2 and words[1] not in joined:
+                if seen_digest and len(words) == 2:
                     out.append((words[0], words[1]))
     except OSError:
         return []
@@ -253,6 +266,7 @@ def add(conf: NetConf, env: Env) -> dict[str, Any]:
                     published = True
                 attachments[_key(env)] = {"containerID": env.container_id, "ifname": env.ifname,
                                           "netns": env.netns, "node": name, "address": address,
+                                          "cniNetwork": conf.name,
                                           "hostVeth": host_name, "network": net.name, "mac": inner.mac,
                                           "ports": bool(conf.port_mappings), "localnet": localnet}
                 records.save(data)
@@ -279,9 +293,9 @@ def _rollback(lab: str, net: LabNetwork, records: LabRecords, data: dict[str, An
     steps = []
     if saved:
         def unsave() -> None:
-            data["attachments"].pop(_key(env), None)
+            record = data["attachments"].pop(_key(env), None)
             records.save(data)
-            _hosts(net, data["attachments"], {f"c-{env.container_id[:12]}", env.args.get("K8S_POD_NAME", "")})
+            _hosts(net, data["attachments"], [record] if record else [])
         steps.append(unsave)
     if published:
         steps.append(lambda: _unpublish(lab, net.name, _pub_key(lab, env)))
@@ -381,7 +395,7 @@ def delete(conf: NetConf, env: Env) -> None:
         if record is not None:
             records.save(data)
             if net is not None:
-                _hosts(net, attachments, {record["node"]})
+                _hosts(net, attachments, [record])
 
 
 def _delete_port(netns: str | None, host_name: str, lab: str) -> None:
@@ -422,33 +436,57 @@ def check(conf: NetConf, env: Env) -> None:
 
 
 def gc(conf: NetConf, env: Env) -> None:
+    """Detach the containers of this config not in `cni.dev/valid-attachments`.
+    Only this config's attachments are looked at (a runtime's GC lists the valid
+    ones of one network config: containers joined through another stay).  Keeps
+    going past errors (a damaged record is left, and said, at the end)."""
     assert conf.lab is not None
     raw = conf.raw.get("cni.dev/valid-attachments", [])
     valid = {f"{a.get('containerID')}/{a.get('ifname')}" for a in raw if isinstance(a, dict)} \
         if isinstance(raw, list) else set()
+    errors: list[str] = []
     with _lock(conf.lab):
         records = LabRecords(conf.lab)
         data = records.load()
         attachments = data.setdefault("attachments", {})
-        stale = [k for k in attachments if k not in valid]
-        stale_records = [attachments[k] for k in stale]
         try:
             net: LabNetwork | None = LabNetwork(conf.lab, conf.network or "")
         except CniError:
             net = None
-        gone = set()
-        for key in stale:
-            record = attachments.pop(key)
-            gone.add(record["node"])
-            _delete_port(net.netns if net else None, record["hostVeth"], conf.lab)
-            if record.get("ports"):
-                _unpublish(conf.lab, record["network"], f"lab:{conf.lab}/{key}")
-        if net is not None and any(r.get("localnet") for r in stale_records):
+        gone = []
+        for key in [k for k, r in attachments.items() if k not in valid and _of_config(r, conf)]:
+            record = attachments[key]
+            try:
+                if not isinstance(record, dict) or not isinstance(record.get("node"), str):
+                    raise CniError(INVALID_CONFIG, "damaged (no node)")
+                _delete_port(net.netns if net else None, record.get("hostVeth") or
+                             link.host_veth_name(*key.split("/", 1)), conf.lab)
+                if record.get("ports"):
+                    _unpublish(conf.lab, record["network"], f"lab:{conf.lab}/{key}")
+            except (CniError, KeyError, TypeError, ValueError, OSError) as exc:
+                errors.append(f"attachment {key} in {records.path()}: {getattr(exc, 'details', exc)}")
+                continue
+            gone.append(attachments.pop(key))
+        if net is not None and any(r.get("localnet") for r in gone):
             _localnet_off(net, attachments)
-        if stale:
+        if gone:
             records.save(data)
             if net is not None:
-                _hosts(net, attachments, gone)
+                _hosts(net, {k: r for k, r in attachments.items() if isinstance(r, dict)}, gone)
+    if errors:
+        from .protocol import KERNEL_FAILURE
+
+        raise CniError(KERNEL_FAILURE, "GC finished with errors: " + "; ".join(errors))
+
+
+def _of_config(record: Any, conf: NetConf) -> bool:
+    """Was this attachment made through this network config?  (Records from before
+    `cniNetwork` was kept: by the lab's network.)  A damaged one: yes, to be said."""
+    if not isinstance(record, dict):
+        return True
+    if "cniNetwork" in record:
+        return bool(record["cniNetwork"] == conf.name)
+    return bool(record.get("network") == conf.network)
 
 
 def status(conf: NetConf, env: Env) -> None:

@@ -1,7 +1,12 @@
 """/etc/netns/NODE/hosts: every node resolves every other node of its lab by name.
 Every node's file has the same lab lines, written once for all nodes (hard-linked)
 and compared through the digest line each file carries.  A directory of that name
-vethlab did not make is a conflict, never taken over (SPEC §4)."""
+vethlab did not make is a conflict, never taken over (SPEC §4).
+
+Containers a runtime joined to the lab through the CNI plugin (docs/cni.md) are
+in every node's file too, after the lab's nodes: their lines come from the lab's
+attachment records (cni/labside.py), so a re-run `up` keeps them, in the very
+order ADD and DEL write them (equal digests: `plan` has nothing to say)."""
 
 from __future__ import annotations
 
@@ -9,9 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
+from ..kernel.api import Kernel
 from ..kernel.nodefiles import digest
+from ..model.desired import Desired
 from ..ownership import LEGACY_NODE_DIR, lab_of
 from ..reconcile.actions import Action, ApplyContext, PlanContext
+from ..reconcile.observe import Observed
 from .base import Driver
 
 
@@ -35,8 +43,20 @@ class WriteHosts(Action):
         k.write_node_files(namespaces, ctx.plan.hosts, marker)
 
 
+@dataclass(frozen=True)
+class Joined:
+    """(address, name) lines of the containers joined to the lab (observe)."""
+
+    lines: tuple[tuple[str, str], ...]
+
+
 class HostsDriver(Driver):
     kind = "hosts"
+
+    def observe(self, kernel: Kernel, desired: Desired, observed: Observed) -> None:
+        from ..cni.labside import attachments, host_lines
+
+        observed.extras[self.kind] = Joined(tuple(host_lines(attachments(desired.lab))))
 
     def conflicts(self, ctx: PlanContext) -> list[str]:
         problems = []
@@ -52,7 +72,8 @@ class HostsDriver(Driver):
     def plan(self, ctx: PlanContext) -> None:
         # the lines come from the whole lab, also when only part of it is planned:
         # every node's file lists every node
-        ctx.plan.hosts = ctx.full.hosts_entries()
+        joined = ctx.observed.extras.get(self.kind)
+        ctx.plan.hosts = ctx.full.hosts_entries() + list(joined.lines if isinstance(joined, Joined) else ())
         want = digest(ctx.plan.hosts)
         planned = set()
         for name, node in ctx.desired.nodes.items():

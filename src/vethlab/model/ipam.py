@@ -11,7 +11,9 @@ brought up in parallel never get the same subnet.  There is no IPv6 pool: a
 their static `ip` or the next free address after the gateway, in file order.
 Every choice is kept in the lab's state, and an earlier choice that is still
 valid wins, so a re-run `up` keeps every address even when members are added or
-removed around it.
+removed around it.  Addresses held by containers a runtime joined to the lab
+(`held`: the CNI plugin's join-a-lab mode) are skipped for new members, and a
+static `ip` that is one of them is a conflict.
 """
 
 from __future__ import annotations
@@ -52,9 +54,11 @@ class Allocation:
 
 
 def allocate(spec: LabSpec, previous: Allocation | None = None,
-             taken: dict[str, list[tuple[str, str]]] | None = None) -> Allocation:
+             taken: dict[str, list[tuple[str, str]]] | None = None,
+             held: dict[str, dict[str, str]] | None = None) -> Allocation:
     """Decide subnets and addresses.  `taken`: per host node, (network, who) pairs
-    already in use there (other labs, the host's own interfaces).  Raises
+    already in use there (other labs, the host's own interfaces).  `held`: per
+    network, IPv4 address -> who holds it outside the file (joined containers).  Raises
     ConflictError (exit 1, before anything is built) when a subnet given in the file
     overlaps one in use, or the pool is exhausted."""
     previous = previous or Allocation()
@@ -83,8 +87,8 @@ def allocate(spec: LabSpec, previous: Allocation | None = None,
             if net.name in subnets:
                 in_use.setdefault(net.host, []).append((ipaddress.ip_network(subnets[net.name]),
                                                         f"network {net.name}"))
-        _members(net, out, previous, 4)
-        _members(net, out, previous, 6)
+        _members(net, out, previous, 4, (held or {}).get(net.name, {}))
+        _members(net, out, previous, 6, {})
     return out
 
 
@@ -120,7 +124,7 @@ def _pick_subnet(net: NetworkSpec, previous: Allocation, in_use: list[tuple[Net,
                         "(`subnet:` in the file)")
 
 
-def _members(net: NetworkSpec, out: Allocation, previous: Allocation, version: int) -> None:
+def _members(net: NetworkSpec, out: Allocation, previous: Allocation, version: int, held: dict[str, str]) -> None:
     subnets = out.subnet if version == 4 else out.subnet6
     if net.name not in subnets:
         return
@@ -132,7 +136,12 @@ def _members(net: NetworkSpec, out: Allocation, previous: Allocation, version: i
     used: set[Any] = {gateway} if gateway is not None else set()
     static = {m.node: ipaddress.ip_address(text) for m in net.members
               if (text := (m.ip if version == 4 else m.ip6))}
-    used |= set(static.values())
+    others = {ipaddress.ip_address(ip): who for ip, who in held.items()}
+    for node, ip in static.items():
+        if ip in others:
+            raise ConflictError(f"network {net.name}: member {node}'s ip {ip} is held by {others[ip]}; choose "
+                                "another, or detach the container first (its runtime's DEL); nothing was changed")
+    used |= set(static.values()) | set(others)
     before = (previous.address if version == 4 else previous.address6).get(net.name, {})
     chosen: dict[str, str] = {}
     # keep earlier dynamic choices that are still valid, before handing out new ones

@@ -25,6 +25,7 @@ def down(name: str, kernel: Kernel, wait: float = 60.0) -> dict[str, int]:
         if state:
             found.stale_files += removal.stale_files_of(state, kernel)
         errors = removal.remove(kernel, found, {name: state} if state else {})
+        errors += _forget_joined(name)
         forwarding.release(kernel, name, recorded=state is not None)
         if errors:
             raise KernelError(f"lab {name} was not removed completely:\n" + "\n".join(errors))
@@ -33,6 +34,20 @@ def down(name: str, kernel: Kernel, wait: float = 60.0) -> dict[str, int]:
         stopped = found.stopped
     hostwide.tidy()  # the host-wide lock file goes with the last lab
     return stopped
+
+
+def _forget_joined(name: str) -> list[str]:
+    """Ports the CNI plugin published for containers joined to the lab (their host
+    ends went with `removal`, their records go with the state directory)."""
+    from ..cni.labside import forget_published
+    from ..cni.protocol import CniError
+    from ..errors import VethlabError
+
+    try:
+        forget_published(name)
+    except (CniError, VethlabError) as exc:
+        return [f"ports published for containers joined to lab {name}: {getattr(exc, 'details', exc)}"]
+    return []
 
 
 def load_or_warn(name: str) -> store.LabState | None:

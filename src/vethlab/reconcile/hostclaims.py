@@ -57,11 +57,14 @@ def taken(kernel: Kernel, spec: LabSpec) -> claims.HostUse:
 
 
 def allocate(kernel: Kernel, spec: LabSpec, state: store.LabState | None) -> ipam.Allocation:
-    """IPAM's choices, checked against what others hold in the host namespace:
+    """IPAM's choices, checked against what others hold in the host namespace and
+    the addresses of containers joined to the lab's networks (cni/labside.py):
     ConflictError (exit 1) before anything is built."""
+    from ..cni.labside import held
+
     use = taken(kernel, spec)
     allocation = ipam.allocate(spec, ipam.Allocation.previous(state.allocation if state else None),
-                               {HOST: use.taken_subnets()})
+                               {HOST: use.taken_subnets()}, held(spec.name) if state else None)
     claims.check(spec, use)
     return allocation
 

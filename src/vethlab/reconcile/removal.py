@@ -28,7 +28,16 @@ from functools import partial
 from ..errors import KernelError
 from ..kernel.api import Kernel, LinkInfo, Netns, Route
 from ..model.routes import route_matches
-from ..ownership import ROUTE_PROTO, lab_of, lab_of_node_entry, marker, netns_tag, parse_netns_tag, table_owner
+from ..ownership import (
+    ROUTE_PROTO,
+    cni_network_of,
+    lab_of,
+    lab_of_node_entry,
+    marker,
+    netns_tag,
+    parse_netns_tag,
+    table_owner,
+)
 from ..state import store
 from . import progress
 
@@ -45,16 +54,19 @@ class Leftovers:
     temp_files: list[tuple[str, str]] = field(default_factory=list)  # (lab, entry of /etc/netns)
     host_links: dict[str, LinkInfo] = field(default_factory=dict)  # the host's links as `find` saw them
     views: dict[str, str] = field(default_factory=dict)  # netns -> lab: nodes' mount+UTS namespaces (nodefs)
+    # host ends of containers a runtime joined to the lab (CNI plugin): their peers
+    # live in the runtime's namespaces, so they do not go with the lab's
+    joined_ends: dict[str, str] = field(default_factory=dict)  # ifname -> lab
 
     def labs(self) -> set[str]:
         return (set(self.namespaces.values()) | set(self.host_interfaces.values())
                 | {lab for lab, _ in self.birth_markers}
                 | set(self.tables.values()) | set(self.node_dirs.values()) | {lab for lab, _ in self.temp_files}
-                | set(self.views.values()))
+                | set(self.views.values()) | set(self.joined_ends.values()))
 
     def __bool__(self) -> bool:
         return bool(self.namespaces or self.host_interfaces or self.stale_files or self.birth_markers
-                    or self.tables or self.node_dirs or self.temp_files or self.views)
+                    or self.tables or self.node_dirs or self.temp_files or self.views or self.joined_ends)
 
 
 def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | None = None,
@@ -65,7 +77,12 @@ def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | N
     With a complete `state` of the one lab asked for, a namespace whose nsfs inode
     is the one recorded when it was made is the lab's without entering it, and the
     host is searched for firewall tables only if the state has some.  Processes are
-    not looked for here: `remove` ends those inside the namespaces found."""
+    not looked for here: `remove` ends those inside the namespaces found.
+
+    The host ends of containers joined to one of `labs` through the CNI plugin
+    (marked `vethlab-cni:lab:LAB`) are the lab's footprint too, found when labs are
+    named (`down`), never when searching for leftovers of any lab (`clean`'s look
+    round: a runtime's container alone does not make a lab)."""
     found = Leftovers()
     names = candidates if candidates is not None else kernel.list_namespaces()
     live = kernel.alive_namespaces()
@@ -85,6 +102,9 @@ def find(kernel: Kernel, labs: set[str] | None = None, candidates: list[str] | N
         lab = lab_of(link.alias)
         if lab and (labs is None or lab in labs):
             found.host_interfaces[link.ifname] = lab
+        joined = cni_network_of(link.alias)
+        if labs is not None and joined and joined.startswith("lab:") and joined[4:] in labs and link.kind == "veth":
+            found.joined_ends[link.ifname] = joined[4:]
     if not trusted or (state is not None and any(ns is None for ns in state.firewall_nodes.values())):
         for table, chains in kernel.firewall_tables(None).items():
             lab = table_owner(table, chains)
@@ -247,7 +267,7 @@ def remove_in_kernel_order(kernel: Kernel, found: Leftovers, attempt: Callable[.
     timeout = VANISH_TIMEOUT + VANISH_TIMEOUT_PER_INTERFACE * len(vanishing)
     left = wait_gone(kernel, {name: host[name].index for name in vanishing}, timeout)
     rest = [name for name in found.host_interfaces
-            if name not in bridges and (name not in vanishing or name in left)]
+            if name not in bridges and (name not in vanishing or name in left)] + list(found.joined_ends)
     progress.report("removing tables and files", force=True)
     for ifname in rest:
         attempt(f"interface {ifname}", kernel.delete_link, None, ifname)
