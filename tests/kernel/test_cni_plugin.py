@@ -9,6 +9,7 @@ import fcntl
 import json
 import os
 import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -321,6 +322,61 @@ def test_gc_removes_what_is_not_valid(cni: Cni, data: str, own_ipam: bool) -> No
     assert snapshot(data, state_dir()) == before
     assert cni.check(conf, "keep", path, kept).status == 0
     assert cni.gc({**conf, "cniVersion": "1.0.0"}, []).json["code"] == 1  # GC is 1.1.0's
+
+
+def test_gc_keeps_going_past_a_damaged_record(cni: Cni, data: str) -> None:
+    """One attachment's record is damaged: GC says so (an error at the end) after
+    collecting everything else -- the other stale attachment whole, and of the
+    damaged one all that its name tells (host end, published port, lease).  A valid
+    attachment whose record is damaged keeps its interface."""
+    conf = bridge_conf("net1", "vlbr0", "10.88.0.0/24", data, "1.1.0")
+    records = os.path.join(state_dir(), "net1")
+    keep = netns("keep")
+    cni.add(conf, "keep", keep)
+    with open(os.path.join(records, "keep.eth0.json"), "wb") as fh:
+        fh.write(b"{damaged")
+    before = snapshot(data, state_dir())
+    for name, port in (("gone1", 8080), ("gone2", 8081)):
+        cni.add({**conf, "runtimeConfig": {"portMappings": [{"hostPort": port, "containerPort": 80}]}}, name,
+                netns(name))
+    with open(os.path.join(records, "gone1.eth0.json"), "wb") as fh:
+        fh.write(b"{damaged")
+    answer = cni.gc(conf, [("keep", "eth0")])
+    assert answer.status == 1 and answer.json["code"] == 100, answer
+    assert "gone1.eth0.json is damaged" in answer.json["details"] and "keep" not in answer.json["details"]
+    assert snapshot(data, state_dir()) == {**before, "files": {**before["files"], "net1/gone1.eth0.json": b"{damaged"}}
+    assert in_ns("keep", "ping", "-c1", "-W2", "10.88.0.1").returncode == 0
+
+
+FAKE_IPAM = """#!{python} -I
+import json, os, sys
+with open(os.environ["FAKE_IPAM_LOG"], "a") as fh:
+    fh.write(os.environ["CNI_COMMAND"] + "\\n")
+if os.environ["CNI_COMMAND"] == "VERSION":
+    print(json.dumps({{"cniVersion": "1.1.0", "supportedVersions": ["0.4.0", "1.0.0", "1.1.0"]}}))
+elif os.environ["CNI_COMMAND"] == "STATUS" and os.environ.get("FAKE_IPAM_STATUS"):
+    print(json.dumps({{"cniVersion": "1.1.0", "code": int(os.environ["FAKE_IPAM_STATUS"]), "msg": "pool exhausted"}}))
+    sys.exit(1)
+"""
+
+
+def test_status_is_forwarded_to_an_ipam_plugin_that_speaks_1_1_0(cni: Cni, data: str, tmp_path) -> None:
+    """As the reference bridge plugin does: STATUS goes on to the delegated IPAM
+    plugin when it supports 1.1.0 (an IPAM plugin of the test's: the reference
+    host-local here stops at 1.0.0 and is not asked, test_status); its 50 or 51 is
+    ours, any other failure is 50."""
+    log = tmp_path / "ipam.log"
+    plugin = os.path.join(cni.path[0], "fake-ipam")
+    with open(plugin, "w") as fh:
+        fh.write(FAKE_IPAM.format(python=sys.executable))
+    os.chmod(plugin, 0o755)
+    conf = {**bridge_conf("net1", "vlbr0", "10.88.0.0/24", data, "1.1.0"), "ipam": {"type": "fake-ipam"}}
+    env = {"FAKE_IPAM_LOG": str(log)}
+    assert cni.status(conf, env=env).status == 0
+    assert log.read_text().split() == ["VERSION", "STATUS"]
+    for theirs, ours in ((50, 50), (51, 51), (7, 50)):
+        answer = cni.status(conf, env={**env, "FAKE_IPAM_STATUS": str(theirs)})
+        assert answer.status == 1 and answer.json["code"] == ours and "pool exhausted" in answer.json["details"]
 
 
 def test_status(cni: Cni, data: str) -> None:

@@ -25,7 +25,7 @@ from .protocol import (
     CniError,
     Env,
 )
-from .records import NetworkState, lock_wait
+from .records import NetworkState, attachment_name, lock_wait
 from .result import Result
 
 TYPE_CHECKING = False  # typing itself is not imported at run time: start-up cost (main.py)
@@ -249,14 +249,27 @@ def gc(conf: NetConf, env: Env) -> None:
     valid = {(str(a.get("containerID", "")), str(a.get("ifname", ""))) for a in raw}
     errors: list[str] = []
     with NetworkState(conf.name, "GC") as state:
-        records = state.all()
+        damaged: list[str] = []
+        records = state.all(damaged)
         for record in records:
             if (record["containerID"], record["ifname"]) not in valid:
-                errors += _remove(conf, env, state, record["containerID"], record["ifname"])
+                try:
+                    errors += _remove(conf, env, state, record["containerID"], record["ifname"])
+                except CniError as exc:
+                    errors.append(exc.details)
+        # a damaged record of an attachment not valid: what it would say is swept below
+        # (host end, rules, lease); the file stays, and is said
+        valid_names = {attachment_name(cid, ifname) for cid, ifname in valid}
+        errors += [f"{state.path}/{name} is damaged: remove it" for name in damaged if name not in valid_names]
+        # host ends are a function of the attachment: a valid one keeps its own even
+        # when its record is damaged
         kept = {record["hostVeth"] for record in records if (record["containerID"], record["ifname"]) in valid}
+        kept |= {link.host_veth_name(cid, ifname) for cid, ifname in valid}
         errors += _sweep_ports(conf, kept)
+        errors += _sweep_rules(conf, valid)
         errors += _gc_ipam(conf, env, valid)
-        if not state.all() and not kept:
+        if not state.all() and not damaged and not any(
+                (r["containerID"], r["ifname"]) in valid for r in records):
             try:
                 ports.update(conf.name, None, drop_network=True)
             except CniError as exc:
@@ -265,6 +278,24 @@ def gc(conf: NetConf, env: Env) -> None:
         from .protocol import KERNEL_FAILURE
 
         raise CniError(KERNEL_FAILURE, "GC finished with errors: " + "; ".join(errors))
+
+
+def _sweep_rules(conf: NetConf, valid: set[tuple[str, str]]) -> list[str]:
+    """Published ports of this network whose attachment is not valid (its record
+    damaged or lost): dropped."""
+    from .records import peek_firewall
+
+    seen = peek_firewall()
+    stale = [key for key, item in (seen or {}).get("publish", {}).items()
+             if isinstance(item, dict) and item.get("network") == conf.name
+             and tuple(key.split("/", 1)) not in valid]
+    if not stale:
+        return []
+    try:
+        ports.update(conf.name, None, drop_keys=stale)
+    except CniError as exc:
+        return [exc.details]
+    return []
 
 
 def _sweep_ports(conf: NetConf, kept: set[str]) -> list[str]:
@@ -327,6 +358,16 @@ def _gc_ipam(conf: NetConf, env: Env, valid: set[tuple[str, str]]) -> list[str]:
     return errors
 
 
+def _ipam_status(plugin: str, conf: NetConf, env: Env) -> None:
+    """STATUS forwarded to the delegated IPAM plugin, as the reference bridge plugin
+    does (its 50 or 51 is ours; any other failure means it cannot lease now: 50)."""
+    try:
+        ipam.run(plugin, "STATUS", conf.raw, env)
+    except CniError as exc:
+        code = exc.code if exc.code in (CANNOT_ADD, LIMITED_CONNECTIVITY) else CANNOT_ADD
+        raise CniError(code, exc.details) from None
+
+
 def status(conf: NetConf, env: Env) -> None:
     """Code 50 when an ADD could not work now, 51 when existing containers may have
     limited connectivity; success otherwise."""
@@ -339,9 +380,11 @@ def status(conf: NetConf, env: Env) -> None:
         raise CniError(CANNOT_ADD, f"the state directory is unusable: {exc.details}") from None
     if conf.ipam:
         try:
-            ipam.which(conf.ipam, env)
+            plugin = ipam.which(conf.ipam, env)
         except CniError as exc:
             raise CniError(CANNOT_ADD, exc.details) from None
+        if plugin is not None and ipam.speaks(plugin, conf.version, env):
+            _ipam_status(plugin, conf, env)
     if conf.ip_masq or conf.raw.get("capabilities", {}).get("portMappings"):
         import shutil
 

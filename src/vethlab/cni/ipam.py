@@ -141,6 +141,19 @@ def delegate(plugin: str, command: str, conf: dict[str, Any], env: Env, containe
     return run(plugin, command, older, env, container_id, ifname)
 
 
+def speaks(plugin: str, version: str, env: Env) -> bool:
+    """Does the delegate support spec `version` (its VERSION answer)?  STATUS and GC
+    exist from 1.1.0 on: a delegate that predates it (the reference host-local up
+    to plugins 1.4) is not asked for them."""
+    conf = {"cniVersion": version}
+    try:
+        answer = run(plugin, "VERSION", conf, env)
+    except CniError:
+        return False
+    supported = answer.get("supportedVersions") if answer else None
+    return isinstance(supported, list) and version in supported
+
+
 class Pending:
     """An ADD's lease, being obtained while the caller builds the interfaces.
 

@@ -180,16 +180,23 @@ class NetworkState:
     def remove(self, container_id: str, ifname: str) -> None:
         fs.unlink(self.dir_fd, attachment_name(container_id, ifname))
 
-    def all(self) -> list[dict[str, Any]]:
+    def all(self, damaged: list[str] | None = None) -> list[dict[str, Any]]:
+        """Every readable record; the names of damaged ones go to `damaged` (GC says
+        them; everyone else passes over them: the DEL that needs one reports it)."""
         out = []
         for name in sorted(os.listdir(self.dir_fd)):
             if name.endswith(".json") and not name.startswith("."):
                 try:
                     record = read_json(self.dir_fd, name, os.path.join(self.path, name))
                 except CniError:
-                    continue  # a damaged record is reported by the DEL that needs it, not by everyone's GC
-                if record is not None and "containerID" in record and "ifname" in record:
+                    record = {}
+                if record is None:
+                    continue  # removed meanwhile
+                if isinstance(record.get("containerID"), str) and \
+                        isinstance(record.get("ifname"), str) and isinstance(record.get("hostVeth"), str):
                     out.append(record)
+                elif damaged is not None:
+                    damaged.append(name)
         return out
 
 
