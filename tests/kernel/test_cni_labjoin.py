@@ -191,6 +191,31 @@ def test_del_when_the_namespace_is_gone_and_gc(cni: Cni) -> None:
     assert cni.status({**CONF, "cniVersion": "1.1.0"}).status == 0
 
 
+def test_gc_keeps_going_past_a_damaged_attachment(cni: Cni) -> None:
+    """GC (1.1.0) of a lab's network: one stale attachment's entry is damaged; the
+    other stale one is still detached, the damaged one's host end (a function of
+    its key) goes too, and the entry is said at the end (code 100) and kept."""
+    conf = {**CONF, "cniVersion": "1.1.0"}
+    for cid in ("x", "y", "z"):
+        cni.add(conf, cid, netns(cid))
+    records = os.path.join(os.environ.get("VETHLAB_STATE_DIR", "/run/vethlab"), "pl", "cni.json")
+    with open(records) as fh:
+        data = json.load(fh)
+    data["attachments"]["z/eth0"] = "garbage"
+    with open(records, "w") as fh:
+        json.dump(data, fh)
+    answer = cni.gc(conf, [("x", "eth0")])
+    assert answer.status == 1 and answer.json["code"] == 100 and "attachment z/eth0" in answer.json["details"], answer
+    nodes = [n["name"] for n in json.loads(vethlab("status", "--lab", "pl", "--json", check=True).stdout)["nodes"]]
+    assert nodes == ["a", "b", "host", "c-x"]
+    assert [link["ifname"] for link in ip_json("-n", "y", "link", "show")] == ["lo"]
+    assert [link["ifname"] for link in ip_json("-n", "z", "link", "show")] == ["lo"]
+    assert "c-y" not in open("/etc/netns/a/hosts").read()
+    assert in_ns("x", "ping", "-c1", "-W2", "172.31.5.2").returncode == 0
+    refused = cni.call("ADD", conf, "w", netns("w"))  # an address cannot be chosen beside an unreadable entry
+    assert refused.status == 1 and refused.json["code"] == 103 and "z/eth0" in refused.json["details"]
+
+
 @pytest.mark.parametrize("change,code", [({"lab": "nolab"}, 104), ({"network": "nonet"}, 104)])
 def test_unknown_lab_or_network(cni: Cni, change: dict[str, str], code: int) -> None:
     answer = cni.call("ADD", {**CONF, **change}, "c1", netns("c1"))

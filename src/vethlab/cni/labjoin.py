@@ -30,7 +30,7 @@ import os
 from ..ownership import cni_marker
 from . import link
 from .config import NetConf
-from .protocol import INVALID_CONFIG, NO_ADDRESS, NOT_FOUND, UNKNOWN_CONTAINER, CniError, Env
+from .protocol import INVALID_CONFIG, NO_ADDRESS, NOT_FOUND, STATE_FAILURE, UNKNOWN_CONTAINER, CniError, Env
 from .records import lock_wait, read_json, write_json
 from .result import Result
 
@@ -124,15 +124,25 @@ class LabRecords:
             os.close(root)
         return None if fd is None else (fd, path)
 
-    def load(self) -> dict[str, Any]:
+    def load(self, strict: bool = True) -> dict[str, Any]:
+        """The records.  strict: a damaged attachment is code 103 (ADD, DEL, CHECK
+        must not guess); GC and status pass over it (GC says it at the end)."""
         where = self._dir()
         if where is None:
             return {"attachments": {}}
         fd, path = where
         try:
-            return read_json(fd, RECORDS, os.path.join(path, RECORDS)) or {"attachments": {}}
+            data = read_json(fd, RECORDS, os.path.join(path, RECORDS)) or {"attachments": {}}
         finally:
             os.close(fd)
+        if not isinstance(data.get("attachments"), dict):
+            raise CniError(STATE_FAILURE, f"{self.path()}: `attachments` is not an object: remove the file")
+        if strict:
+            for key, record in data["attachments"].items():
+                if not _sound(record):
+                    raise CniError(STATE_FAILURE, f"{self.path()}: attachment {key} is damaged: GC with the "
+                                   "valid attachments, or remove it from the file")
+        return data
 
     def save(self, data: dict[str, Any]) -> None:
         where = self._dir()
@@ -148,6 +158,11 @@ class LabRecords:
                 fs.unlink(fd, RECORDS)
         finally:
             os.close(fd)
+
+
+def _sound(record: Any) -> bool:
+    return isinstance(record, dict) and all(isinstance(record.get(k), str) for k in (
+        "containerID", "ifname", "netns", "node", "address", "hostVeth", "network"))
 
 
 def _key(env: Env) -> str:
@@ -384,8 +399,11 @@ def delete(conf: NetConf, env: Env) -> None:
         except CniError:
             net = None  # the file changed or went: undo what the record says all the same
         records = LabRecords(conf.lab)
-        data = records.load()
+        data = records.load(strict=False)  # another container's damaged entry is GC's to say, not this DEL's
         attachments = data.setdefault("attachments", {})
+        if _key(env) in attachments and not _sound(attachments[_key(env)]):
+            raise CniError(STATE_FAILURE, f"{records.path()}: attachment {_key(env)} is damaged: remove it from "
+                           "the file, then run DEL again")
         record = attachments.pop(_key(env), None)
         _delete_port(net.netns if net else None, record["hostVeth"] if record else host_name, conf.lab)
         if record is not None and record.get("ports"):
@@ -414,7 +432,9 @@ def check(conf: NetConf, env: Env) -> None:
     if conf.prev_result is None:
         raise CniError(INVALID_CONFIG, "prevResult: CHECK needs the result of ADD")
     prev = Result.from_json(conf.prev_result, "prevResult")
-    record = LabRecords(conf.lab).load().get("attachments", {}).get(_key(env))
+    record = LabRecords(conf.lab).load(strict=False)["attachments"].get(_key(env))
+    if record is not None and not _sound(record):
+        raise CniError(STATE_FAILURE, f"attachment {_key(env)} of lab {conf.lab} is damaged")
     if record is None:
         raise CniError(UNKNOWN_CONTAINER, f"container {env.container_id} ({env.ifname}) has not joined lab "
                        f"{conf.lab}")
@@ -447,7 +467,7 @@ def gc(conf: NetConf, env: Env) -> None:
     errors: list[str] = []
     with _lock(conf.lab):
         records = LabRecords(conf.lab)
-        data = records.load()
+        data = records.load(strict=False)
         attachments = data.setdefault("attachments", {})
         try:
             net: LabNetwork | None = LabNetwork(conf.lab, conf.network or "")
@@ -457,8 +477,10 @@ def gc(conf: NetConf, env: Env) -> None:
         for key in [k for k, r in attachments.items() if k not in valid and _of_config(r, conf)]:
             record = attachments[key]
             try:
-                if not isinstance(record, dict) or not isinstance(record.get("node"), str):
-                    raise CniError(INVALID_CONFIG, "damaged (no node)")
+                if not _sound(record):  # what its key tells is undone all the same; the entry stays, said
+                    _delete_port(net.netns if net else None, link.host_veth_name(*key.split("/", 1)), conf.lab)
+                    _unpublish(conf.lab, conf.network or "", f"lab:{conf.lab}/{key}")
+                    raise CniError(STATE_FAILURE, "damaged: remove it from the file")
                 _delete_port(net.netns if net else None, record.get("hostVeth") or
                              link.host_veth_name(*key.split("/", 1)), conf.lab)
                 if record.get("ports"):
@@ -472,7 +494,7 @@ def gc(conf: NetConf, env: Env) -> None:
         if gone:
             records.save(data)
             if net is not None:
-                _hosts(net, {k: r for k, r in attachments.items() if isinstance(r, dict)}, gone)
+                _hosts(net, {k: r for k, r in attachments.items() if _sound(r)}, gone)
     if errors:
         from .protocol import KERNEL_FAILURE
 
@@ -510,7 +532,7 @@ def joined(lab: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """For `vethlab status --lab LAB`: (nodes, interfaces) of the joined containers,
     in the shapes lab_status uses."""
     try:
-        attachments = LabRecords(lab).load().get("attachments", {})
+        attachments = {k: r for k, r in LabRecords(lab).load(strict=False)["attachments"].items() if _sound(r)}
     except CniError:
         return [], []
     if not attachments:
