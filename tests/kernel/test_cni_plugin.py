@@ -360,8 +360,8 @@ elif os.environ["CNI_COMMAND"] == "STATUS" and os.environ.get("FAKE_IPAM_STATUS"
 """
 
 
-def test_status_is_forwarded_to_an_ipam_plugin_that_speaks_1_1_0(cni: Cni, data: str, tmp_path) -> None:
-    """As the reference bridge plugin does: STATUS goes on to the delegated IPAM
+def test_status_and_gc_are_forwarded_to_an_ipam_plugin_that_speaks_1_1_0(cni: Cni, data: str, tmp_path) -> None:
+    """As the reference bridge plugin does: STATUS and GC go on to the delegated IPAM
     plugin when it supports 1.1.0 (an IPAM plugin of the test's: the reference
     host-local here stops at 1.0.0 and is not asked, test_status); its 50 or 51 is
     ours, any other failure is 50."""
@@ -377,6 +377,9 @@ def test_status_is_forwarded_to_an_ipam_plugin_that_speaks_1_1_0(cni: Cni, data:
     for theirs, ours in ((50, 50), (51, 51), (7, 50)):
         answer = cni.status(conf, env={**env, "FAKE_IPAM_STATUS": str(theirs)})
         assert answer.status == 1 and answer.json["code"] == ours and "pool exhausted" in answer.json["details"]
+    log.write_text("")
+    assert cni.gc(conf, [], env=env).status == 0
+    assert log.read_text().split() == ["VERSION", "GC"]  # GC too: no DEL per lease for a delegate that has GC
 
 
 def test_status(cni: Cni, data: str) -> None:

@@ -319,9 +319,10 @@ def _sweep_ports(conf: NetConf, kept: set[str]) -> list[str]:
 
 
 def _gc_ipam(conf: NetConf, env: Env, valid: set[tuple[str, str]]) -> list[str]:
-    """Leases of attachments not valid: our own allocator's directly; a delegate gets
-    GC forwarded, and where it does not know GC (the reference host-local before
-    1.1) each stale lease of its host-local-compatible store is released by a DEL."""
+    """Leases of attachments not valid: our own allocator's directly; a delegate that
+    speaks 1.1.0 gets GC forwarded (as the reference bridge plugin does), and where
+    it does not (the reference host-local before plugins 1.5) each stale lease of
+    its host-local-compatible store is released by a DEL."""
     if not conf.ipam:
         return []
     from . import hostlocal
@@ -337,11 +338,13 @@ def _gc_ipam(conf: NetConf, env: Env, valid: set[tuple[str, str]]) -> list[str]:
         except CniError as exc:
             errors.append(exc.details)
         return errors
-    try:
-        ipam.run(plugin, "GC", conf.raw, env)
+    if ipam.speaks(plugin, conf.version, env):
+        try:
+            ipam.run(plugin, "GC", conf.raw, env)
+        except CniError as exc:
+            errors.append(exc.details)
         return errors
-    except CniError:
-        pass  # no GC in this delegate: fall back to DEL per stale lease
+    # a delegate that predates GC: release each stale lease of its host-local store by DEL
     if conf.ipam.get("type") != "host-local":
         return errors
     try:
