@@ -379,3 +379,43 @@ def test_a_path_made_in_the_node_keeps_the_mounts_around_it() -> None:
         assert after == before, _diff(before, after)
     finally:
         subprocess.run(["umount", str(sub)], check=True)
+
+
+def _sleepers(arg: str) -> list[int]:
+    """Pids of `sleep ARG` processes (ARG unique to the test)."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes() == f"sleep\0{arg}\0".encode():
+                out.append(int(pid))
+        except OSError:
+            pass
+    return out
+
+
+def test_services_are_restarted_in_a_rebuilt_view_and_plan_says_why() -> None:
+    HOSTDIR.mkdir()
+    path = HOSTDIR / "svc.yaml"
+    text = ("name: svcview\nnodes:\n  a:\n    hostname: HOST\n    private: [/run/t/p]\n"
+            "    run: [\"sh -c 'hostname >> /run/t/p/names; exec sleep 4713'\",\n"
+            "          {cmd: \"sh -c 'hostname >> /run/t/p/once'\", oneshot: true}]\n")
+    path.write_text(text.replace("HOST", "one"))
+    vethlab("up", str(path), check=True)
+    try:
+        [old] = _sleepers("4713")
+        path.write_text(text.replace("HOST", "two"))
+        plan = vethlab("plan", str(path), check=True).stdout
+        assert "the node's view changes: restarted in the new one" in plan, plan
+        assert "the node's view changed: restarted in it" in plan, plan
+        vethlab("up", str(path), check=True)
+        [new] = _sleepers("4713")
+        assert new != old and not os.path.exists(f"/proc/{old}")
+        # the service runs in the node's current view; the finished one-shot was not run again
+        # (`ip netns exec` gives it a mount namespace of its own, copied from the node's: compare UTS)
+        assert os.stat(f"/proc/{new}/ns/uts").st_ino == os.stat(os.path.join(nodefs.pin_dir("a"), "uts")).st_ino
+        assert vethlab("exec", "a", "--", "cat", "/run/t/p/names", "/run/t/p/once").stdout == "one\ntwo\none\n"
+        again = vethlab("up", str(path), check=True)
+        assert "no changes" in again.stdout + again.stderr and _sleepers("4713") == [new]
+    finally:
+        vethlab("down", str(path), check=True)
+    assert _sleepers("4713") == []
