@@ -130,8 +130,12 @@ def test_node_sees_its_own_view_and_the_host_keeps_its_own() -> None:
         assert "10.0.0.1/24" in raw.stdout
         # the CLI's exec and shell enter the view too
         assert vethlab("exec", "r1", "--", "cat", "/run/t/motd").stdout == "r1 motd\n"
-        shell = vethlab("shell", "r1", input="hostname; cat /run/t/var/deep/x.conf\nexit\n")
+        shell = vethlab("shell", "r1", input="hostname; cat /run/t/var/deep/x.conf\nexit\n",
+                        env={"SHELL": "/bin/bash"})
         assert "router-one\ndeep\n" in shell.stdout, shell.stdout + shell.stderr
+        assert "(views:r1) router-one:" in shell.stderr, shell.stderr  # the prompt names the node's host name
+        plain = vethlab("shell", "plain", input="exit\n", env={"SHELL": "/bin/bash"})
+        assert f"(views:plain) {socket.gethostname()}:" in plain.stderr, plain.stderr
     finally:
         lab.down()
         lab.close()
