@@ -12,7 +12,7 @@ goes on top.  The machine's A is never written.
 An overlay shows only A's own file system, not what is mounted below A, so every
 mount below A is bound back at its place (recursively, from the mount it covers:
 it keeps receiving what the machine mounts there later — /run/netns files among
-them).  What the node writes directly into A stays in the tmpfs, in memory, and
+them), and so are /run/netns and /etc/netns, mounts or not (`LIVE`).  What the node writes directly into A stays in the tmpfs, in memory, and
 goes with the node.  What the machine changes in A itself while the node lives
 usually shows in the node, but an overlay does not promise it (the kernel's
 overlayfs documentation calls changes to a lower layer undefined).
@@ -31,6 +31,10 @@ import stat
 
 from .nodebacking import make_mount_point
 
+#: directories vethlab and iproute2 change under a running node (namespace files,
+#: each node's hosts file, replaced by rename): bound back from the machine like a
+#: mount, so the node never sees an overlay's stale copy of them
+LIVE = ("/run/netns", "/etc/netns")
 MS_BIND = 4096
 MS_REC = 16384
 MNT_DETACH = 2
@@ -119,7 +123,13 @@ class MountPoints:
             os.chmod(upper, stat.S_IMODE(st.st_mode))  # the overlay's root has the upper layer's mode
         held: list[tuple[str, int]] = []
         try:
-            for path in submounts(lower):
+            below = submounts(lower)
+            for live in LIVE:
+                if live.startswith(lower.rstrip("/") + "/") and not any(
+                        live == m or live.startswith(m + "/") for m in below):
+                    os.makedirs(live, mode=0o755, exist_ok=True)  # vethlab's own: `up` makes it for every lab
+                    below.append(live)
+            for path in below:
                 with contextlib.suppress(PermissionError):  # one this user cannot reach is not seen anyway
                     held.append((path, os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)))
             try:
