@@ -130,7 +130,7 @@ class MountPoints:
                     os.makedirs(live, mode=0o755, exist_ok=True)  # vethlab's own: `up` makes it for every lab
                     below.append(live)
             for path in below:
-                with contextlib.suppress(PermissionError):  # one this user cannot reach is not seen anyway
+                with contextlib.suppress(PermissionError, FileNotFoundError):  # unreachable: not seen anyway
                     held.append((path, os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)))
             try:
                 _mount("overlay", lower, "overlay", 0,
