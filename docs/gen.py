@@ -64,13 +64,14 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
                           "the machine's name and files and costs nothing more). See docs/nodes.md.",
     ("node", "files"): "Mapping of node path to content, seen only inside this node: the text; `@F` reads file F "
                        "next to the lab file; or `{content: TEXT | source: F, mode: \"0600\"}`. Inside a `private` "
-                       "directory the file is written there; elsewhere the host's file must exist and the node sees "
-                       "yours over it.",
+                       "directory the file is written there; elsewhere the node sees yours over the host's (or where "
+                       "the host has none: made inside the node only, nothing on the host). See docs/nodes.md.",
     ("node", "private"): "List of directories the node sees as its own, empty (owner and mode as the host's), kept "
                          "until `down`; an item may be `{path: DIR, copy: true, owner: USER[:GROUP], mode: \"0755\"}` "
-                         "(`copy`: start from a copy of the host's). A directory missing on the host is made there, "
-                         "empty, to mount on.",
-    ("node", "mounts"): "Mapping of host path to node path, read-only unless the node path ends in `:rw`.",
+                         "(`copy`: start from a copy of the host's). A directory missing on the host is made inside "
+                         "the node only (nothing on the host).",
+    ("node", "mounts"): "Mapping of host path to node path, read-only unless the node path ends in `:rw`. A node "
+                        "path missing on the host is made inside the node only.",
     ("node", "machine"): "With `machines:`, the machine this node lives on.",
 
     ("link", "endpoints"): "Exactly two `NODE:IFNAME`. IFNAME is at most 15 bytes, without `/`, `:` or "

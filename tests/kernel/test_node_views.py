@@ -75,9 +75,11 @@ LAB = textwrap.dedent("""\
           /run/t/etc/app/app.conf: "router one\\n"
           /run/t/var/deep/x.conf: {content: "deep\\n", mode: "0600"}
           /run/t/motd: "@motd.txt"
+          /run/t/nowhere/conf/x.conf: "made in the node\\n"   # no /run/t/nowhere on the host
         mounts:
           /run/t/share: /run/t/var/share
           /run/t/rw: /run/t/var/rw:rw
+          /run/t/motd.txt: /run/t/opt/motd                   # no /run/t/opt on the host
       plain: {}
     links:
       - endpoints: [r1:eth0, plain:eth0]
@@ -115,6 +117,10 @@ def test_node_sees_its_own_view_and_the_host_keeps_its_own() -> None:
         assert (HOSTDIR / "etc" / "app" / "keep.conf").read_text() == "the host's\n"
         assert (HOSTDIR / "motd").read_text() == "host motd\n"
         assert not (HOSTDIR / "etc" / "app" / "app.conf").exists()
+        # paths the host does not have are made in the node only
+        assert sh(lab, "r1", "cat /run/t/nowhere/conf/x.conf /run/t/opt/motd; ls -A /run/t/new").stdout \
+            == "made in the node\nr1 motd\ndir\n"
+        assert sorted(os.listdir(HOSTDIR)) == ["etc", "lab.yaml", "motd", "motd.txt", "rw", "share"]
         # the plain node sees the host's files, as before
         assert sh(lab, "plain", "cat /run/t/motd").stdout == "host motd\n"
         # `ip netns exec` keeps the network view only: the host's files and name
@@ -124,16 +130,19 @@ def test_node_sees_its_own_view_and_the_host_keeps_its_own() -> None:
         assert "10.0.0.1/24" in raw.stdout
         # the CLI's exec and shell enter the view too
         assert vethlab("exec", "r1", "--", "cat", "/run/t/motd").stdout == "r1 motd\n"
-        shell = vethlab("shell", "r1", input="hostname; cat /run/t/var/deep/x.conf\nexit\n")
+        shell = vethlab("shell", "r1", input="hostname; cat /run/t/var/deep/x.conf\nexit\n",
+                        env={"SHELL": "/bin/bash"})
         assert "router-one\ndeep\n" in shell.stdout, shell.stdout + shell.stderr
+        assert "(views:r1) router-one:" in shell.stderr, shell.stderr  # the prompt names the node's host name
+        plain = vethlab("shell", "plain", input="exit\n", env={"SHELL": "/bin/bash"})
+        assert f"(views:plain) {socket.gethostname()}:" in plain.stderr, plain.stderr
     finally:
         lab.down()
         lab.close()
     after = world()
-    # what stays on purpose: /run/netns is a mount point (as iproute2 leaves it), the
-    # missing mount points were made on the host, and the node wrote into the rw mount
+    # what stays on purpose: what the node wrote into the rw mount; nothing else
     assert after["mounts"] == before["mounts"]
-    made = {"/run/t/new": None, "/run/t/new/dir": None, "/run/t/var": None, "/run/t/rw/from-node": b"hello\n"}
+    made = {"/run/t/rw/from-node": b"hello\n"}
     assert after["files"] == {**before["files"], **made}
     assert after == {**before, "mounts": after["mounts"], "files": after["files"]}
 
@@ -243,8 +252,6 @@ def test_a_failed_up_removes_the_views_it_made() -> None:
     result = vethlab("up", str(path))
     assert result.returncode != 0 and "removed again" in result.stderr
     after = world()
-    # the private directory's mount point stays on the host (it may be another node's)
-    assert after["files"].pop("/run/t/p") is None
     assert after == before, _diff(before, after)
 
 
@@ -295,11 +302,12 @@ nodes:
   a:
     hostname: alpha
     private: [/run/t/etc]
-    files: {/run/t/etc/f: "node\\n"}
+    files: {/run/t/etc/f: "node\\n", /run/t/gone/g: "made\\n"}
 EOF
 PY -m vethlab up /run/t/lab.yaml >/dev/null
-PY -m vethlab exec a -- sh -c 'hostname; cat /run/t/etc/f'
+PY -m vethlab exec a -- sh -c 'hostname; cat /run/t/etc/f /run/t/gone/g'
 cat /run/t/etc/f
+ls /run/t
 PY -m vethlab down /run/t/lab.yaml >/dev/null
 ls -A /run/vethlab | wc -l
 """
@@ -319,7 +327,7 @@ def test_rootless_as_nobody() -> None:
                         "vethlab", "sandbox", "--", "sh", "-c", script], capture_output=True, text=True, env=env,
                        cwd="/", timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.split() == ["alpha", "node", "host", "0"], r.stdout + r.stderr
+    assert r.stdout.split() == ["alpha", "node", "made", "host", "etc", "lab.yaml", "0"], r.stdout + r.stderr
 
 
 def _diff(a: dict[str, Any], b: dict[str, Any]) -> str:
@@ -344,5 +352,74 @@ def test_clean_finds_a_view_by_its_owner_with_the_state_gone() -> None:
     os.unlink(os.path.join(nodefs.state_root(), "lost", "state.json"))
     assert vethlab("clean", "--all", check=True).returncode == 0
     after = world()
-    assert after["files"].pop("/run/p") is None  # the mount point made on the host stays
     assert after == before, _diff(before, after)
+
+
+def test_a_path_made_in_the_node_keeps_the_mounts_around_it() -> None:
+    """/run/newdir and /run/t/sub/f do not exist: /run and the tmpfs at /run/t/sub
+    become overlays in the node.  What is mounted below them still shows there —
+    /run/netns with a namespace added after `up` among it — and the host gets
+    nothing."""
+    HOSTDIR.mkdir()
+    sub = HOSTDIR / "sub"
+    sub.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "sub", str(sub)], check=True)
+    try:
+        (sub / "s").write_text("below\n")
+        path = HOSTDIR / "ov.yaml"
+        path.write_text("name: ov\nnodes:\n  a:\n    private: [/run/newdir]\n    files: {/run/t/sub/f: \"f\\n\"}\n")
+        before = world()
+        vethlab("up", str(path), check=True)
+        try:
+            subprocess.run(["ip", "netns", "add", "late"], check=True)
+            seen = vethlab("exec", "a", "--", "sh", "-c", "ls -A /run/newdir; cat /run/t/sub/s /run/t/sub/f; "
+                           "ls /run/netns; echo w > /run/newdir/w")
+            assert seen.stdout.split("\n") == ["below", "f", "a", "late", ""], seen.stderr
+            assert not os.path.exists("/run/newdir") and sorted(os.listdir(sub)) == ["s"]
+        finally:
+            subprocess.run(["ip", "netns", "del", "late"], check=True)
+            vethlab("down", str(path), check=True)
+        after = world()
+        assert after == before, _diff(before, after)
+    finally:
+        subprocess.run(["umount", str(sub)], check=True)
+
+
+def _sleepers(arg: str) -> list[int]:
+    """Pids of `sleep ARG` processes (ARG unique to the test)."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes() == f"sleep\0{arg}\0".encode():
+                out.append(int(pid))
+        except OSError:
+            pass
+    return out
+
+
+def test_services_are_restarted_in_a_rebuilt_view_and_plan_says_why() -> None:
+    HOSTDIR.mkdir()
+    path = HOSTDIR / "svc.yaml"
+    text = ("name: svcview\nnodes:\n  a:\n    hostname: HOST\n    private: [/run/t/p]\n"
+            "    run: [\"sh -c 'hostname >> /run/t/p/names; exec sleep 4713'\",\n"
+            "          {cmd: \"sh -c 'hostname >> /run/t/p/once'\", oneshot: true}]\n")
+    path.write_text(text.replace("HOST", "one"))
+    vethlab("up", str(path), check=True)
+    try:
+        [old] = _sleepers("4713")
+        path.write_text(text.replace("HOST", "two"))
+        plan = vethlab("plan", str(path), check=True).stdout
+        assert "the node's view changes: restarted in the new one" in plan, plan
+        assert "the node's view changed: restarted in it" in plan, plan
+        vethlab("up", str(path), check=True)
+        [new] = _sleepers("4713")
+        assert new != old and not os.path.exists(f"/proc/{old}")
+        # the service runs in the node's current view; the finished one-shot was not run again
+        # (`ip netns exec` gives it a mount namespace of its own, copied from the node's: compare UTS)
+        assert os.stat(f"/proc/{new}/ns/uts").st_ino == os.stat(os.path.join(nodefs.pin_dir("a"), "uts")).st_ino
+        assert vethlab("exec", "a", "--", "cat", "/run/t/p/names", "/run/t/p/once").stdout == "one\ntwo\none\n"
+        again = vethlab("up", str(path), check=True)
+        assert "no changes" in again.stdout + again.stderr and _sleepers("4713") == [new]
+    finally:
+        vethlab("down", str(path), check=True)
+    assert _sleepers("4713") == []

@@ -127,6 +127,43 @@ def test_overlaps_are_refused() -> None:
     ]
 
 
+def test_paths_the_machine_cannot_mount_on_are_refused_with_their_line(tmp_path: Path) -> None:
+    """A missing path is made inside the node only, on an overlay of the nearest
+    directory the machine has; what that cannot do is refused before anything is
+    touched, naming the line."""
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "other").write_text("x")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    t = str(tmp_path)
+    top = ("/vethlab-no-such-top does not exist on this machine: a missing path is made inside the node on an "
+           "overlay of the nearest directory that exists, never of / (create /vethlab-no-such-top on the machine, "
+           "or name a path below an existing directory)")
+    assert errors(f"""\
+        name: t
+        nodes:
+          r1:
+            files:
+              {t}/dir: "over a directory"
+              {t}/other/below: "below a file"
+              {t}/dangling: "through a dangling link"
+              {t}/new/deep/ok: "made in the node"
+              /vethlab-no-such-top/f: "nothing but / on the way"
+            private: [{t}/file, {t}/new/p, /vethlab-no-such-top/p/inside]
+            mounts: {{{t}/dir: {t}/new/m, {t}/other: {t}/dir}}
+        """) == [
+        f"lab.yaml:5: nodes.r1.files.{t}/dir: {t}/dir is given twice (also in mounts)",
+        f"lab.yaml:5: nodes.r1.files.{t}/dir: {t}/dir is a directory on this machine, not a file",
+        f"lab.yaml:6: nodes.r1.files.{t}/other/below: {t}/other is not a directory on this machine: "
+        f"{t}/other/below cannot be made below it",
+        f"lab.yaml:7: nodes.r1.files.{t}/dangling: {t}/dangling is a symbolic link to nothing on this machine",
+        f"lab.yaml:9: nodes.r1.files./vethlab-no-such-top/f: {top}",
+        f"lab.yaml:10: nodes.r1.private[0]: {t}/file is a file on this machine, not a directory",
+        f"lab.yaml:10: nodes.r1.private[2]: {top}",
+        f"lab.yaml:11: nodes.r1.mounts.{t}/other: {t}/dir is a directory on this machine, not a file",
+    ]
+
+
 VIEW = """\
 name: v
 nodes:

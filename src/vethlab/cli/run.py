@@ -41,10 +41,28 @@ def cmd_shell(args: argparse.Namespace) -> int:
     ns = _netns(lab, args.node)
     shell = os.environ.get("SHELL") or "/bin/bash"
     os.environ["VETHLAB_LAB"], os.environ["VETHLAB_NODE"] = lab, args.node
-    os.environ["PS1"] = f"({lab}:{args.node}) \\w\\$ "
+    host = _escape_prompt(node_hostname(ns))
+    os.environ["PS1"] = f"({lab}:{args.node}) {host}:\\w\\$ "
     argv = [shell, "--norc", "-i"] if shell.endswith("bash") else [shell, "-i"]
     exec_in_node(ns, argv)
     return 0
+
+
+def node_hostname(ns: str | None) -> str:
+    """The host name the node's commands see: its own (`hostname:`, in its UTS
+    namespace) when it has a view, else the machine's."""
+    import socket
+
+    from ..kernel.nodepins import call_in_view, has_view
+
+    if ns is not None and has_view(ns):
+        return call_in_view(ns, socket.gethostname)
+    return socket.gethostname()
+
+
+def _escape_prompt(text: str) -> str:
+    """`text` shown as it is in a bash prompt (backslash escapes, $ and ` expansions)."""
+    return text.replace("\\", "\\\\").replace("$", "\\$").replace("`", "\\`")
 
 
 # -- addresses, read from the kernel --------------------------------------------

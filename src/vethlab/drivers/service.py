@@ -89,9 +89,21 @@ class StopService(Action):
         return None
 
 
+RESTART_STOP = "the node's view changes: restarted in the new one"
+RESTART_RUN = "the node's view changed: restarted in it"
+
+
+def moved_views(ctx: PlanContext) -> set[str]:
+    """Nodes (not new) whose view this plan builds, rebuilds or removes
+    (drivers/view.py, planned before services): their running services see the
+    old view, a mount namespace nothing else holds, until they are restarted."""
+    return {a.node for a in ctx.plan.actions if a.KIND == "view"} - ctx.created
+
+
 class ServiceDriver(Driver):
     """A service is known by its label (node, command, occurrence): one found
-    running, recorded or not, is not started a second time."""
+    running, recorded or not, is not started a second time -- unless its node's
+    view changes (a one-shot that finished is not run again)."""
 
     kind = "service"
 
@@ -99,15 +111,21 @@ class ServiceDriver(Driver):
         running: dict[tuple[str, str], list[ServiceSeen]] = {}
         for seen in ctx.observed.services:
             running.setdefault((seen.node, seen.label), []).append(seen)
+        moved = moved_views(ctx)
         for name, node in ctx.desired.nodes.items():
             new = name in ctx.created
             for index, (argv, label) in enumerate(zip(node.run, labels(ctx.desired.lab, name, node.run),
                                                       strict=True)):
-                if [s for s in running.pop((name, label), []) if s.alive and not new]:
+                alive = [s for s in running.pop((name, label), []) if s.alive and not new]
+                restart = [s for s in alive if not s.done] if name in moved else []
+                if alive and not restart:
                     continue
-                ctx.plan.add(RunService(f"{name}: {' '.join(argv)}", "node is new" if new else
-                                        "service is not running", name, node.netns, tuple(argv), index, label,
-                                        index in node.oneshot, tuple(tuple(c) for c in node.ready)))
+                for seen in restart:  # it runs in the view being replaced: stopped, then started in the new one
+                    ctx.plan.add(StopService(f"{name}: {' '.join(seen.argv)} (pid {seen.pid})", RESTART_STOP, name,
+                                             seen.netns, seen.pid, seen.started, seen.label))
+                ctx.plan.add(RunService(f"{name}: {' '.join(argv)}", "node is new" if new else RESTART_RUN
+                                        if restart else "service is not running", name, node.netns, tuple(argv),
+                                        index, label, index in node.oneshot, tuple(tuple(c) for c in node.ready)))
         for items in running.values():
             for seen in items:
                 if not seen.alive and not seen.pid:

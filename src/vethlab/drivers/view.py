@@ -9,7 +9,8 @@ directories keep their content: they live in the lab's state directory until
 `down`); one the lab owns for a node that no longer asks for one is removed.
 Nodes without these keys cost one listdir of a directory that does not exist.
 
-Running services keep the view they started with until they are restarted."""
+A node's running services see the view they started in: when its view is
+built, rebuilt or removed, drivers/service.py restarts them (`plan` says so)."""
 
 from __future__ import annotations
 

@@ -21,8 +21,12 @@ What the node sees differently from the host:
 * `private:` directories are bind mounts of directories under the lab's state
   directory (STATE/LAB/fs/NODE/p-HASH), empty or seeded with a copy of the host's;
 * `files:` inside a private directory are written into it; elsewhere, a file
-  under STATE/LAB/fs/NODE/ is bind-mounted over the host's file of that name;
+  under STATE/LAB/fs/NODE/ is bind-mounted at that path;
 * `mounts:` are bind mounts of host paths, read-only unless asked.
+
+Nothing is made on the host outside the lab's state directory: a mount point the
+host does not have is made inside the node only, on an overlay of the nearest
+directory the host has (kernel/nodepoints.py).
 
 Files are written without following any symlink (kernel/nodebacking.py): a node
 that replaced /etc/frr/frr.conf by a link to /etc/shadow on the host does not get
@@ -46,6 +50,7 @@ from typing import Any, NamedTuple
 from .netns import run_in_thread
 from .nodebacking import make_mount_point, overwrite_file, prepare_private, write_file
 from .nodepins import KINDS, VIEWS_DIR, call_in_view, has_view, pin_dir, state_root, views_root
+from .nodepoints import MountPoints
 
 __all__ = ["KINDS", "VIEWS_DIR", "File", "Layer", "Mount", "Private", "View", "build", "call_in_view", "create", "has_view",
            "owner", "pin_dir", "remove", "state_root", "views", "views_root"]
@@ -75,13 +80,17 @@ class Layer(NamedTuple):
     """One mount of a node's view, made inside its mount namespace.
 
     kind: "dir" (a private directory: bind `source`, a backing directory),
-    "file" (bind the backing file `source` over the host's file `target`),
-    "bind" (a host path, read-only unless `writable`)."""
+    "file" (bind the backing file `source` at `target`),
+    "bind" (a host path, read-only unless `writable`).  `make`: a missing target
+    is made inside the node (kernel/nodepoints.py); inside a private directory
+    it is made in the backing beforehand."""
 
     kind: str
     source: str
     target: str
     writable: bool = True
+    directory: bool = True  # the target is a directory (else a file)
+    make: bool = False  # a missing target is made inside the node (outside every private directory)
 
 
 class Private(NamedTuple):
@@ -299,11 +308,25 @@ def _build(root: str, hostname: str, layers: list[Layer], cpu: int | None = None
     _umount(root)  # the pins are not the node's business (and would keep others' namespaces alive)
     name = hostname.encode()
     _check(_libc.sethostname(name, len(name)), "sethostname")
-    for layer in sorted(layers, key=lambda item: item.target.count("/")):  # parents before what is in them
-        _mount(layer.source, layer.target, MS_BIND | MS_REC)
-        if not layer.writable:
-            flags = os.statvfs(layer.target).f_flag & _KEPT_FLAGS
-            _mount(None, layer.target, MS_BIND | MS_REMOUNT | MS_RDONLY | flags)
+    # every source is held before any overlay is laid (kernel/nodepoints.py): an overlay
+    # over a directory that holds a source would otherwise give the node its copy
+    ordered = sorted(layers, key=lambda item: item.target.count("/"))  # parents before what is in them
+    sources: list[int] = []
+    try:
+        for layer in ordered:
+            sources.append(os.open(layer.source, os.O_PATH | os.O_CLOEXEC))
+        points = MountPoints(root)  # the views' root, just unmounted here: scratch space for overlays
+        for layer, fd in zip(ordered, sources, strict=True):
+            if layer.make:
+                points.ensure(layer.target, layer.directory)
+            _mount(f"/proc/thread-self/fd/{fd}", layer.target, MS_BIND | MS_REC)
+            if not layer.writable:
+                flags = os.statvfs(layer.target).f_flag & _KEPT_FLAGS
+                _mount(None, layer.target, MS_BIND | MS_REMOUNT | MS_RDONLY | flags)
+        points.close()
+    finally:
+        for fd in sources:
+            os.close(fd)
     out: list[int] = []
     try:
         for kind in KINDS:
@@ -339,15 +362,16 @@ def _remove_dir(directory: str) -> None:
 
 
 def build(ns: str, marker: str, view: View, replace: bool = False, digest: str = "") -> None:
-    """Prepare every backing directory and file of `view`, the mount points it needs,
-    then create the node's namespaces (`create`) — with `replace`, removing the
-    node's current view only once all that worked, so a refused file (a symlink on
-    the way) leaves the node the view it had.
+    """Prepare every backing directory and file of `view`, then create the node's
+    namespaces (`create`) — with `replace`, removing the node's current view only
+    once all that worked, so a refused file (a symlink on the way) leaves the node
+    the view it had.
 
-    A private directory or a directory mount whose path is missing is made: inside
-    the private directory that holds it (in its backing), or on the host (an empty
-    directory, left there: removing it could cut another node's mount).  A file
-    outside every private directory is bound over the host's file, which must exist."""
+    Nothing is made on the machine outside the lab's state directory.  A mount point
+    inside a private directory is made in its backing; anywhere else, a missing one
+    is made inside the node only, on an overlay (kernel/nodepoints.py).  A file
+    outside every private directory is a backing file bound over the path (made
+    so, when the machine has no such file)."""
     private = sorted(view.private, key=lambda p: p.target.count("/"))
 
     def holder(path: str) -> tuple[str, str] | None:
@@ -358,38 +382,28 @@ def build(ns: str, marker: str, view: View, replace: bool = False, digest: str =
                 best = item
         return (best.backing, path[len(best.target) + 1:]) if best else None
 
-    def mount_point(path: str, directory: bool) -> None:
-        inside = holder(path)
+    def layer(kind: str, source: str, target: str, directory: bool, writable: bool = True) -> Layer:
+        inside = holder(target)
         if inside:
             make_mount_point(inside[0], inside[1], directory)
-        elif directory:
-            os.makedirs(path, mode=0o755, exist_ok=True)
-            if not os.path.isdir(path):
-                raise OSError(errno.ENOTDIR, f"{path} exists on the host and is not a directory")
-        elif not os.path.isfile(path):
-            raise OSError(errno.ENOENT, f"{path} does not exist on the host as a file to mount over")
+        return Layer(kind, source, target, writable, directory, make=inside is None)
 
     for parent in {os.path.dirname(backing) for backing in [p.backing for p in view.private] + [f.backing for f in view.files]}:
         os.makedirs(parent, mode=0o700, exist_ok=True)
     layers = []
     for item in private:
         prepare_private(item.backing, item.target, item.copy, item.owner, item.mode)
-        mount_point(item.target, True)
-        layers.append(Layer("dir", item.backing, item.target))
+        layers.append(layer("dir", item.backing, item.target, True))
     for mount in view.mounts:
-        mount_point(mount.target, os.path.isdir(mount.source))
-        layers.append(Layer("bind", mount.source, mount.target, mount.writable))
+        layers.append(layer("bind", mount.source, mount.target, os.path.isdir(mount.source), mount.writable))
     for file in view.files:
         data = file.content.encode("utf-8", "surrogateescape")
         inside = holder(file.target)
         if inside:
             write_file(inside[0], inside[1], data, file.mode)
             continue
-        if not os.path.isfile(file.target):
-            raise OSError(errno.ENOENT, f"{file.target} does not exist on the host: a file outside the node's "
-                                        "private directories is shown over the host's; make its directory private")
         overwrite_file(file.backing, data, file.mode)
-        layers.append(Layer("file", file.backing, file.target))
+        layers.append(layer("file", file.backing, file.target, False))
     if replace:
         remove(ns, marker)
     create(ns, marker, view.hostname, layers, digest)

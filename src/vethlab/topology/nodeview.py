@@ -275,3 +275,38 @@ def _check_overlaps(c: Checker, path: Path, files: tuple[FileSpec, ...], private
         for where, inner, _key in places:
             if inner != file.path and _within(inner, file.path):
                 c.err(where, f"{inner} would be inside the file {file.path}")
+    for where, item, key in places:
+        if not any(item != p.path and _within(item, p.path) for p in private):  # else: made in the private copy
+            directory = key == "private" or (key == "mounts" and os.path.isdir(
+                next(m.source for m in mounts if m.target == item)))
+            problem = host_problem(item, directory)
+            if problem:
+                c.err(where, problem)
+
+
+def host_problem(target: str, directory: bool) -> str | None:
+    """Why a node path outside the node's private directories cannot be a mount point
+    on this machine, or None.  A missing one is made inside the node only
+    (kernel/nodepoints.py), on an overlay of the nearest directory the machine has:
+    that cannot be / (an overlay there would hide every mount), and nothing on the
+    way may be a file."""
+    what = "directory" if directory else "file"
+    if os.path.exists(target):
+        if os.path.isdir(target) != directory:
+            return f"{target} is a {'file' if directory else 'directory'} on this machine, not a {what}"
+        return None
+    if os.path.lexists(target):
+        return f"{target} is a symbolic link to nothing on this machine"
+    base = target
+    while True:
+        base = os.path.dirname(base)
+        if os.path.isdir(base):
+            break
+        if os.path.lexists(base):
+            return f"{base} is not a directory on this machine: {target} cannot be made below it"
+    if os.path.realpath(base) == "/":
+        top = "/" + target.split("/")[1]
+        return (f"{top} does not exist on this machine: a missing path is made inside the node on an overlay "
+                f"of the nearest directory that exists, never of / (create {top} on the machine, or name a "
+                "path below an existing directory)")
+    return None
