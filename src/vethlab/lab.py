@@ -32,6 +32,7 @@ from .state import hostwide, shared, store
 from .state.hostwide import AllocationLock
 from .state.lock import LabLock
 from .topology import HOST, LabSpec, lab_from_dict, load_lab
+from .topology.builder import Buildable, Draft
 
 VERIFY_TIMEOUT = 10.0
 
@@ -65,7 +66,7 @@ class Node:
         return f"Node({self.lab}:{self.name})"
 
 
-class Lab:
+class Lab(Buildable):  # add_node, add_link, add_network on a Lab.new (topology/builder.py)
     def __init__(self, spec: LabSpec | None, name: str | None = None, kernel: Kernel | None = None) -> None:
         self.spec = spec
         self.name = spec.name if spec else str(name)
@@ -80,6 +81,14 @@ class Lab:
     @classmethod
     def from_dict(cls, data: dict[str, Any], kernel: Kernel | None = None) -> Lab:
         return cls(lab_from_dict(data), kernel=kernel)
+
+    @classmethod
+    def new(cls, name: str, prefix: bool | None = None, kernel: Kernel | None = None) -> Lab:
+        """An empty lab to build in code with add_node, add_link, add_network, add_member."""
+        draft = Draft(name, prefix)  # the lab name is checked here, the rest when first needed
+        lab = cls(None, name=name, kernel=kernel)
+        lab._start(draft)
+        return lab
 
     @classmethod
     def existing(cls, name: str, kernel: Kernel | None = None) -> Lab:
