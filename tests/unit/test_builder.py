@@ -313,3 +313,23 @@ def test_to_dict_is_a_copy_and_arguments_are_copied_too() -> None:
     routes.append("nonsense")  # the caller's list changes afterwards: the lab does not
     lab.to_dict()["nodes"]["a"]["routes"].append("nonsense")
     assert lab.to_dict()["nodes"]["a"] == {"routes": ["10.9.0.0/16 via 10.0.0.2"]}
+
+
+def test_the_chain_example_written_out_as_yaml_is_the_same_lab() -> None:
+    """examples/python/chain.py --yaml: to_dict() dumped as YAML is a topology file
+    that means exactly the lab the builder made."""
+    import importlib.util
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "python" / "chain.py"
+    module_spec = importlib.util.spec_from_file_location("chain_example", path)
+    assert module_spec is not None and module_spec.loader is not None
+    chain = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(chain)
+    lab = chain.build(4)
+    spec = lab.spec
+    assert [link.a for link in spec.links] == [("a", "right"), ("r1", "right"), ("r2", "right"), ("r3", "right"),
+                                               ("r4", "right")]
+    assert unlined(lab_from_text(yaml.safe_dump(lab.to_dict(), sort_keys=False), "chain.yaml")) == unlined(spec)
