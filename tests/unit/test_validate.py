@@ -380,3 +380,32 @@ def test_interface_names_the_kernel_takes(name: str) -> None:
     from vethlab.topology.naming import ifname_problem
 
     assert ifname_problem(name) is None
+
+
+def test_services_and_readiness_checks_with_their_bounds_and_paths() -> None:
+    base = "name: t\nnodes:\n  a:\n    run: %s\n    ready: %s\n"
+    spec = lab_from_text(base % ('[{cmd: "sleep 1"}, {cmd: [sleep, "2"], oneshot: true}]', "[tcp:1, tcp:65535]"))
+    assert spec.nodes["a"].run == (("sleep", "1"), ("sleep", "2")) and spec.nodes["a"].oneshot == (1,)
+    assert spec.nodes["a"].ready == (("tcp:1",), ("tcp:65535",))
+    assert errors(base % ('["sleep 1", {cmd: ""}]', "[tcp:0, tcp:65536]")) == [
+        "lab.yaml:4: nodes.a.run[1].cmd: empty command",
+        "lab.yaml:5: nodes.a.ready[0]: 'tcp:0': expected tcp:PORT with PORT in 1..65535",
+        "lab.yaml:5: nodes.a.ready[1]: 'tcp:65536': expected tcp:PORT with PORT in 1..65535"]
+    assert errors(base % ("sleep 1", "tcp:80")) == [
+        "lab.yaml:4: nodes.a.run: must be a list of commands, not a string",
+        "lab.yaml:5: nodes.a.ready: must be a list of checks (tcp:PORT or a command), not a string"]
+
+
+def test_names_in_messages_are_quoted_and_short_whatever_their_size() -> None:
+    """A hostile name cannot flood the terminal: it is shown escaped and cut at 40 characters."""
+    from vethlab.errors import UsageError
+    from vethlab.topology.naming import check_lab, netns_problem, node_problem
+
+    assert node_problem("x" * 1000 + "!") == ("node name 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... must start with a "
+                                              "letter or digit and use only letters, digits, '-' and '_' (at most 63)")
+    assert node_problem("x" * 37 + "!") == f"node name '{'x' * 37}!' must start with a letter or digit and use only " \
+                                          "letters, digits, '-' and '_' (at most 63)"  # 40 characters: shown whole
+    assert netns_problem(None) == "namespace name NoneType None is not a node name or LAB-NODE"
+    assert check_lab("lab") == "lab"
+    with pytest.raises(UsageError, match=r"^--lab: lab name 'a b' must match \[a-z\]\[a-z0-9-\]\{0,11\}$"):
+        check_lab("a b")
