@@ -232,3 +232,10 @@ def test_the_host_s_loopback_and_link_local_addresses_take_no_subnet() -> None:
                   addresses=[("127.0.0.1/8", "interface lo"), ("::1/128", "interface lo"),
                              ("fe80::1/64", "interface eth0"), ("192.168.1.10/24", "interface eth0")])
     assert use.taken_subnets() == [("172.30.9.0/24", "lab y"), ("192.168.1.0/24", "interface eth0")]
+
+
+def test_a_lab_claims_something_when_it_holds_any_one_kind_of_thing() -> None:
+    assert not claims.HostClaims()
+    for one in ({"subnets": {"10.0.0.0/24"}}, {"addresses": {"10.0.0.1/24"}}, {"ports": {"80/tcp"}},
+                {"names": {"netns:a"}}):
+        assert claims.HostClaims(**one), one

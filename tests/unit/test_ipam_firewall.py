@@ -316,3 +316,21 @@ def test_the_nft_batch_whole_and_its_digest() -> None:
     # the digest names the ruleset: the same rules, the same digest; other rules, another one
     assert firewall.digest(networks) == firewall.digest(compile_lab(spec, allocate(spec)).firewalls["host"])
     assert firewall.digest(networks) != firewall.digest([networks[0]._replace(nat=False)])
+
+
+def test_earlier_choices_are_kept_for_ipv6_and_behind_a_static_member() -> None:
+    spec = lab_from_text("name: t\nnodes: {a: {}, b: {}, c: {}}\nnetworks:\n  n: {subnet: 10.0.0.0/24, "
+                         "subnet6: \"fd00::/64\", members: {c: {ip: 10.0.0.2}, a: {}, b: {}}}\n")
+    previous = Allocation(address={"n": {"a": "10.0.0.9/24", "b": "10.0.0.8/24"}},
+                          address6={"n": {"a": "fd00::9/64", "b": "fd00::8/64", "c": "fd00::7/64"}})
+    alloc = allocate(spec, previous)
+    assert alloc.address["n"] == {"c": "10.0.0.2/24", "a": "10.0.0.9/24", "b": "10.0.0.8/24"}
+    assert alloc.address6["n"] == {"c": "fd00::7/64", "a": "fd00::9/64", "b": "fd00::8/64"}
+
+
+def test_a_full_subnet_says_which_member_and_how_to_fix() -> None:
+    spec = lab_from_text("name: t\nnodes: {a: {}, b: {}}\nnetworks:\n  n: {subnet: 10.0.0.0/30, members: {a: {}, b: {}}}\n")
+    with pytest.raises(ConflictError) as err:
+        allocate(spec)
+    assert str(err.value) == ("network n: subnet 10.0.0.0/30 has no free address left for b (2 members); give the "
+                              "network a larger subnet (`subnet:` with a shorter prefix, e.g. /16)")

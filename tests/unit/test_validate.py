@@ -375,7 +375,7 @@ def test_interface_names_the_kernel_refuses(name: object, problem: str) -> None:
     assert ifname_problem(name) == problem
 
 
-@pytest.mark.parametrize("name", ["a" * 15, "eth0", "vp1", "e-1_x.y", "...", "lo0"])
+@pytest.mark.parametrize("name", ["a" * 15, "eth0", "vp1", "e-1_x.y", "...", "lo0", "XX0"])
 def test_interface_names_the_kernel_takes(name: str) -> None:
     from vethlab.topology.naming import ifname_problem
 
@@ -405,7 +405,66 @@ def test_names_in_messages_are_quoted_and_short_whatever_their_size() -> None:
                                               "letter or digit and use only letters, digits, '-' and '_' (at most 63)")
     assert node_problem("x" * 37 + "!") == f"node name '{'x' * 37}!' must start with a letter or digit and use only " \
                                           "letters, digits, '-' and '_' (at most 63)"  # 40 characters: shown whole
-    assert netns_problem(None) == "namespace name NoneType None is not a node name or LAB-NODE"
+    assert netns_problem(5) == "namespace name int 5 is not a node name or LAB-NODE"
     assert check_lab("lab") == "lab"
     with pytest.raises(UsageError, match=r"^--lab: lab name 'a b' must match \[a-z\]\[a-z0-9-\]\{0,11\}$"):
         check_lab("a b")
+
+
+def test_shape_mistakes_of_a_file_each_at_its_path() -> None:
+    assert errors("") == ["lab.yaml: the file is empty; it needs at least 'name' and 'nodes'"]
+    assert errors("name: t\n") == ["lab.yaml:1: 'nodes' is required"]
+    assert errors("nodes: {}\n") == ["lab.yaml:1: 'name' is required"]
+    assert errors("name: t\nnodes: [a]\n") == ["lab.yaml:2: nodes: must be a mapping (node name: settings), not a list"]
+    assert lab_from_text("name: t\nnodes:\n").nodes == {}  # `nodes:` with nothing under it: a lab of no nodes
+    text = """\
+name: t
+nodes:
+  a: {routes: 5, exec: 5, sysctls: [1]}
+  b: {routes: ["nonsense", "10.9.0.0/16 via 10.99.0.1"]}
+links:
+  - addresses: [10.0.0.1/24, 10.0.0.2/24]
+  - endpoints: [a:e0]
+  - {endpoints: [a:e1, b:e1], addresses: [10.0.1.1/24]}
+  - {endpoints: [a:e2, b:e2], a: 5, b: {rate: fast}}
+"""
+    assert errors(text) == [
+        "lab.yaml:3: nodes.a.exec: must be a list of commands, not a number",
+        "lab.yaml:3: nodes.a.routes: must be a list of routes, not a number",
+        "lab.yaml:3: nodes.a.sysctls: must be a mapping (sysctl: value), not a list",
+        "lab.yaml:4: nodes.b.routes[0]: destination 'nonsense' is not a network: 'nonsense' does not appear to be an "
+        "IPv4 or IPv6 network",
+        "lab.yaml:4: nodes.b.routes[1]: gateway 10.99.0.1 is not on any subnet of this node; the kernel would refuse "
+        "the route",  # reported although the route before it is wrong: every problem at once
+        "lab.yaml:6: links[0]: 'endpoints' is required: [NODE:IFNAME, NODE:IFNAME]",
+        "lab.yaml:7: links[1].endpoints: must be a list of exactly two NODE:IFNAME",
+        "lab.yaml:8: links[2].addresses: must be a list of two entries, one per end (an address, a list of addresses, "
+        "or null)",
+        "lab.yaml:9: links[3].a: must be a mapping (rate/delay/jitter/loss for this end), not a number",
+        "lab.yaml:9: links[3].b.rate: 'fast' is not a rate such as 100mbit, 1gbit or 500kbps",
+    ]
+
+
+def test_routes_through_a_network_s_addresses_and_its_bridge() -> None:
+    """The host reaches a network through its bridge (named or not); a member with a
+    static address has that address on its interface, one without has IPAM's."""
+    text = """\
+name: t
+nodes:
+  host: {routes: [%s]}
+  web: {routes: [%s]}
+  db: {routes: ["10.8.0.0/16 via 172.30.0.1"]}
+networks:
+  lan: {bridge: vlbr-lan, subnet: 172.30.0.0/24, members: {web: {ip: 172.30.0.10}, db: {}}}
+"""
+    lab_from_text(text % ('"10.50.0.0/16 via 172.30.0.10", "10.51.0.0/16 dev vlbr-lan"', '"10.9.0.0/16 via 172.30.0.1"'))
+    assert errors(text % ('"10.51.0.0/16 dev lan"', '"10.9.0.0/16 via 10.99.0.1 dev eth0"')) == [
+        "lab.yaml:3: nodes.host.routes[0]: dev lan is not an interface of this node (it has: vlbr-lan)",
+        "lab.yaml:4: nodes.web.routes[0]: gateway 10.99.0.1 is not on eth0; the kernel would refuse the route"]
+
+
+def test_a_point_to_point_link_does_not_end_the_subnet_check_of_the_links_after_it() -> None:
+    text = P2P % ('"10.0.0.2/32 dev p0"', '"10.0.0.1/32 dev p0"', "10.0.0.1/32", "10.0.0.2/32") + \
+        "  - endpoints: [a:q0, b:q0]\n    addresses: [10.1.0.1/24, 10.2.0.2/24]\n"
+    assert errors(text) == ["lab.yaml:9: links[1].addresses: the ends share no IPv4 subnet: a:q0 has 10.1.0.1/24, "
+                            "b:q0 has 10.2.0.2/24; neither reaches the other directly"]
