@@ -10,8 +10,8 @@ the score per module and, with --survivors, the survivors to read with
 
 Dev tooling, not CI: a full run is ~2300 mutants and takes 20-40 min on two
 shared cores.  mutmut keeps its results in ./mutants/ (ignored by git) and on a
-later run re-tests only the functions whose source or tests changed; --fresh
-starts over.
+later run re-tests only the functions whose *source* changed: after adding or
+sharpening tests, run with --fresh to judge every mutant again.
 
     .venv/bin/python bench/mutation.py                  # run (or update), then the scores
     .venv/bin/python bench/mutation.py --report         # the scores of the last run, without running
