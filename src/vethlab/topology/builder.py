@@ -32,10 +32,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import Issue, UsageError, ValidationError
-from .loader import Document, Path, format_path
 from .naming import lab_problem
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the loader brings PyYAML: imported when a spec is built, not with Lab (see __init__.py)
+    from .loader import Path
     from .schema import LabSpec
 
 #: what a topology error names as the file when the lab was built in code
@@ -88,6 +88,7 @@ class Draft:
     def spec(self) -> LabSpec:
         """The validated LabSpec; ValidationError with every problem, as for a file."""
         if self._spec is None:
+            from .loader import Document, format_path
             from .validate import parse_document
 
             issues = [Issue(self.file, None, format_path(path), message) for path, message in self.problems]
