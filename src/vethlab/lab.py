@@ -21,6 +21,7 @@ from .reconcile.actions import Action, Plan
 from .reconcile.services import Record as _Record
 from .state import store
 from .topology import HOST, LabSpec, lab_from_dict, load_lab
+from .topology.builder import Buildable, Draft
 
 __all__ = ["Lab", "Node", "default_kernel"]
 
@@ -52,7 +53,7 @@ class Node:
         return f"Node({self.lab}:{self.name})"
 
 
-class Lab:
+class Lab(Buildable):  # add_node, add_link, add_network on a Lab.new (topology/builder.py)
     def __init__(self, spec: LabSpec | None, name: str | None = None, kernel: Kernel | None = None) -> None:
         self.spec = spec
         self.name = spec.name if spec else str(name)
@@ -67,6 +68,14 @@ class Lab:
     @classmethod
     def from_dict(cls, data: dict[str, Any], kernel: Kernel | None = None) -> Lab:
         return cls(lab_from_dict(data), kernel=kernel)
+
+    @classmethod
+    def new(cls, name: str, prefix: bool | None = None, kernel: Kernel | None = None) -> Lab:
+        """An empty lab to build in code with add_node, add_link, add_network, add_member."""
+        draft = Draft(name, prefix)  # the lab name is checked here, the rest when first needed
+        lab = cls(None, name=name, kernel=kernel)
+        lab._start(draft)
+        return lab
 
     @classmethod
     def existing(cls, name: str, kernel: Kernel | None = None) -> Lab:
