@@ -185,6 +185,7 @@ def _hosts(net: LabNetwork, attachments: dict[str, Any], gone: set[str] | None =
     """Every lab node's hosts file: the lab's entries plus one line per joined
     container (`gone`: names of containers just detached, whose lines go)."""
     from ..kernel import nodefiles
+    from ..model.hosts import hosts_digest
     from ..ownership import marker as lab_marker
 
     namespaces = [ns for ns in net.state.nodes.values() if ns]
@@ -192,7 +193,7 @@ def _hosts(net: LabNetwork, attachments: dict[str, Any], gone: set[str] | None =
         return
     entries = _lab_entries(namespaces[0], {a["node"] for a in attachments.values()} | (gone or set()))
     entries += [(a["address"].split("/")[0], a["node"]) for a in attachments.values()]
-    nodefiles.write_files(namespaces, entries, lab_marker(net.lab))
+    nodefiles.write_files(namespaces, entries, lab_marker(net.lab), hosts_digest(entries))
 
 
 def _lab_entries(ns: str, joined: set[str]) -> list[tuple[str, str]]:

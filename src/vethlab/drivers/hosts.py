@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from ..kernel.nodefiles import digest
+from ..model.hosts import hosts_digest
 from ..ownership import LEGACY_NODE_DIR, lab_of
 from ..reconcile.actions import Action, ApplyContext, PlanContext
 from .base import Driver
@@ -32,7 +32,7 @@ class WriteHosts(Action):
         # removal touches only directories that carry this lab's marker
         for ns in namespaces:
             ctx.journal.add(f"/etc/netns/{ns}", partial(k.remove_node_files, ns, marker))
-        k.write_node_files(namespaces, ctx.plan.hosts, marker)
+        k.write_node_files(namespaces, ctx.plan.hosts, marker, hosts_digest(ctx.plan.hosts))
 
 
 class HostsDriver(Driver):
@@ -53,7 +53,7 @@ class HostsDriver(Driver):
         # the lines come from the whole lab, also when only part of it is planned:
         # every node's file lists every node
         ctx.plan.hosts = ctx.full.hosts_entries()
-        want = digest(ctx.plan.hosts)
+        want = hosts_digest(ctx.plan.hosts)
         planned = set()
         for name, node in ctx.desired.nodes.items():
             seen = ctx.observed.nodes.get(name)

@@ -37,10 +37,8 @@ class RunService(Action):
                 "ready": [list(c) for c in self.ready]}
 
     def apply(self, ctx: ApplyContext) -> Step | None:
-        from ..kernel.process import missing_command
-
         k, ns, argv, label = ctx.kernel, self.netns, list(self.argv), self.label
-        problem = missing_command(argv)
+        problem = k.missing_command(ns, argv)  # in the node's view, where the service will run
         if problem:
             raise CommandFailed(f"node {self.node}: service `{' '.join(argv)}`: {problem}")
         log = os.path.join(ctx.log_dir, log_name(label))

@@ -34,7 +34,7 @@ class CreateVxlan(Action):
     mtu: int | None
 
     def apply(self, ctx: ApplyContext) -> Step | None:
-        from ..kernel.vxlan import mac_of
+        from ..model.placement import mac_of  # placement is loaded for labs across machines only
 
         k, ns, ifname = ctx.kernel, self.netns, self.ifname
         # the same MAC every time it is built: a rebuilt end (a rebooted machine) is not

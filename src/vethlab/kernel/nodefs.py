@@ -41,8 +41,9 @@ import fcntl
 import os
 import stat
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
+from .api import File, Mount, Private, View
 from .netns import run_in_thread
 from .nodebacking import make_mount_point, overwrite_file, prepare_private, write_file
 from .nodepins import KINDS, VIEWS_DIR, call_in_view, has_view, pin_dir, state_root, views_root
@@ -82,54 +83,6 @@ class Layer(NamedTuple):
     source: str
     target: str
     writable: bool = True
-
-
-class Private(NamedTuple):
-    target: str  # the node's path
-    backing: str  # the directory it is, on the host side (in the lab's state directory)
-    copy: bool = False
-    owner: tuple[int, int] | None = None
-    mode: int | None = None
-
-
-class File(NamedTuple):
-    target: str
-    content: str  # UTF-8, undecodable bytes as surrogates (kept JSON-able for `vethlab plan --json`)
-    mode: int
-    backing: str  # used when the file is not inside a private directory: bound over the host's
-
-
-class Mount(NamedTuple):
-    source: str
-    target: str
-    writable: bool = False
-
-
-class View(NamedTuple):
-    """Everything that makes one node's view, with its backing paths resolved."""
-
-    hostname: str
-    private: tuple[Private, ...] = ()
-    files: tuple[File, ...] = ()
-    mounts: tuple[Mount, ...] = ()
-
-    def digest(self) -> str:
-        """What the view was built from, in short: kept beside its pins, so the next
-        `up` knows whether the file still asks for the same."""
-        import hashlib
-        import json
-
-        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"hostname": self.hostname, "private": [list(p) for p in self.private],
-                "files": [list(f) for f in self.files], "mounts": [list(m) for m in self.mounts]}
-
-    @staticmethod
-    def from_json(data: dict[str, Any]) -> View:
-        return View(data["hostname"],
-                    tuple(Private(t, b, c, tuple(o) if o else None, m) for t, b, c, o, m in data["private"]),
-                    tuple(File(*f) for f in data["files"]), tuple(Mount(*m) for m in data["mounts"]))
 
 
 def _check(result: int, what: str) -> None:
