@@ -44,6 +44,18 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from .api import File, Mount, Private, View
+from .libc import (
+    CLONE_FS,
+    CLONE_NEWNS,
+    CLONE_NEWUTS,
+    MNT_DETACH,
+    MS_BIND,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    MS_SLAVE,
+)
 from .netns import run_in_thread
 from .nodebacking import make_mount_point, overwrite_file, prepare_private, write_file
 from .nodepins import KINDS, VIEWS_DIR, call_in_view, has_view, pin_dir, state_root, views_root
@@ -52,20 +64,9 @@ __all__ = ["KINDS", "VIEWS_DIR", "File", "Layer", "Mount", "Private", "View", "b
            "owner", "pin_dir", "remove", "state_root", "views", "views_root"]
 
 
-CLONE_FS = 0x00000200
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUTS = 0x04000000
-MS_RDONLY = 1
-MS_REMOUNT = 32
-MS_BIND = 4096
-MS_REC = 16384
-MS_PRIVATE = 1 << 18
-MS_SLAVE = 1 << 19
-MNT_DETACH = 2
 #: statvfs f_flag bits that equal their MS_ mount flags (nosuid, nodev, noexec, noatime,
 #: nodiratime, relatime): a read-only remount must keep them, or a user namespace refuses it
 _KEPT_FLAGS = 2 | 4 | 8 | 1024 | 2048 | 4096
-NSFS_MAGIC = 0x6E736673
 OWNER_FILE = "owner"
 
 
