@@ -11,17 +11,16 @@ from functools import partial
 
 from ..model.hosts import hosts_digest
 from ..ownership import LEGACY_NODE_DIR, lab_of
-from ..reconcile.actions import Action, ApplyContext, PlanContext
+from ..reconcile.actions import Action, ApplyContext, PlanContext, SelfChecked
 from .base import Driver
 
 
 @dataclass(frozen=True)
-class WriteHosts(Action):
+class WriteHosts(SelfChecked):  # the digest line says on the next plan
     VERB = "modify"
     KIND = "hosts"
     PHASE = "hosts"
     RE_READ = False
-    VERIFIED = False  # the digest line says on the next plan
 
     @classmethod
     def apply_all(cls, actions: Sequence[Action], ctx: ApplyContext) -> None:

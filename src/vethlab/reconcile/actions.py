@@ -106,6 +106,15 @@ class Action:
         """Write-ahead: what the lab's state must hold before this action runs."""
 
 
+@dataclass(frozen=True)
+class SelfChecked(Action):
+    """An action whose effect the re-read after apply does not check (VERIFIED is
+    False): it is checked by its own means -- a digest line, a pid, the ledger, a
+    qdisc kind, an exit status -- said where each subclass is declared."""
+
+    VERIFIED = False
+
+
 @dataclass
 class Memory:
     """What the lab's state remembers from earlier runs, for planning."""
