@@ -39,9 +39,8 @@ class HostsDriver(Driver):
 
     def conflicts(self, ctx: PlanContext) -> list[str]:
         problems = []
-        for name, node in ctx.desired.nodes.items():
-            seen = ctx.observed.nodes.get(name)
-            if node.netns is None or seen is None or seen.files in (None, ctx.marker, LEGACY_NODE_DIR):
+        for name, node, seen in ctx.seen_nodes():
+            if node.netns is None or seen.files in (None, ctx.marker, LEGACY_NODE_DIR):
                 continue
             other = lab_of(seen.files)
             problems.append(f"/etc/netns/{node.netns} (node {name}) already exists and "

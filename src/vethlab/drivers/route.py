@@ -51,10 +51,9 @@ class RouteDriver(Driver):
 
     def conflicts(self, ctx: PlanContext) -> list[str]:
         problems = []
-        for name, node in ctx.desired.nodes.items():
-            seen = ctx.observed.nodes.get(name)
-            if node.netns is not None or seen is None:
-                continue
+        for _name, node, seen in ctx.seen_nodes():
+            if node.netns is not None:
+                continue  # only the host namespace holds routes that are not the lab's
             for spec in node.routes:
                 wanted = route_of(spec)
                 for existing in seen.routes:

@@ -120,20 +120,10 @@ def spans(spec: LabSpec, net: NetworkSpec) -> bool:
 
 def vnis(spec: LabSpec) -> dict[str, int]:
     """key (link_key / network_key) -> VNI, for every VXLAN segment of the lab."""
-    explicit: dict[str, int] = {}
-    derived: list[str] = []
-    for link in spec.links:
-        if crosses(spec, link):
-            if link.vni is not None:
-                explicit[link_key(link)] = link.vni
-            else:
-                derived.append(link_key(link))
-    for net in spec.networks:
-        if spans(spec, net):
-            if net.vni is not None:
-                explicit[network_key(net)] = net.vni
-            else:
-                derived.append(network_key(net))
+    segments = [(link_key(link), link.vni) for link in spec.links if crosses(spec, link)] \
+        + [(network_key(net), net.vni) for net in spec.networks if spans(spec, net)]
+    explicit = {key: vni for key, vni in segments if vni is not None}
+    derived = [key for key, vni in segments if vni is None]
     out = dict(explicit)
     taken = set(explicit.values())
     for key in sorted(derived):
