@@ -405,11 +405,7 @@ def check(conf: NetConf, env: Env) -> None:
     if record is None:
         raise CniError(UNKNOWN_CONTAINER, f"container {env.container_id} ({env.ifname}) has not joined lab "
                        f"{conf.lab}")
-    ns_fd = link.open_netns(env.netns)
-    try:
-        ctr = link.socket_in(ns_fd)
-    finally:
-        os.close(ns_fd)
+    ctr = link.socket_in_netns(env.netns)
     try:
         inner = link.get_link(ctr, env.ifname)
         have = set(link.addresses(ctr, inner.index)) if inner else set()
