@@ -14,8 +14,7 @@ from typing import Any
 
 from .errors import UsageError
 from .kernel import open_kernel
-from .kernel.api import Kernel, Netns
-from .kernel.process import run_in_node
+from .kernel.api import Kernel, Netns, Processes
 from .ownership import marker
 from .reconcile.actions import Action, Plan
 from .reconcile.services import Record as _Record
@@ -33,8 +32,9 @@ def default_kernel() -> Kernel:
 class Node:
     """One node of a lab, for running commands in it."""
 
-    def __init__(self, lab: str, name: str, netns: Netns) -> None:
+    def __init__(self, lab: str, name: str, netns: Netns, kernel: Processes | None = None) -> None:
         self.lab, self.name, self.netns = lab, name, netns
+        self._kernel = kernel  # the lab's; None: the real one, opened for each command
 
     def exec(self, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
         """Run argv in the node (as `ip netns exec` does) and return the CompletedProcess,
@@ -47,7 +47,13 @@ class Node:
         if kwargs.get("capture_output") and not any(k in kwargs for k in ("text", "encoding", "universal_newlines")) \
                 and not isinstance(kwargs.get("input"), bytes):
             kwargs["text"] = True
-        return run_in_node(self.netns, argv, **kwargs)
+        if self._kernel is not None:
+            return self._kernel.run_in_node(self.netns, argv, **kwargs)
+        kernel = open_kernel()
+        try:
+            return kernel.run_in_node(self.netns, argv, **kwargs)
+        finally:
+            kernel.close()
 
     def __repr__(self) -> str:
         return f"Node({self.lab}:{self.name})"
@@ -143,7 +149,7 @@ class Lab(Buildable):  # add_node, add_link, add_network on a Lab.new (topology/
         nodes = self.nodes()
         if name != HOST and name not in nodes:
             raise UsageError(f"lab {self.name} has no node {name} (it has: {', '.join(sorted(nodes)) or 'none'})")
-        return Node(self.name, name, nodes.get(name))
+        return Node(self.name, name, nodes.get(name), self.kernel)
 
     def __enter__(self) -> Lab:
         self.up()

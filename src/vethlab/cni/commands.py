@@ -208,11 +208,7 @@ def check(conf: NetConf, env: Env) -> None:
             raise CniError(CHECK_FAILED, f"host end {record['hostVeth']} is missing, down or off the bridge")
     finally:
         host.close()
-    ns_fd = link.open_netns(env.netns)
-    try:
-        ctr = link.socket_in(ns_fd)
-    finally:
-        os.close(ns_fd)
+    ctr = link.socket_in_netns(env.netns)
     try:
         inner = link.get_link(ctr, env.ifname)
         if inner is None or not inner.up:

@@ -153,6 +153,16 @@ def socket_in(ns_fd: int) -> nl.NlSocket:
     return nl.NlSocket(fd)
 
 
+def socket_in_netns(path: str) -> nl.NlSocket:
+    """A netlink socket in the container's namespace CNI_NETNS (code 4 if it is not
+    one), for CHECK's reads; the namespace file is not kept open."""
+    ns_fd = open_netns(path)
+    try:
+        return socket_in(ns_fd)
+    finally:
+        os.close(ns_fd)
+
+
 def get_link(sock: nl.NlSocket, ifname: str, stats: bool = False) -> LinkFacts | None:
     mask = b"" if stats else nl.attr_u32(nl.IFLA_EXT_MASK, nl.RTEXT_FILTER_SKIP_STATS)
     try:

@@ -17,7 +17,7 @@ from ..reconcile.actions import Action, ApplyContext, PlanContext
 from ..reconcile.journal import Step, inside
 from ..reconcile.observe import Observed
 from . import link
-from .base import Driver, ep, link_of
+from .base import Driver, ep, link_of, reversible
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class CreateVxlan(Action):
     mtu: int | None
 
     def apply(self, ctx: ApplyContext) -> Step | None:
-        from ..kernel.vxlan import mac_of
+        from ..model.placement import mac_of  # placement is loaded for labs across machines only
 
         k, ns, ifname = ctx.kernel, self.netns, self.ifname
         # the same MAC every time it is built: a rebuilt end (a rebooted machine) is not
@@ -50,12 +50,10 @@ class AddFlood(Action):
     KIND = "flood"
     PHASE = "interface"
     ifname: str
-    dst: str
+    dst: str  # the far machine's underlay address
 
     def apply(self, ctx: ApplyContext) -> Step | None:
-        k, ns, ifname, dst = ctx.kernel, self.netns, self.ifname, self.dst
-        k.fdb_append(ns, ifname, dst)
-        return Step(self.target, lambda: k.fdb_delete(ns, ifname, dst), dies_with=inside(ns), on=(ns, ifname))
+        return reversible(self, ctx.kernel.fdb_append, ctx.kernel.fdb_delete, self.ifname, self.dst, on=self.ifname)
 
 
 @dataclass(frozen=True)

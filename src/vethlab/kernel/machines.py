@@ -31,6 +31,7 @@ import os
 import random
 import re
 import signal
+import subprocess
 import sys
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -270,6 +271,18 @@ def on_command(machine: Machine, argv: list[str]) -> list[str]:
     """A command line that runs argv inside `machine` (for tests and scripts that
     hold Machine objects rather than the environment variable)."""
     return [sys.executable, "-m", "vethlab.kernel.machines", f"{machine.name}={machine.pid}", "--", *argv]
+
+
+def vethlab_on(name: str, address: str, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run `vethlab ARGV` on another machine: inside the simulated machine `name`
+    when this is `vethlab sandbox --machines`, else over OpenSSH to `address`
+    (`ssh ADDRESS vethlab …`, batch mode: keys, no password prompt)."""
+    known = registry()
+    if name in known:
+        cmd = on_command(Machine(name, known[name], address, ""), [sys.executable, "-m", "vethlab", *argv])
+    else:
+        cmd = ["ssh", "-o", "BatchMode=yes", address, "vethlab", *argv]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def describe(machines: Iterable[Machine]) -> str:

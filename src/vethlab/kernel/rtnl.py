@@ -16,15 +16,18 @@ import os
 import random
 import socket
 import struct
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ConflictError, KernelError
 from ..ownership import NETNS_TAG_PREFIX, ROUTE_PROTO, birth_tag
 from . import netns as nsmod
 from . import nftables, nl, nodefiles, nodefs, services
-from .api import EventStream, LinkInfo, Netns, Route, route_text
-from .process import run_in_node
+from .api import EventStream, LinkInfo, Listener, Netns, Route, View, route_text
+from .process import missing_command, node_argv, run_in_node
+
+if TYPE_CHECKING:
+    from subprocess import CompletedProcess
 
 T = TypeVar("T")
 
@@ -552,8 +555,9 @@ class NetlinkKernel:
         """The digest of the lab entries in the node's hosts file (None: no file of ours)."""
         return nodefiles.read_digest(ns)
 
-    def write_node_files(self, namespaces: list[str], entries: list[tuple[str, str]], marker: str) -> None:
-        nodefiles.write_files(namespaces, entries, marker)
+    def write_node_files(self, namespaces: list[str], entries: list[tuple[str, str]], marker: str,
+                         digest: str) -> None:
+        nodefiles.write_files(namespaces, entries, marker, digest)
 
     def remove_node_files(self, ns: str, marker: str) -> None:
         nodefiles.remove_files(ns, marker)
@@ -581,6 +585,29 @@ class NetlinkKernel:
             return 124, f"did not finish within {timeout:g} s"
         return result.returncode, result.stdout
 
+    def run_in_node(self, ns: Netns, argv: Sequence[str], **kwargs: Any) -> CompletedProcess[Any]:
+        return run_in_node(ns, argv, **kwargs)
+
+    def node_argv(self, ns: Netns, argv: Sequence[str]) -> list[str]:
+        return node_argv(ns, argv)
+
+    def missing_command(self, ns: Netns, argv: Sequence[str]) -> str | None:
+        return missing_command(argv, ns)
+
+    def oneshot_succeeded(self, log_path: str) -> bool:
+        return services.oneshot_succeeded(log_path)
+
+    def run_on_machine(self, machine: str, address: str, argv: list[str],
+                       timeout: float) -> CompletedProcess[str]:
+        from .machines import vethlab_on
+
+        return vethlab_on(machine, address, argv, timeout)
+
+    def host_listeners(self) -> list[Listener]:
+        from .listeners import listeners
+
+        return listeners()
+
     # -- nodes' own views (mount and UTS namespaces) -----------------------------
     def views(self) -> dict[str, tuple[str, str]]:
         return nodefs.views()
@@ -588,7 +615,10 @@ class NetlinkKernel:
     def view_alive(self, ns: str) -> bool:
         return nodefs.has_view(ns)
 
-    def create_view(self, ns: str, marker: str, view: nodefs.View, replace: bool = False) -> None:
+    def view_dir(self, ns: str) -> str:
+        return nodefs.pin_dir(ns)
+
+    def create_view(self, ns: str, marker: str, view: View, replace: bool = False) -> None:
         try:
             nodefs.build(ns, marker, view, replace, view.digest())
         except FileExistsError:
