@@ -1,7 +1,7 @@
 """Topology files: load (with line numbers), validate, and the resulting LabSpec.
 
-The loader (PyYAML) and the validator are imported when a file is read, not when
-the package is: commands such as `exec` only need the schema's names.  Even the
+The loader (PyYAML) and the validator are imported when a file is read and not
+found in the cache, not when the package is: commands such as `exec` only need the schema's names.  Even the
 schema is imported on first use (PEP 562): the state store checks names with
 topology.naming on every `exec`, which must not pay ~10 ms for dataclasses.
 """
@@ -29,11 +29,22 @@ def __getattr__(name: str) -> Any:
 
 
 def load_lab(path: str) -> LabSpec:
-    """Read, parse and validate a topology file (ValidationError on any problem)."""
-    from .loader import load
-    from .validate import parse_document
+    """Read, parse and validate a topology file (ValidationError on any problem).
+    A file read before, byte for byte, comes from the cache (topology/cache.py)."""
+    from . import cache
+    from .files import read
 
-    return parse_document(load(path))
+    raw = read(path)
+    digest = cache.key(raw) if cache.enabled() else None
+    spec = cache.get(digest, path) if digest else None
+    if spec is None:
+        from .loader import load_bytes
+        from .validate import parse_document
+
+        spec = parse_document(load_bytes(raw, path))
+        if digest:
+            cache.put(digest, spec)
+    return spec
 
 
 def lab_from_text(text: str, file: str = "<string>") -> LabSpec:

@@ -40,6 +40,7 @@ from typing import Any
 import yaml
 
 from ..errors import Issue, ValidationError
+from .files import MAX_FILE_BYTES, read
 
 try:
     _Loader: Any = yaml.CSafeLoader
@@ -53,7 +54,6 @@ Path = tuple[str | int, ...]
 #: a file that stops at it costs ~0.5 s of CPU and ~100 MB peak RSS (measured; 1M
 #: values took 4-6 s and 250 MB, so not 1M).  MAX_ALIAS_VALUES bounds what a few
 #: bytes may ask for; MAX_DEPTH also bounds each path tuple, hence memory per value.
-MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 16
 MAX_VALUES = 200_000
 MAX_ALIAS_VALUES = 100_000
@@ -153,11 +153,11 @@ def loads(text: str, file: str = "<string>") -> Document:
 
 def load(path: str) -> Document:
     """Read and parse a topology file; a missing, unreadable, oversized or non-UTF-8 file is exit 2."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_FILE_BYTES + 1)  # never more: /dev/zero or a 10 GB file stop here
-    except OSError as exc:
-        raise ValidationError([Issue(path, None, "", f"cannot read file: {exc.strerror}")]) from None
+    return load_bytes(read(path), path)
+
+
+def load_bytes(raw: bytes, path: str) -> Document:
+    """Parse the bytes files.read returned; an oversized or non-UTF-8 file is exit 2."""
     if len(raw) > MAX_FILE_BYTES:
         raise ValidationError([Issue(path, _line_at(raw, MAX_FILE_BYTES), "", _too_big())])
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
