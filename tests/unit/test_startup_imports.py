@@ -70,3 +70,10 @@ def test_only_the_chosen_command_is_built_and_it_parses_as_the_whole_parser_does
         assert a == b, argv
     # not a command: the whole parser, so that its error lists every command
     assert len(next(a for a in build_parser("nope")._actions if a.dest == "command").choices) > 20  # type: ignore[attr-defined]
+
+
+def test_the_package_names_the_host_node_as_the_schema_does() -> None:
+    from vethlab import topology
+    from vethlab.topology import schema
+
+    assert topology.HOST == schema.HOST == "host"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..kernel.api import Kernel, LinkInfo, Netns, Route
-from ..topology.schema import HOST
+from ..topology import HOST
 
 if TYPE_CHECKING:  # `down` imports this module (ServiceSeen) and must not load the compiler
     from ..model.desired import Desired

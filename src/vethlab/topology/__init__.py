@@ -11,11 +11,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .schema import HOST, Endpoint, LabSpec, LinkSpec, NodeSpec, RouteSpec
+    from .schema import Endpoint, LabSpec, LinkSpec, NodeSpec, RouteSpec
+
+#: the reserved node name for the namespace vethlab runs in: schema.HOST, also here
+#: so that `down` (reconcile/observe.py) does not load the schema for one string
+HOST = "host"
 
 __all__ = ["HOST", "Endpoint", "LabSpec", "LinkSpec", "NodeSpec", "RouteSpec", "load_lab", "lab_from_dict",
            "lab_from_text"]
-_SCHEMA = {"HOST", "Endpoint", "LabSpec", "LinkSpec", "NodeSpec", "RouteSpec"}
+_SCHEMA = {"Endpoint", "LabSpec", "LinkSpec", "NodeSpec", "RouteSpec"}
 
 
 def __getattr__(name: str) -> Any:
