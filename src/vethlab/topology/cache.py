@@ -180,7 +180,8 @@ def _make(tp: Any) -> _Decoder:
         return mapping
     if isinstance(tp, type) and issubclass(tp, tuple) and hasattr(tp, "_fields"):
         named: Any = tp  # a NamedTuple class
-        return _record(tp, [get_type_hints(tp)[name] for name in named._fields], named._make)
+        hints = get_type_hints(tp)
+        return _record(tp, [hints[name] for name in named._fields], named._make)
     if isinstance(tp, type) and hasattr(tp, "__dataclass_fields__"):
         hints = get_type_hints(tp)
         return _record(tp, [hints[name] for name in tp.__dataclass_fields__], lambda values: tp(*values))
