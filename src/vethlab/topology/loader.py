@@ -251,7 +251,17 @@ class _Builder:
                     path: Path | None = ()
                 elif parent.is_map:
                     if parent.key is _NO_KEY:
-                        self._key(event)
+                        text = event.value
+                        if event.tag is None and event.anchor is None and text != "<<" \
+                                and len(text) <= MAX_SCALAR_CHARS and text not in parent.value:
+                            # a plain new key, the common case of _key inlined: counted, no line of its own
+                            self.values += 1
+                            if self.values > MAX_VALUES:
+                                raise _Refused(self._make_issue(event, None,
+                                                                f"the file holds more than {MAX_VALUES} values"))
+                            parent.key = text
+                        else:
+                            self._key(event)
                         continue
                     key = parent.key
                     path = None if parent.path is None or key.__class__ is not str else parent.path + (key,)
@@ -270,10 +280,13 @@ class _Builder:
                     self.anchors[event.anchor] = (path, value, 1)
                 if parent is None:
                     self.doc.data = value
-                elif parent.is_map:
-                    self._attach(value)
-                else:
+                elif not parent.is_map:
                     parent.value.append(value)  # type: ignore[union-attr]
+                elif key.__class__ is str:  # _attach's common case, inlined
+                    parent.value[key] = value  # type: ignore[call-overload]
+                    parent.key = _NO_KEY
+                else:
+                    self._attach(value)
             elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
                 self._start(event, {} if kind is yaml.MappingStartEvent else [])
             elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:

@@ -75,6 +75,8 @@ class _Checker:
         return spec
 
     def keys(self, value: dict[str, Any], path: Path, allowed: set[str], later: set[str]) -> None:
+        if value.keys() <= allowed:  # the common case, as one set operation
+            return
         for key in value:
             if key in later:
                 self.err(path + (key,), f"'{key}' is not supported yet by this version of vethlab")
@@ -173,6 +175,8 @@ def _node(c: _Checker, name: str, raw: Any, path: Path, ifaces: list[tuple[str, 
     elif name_resolution_problem(name):
         c.err(path, str(name_resolution_problem(name)))
         ok = False
+    if (raw is None or raw == {}) and ok:  # `n1: {}`, most nodes of a big lab: nothing more to read
+        return NodeSpec(name=name, line=c.doc.line(path))
     spec = c.section(raw, path, "node settings", NODE_KEYS, NOT_YET[("node",)])
     if spec is None:
         return None
@@ -429,6 +433,9 @@ def _link(c: _Checker, raw: Any, path: Path, nodes: dict[str, Any]) -> tuple[Lin
     shaping = _shaping(c, spec, path)
     overrides: list[Shaping | None] = []
     for side in ("a", "b"):
+        if spec.get(side) is None:  # no block for this end (most links): nothing to read
+            overrides.append(None)
+            continue
         block = c.section(spec.get(side), path + (side,), "rate/delay/jitter/loss for this end", SHAPING_KEYS)
         if block is None:
             ok = False
@@ -578,17 +585,18 @@ def _check_interfaces(c: _Checker, links: list[tuple[int, LinkSpec]]) -> None:
 
 
 def _check_addresses(c: _Checker, links: list[tuple[int, LinkSpec]], raw_links: list[Any]) -> None:
-    seen: dict[Any, str] = {}
+    seen: dict[tuple[int, int], Endpoint] = {}  # (version, address as an integer): no address objects made
     for index, link in links:
         for j, end in enumerate(link.endpoints):
             for k, text in enumerate(link.addresses_of(end)):
-                parsed = _interface(text)
-                ip = ipaddress.IPv4Address(parsed.quick()[0]) if isinstance(parsed, _FastV4) else parsed.ip
-                if ip in seen:
-                    c.err(_addr_path(index, j, k, raw_links), f"address {ip} is already given to {seen[ip]} "
+                version, value, _plen = _parts(text)
+                key = (version, value)
+                if key in seen:
+                    ip = ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value)
+                    c.err(_addr_path(index, j, k, raw_links), f"address {ip} is already given to {seen[key]} "
                           "(an address belongs to one interface in the whole lab)")
                 else:
-                    seen[ip] = str(end)
+                    seen[key] = end
 
 
 def _addr_path(index: int, j: int, k: int, raw_links: list[Any]) -> Path:
@@ -614,13 +622,15 @@ def _check_link_subnets(c: _Checker, links: list[tuple[int, LinkSpec]],
     other directly).  Grouped by prefix length, so a link with thousands of
     addresses costs (addresses x distinct prefix lengths), not addresses squared."""
     for index, link in links:
+        if not link.addresses_a or not link.addresses_b:
+            continue  # an end without addresses: nothing to judge
+        parts = [[(_parts(text), text) for text in texts] for texts in (link.addresses_a, link.addresses_b)]
         for version in (4, 6):
             ends = []
-            for texts in (link.addresses_a, link.addresses_b):
+            for per_end in parts:
                 by_plen: dict[int, list[int]] = {}
                 shown = []
-                for text in texts:
-                    v, value, plen = _parts(text)
+                for (v, value, plen), text in per_end:
                     if v == version:
                         by_plen.setdefault(plen, []).append(value)
                         shown.append(text)
