@@ -63,10 +63,15 @@ def enabled() -> bool:
     return os.environ.get("VETHLAB_TOPOLOGY_CACHE", "1") != "0"
 
 
-def key(raw: bytes) -> str:
-    """The cache key of a file's bytes, for this vethlab, Python and PyYAML."""
+def key(raw: bytes) -> str | None:
+    """The cache key of a file's bytes, for this vethlab, Python and PyYAML; None
+    (no caching) when what else decides the result cannot be read."""
+    try:
+        environment = _environment()
+    except OSError:
+        return None
     h = hashlib.sha256()
-    h.update(_environment())
+    h.update(environment)
     h.update(len(raw).to_bytes(8, "little"))
     h.update(raw)
     return h.hexdigest()
