@@ -38,6 +38,8 @@ def test_down_of_no_lab_and_of_a_lab_load_no_planning(tmp_path: Path) -> None:
     path.write_text("name: imports\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a:e0, b:e0]}]\n")
     first = modules_after("up", str(path))
     assert {"yaml", "vethlab.topology.validate"} <= first  # the first read of the file
+    second = modules_after("up", str(path))
+    assert {"yaml", "vethlab.topology.validate"} <= second  # the lab did not exist when the file was first read
     again = modules_after("up", str(path))
     assert again & {"yaml", "vethlab.topology.loader", "vethlab.topology.validate"} == set()
     assert modules_after("down", str(path)) & PLANNING == set()

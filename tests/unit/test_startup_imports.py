@@ -44,9 +44,13 @@ def test_ls_loads_nothing_heavy(tmp_path) -> None:
     assert modules_after("ls", env={"VETHLAB_STATE_DIR": str(tmp_path)}) & set(HEAVY) == set()
 
 
-def test_validate_of_a_cached_file_loads_no_yaml(tmp_path) -> None:
+def test_validate_of_a_cached_file_loads_no_yaml(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vethlab.state import store
+
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
+    monkeypatch.setenv("VETHLAB_STATE_DIR", str(state))
+    store.save(store.LabState("t", complete=True))  # files are kept for labs that exist
     path = tmp_path / "lab.yaml"
     path.write_text("name: t\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a:e0, b:e0]}]\n")
     env = {"VETHLAB_STATE_DIR": str(state)}

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from vethlab.errors import ValidationError
+from vethlab.state import store
+from vethlab.state.lock import LabLock
 from vethlab.topology import cache, lab_from_text, load_lab, loader
 
 RICH = """\
@@ -50,10 +52,12 @@ networks:
 
 @pytest.fixture
 def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A state root in which lab `rich` exists (entries are kept only for labs that do)."""
     root = tmp_path / "state"
     root.mkdir(mode=0o700)
     monkeypatch.setenv("VETHLAB_STATE_DIR", str(root))
     monkeypatch.delenv("VETHLAB_TOPOLOGY_CACHE", raising=False)
+    store.save(store.LabState("rich", complete=True))
     return root
 
 
@@ -71,9 +75,9 @@ def validations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-def entries(state: Path) -> list[Path]:
-    folder = state / cache.CACHE_DIR
-    return sorted(p for p in folder.iterdir() if not p.name.startswith(".")) if folder.exists() else []
+def entries(state: Path, lab: str = "rich") -> list[Path]:
+    folder = state / lab
+    return sorted(folder.glob(f"{cache.PREFIX}*")) if folder.exists() else []
 
 
 def write(tmp_path: Path, text: str, name: str = "lab.yaml") -> str:
@@ -136,13 +140,13 @@ def test_rich_spec_survives_the_round_trip_unchanged() -> None:
 
 
 def poison(state: Path, tmp_path: Path) -> tuple[str, Path]:
-    """A cached entry for lab.yaml (RICH) rewritten to say lab `evil` with a node
-    `pwned`: believed, it would make `up` build what the file does not say."""
+    """A cached entry for lab.yaml (RICH) rewritten with a node `pwned`: believed, it
+    would make `up` build what the file does not say."""
     path = write(tmp_path, RICH)
     load_lab(path)
     (entry,) = entries(state)
-    evil = lab_from_text(RICH.replace("name: rich", "name: evil").replace("  b: {}", "  b: {}\n  pwned: {}"))
-    entry.write_text(json.dumps({"key": entry.stem, "spec": json.loads(cache.encode(evil))}))
+    evil = lab_from_text(RICH.replace("  b: {}", "  b: {}\n  pwned: {}"))
+    entry.write_text(json.dumps({"key": entry.stem[len(cache.PREFIX):], "spec": json.loads(cache.encode(evil))}))
     return path, entry
 
 
@@ -150,7 +154,36 @@ def test_the_poisoned_entry_is_believed_only_as_the_owner_wrote_it(tmp_path: Pat
     """The check of the checks: as written by its owner, the entry is trusted (so the
     tests below show the owner, mode and link checks are what refuse it)."""
     path, _entry = poison(state, tmp_path)
-    assert load_lab(path).name == "evil"
+    assert "pwned" in load_lab(path).nodes
+
+
+def test_an_entry_about_another_lab_is_ignored(tmp_path: Path, state: Path, validations: list[str]) -> None:
+    path, entry = poison(state, tmp_path)
+    other = lab_from_text(RICH.replace("name: rich", "name: evil"))
+    entry.write_text(json.dumps({"key": entry.stem[len(cache.PREFIX):], "spec": json.loads(cache.encode(other))}))
+    assert load_lab(path) == lab_from_text(RICH, path) and len(validations) == 2
+
+
+def test_only_a_lab_that_exists_keeps_entries_and_they_go_with_it(tmp_path: Path, state: Path,
+                                                                 validations: list[str]) -> None:
+    path = write(tmp_path, RICH.replace("name: rich", "name: fresh"))
+    load_lab(path)
+    load_lab(path)
+    assert len(validations) == 2 and not (state / "fresh").exists()  # no lab fresh: nothing kept, nothing made
+    rich = write(tmp_path, RICH, "rich.yaml")
+    load_lab(rich)
+    assert len(entries(state)) == 1
+    with LabLock("rich") as lock:  # as `down` removes a lab
+        store.remove("rich")
+        lock.release(remove=True)
+    assert sorted(os.listdir(state)) == []  # nothing of the lab is left, its cached files included
+
+
+def test_while_the_lab_is_locked_nothing_is_written(tmp_path: Path, state: Path) -> None:
+    path = write(tmp_path, RICH)
+    with LabLock("rich", wait=0.0):
+        assert load_lab(path) == lab_from_text(RICH, path)
+    assert entries(state) == []
 
 
 def test_an_entry_owned_by_another_user_is_ignored(tmp_path: Path, state: Path, validations: list[str]) -> None:
@@ -169,10 +202,10 @@ def test_an_entry_writable_by_others_is_ignored(tmp_path: Path, state: Path, val
     assert load_lab(path) == lab_from_text(RICH, path) and len(validations) == 2
 
 
-def test_a_cache_directory_of_another_user_or_writable_by_others_is_ignored(
+def test_a_lab_directory_of_another_user_or_writable_by_others_is_ignored(
         tmp_path: Path, state: Path, validations: list[str]) -> None:
     path, _entry = poison(state, tmp_path)
-    folder = state / cache.CACHE_DIR
+    folder = state / "rich"
     folder.chmod(0o777)
     assert load_lab(path) == lab_from_text(RICH, path)
     folder.chmod(0o700)
@@ -192,12 +225,13 @@ def test_a_symlinked_entry_is_ignored_and_its_target_untouched(tmp_path: Path, s
     entry.symlink_to(target)
     assert load_lab(path) == lab_from_text(RICH, path) and len(validations) == 2
     assert target.read_bytes() == before
-    # and the cache directory itself as a symlink to the planted one
-    folder = state / cache.CACHE_DIR
+    # and the lab's directory itself as a symlink to the planted one
+    folder = state / "rich"
     planted = tmp_path / "planted-dir"
     folder.rename(planted)
     (planted / entry.name).unlink()
     (planted / entry.name).write_bytes(before)
+    (planted / entry.name).chmod(0o600)
     folder.symlink_to(planted)
     assert load_lab(path) == lab_from_text(RICH, path) and len(validations) == 3
     assert (planted / entry.name).read_bytes() == before
@@ -250,7 +284,7 @@ def test_damaged_entries_are_ignored_and_replaced(tmp_path: Path, state: Path, v
     expected = load_lab(path)
     (entry,) = entries(state)
     good = json.loads(entry.read_text())["spec"]
-    for what, content in damaged_entries(entry.stem, good):
+    for what, content in damaged_entries(entry.stem[len(cache.PREFIX):], good):
         entry.write_bytes(content)
         before = len(validations)
         assert load_lab(path) == expected, what
@@ -268,6 +302,7 @@ def test_a_changed_vethlab_or_environment_is_a_miss(tmp_path: Path, state: Path,
 
 
 def test_the_cache_never_creates_the_state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VETHLAB_TOPOLOGY_CACHE", raising=False)
     root = tmp_path / "not-yet"
     monkeypatch.setenv("VETHLAB_STATE_DIR", str(root))
     path = write(tmp_path, RICH)
@@ -281,7 +316,7 @@ def test_it_can_be_turned_off(tmp_path: Path, state: Path, validations: list[str
     path = write(tmp_path, RICH)
     load_lab(path)
     load_lab(path)
-    assert len(validations) == 2 and not (state / cache.CACHE_DIR).exists()
+    assert len(validations) == 2 and entries(state) == []
 
 
 def test_old_entries_go_first(tmp_path: Path, state: Path, monkeypatch: pytest.MonkeyPatch) -> None:

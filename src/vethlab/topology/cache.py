@@ -14,19 +14,24 @@ vethlab may read the same bytes differently), the Python version and PyYAML's
 files.  Only successes are kept; an invalid file is always re-read, so its
 errors are always the current ones.
 
+Entries live in the state directory of the lab they describe
+(STATE/LAB/topology-KEY.json, at most MAX_ENTRIES), so they go with the lab:
+after `down` nothing of it is left, as before.  Only a lab that exists gets
+entries, so a lab's first `up` keeps nothing; its next `plan` or `up` does.
+
 vethlab runs as root and acts on the spec, so the cache must never be a way to
 make it build something the file does not say:
-- it lives in the state root ($VETHLAB_STATE_DIR, default /run/vethlab), opened
-  through state/fs.py: the root and the cache directory must be the caller's
-  and writable by nobody else, nothing is reached through a symlink, and an
-  entry must be a regular file the caller owns, not writable by others;
+- entries are opened through state/fs.py: the state root and the lab's
+  directory must be the caller's and writable by nobody else, nothing is
+  reached through a symlink, and an entry must be a regular file the caller
+  owns, not writable by others; entries are written under the lab's lock;
 - entries are JSON, never pickle: reading one cannot run code;
 - an entry is decoded against LabSpec's type annotations (every field of every
-  NamedTuple, with its type), and must name the key it was looked up by.
-  Anything else (a damaged, truncated, foreign or symlinked entry) is ignored
-  and the file validated again;
-- the cache never creates the state root (only `up` does) and never makes a
-  command fail: any error reading or writing it is a miss.
+  NamedTuple, with its type), must name the key it was looked up by, and must
+  describe the lab whose directory holds it.  Anything else (a damaged,
+  truncated, foreign or symlinked entry) is ignored and the file validated again;
+- the cache never creates anything but its entries, and never makes a command
+  fail: any error reading or writing it is a miss.
 
 `VETHLAB_TOPOLOGY_CACHE=0` turns it off.
 """
@@ -46,9 +51,9 @@ from ..errors import StateError
 if TYPE_CHECKING:
     from .schema import LabSpec
 
-CACHE_DIR = ".topology-cache"  # in the state root; never a lab name (those start with a letter or digit)
-#: entries kept; the oldest (by modification time) go first
-MAX_ENTRIES = 32
+PREFIX = "topology-"  # STATE/LAB/topology-SHA256.json
+#: entries kept per lab (an edit, the file before it, ...); the oldest (by modification time) go first
+MAX_ENTRIES = 8
 #: an entry larger than this is not read (a 16 MiB file's spec is far smaller)
 MAX_ENTRY_BYTES = 64 * 1024 * 1024
 _FORMAT = 1
@@ -264,92 +269,109 @@ def _record(tp: Any, hints: list[Any], build: Callable[[Any], Any]) -> _Decoder:
     return record
 
 
-# -- the store ----------------------------------------------------------------------------------
+# -- the store: in each lab's state directory ---------------------------------------------------
 
 def get(digest: str, file: str) -> LabSpec | None:
-    """The cached spec of the file whose key is `digest`, or None."""
+    """The cached spec of the file whose key is `digest`, or None.  Looked for in
+    every lab's directory (a handful of openat calls); an entry must describe the
+    lab whose directory holds it."""
     from ..state import fs
 
     try:
-        with _directory(create=False) as folder:
-            if folder is None:
-                return None
-            name = f"{digest}.json"
-            try:
-                fd = fs.open_file(folder, name, name, os.O_RDONLY, "a topology cache entry")
-            except FileNotFoundError:
-                return None
-            with os.fdopen(fd, "rb") as fh:
-                raw = fh.read(MAX_ENTRY_BYTES + 1)
-        if len(raw) > MAX_ENTRY_BYTES:
+        root = fs.open_root(_root(), create=False)
+        if root is None:
             return None
-        entry = json.loads(raw)
-        if type(entry) is not dict or entry.get("key") != digest:
-            return None
-        return decode(entry.get("spec"), file)
+        try:
+            for lab in _labs(root):
+                raw = _read(root, lab, f"{PREFIX}{digest}.json")
+                if raw is None:
+                    continue
+                entry = json.loads(raw)
+                if type(entry) is not dict or entry.get("key") != digest:
+                    return None
+                spec = decode(entry.get("spec"), file)
+                return spec if spec.name == lab else None
+        finally:
+            os.close(root)
     except (OSError, StateError, ValueError, RecursionError, _Bad, TypeError):
         return None
+    return None
 
 
 def put(digest: str, spec: LabSpec) -> None:
-    """Keep `spec` as the result of the file whose key is `digest` (best effort)."""
+    """Keep `spec` as the result of the file whose key is `digest`, in the
+    directory of lab spec.name if that lab exists (best effort).  Written under
+    the lab's lock, like everything in its directory: a running `up` or `down`
+    of the lab (or this very process holding it) means no entry this time."""
+    from ..errors import LockTimeout
     from ..state import fs
+    from ..state.lock import LabLock
+    from ..state.store import STATE_FILE
 
     try:
         text = f'{{"key":"{digest}","spec":{encode(spec)}}}'
-        with _directory(create=True) as folder:
-            if folder is None:
-                return
-            tmp = f".tmp.{os.getpid()}"
-            fd = fs.open_scratch(folder, tmp, tmp)
-            with os.fdopen(fd, "wb") as fh:  # no fsync: a torn entry after a crash is just a miss
-                fh.write(text.encode())
-            os.replace(tmp, f"{digest}.json", src_dir_fd=folder, dst_dir_fd=folder)
-            _trim(folder)
-    except (OSError, StateError, ValueError, TypeError, RecursionError):
+        root = fs.open_root(_root(), create=False)
+        if root is None:
+            return
+        try:
+            folder = fs.open_dir(root, spec.name, os.path.join(_root(), spec.name), False,
+                                 f"the state directory of lab {spec.name}")
+        finally:
+            os.close(root)
+        if folder is None:
+            return  # the lab does not exist (yet): its first `up` keeps nothing
+        try:
+            with LabLock(spec.name, wait=0.0, say=False):
+                os.stat(STATE_FILE, dir_fd=folder, follow_symlinks=False)  # FileNotFoundError: being removed
+                tmp = f".{PREFIX}tmp"
+                fd = fs.open_scratch(folder, tmp, tmp)
+                with os.fdopen(fd, "wb") as fh:  # no fsync: a torn entry after a crash is just a miss
+                    fh.write(text.encode())
+                os.replace(tmp, f"{PREFIX}{digest}.json", src_dir_fd=folder, dst_dir_fd=folder)
+                _trim(folder)
+        finally:
+            os.close(folder)
+    except (OSError, StateError, LockTimeout, ValueError, TypeError, RecursionError):
         return
+
+
+def _root() -> str:
+    from ..state.store import state_root
+
+    return state_root()
+
+
+def _labs(root: int) -> list[str]:
+    from .naming import lab_problem
+
+    return sorted(name for name in os.listdir(root) if not lab_problem(name))
+
+
+def _read(root: int, lab: str, name: str) -> bytes | None:
+    """The bytes of entry `name` of lab `lab`, checked by state/fs.py; None if absent."""
+    from ..state import fs
+
+    folder = fs.open_dir(root, lab, os.path.join(_root(), lab), False, f"the state directory of lab {lab}")
+    if folder is None:
+        return None
+    try:
+        fd = fs.open_file(folder, name, name, os.O_RDONLY, "a topology cache entry")
+    except FileNotFoundError:
+        return None
+    finally:
+        os.close(folder)
+    with os.fdopen(fd, "rb") as fh:
+        raw = fh.read(MAX_ENTRY_BYTES + 1)
+    return raw if len(raw) <= MAX_ENTRY_BYTES else None
 
 
 def _trim(folder: int) -> None:
     entries = []
     for name in os.listdir(folder):
-        try:
-            entries.append((os.stat(name, dir_fd=folder, follow_symlinks=False).st_mtime_ns, name))
-        except FileNotFoundError:
-            continue
-    import time
-
-    stale = time.time_ns() - 60 * 10**9
-    temps = [(mtime, name) for mtime, name in entries if name.startswith(".tmp.")]
-    for mtime, name in temps:  # a killed writer's; a live one's is younger than a minute
-        if mtime < stale:
-            os.unlink(name, dir_fd=folder)
-    for _mtime, name in sorted(set(entries) - set(temps))[:-MAX_ENTRIES]:
+        if name.startswith(PREFIX):
+            try:
+                entries.append((os.stat(name, dir_fd=folder, follow_symlinks=False).st_mtime_ns, name))
+            except FileNotFoundError:
+                continue
+    for _mtime, name in sorted(entries)[:-MAX_ENTRIES]:
         os.unlink(name, dir_fd=folder)
-
-
-class _directory:
-    """The cache directory's descriptor (None when the state root does not exist),
-    checked like every state directory."""
-
-    def __init__(self, create: bool) -> None:
-        self.create = create
-        self.fds: list[int] = []
-
-    def __enter__(self) -> int | None:
-        from ..state import fs
-        from ..state.store import state_root
-
-        root = fs.open_root(state_root(), create=False)
-        if root is None:
-            return None
-        self.fds.append(root)
-        folder = fs.open_dir(root, CACHE_DIR, os.path.join(state_root(), CACHE_DIR), self.create,
-                             "the topology cache directory")
-        if folder is not None:
-            self.fds.append(folder)
-        return folder
-
-    def __exit__(self, *exc: object) -> None:
-        for fd in self.fds:
-            os.close(fd)
