@@ -19,7 +19,8 @@ from .ownership import marker
 from .reconcile.actions import Action, Plan
 from .reconcile.services import Record as _Record
 from .state import store
-from .topology import HOST, LabSpec, lab_from_dict, load_lab
+from .state.speccache import load_lab
+from .topology import HOST, LabSpec, lab_from_dict
 from .topology.builder import Buildable, Draft
 
 __all__ = ["Lab", "Node", "default_kernel"]

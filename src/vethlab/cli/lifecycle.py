@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import UsageError, VethlabError
 from ..state import store
-from ..topology import load_lab
+from ..state.speccache import load_lab
 from .common import print_json, require_privileges, resolve_lab, topology_file
 from .words import plural
 

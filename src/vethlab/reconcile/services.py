@@ -16,7 +16,6 @@ label) and its pid, start time and namespace inode right after, as a list
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -65,6 +64,8 @@ def ready_timeout() -> float:
 
 def labels(lab: str, node: str, run: Sequence[Sequence[str]]) -> list[str]:
     """The label of each `run:` item of a node, in order."""
+    import hashlib  # here: `down` imports this module and never labels (OpenSSL costs ~2 ms to load)
+
     seen: dict[tuple[str, ...], int] = {}
     out = []
     for argv in run:
