@@ -66,6 +66,7 @@ IFA_F_NODAD, IFA_F_PERMANENT = 0x02, 0x80
 # route attributes
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
 RT_TABLE_MAIN, RTN_UNICAST, RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 254, 1, 0, 253
+RTN_LOCAL = 2
 
 _HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _IFI = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change

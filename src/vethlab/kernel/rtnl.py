@@ -457,6 +457,25 @@ class NetlinkKernel:
                              f"remove address {cidr} from {ifname} in {where(ns)}",
                              (errno.EADDRNOTAVAIL, errno.ENODEV))
 
+    def unready_addresses(self, ns: Netns, addresses: Iterable[str]) -> list[str]:
+        """The IPv6 ones of `addresses` that have no local route yet: one dump of the
+        namespace's IPv6 routes.  An address added NODAD is acknowledged and listed at
+        once, but its local route (and its solicited-node group) come from addrconf's
+        work item, which needs the RTNL lock and a CPU: under load a ping sent before
+        it ran is lost.  A tentative address (DAD running or failed) has none either."""
+        wanted = [a for a in addresses if ":" in a]
+        if not wanted:
+            return []
+        sock = self._sock(ns)
+        self._sync()
+        local: set[bytes] = set()
+        for msg in sock.dump(nl.RTM_GETROUTE, struct.pack("=BBBBBBBBI", socket.AF_INET6, 0, 0, 0, 0, 0, 0, 0, 0),
+                             f"list IPv6 routes in {where(ns)}"):
+            r = _decode(nl.parse_route, msg, f"a route in {where(ns)}")
+            if r.type == nl.RTN_LOCAL and r.dst_len == 128:
+                local.add(r.dst)
+        return [a for a in wanted if ipaddress.ip_interface(a).ip.packed not in local]
+
     # -- routes -------------------------------------------------------------------------------------
     def routes(self, ns: Netns) -> list[Route]:
         sock = self._sock(ns)
