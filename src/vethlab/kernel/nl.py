@@ -680,6 +680,17 @@ def _name(what: str | Callable[[], str]) -> str:
     return what if isinstance(what, str) else what()
 
 
+def local_ipv6(sock: NlSocket, what: str = "list IPv6 routes") -> set[bytes]:
+    """The IPv6 addresses (packed) that have a local route in the socket's namespace:
+    one dump.  An address is in use once it has one (see Links.unready_addresses)."""
+    out = set()
+    for msg in sock.dump(RTM_GETROUTE, struct.pack("=BBBBBBBBI", socket.AF_INET6, 0, 0, 0, 0, 0, 0, 0, 0), what):
+        route = parse_route(msg)
+        if route.type == RTN_LOCAL and route.dst_len == 128:
+            out.add(route.dst)
+    return out
+
+
 def messages(data: bytes | memoryview) -> list[tuple[int, int, int, memoryview]]:
     """Split one datagram into (type, flags, seq, message) - message includes its
     header.  A length that runs past the datagram or under a header is a DecodeError."""

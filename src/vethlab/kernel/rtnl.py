@@ -468,12 +468,10 @@ class NetlinkKernel:
             return []
         sock = self._sock(ns)
         self._sync()
-        local: set[bytes] = set()
-        for msg in sock.dump(nl.RTM_GETROUTE, struct.pack("=BBBBBBBBI", socket.AF_INET6, 0, 0, 0, 0, 0, 0, 0, 0),
-                             f"list IPv6 routes in {where(ns)}"):
-            r = _decode(nl.parse_route, msg, f"a route in {where(ns)}")
-            if r.type == nl.RTN_LOCAL and r.dst_len == 128:
-                local.add(r.dst)
+        try:
+            local = nl.local_ipv6(sock, f"list IPv6 routes in {where(ns)}")
+        except nl.DecodeError as exc:
+            raise KernelError(f"netlink: cannot decode a route in {where(ns)}: {exc}") from None
         return [a for a in wanted if ipaddress.ip_interface(a).ip.packed not in local]
 
     # -- routes -------------------------------------------------------------------------------------
