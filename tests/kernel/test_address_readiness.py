@@ -11,11 +11,13 @@ has no local route until DAD ends, and never when DAD fails."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
 import struct
 import subprocess
 import time
 
+from helpers import vethlab
 from vethlab.kernel import nl
 from vethlab.kernel.rtnl import NetlinkKernel
 from vethlab.lab import Lab
@@ -107,3 +109,23 @@ def test_up_returns_with_every_ipv6_address_in_use() -> None:
     seen = {ns: local_ipv6(ns) - {"::1"} for ns in ("a", "b", "c")}
     assert seen == {"a": {"fd00:1::1", "fd00:30::2"}, "b": {"fd00:1::2", "fd00:30::3"},
                     "c": {"fd00:30::4"}}  # the network's first address is its gateway's
+
+
+def global_addresses(ns: str) -> dict[str, list[str]]:
+    out = json.loads(subprocess.run(["ip", "-n", ns, "-j", "addr"], capture_output=True, text=True, check=True).stdout)
+    return {i["ifname"]: sorted(f"{a['local']}/{a['prefixlen']}" for a in i["addr_info"] if a["scope"] == "global")
+            for i in out}
+
+
+def test_link_down_and_up_keeps_ipv6_addresses_and_they_answer_at_once(write) -> None:
+    """The kernel drops an interface's IPv6 addresses when it goes down (keep_addr_on_down
+    is 0 by default): a `link down` + `link up` used to leave the end without them."""
+    path = write(DUAL)
+    vethlab("up", path, check=True)
+    before = {ns: global_addresses(ns) for ns in ("a", "b")}
+    vethlab("link", "down", "a:e0", check=True)
+    vethlab("link", "up", "a:e0", check=True)
+    assert {ns: global_addresses(ns) for ns in ("a", "b")} == before
+    r = vethlab("exec", "a", "--", "ping", "-c", "1", "-W", "2", "fd00:1::2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "no changes" in vethlab("plan", path, check=True).stdout
