@@ -91,6 +91,7 @@ def add(conf: NetConf, env: Env) -> dict[str, Any]:
                 if conf.is_gateway:
                     link.add_addresses(host, bridge.index, _gateway_cidrs(result), f"bridge {conf.bridge}")
                     link.flush(host)
+                    link.await_in_use(host, _gateway_cidrs(result), f"bridge {conf.bridge}")
                 routes = _routes_for(result, conf)
                 inner = link.configure_container(ctr, env.ifname, [ip["address"] for ip in result.ips], routes)
                 if conf.is_gateway:

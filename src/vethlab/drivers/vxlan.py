@@ -38,9 +38,12 @@ class CreateVxlan(Action):
 
         k, ns, ifname = ctx.kernel, self.netns, self.ifname
         # the same MAC every time it is built: a rebuilt end (a rebooted machine) is not
-        # a stranger to its peer's neighbour cache
+        # a stranger to its peer's neighbour cache.  The machine's own address is part of
+        # it: a spanning network's port has the same node ("host") and name on every
+        # machine, and a bridge takes its lowest port's MAC, so one machine's gateway sent
+        # from the MAC the others' own ports have, and their bridges dropped its frames
         k.create_vxlan(ns, ifname, self.vni, self.local, self.remote, port=self.port, dev=self.dev, mtu=self.mtu,
-                       marker=ctx.marker, mac=mac_of(ctx.lab, self.node, ifname))
+                       marker=ctx.marker, mac=mac_of(ctx.lab, self.node, ifname, self.local))
         return Step(self.target, lambda: k.delete_link(ns, ifname), dies_with=inside(ns))
 
 

@@ -86,6 +86,9 @@ class FakeKernel:
         self.pending: list[str] = []  # failures of queued requests, raised at the next flush or read
         self.streams: list[_Stream] = []  # open `link_events` subscriptions
         self.built_views: dict[str, tuple[str, Any]] = {}  # netns -> (owner marker, the View it was built from)
+        # IPv6 addresses added from now on stay unusable for this many reads (`unready_addresses`)
+        self.addrconf_delay = 0
+        self.unready: dict[tuple[Netns, str], int] = {}  # (ns, address) -> reads it stays unusable
 
     def snapshot(self) -> dict[Netns, _Ns]:
         return copy.deepcopy(self.spaces)
@@ -403,6 +406,21 @@ class FakeKernel:
             raise KernelError(f"cannot add address {cidr} on {ifname}: already exists")
         link.addresses.append(cidr)
         self._address(ns, link, cidr, True)
+        if ":" in cidr and self.addrconf_delay:
+            self.unready[(ns, cidr)] = self.addrconf_delay
+
+    def unready_addresses(self, ns: Netns, addresses: Iterable[str]) -> list[str]:
+        """As the real kernel's addrconf work item: an IPv6 address added while
+        `addrconf_delay` is N stays unusable for the next N reads of its namespace."""
+        self.flush()
+        self._ns(ns)
+        out = []
+        for cidr in addresses:
+            key = (ns, str(ipaddress.ip_interface(cidr)))
+            if self.unready.get(key, 0) > 0:
+                self.unready[key] -= 1
+                out.append(cidr)
+        return out
 
     def delete_address(self, ns: Netns, ifname: str, cidr: str) -> None:
         if not self._step(f"delete address {ns}:{ifname} {cidr}", queued=True):

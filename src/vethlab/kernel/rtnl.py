@@ -460,6 +460,23 @@ class NetlinkKernel:
                              f"remove address {cidr} from {ifname} in {where(ns)}",
                              (errno.EADDRNOTAVAIL, errno.ENODEV))
 
+    def unready_addresses(self, ns: Netns, addresses: Iterable[str]) -> list[str]:
+        """The IPv6 ones of `addresses` that have no local route yet: one dump of the
+        namespace's IPv6 routes.  An address added NODAD is acknowledged and listed at
+        once, but its local route (and its solicited-node group) come from addrconf's
+        work item, which needs the RTNL lock and a CPU: under load a ping sent before
+        it ran is lost.  A tentative address (DAD running or failed) has none either."""
+        wanted = [a for a in addresses if ":" in a]
+        if not wanted:
+            return []
+        sock = self._sock(ns)
+        self._sync()
+        try:
+            local = nl.local_ipv6(sock, f"list IPv6 routes in {where(ns)}")
+        except nl.DecodeError as exc:
+            raise KernelError(f"netlink: cannot decode a route in {where(ns)}: {exc}") from None
+        return [a for a in wanted if ipaddress.ip_interface(a).ip.packed not in local]
+
     # -- routes -------------------------------------------------------------------------------------
     def routes(self, ns: Netns) -> list[Route]:
         sock = self._sock(ns)
