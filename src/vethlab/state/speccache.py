@@ -374,15 +374,9 @@ def _read(root: int, lab: str, name: str) -> bytes | None:
     """The bytes of entry `name` of lab `lab`, checked by state/fs.py; None if absent."""
     from . import fs
 
-    folder = fs.open_dir(root, lab, os.path.join(_root(), lab), False, f"the state directory of lab {lab}")
-    if folder is None:
+    fd = fs.read_in_lab(root, lab, os.path.join(_root(), lab), name, "a topology cache entry")
+    if fd is None:
         return None
-    try:
-        fd = fs.open_file(folder, name, name, os.O_RDONLY, "a topology cache entry")
-    except FileNotFoundError:
-        return None
-    finally:
-        os.close(folder)
     with os.fdopen(fd, "rb") as fh:
         raw = fh.read(MAX_ENTRY_BYTES + 1)
     return raw if len(raw) <= MAX_ENTRY_BYTES else None

@@ -132,15 +132,9 @@ def load(lab: str) -> LabState | None:
         if root is None:
             return None
         try:
-            lab_fd = fs.open_dir(root, lab, lab_dir(lab), False, f"the state directory of lab {lab}")
-            if lab_fd is None:
+            fd = fs.read_in_lab(root, lab, lab_dir(lab), STATE_FILE, "the state file")
+            if fd is None:
                 return None
-            try:
-                fd = fs.open_file(lab_fd, STATE_FILE, path, os.O_RDONLY, "the state file")
-            except FileNotFoundError:
-                return None
-            finally:
-                os.close(lab_fd)
         except fs.StateDenied:
             raise
         except StateError as exc:  # a symlink, or a stranger, where the lab's directory or file belongs
