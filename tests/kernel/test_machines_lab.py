@@ -290,3 +290,38 @@ def test_link_down_all_takes_the_carrier_of_the_far_end(cluster: Cluster) -> Non
     assert "UP" in json.loads(cluster.run("m3", "ip", "-n", "c", "-j", "link", "show", "e0").stdout)[0]["flags"]
     for name in ("m1", "m2", "m3"):
         assert cluster.vethlab(name, "plan", path).stdout.strip().endswith("no changes")
+
+
+def test_node_isolate_and_chaos_all_take_the_carrier_of_the_far_ends(cluster: Cluster) -> None:
+    path = cluster.file(CHAIN.replace("    addresses: [[10.0.1.1/24", "    carrier: true\n    addresses: [[10.0.1.1/24"))
+    cluster.up_everywhere(path)
+    assert ping(cluster, "m1", "a", "c").returncode == 0
+
+    def far() -> tuple[str, list[str]]:
+        link = json.loads(cluster.run("m2", "ip", "-n", "b", "-j", "link", "show", "e0").stdout)[0]
+        return link["operstate"], link["flags"]
+
+    up = ("UP", ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"])
+    isolated = cluster.vethlab("m1", "node", "isolate", "a", "--all").stdout.splitlines()
+    assert isolated == ["a:e0 down; m2/b:e0 shows NO-CARRIER", "a:e9 down"]
+    assert far() == ("DOWN", ["NO-CARRIER", "BROADCAST", "MULTICAST", "UP"])
+    restored = cluster.vethlab("m1", "node", "restore", "a", "--all").stdout.splitlines()
+    assert restored == ["a:e0 up; m2/b:e0 shows carrier", "a:e9 up"]
+    assert far() == up
+    assert ping(cluster, "m1", "a", "c").returncode == 0
+    # chaos --all flaps the far side with each flap of a:e0, and leaves every side up
+    cluster.vethlab("m1", "chaos", "--duration", "1s", "--seed", "3", "--all")
+    assert far() == up
+    assert ping(cluster, "m1", "a", "c").returncode == 0
+    # b:e1 crosses to m3 without `carrier: true`: refused before any end of b changes
+    def states() -> dict[str, Any]:  # every link's flags on m2, in b and in the machine (bridge timers move)
+        snap = cluster.snapshot("m2")
+        return {ns: {link["ifname"]: (link["flags"], link["operstate"]) for link in snap[ns]["links"]}
+                for ns in ("b", "host")}
+
+    before = states()
+    refused = cluster.vethlab("m2", "node", "isolate", "b", "--all", check=False)
+    assert refused.returncode == 2 and "b:e1 is a link across machines without `carrier: true`" in refused.stderr
+    assert states() == before
+    for name in ("m1", "m2", "m3"):
+        assert cluster.vethlab(name, "plan", path).stdout.strip().endswith("no changes")

@@ -29,7 +29,7 @@ def _say(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_link(args: argparse.Namespace) -> int:
-    from ..ops.faults import flap, set_link_state, set_shaping
+    from ..ops.faults import check_ends, flap, set_end, set_shaping
     from ..topology.shaping import parse_shaping
 
     node, ifname = split_endpoint(args.endpoint)
@@ -37,13 +37,10 @@ def cmd_link(args: argparse.Namespace) -> int:
     if args.action in ("up", "down"):
         import time
 
-        from ..ops.machines import check_far_end, tell_far_end
-
         start = time.monotonic()
         if args.all:
-            check_far_end(lab, node, ifname)  # refused before this end changes
-        set_link_state(lab, node, ifname, up=args.action == "up")
-        far = tell_far_end(lab, node, ifname, up=args.action == "up") if args.all else None
+            check_ends(lab, [(node, ifname)])  # refused before this end changes
+        far = set_end(lab, node, ifname, up=args.action == "up", everywhere=args.all)
         if not args.json:
             print(f"{node}:{ifname} is {args.action}" + (
                 f"; {far} ({(time.monotonic() - start) * 1000:.0f} ms after the command)" if far else ""))
@@ -71,7 +68,7 @@ def cmd_node(args: argparse.Namespace) -> int:
     from ..ops.faults import isolate
 
     lab = resolve_lab(args.lab, args.node)
-    isolate(lab, args.node, up=args.action == "restore", emit=_say(args))
+    isolate(lab, args.node, up=args.action == "restore", emit=_say(args), everywhere=args.all)
     return 0
 
 
@@ -79,7 +76,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     from ..ops.faults import chaos
 
     lab = resolve_lab(args.lab)
-    schedule = chaos(lab, _seconds(args.duration), args.seed, _say(args))
+    schedule = chaos(lab, _seconds(args.duration), args.seed, _say(args), everywhere=args.all)
     if args.json:
         print_json({"lab": lab, "seed": args.seed, "flaps": schedule})
     return 0

@@ -134,9 +134,13 @@ def _build(only: str | None) -> argparse.ArgumentParser:
     p = cmd("node", _lazy("faults", "cmd_node"), "all of a node's links down (isolate) or back up (restore)")
     p.add_argument("action", choices=["isolate", "restore"])
     p.add_argument("node")
+    p.add_argument("--all", action="store_true", help="the far machines take their sides of the node's links "
+                   "across machines (with `carrier: true`) down/up too, so the far nodes see NO-CARRIER")
     p = cmd("chaos", _lazy("faults", "cmd_chaos"), "random flaps for a while; the same seed replays the same run")
     p.add_argument("--duration", default="60s", metavar="T")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--all", action="store_true", help="each flap of a link across machines (with `carrier: true`) "
+                   "takes the far machine's side too, so the far node sees NO-CARRIER")
     p = cmd("watch", _lazy("faults", "cmd_watch"), "link and address changes as they happen (netlink events)")
     p.add_argument("--duration", metavar="T", help="stop after this long")
     p.add_argument("--count", type=argtypes.COUNT, help="stop after this many events")

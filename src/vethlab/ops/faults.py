@@ -76,6 +76,28 @@ def set_link_state(name: str, node: str, ifname: str, up: bool, timeout: float =
         kernel.close()
 
 
+def set_end(lab: str, node: str, ifname: str, up: bool, everywhere: bool = False) -> str | None:
+    """One link end down or up (set_link_state); with `everywhere` (`--all`) the far
+    machine then takes its side of a link across machines too (machines.tell_far_end),
+    so that the far node sees NO-CARRIER (carrier).  The one path `link`, `node` and
+    `chaos` share.  Returns what the far node shows, None if no other machine was asked."""
+    set_link_state(lab, node, ifname, up=up)
+    if not everywhere:
+        return None
+    from .machines import tell_far_end
+
+    return tell_far_end(lab, node, ifname, up=up)
+
+
+def check_ends(lab: str, ends: list[tuple[str, str]]) -> None:
+    """Before anything changes: UsageError if `--all` cannot reach the far end of
+    one of these ends (a link across machines without `carrier: true`)."""
+    from .machines import check_far_end
+
+    for node, ifname in ends:
+        check_far_end(lab, node, ifname)
+
+
 def set_shaping(lab: str, node: str, ifname: str, shaping: Shaping | None, kernel: Kernel | None = None) -> None:
     """Shape traffic leaving NODE:IFNAME (None: remove the shaping)."""
     state = lab_state(lab)
@@ -109,26 +131,33 @@ def flap(lab: str, node: str, ifname: str, down: float, up: float, count: int, e
             time.sleep(up)
 
 
-def isolate(lab: str, node: str, up: bool, emit: Emit) -> None:
-    """All of a node's link ends down (isolate) or up (restore)."""
+def isolate(lab: str, node: str, up: bool, emit: Emit, everywhere: bool = False) -> None:
+    """All of a node's link ends down (isolate) or up (restore); with `everywhere`
+    the far machines' sides of its links across machines too (see set_end)."""
     state = lab_state(lab)
     if node not in state.nodes:
         raise UsageError(f"lab {lab} has no node {node}")
     ends = [(n, i) for n, i in link_ends(state) if n == node]
     if not ends:
         raise UsageError(f"node {node} has no links")
+    if everywhere:
+        check_ends(lab, ends)
     for n, i in ends:
-        set_link_state(lab, n, i, up=up)
-        emit(f"{n}:{i} {'up' if up else 'down'}")
+        far = set_end(lab, n, i, up=up, everywhere=everywhere)
+        emit(f"{n}:{i} {'up' if up else 'down'}" + (f"; {far}" if far else ""))
 
 
-def chaos(lab: str, duration: float, seed: int, emit: Emit, sleep: Callable[[float], None] = time.sleep) -> list[str]:
+def chaos(lab: str, duration: float, seed: int, emit: Emit, sleep: Callable[[float], None] = time.sleep,
+          everywhere: bool = False) -> list[str]:
     """Random flaps for `duration` seconds; the same seed makes the same schedule.
-    Every link is back up at the end.  Returns the schedule as printed."""
+    Every link is back up at the end.  Returns the schedule as printed.  With
+    `everywhere` each flap of a link across machines takes the far side too (set_end)."""
     state = lab_state(lab)
     ends = link_ends(state)
     if not ends:
         raise UsageError(f"lab {lab} has no links to flap")
+    if everywhere:
+        check_ends(lab, ends)
     rng = random.Random(seed)
     schedule: list[str] = []
     clock = 0.0
@@ -142,13 +171,13 @@ def chaos(lab: str, duration: float, seed: int, emit: Emit, sleep: Callable[[flo
             line = f"t=+{clock:.2f}s {node}:{ifname} down for {outage:.2f}s"
             schedule.append(line)
             emit(line)
-            set_link_state(lab, node, ifname, up=False)
+            set_end(lab, node, ifname, up=False, everywhere=everywhere)
             sleep(outage)
-            set_link_state(lab, node, ifname, up=True)
+            set_end(lab, node, ifname, up=True, everywhere=everywhere)
             clock += outage + gap
             sleep(gap)
     finally:
         for node, ifname in ends:  # whatever happened, every link ends up
-            set_link_state(lab, node, ifname, up=True)
+            set_end(lab, node, ifname, up=True, everywhere=everywhere)
     emit(f"chaos over after {clock:.2f}s: {len(schedule)} flaps, every link up")
     return schedule
