@@ -154,7 +154,7 @@ def test_down_removes_joined_containers_and_a_later_del_succeeds(cni: Cni, tmp_p
 
     def published() -> dict[str, Any]:  # what the plugin's table is made from (.cni: the plugin's, not a lab's)
         try:
-            with open(os.path.join(root, ".cni", "firewall.json")) as fh:
+            with open(os.path.join(root, ".cni", ".firewall.json")) as fh:
                 data = json.load(fh)
         except FileNotFoundError:
             return {}

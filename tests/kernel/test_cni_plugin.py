@@ -523,3 +523,19 @@ def test_chained_plugins_get_our_result_as_prev_result(cni: Cni, data: str) -> N
     assert out["ips"] == [{"interface": 2, "address": "10.88.0.2/24", "gateway": "10.88.0.1"}]
     assert in_ns("c1", "cat", "/proc/sys/net/ipv4/conf/eth0/rp_filter").stdout.strip() == "2"
     assert cni.check({"cniVersion": "1.0.0", "name": "net1", **ours}, "c1", "/run/netns/c1", out).status == 0
+
+
+# -- network names that look like the plugin's own state files (review) ------------------------------
+def test_network_names_cannot_land_on_the_plugin_s_own_files(cni: Cni, data: str) -> None:
+    """A network `firewall` once shared its lock with the firewall's (every ADD waited
+    on itself, then code 11); a network `firewall.json` made a directory where the
+    firewall's record goes (every other network's NAT then failed); `a.lock` squats
+    network `a`'s lock."""
+    env = {"VETHLAB_CNI_LOCK_WAIT": "1"}
+    for i, name in enumerate(["firewall", "firewall.json", "net1"]):
+        conf = bridge_conf(name, f"vlbr{i}", f"10.88.{i}.0/24", data)
+        answer = cni.call("ADD", conf, f"c{i}", netns(f"c{i}"), env=env)
+        assert answer.status == 0, (name, answer)
+        assert answer.json["ips"][0]["address"] == f"10.88.{i}.2/24"
+    answer = cni.call("ADD", bridge_conf("net1.lock", "vlbr9", "10.88.9.0/24", data), "c9", netns("c9"), env=env)
+    assert answer.status == 1 and answer.json["code"] == 7 and "'.lock'" in answer.json["details"], answer

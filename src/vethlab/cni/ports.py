@@ -7,7 +7,7 @@ network's subnet leaving by another interface (ipMasq); DNAT a published port fo
 `fib daddr type local` in prerouting (from outside) and output (from the host,
 127.0.0.1 included: route_localnet on the bridge), and masquerade DNAT-ed traffic
 coming back into the bridge (hairpin).  One table holds every CNI network of the
-host, each network's rules computed from .cni/firewall.json, and it is rewritten
+host, each network's rules computed from .cni/.firewall.json, and it is rewritten
 whole in one atomic `nft -j -f -` batch under the firewall lock, so concurrent
 ADDs on several networks never lose each other's rules, and several networks
 with ipMasq each keep theirs (the reference plugin's nftables backend keeps

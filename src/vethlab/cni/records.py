@@ -6,8 +6,13 @@ directory, so `vethlab ls` never takes it for a lab):
 
     .cni/NETWORK.lock              flock: one ADD/DEL/GC per network at a time
     .cni/NETWORK/CID.IFNAME.json   one attachment (ifname, netns, host veth, IPs, ports)
-    .cni/firewall.lock             flock: the shared nftables table is rewritten whole
-    .cni/firewall.json             what that table holds (ports.py)
+    .cni/.firewall.lock            flock: the shared nftables table is rewritten whole
+    .cni/.firewall.json            what that table holds (ports.py)
+
+No network's name can land on another's or on the firewall's: network names
+start with a letter or digit (the firewall's files with a dot) and do not end in
+`.lock` (config.py), so a network `firewall` does not wait on its own lock and a
+network `firewall.json` or `a.lock` does not squat a file others need.
 
 Files are written atomically (temp, fsync, rename) and reached only through
 state/fs.py (owner and mode checked, never through a symlink).  Locks are bounded:
@@ -201,9 +206,10 @@ class NetworkState:
 
 
 class FirewallState:
-    """The shared nftables table's inputs (.cni/firewall.json), under its lock."""
+    """The shared nftables table's inputs (.cni/.firewall.json), under its lock."""
 
-    NAME = "firewall.json"
+    NAME = ".firewall.json"
+    LOCK = ".firewall.lock"
 
     def __init__(self, wait: float | None = None) -> None:
         self.wait = lock_wait() if wait is None else wait
@@ -215,7 +221,7 @@ class FirewallState:
         self.cni_fd, cni_path = _cni_dir()
         try:
             self.path = os.path.join(cni_path, self.NAME)
-            self.lock_fd = flock(self.cni_fd, "firewall.lock", os.path.join(cni_path, "firewall.lock"), self.wait,
+            self.lock_fd = flock(self.cni_fd, self.LOCK, os.path.join(cni_path, self.LOCK), self.wait,
                                  "the CNI firewall lock")
             _mark_holder(self.lock_fd, "firewall")
         except BaseException:
@@ -242,7 +248,7 @@ class FirewallState:
 
 
 def peek_firewall() -> dict[str, Any] | None:
-    """firewall.json read without its lock (ADD's fast path: is my network's NAT in
+    """.firewall.json read without its lock (ADD's fast path: is my network's NAT in
     the table already?); None when absent.  A stale read only costs a locked re-check."""
     root = state_root()
     try:
