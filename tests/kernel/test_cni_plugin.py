@@ -539,3 +539,21 @@ def test_network_names_cannot_land_on_the_plugin_s_own_files(cni: Cni, data: str
         assert answer.json["ips"][0]["address"] == f"10.88.{i}.2/24"
     answer = cni.call("ADD", bridge_conf("net1.lock", "vlbr9", "10.88.9.0/24", data), "c9", netns("c9"), env=env)
     assert answer.status == 1 and answer.json["code"] == 7 and "'.lock'" in answer.json["details"], answer
+
+
+def test_a_port_a_host_process_listens_on_is_not_taken_over(cni: Cni, data: str) -> None:
+    """portMappings on a port the host already serves would DNAT its traffic (from
+    outside and from 127.0.0.1) into the container: refused, code 101, nothing built."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("0.0.0.0", 8080))
+        listener.listen()
+        conf = bridge_conf("net1", "vlbr0", "10.88.0.0/24", data, capabilities={"portMappings": True},
+                           runtimeConfig={"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]})
+        before = snapshot(data, state_dir())
+        answer = cni.call("ADD", conf, "c1", netns("c1"))
+        assert answer.status == 1 and answer.json["code"] == 101 and "8080/tcp" in answer.json["details"], answer
+        assert snapshot(data, state_dir()) == before
+        udp = {**conf, "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "udp"}]}}
+        assert cni.add(udp, "c1", "/run/netns/c1")["ips"][0]["address"] == "10.88.0.2/24"  # another protocol: fine
