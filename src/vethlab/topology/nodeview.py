@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from typing import Any, Protocol
 
 from .loader import Document, Path
@@ -151,11 +152,22 @@ def _read_source(c: Checker, raw: Any, path: Path) -> tuple[str | None, bytes | 
     base = os.path.dirname(os.path.abspath(c.doc.file)) if not c.doc.file.startswith("<") else os.getcwd()
     full = os.path.normpath(os.path.join(base, raw))
     try:
-        with open(full, "rb") as fh:
+        # O_NONBLOCK: a FIFO (or a device) named here would otherwise block validation forever
+        fd = os.open(full, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        c.err(path, f"cannot read {full}: {exc.strerror}")
+        return None, None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            c.err(path, f"{full} is not a regular file")
+            return None, None
+        with os.fdopen(fd, "rb", closefd=False) as fh:
             data = fh.read(MAX_FILE + 1)
     except OSError as exc:
         c.err(path, f"cannot read {full}: {exc.strerror}")
         return None, None
+    finally:
+        os.close(fd)
     return full, data
 
 
