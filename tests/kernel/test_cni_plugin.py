@@ -333,18 +333,18 @@ def test_gc_keeps_going_past_a_damaged_record(cni: Cni, data: str) -> None:
     records = os.path.join(state_dir(), "net1")
     keep = netns("keep")
     cni.add(conf, "keep", keep)
-    with open(os.path.join(records, "keep.eth0.json"), "wb") as fh:
+    with open(os.path.join(records, "keep:eth0.json"), "wb") as fh:
         fh.write(b"{damaged")
     before = snapshot(data, state_dir())
     for name, port in (("gone1", 8080), ("gone2", 8081)):
         cni.add({**conf, "runtimeConfig": {"portMappings": [{"hostPort": port, "containerPort": 80}]}}, name,
                 netns(name))
-    with open(os.path.join(records, "gone1.eth0.json"), "wb") as fh:
+    with open(os.path.join(records, "gone1:eth0.json"), "wb") as fh:
         fh.write(b"{damaged")
     answer = cni.gc(conf, [("keep", "eth0")])
     assert answer.status == 1 and answer.json["code"] == 100, answer
-    assert "gone1.eth0.json is damaged" in answer.json["details"] and "keep" not in answer.json["details"]
-    assert snapshot(data, state_dir()) == {**before, "files": {**before["files"], "net1/gone1.eth0.json": b"{damaged"}}
+    assert "gone1:eth0.json is damaged" in answer.json["details"] and "keep" not in answer.json["details"]
+    assert snapshot(data, state_dir()) == {**before, "files": {**before["files"], "net1/gone1:eth0.json": b"{damaged"}}
     assert in_ns("keep", "ping", "-c1", "-W2", "10.88.0.1").returncode == 0
 
 
@@ -446,7 +446,7 @@ def test_concurrent_adds_and_dels_never_interleave(cni: Cni, data: str) -> None:
     assert leases == {ip: f"{name}\r\neth0" for name, ip in addresses.items()}
     ports = [link["ifname"] for link in ip_json("link", "show", "master", "vlbr0")]
     assert sorted(ports) == sorted(answers[name].json["interfaces"][1]["name"] for name in new)
-    assert sorted(os.listdir(os.path.join(state_dir(), "net1"))) == sorted(f"{name}.eth0.json" for name in new)
+    assert sorted(os.listdir(os.path.join(state_dir(), "net1"))) == sorted(f"{name}:eth0.json" for name in new)
 
 
 def test_lock_timeout_is_try_again_later(cni: Cni, data: str) -> None:
@@ -557,3 +557,16 @@ def test_a_port_a_host_process_listens_on_is_not_taken_over(cni: Cni, data: str)
         assert snapshot(data, state_dir()) == before
         udp = {**conf, "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "udp"}]}}
         assert cni.add(udp, "c1", "/run/netns/c1")["ips"][0]["address"] == "10.88.0.2/24"  # another protocol: fine
+
+
+def test_attachments_whose_id_and_ifname_join_alike_are_kept_apart(cni: Cni, data: str) -> None:
+    """Container "a.b" on eth0 and container "a" on "b.eth0" once shared one record
+    file (CID.IFNAME.json): the second ADD overwrote the first's record and DEL of
+    the first then removed the second's host end."""
+    conf = bridge_conf("net1", "vlbr0", "10.88.0.0/24", data)
+    first = cni.add(conf, "a.b", netns("c1"), ifname="eth0")
+    second = cni.add(conf, "a", netns("c2"), ifname="b.eth0")
+    cni.delete(conf, "a.b", "/run/netns/c1", ifname="eth0")
+    ports = [link["ifname"] for link in ip_json("link", "show", "master", "vlbr0")]
+    assert ports == [second["interfaces"][1]["name"]] != [first["interfaces"][1]["name"]]
+    assert cni.check(conf, "a", "/run/netns/c2", second, ifname="b.eth0").status == 0

@@ -5,7 +5,7 @@ Layout under the state root ($VETHLAB_STATE_DIR, default /run/vethlab; a dot
 directory, so `vethlab ls` never takes it for a lab):
 
     .cni/NETWORK.lock              flock: one ADD/DEL/GC per network at a time
-    .cni/NETWORK/CID.IFNAME.json   one attachment (ifname, netns, host veth, IPs, ports)
+    .cni/NETWORK/CID:IFNAME.json   one attachment (ifname, netns, host veth, IPs, ports)
     .cni/.firewall.lock            flock: the shared nftables table is rewritten whole
     .cni/.firewall.json            what that table holds (ports.py)
 
@@ -129,8 +129,10 @@ def read_json(dir_fd: int, name: str, path: str) -> dict[str, Any] | None:
 
 
 def attachment_name(container_id: str, ifname: str) -> str:
-    # both checked by protocol.read_env: no '/', and the id starts with a letter or digit
-    return f"{container_id}.{ifname}.json"
+    # both checked by protocol.read_env: no '/', and the id starts with a letter or digit.
+    # ':' is in neither, so one name is one attachment: with '.', container "a.b" on
+    # eth0 and container "a" on "b.eth0" shared a record, and DEL of one removed the other's port
+    return f"{container_id}:{ifname}.json"
 
 
 class NetworkState:
