@@ -19,7 +19,6 @@ from .config import NetConf
 from .protocol import (
     CANNOT_ADD,
     CHECK_FAILED,
-    CONFLICT,
     INVALID_CONFIG,
     LIMITED_CONNECTIVITY,
     UNKNOWN_CONTAINER,
@@ -70,7 +69,7 @@ def add(conf: NetConf, env: Env) -> dict[str, Any]:
         raise CniError(INVALID_CONFIG, "ipam: missing (vethlab needs an address for the container: give "
                        "`ipam` host-local's `ranges`, or use `lab` + `network`)")
     if conf.port_mappings:
-        _refuse_listened_ports(conf)
+        ports.refuse_listened(conf.port_mappings)
     ns_fd = link.open_netns(env.netns)
     marker = cni_marker(conf.name)
     host_name = link.host_veth_name(env.container_id, env.ifname)
@@ -117,24 +116,6 @@ def add(conf: NetConf, env: Env) -> dict[str, Any]:
                                          ("0.0.0.0/0", "::/0") and all(x["dst"] != r["dst"] for x in result.routes)],
                  dns=conf.dns or result.dns)
     return out.to_json(conf.version)
-
-
-def _refuse_listened_ports(conf: NetConf) -> None:
-    """A host port a process of the host namespace listens on is not published: the
-    DNAT would silently take its traffic (from outside and from the host itself) —
-    taking over what vethlab did not create.  Labs refuse it too (kernel/listeners.py);
-    code 101 before anything is built."""
-    from ..kernel.listeners import listeners
-
-    wild = ("0.0.0.0", "::")
-    found = listeners()
-    for m in conf.port_mappings:
-        for s in found:
-            if s.port == m.host_port and s.protocol == m.protocol and (
-                    m.host_ip in (None, *wild) or s.address in wild or s.address == m.host_ip):
-                raise CniError(CONFLICT, f"host port {m.host_port}/{m.protocol} is already in use: a process of the "
-                                         f"host namespace listens on {s.address}:{s.port}; publishing it would take "
-                                         "its traffic")
 
 
 def _firewall_add(conf: NetConf, env: Env, result: Result, bridge: str) -> None:

@@ -28,6 +28,8 @@ TYPE_CHECKING = False  # typing itself is not imported at run time: start-up cos
 if TYPE_CHECKING:
     from typing import Any
 
+    from .config import PortMapping
+
 TABLE = "vethlab-cni"
 OWNER_CHAIN = "owner-vethlab-cni"
 
@@ -166,3 +168,21 @@ def delete_table() -> None:
     """Remove the table if it is ours (GC of the last network)."""
     if _owned():
         apply({"networks": {}, "publish": {}}, True)
+
+
+def refuse_listened(mappings: list[PortMapping]) -> None:
+    """A host port a process of the host namespace listens on is not published: the
+    DNAT would silently take its traffic (from outside and from the host itself) —
+    taking over what vethlab did not create.  Labs refuse it too (kernel/listeners.py);
+    code 101, called before anything is built."""
+    from ..kernel.listeners import listeners
+
+    wild = ("0.0.0.0", "::")
+    found = listeners()
+    for m in mappings:
+        for s in found:
+            if s.port == m.host_port and s.protocol == m.protocol and (
+                    m.host_ip in (None, *wild) or s.address in wild or s.address == m.host_ip):
+                raise CniError(CONFLICT, f"host port {m.host_port}/{m.protocol} is already in use: a process of the "
+                                         f"host namespace listens on {s.address}:{s.port}; publishing it would take "
+                                         "its traffic")
