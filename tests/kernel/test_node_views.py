@@ -423,3 +423,24 @@ def test_services_are_restarted_in_a_rebuilt_view_and_plan_says_why() -> None:
     finally:
         vethlab("down", str(path), check=True)
     assert _sleepers("4713") == []
+
+
+def test_a_read_only_mount_is_read_only_below_too() -> None:
+    """(review) `mounts:` binds recursively, and a read-only remount covers one mount:
+    a file system mounted below the host directory stayed writable in the node."""
+    inner = HOSTDIR / "data" / "inner"
+    inner.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "inner", str(inner)], check=True)
+    path = HOSTDIR / "ro.yaml"
+    path.write_text("name: ro\nnodes:\n  a:\n    mounts: {/run/t/data: /mnt}\n")
+    try:
+        vethlab("up", str(path), check=True)
+        try:
+            for target in ("/mnt/top", "/mnt/inner/below"):
+                r = vethlab("exec", "a", "--", "touch", target)
+                assert r.returncode != 0 and "Read-only file system" in r.stderr, (target, r.stderr)
+            assert os.listdir(inner) == [] and sorted(os.listdir(HOSTDIR / "data")) == ["inner"]
+        finally:
+            vethlab("down", str(path), check=True)
+    finally:
+        subprocess.run(["umount", str(inner)], check=True)
