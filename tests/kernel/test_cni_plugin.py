@@ -570,3 +570,15 @@ def test_attachments_whose_id_and_ifname_join_alike_are_kept_apart(cni: Cni, dat
     ports = [link["ifname"] for link in ip_json("link", "show", "master", "vlbr0")]
     assert ports == [second["interfaces"][1]["name"]] != [first["interfaces"][1]["name"]]
     assert cni.check(conf, "a", "/run/netns/c2", second, ifname="b.eth0").status == 0
+
+
+@pytest.mark.parametrize("path", ["/proc/self/ns/net", "/proc/self/ns/mnt"])
+def test_cni_netns_must_be_a_container_s_network_namespace(cni: Cni, data: str, path: str) -> None:
+    """(review) CNI_NETNS naming the plugin's own namespace made the "container" end,
+    its address and its routes in the host namespace; a mount namespace file ended
+    in a kernel error (100).  Both are code 4, with nothing built."""
+    conf = bridge_conf("net1", "vlbr0", "10.88.0.0/24", data)
+    before = snapshot(data)
+    answer = cni.call("ADD", conf, "c1", path, ifname="ctr0")
+    assert answer.status == 1 and answer.json["code"] == 4, answer
+    assert snapshot(data) == before

@@ -88,10 +88,29 @@ def open_netns(path: str) -> int:
         raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {path}: cannot open it ({exc.strerror})") from None
     # every namespace file lives on the one nsfs: a plain file (or a dead /run/netns
     # entry after a reboot) does not, and is refused before anything is built
-    if os.fstat(fd).st_dev != os.stat("/proc/thread-self/ns/net").st_dev:
+    st, own = os.fstat(fd), os.stat("/proc/thread-self/ns/net")
+    problem = None
+    if st.st_dev != own.st_dev:
+        problem = "is not a network namespace"
+    elif (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino):
+        # the plugin's own (the host's): the "container" end, its address and routes would
+        # land in the host namespace
+        problem = "is the host's own network namespace, not a container's"
+    else:
+        import fcntl
+
+        try:
+            if fcntl.ioctl(fd, NS_GET_NSTYPE) != CLONE_NEWNET:  # a mount or PID namespace file
+                problem = "is not a network namespace"
+        except OSError:
+            pass  # a kernel without NS_GET_NSTYPE (< 4.11): setns refuses the wrong kind later
+    if problem:
         os.close(fd)
-        raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {path} is not a network namespace")
+        raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {path} {problem}")
     return fd
+
+
+NS_GET_NSTYPE = 0xB703
 
 
 CLONE_NEWNET = 0x40000000
