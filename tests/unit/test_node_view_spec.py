@@ -277,3 +277,18 @@ def test_a_source_that_is_a_fifo_or_a_device_is_refused_not_waited_on(tmp_path: 
         f"nodes.r1.files./etc/a: {tmp_path}/fifo is not a regular file",
         "nodes.r1.files./etc/b: /dev/zero is not a regular file",
         f"nodes.r1.files./etc/c.source: {tmp_path} is not a regular file"]
+
+
+def test_an_owner_id_out_of_range_is_exit_2_not_an_internal_error_at_up() -> None:
+    """(review) owner "99999999999999999999" passed validation and `up` then failed
+    with "internal error: OverflowError"; 4294967295 is chown's "leave it"."""
+    assert errors("""\
+        name: t
+        nodes:
+          r1:
+            private:
+              - {path: /tmp, owner: "99999999999999999999"}
+              - {path: /var, owner: "0:4294967295"}
+        """) == [
+        "lab.yaml:5: nodes.r1.private[0].owner: 99999999999999999999 is not a user or group id (0 to 4294967294)",
+        "lab.yaml:6: nodes.r1.private[1].owner: 4294967295 is not a user or group id (0 to 4294967294)"]

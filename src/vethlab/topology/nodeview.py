@@ -29,6 +29,8 @@ MODE = re.compile(r"0?[0-7]{3,4}")
 #: the most a `files:` item may hold (the topology file itself is capped at 8 MiB)
 MAX_FILE = 1 << 20
 PATH_MAX = 4095
+#: the highest user or group id (2^32-1 means "leave as it is" to chown)
+MAX_ID = (1 << 32) - 2
 FILE_KEYS = {"content", "source", "mode"}
 PRIVATE_KEYS = {"path", "copy", "owner", "mode"}
 
@@ -182,6 +184,10 @@ def _owner(c: Checker, raw: Any, path: Path) -> tuple[int, int] | None:
         c.err(path, "must be USER or USER:GROUP (names or numbers)")
         return None
     user, _, group = raw.partition(":")
+    for word in (user, group):
+        if word.isdigit() and int(word) > MAX_ID:  # chown would fail half-way through `up` (or, at 2^32-1, do nothing)
+            c.err(path, f"{word} is not a user or group id (0 to {MAX_ID})")
+            return None
     try:
         entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
         uid, gid = entry.pw_uid, entry.pw_gid
