@@ -582,3 +582,19 @@ def test_cni_netns_must_be_a_container_s_network_namespace(cni: Cni, data: str, 
     answer = cni.call("ADD", conf, "c1", path, ifname="ctr0")
     assert answer.status == 1 and answer.json["code"] == 4, answer
     assert snapshot(data) == before
+
+
+def test_a_subnet_overlapping_the_host_s_addresses_is_refused(cni: Cni, data: str) -> None:
+    """(review) A network on the host's own LAN subnet (here: a veth standing for the
+    uplink) gave its bridge the LAN's addresses: a second connected route that changed
+    how the host reaches its LAN.  Code 101, and the host's routes stay as they were."""
+    subprocess.run(["ip", "link", "add", "uplink0", "type", "veth", "peer", "uplink1"], check=True)
+    subprocess.run(["ip", "addr", "add", "192.168.77.5/24", "dev", "uplink0"], check=True)
+    subprocess.run(["ip", "link", "set", "uplink0", "up"], check=True)
+    routes = ip_json("route", "show")
+    for subnet in ("192.168.77.0/24", "192.168.0.0/16", "127.0.0.0/24"):
+        answer = cni.call("ADD", bridge_conf("net1", "vlbr0", subnet, data), "c1", netns("c1"))
+        assert answer.status == 1 and answer.json["code"] == 101 and "overlaps" in answer.json["details"], answer
+        assert ip_json("route", "show") == routes
+        subprocess.run(["ip", "netns", "del", "c1"], check=True)
+    assert cni.add(bridge_conf("net1", "vlbr0", "192.168.78.0/24", data), "c1", netns("c1"))["ips"]

@@ -91,6 +91,7 @@ def add(conf: NetConf, env: Env) -> dict[str, Any]:
                 ctr = link.socket_in(ns_fd)
                 result, holder = lease.result()
                 if conf.is_gateway:
+                    link.refuse_overlap(host, bridge, _gateway_cidrs(result))
                     link.add_addresses(host, bridge.index, _gateway_cidrs(result), f"bridge {conf.bridge}")
                     link.flush(host)
                 routes = _routes_for(result, conf)

@@ -312,6 +312,27 @@ def addresses(sock: nl.NlSocket, index: int) -> list[str]:
     return out
 
 
+def refuse_overlap(sock: nl.NlSocket, bridge: LinkFacts, cidrs: list[str]) -> None:
+    """The bridge's gateway subnets must not overlap an address of another interface of
+    the host namespace (the host's LAN, lo, another network's bridge): a connected
+    route for them on the bridge would change how the host reaches what it already
+    reaches — the host's routing, not vethlab's.  Code 101, before the bridge gets them."""
+    wanted = [addr.parse_cidr(c) for c in cidrs]
+    for msg in sock.dump(nl.RTM_GETADDR, struct.pack("=BBBBI", 0, 0, 0, 0, 0), "list addresses"):
+        ifindex, family, raw, prefixlen = nl.parse_addr(msg)
+        if ifindex == bridge.index or family not in (socket.AF_INET, socket.AF_INET6) or not raw:
+            continue
+        version, value = (6 if len(raw) == 16 else 4), int.from_bytes(raw, "big")
+        if addr.is_link_local(version, value):
+            continue
+        for v, w, p in wanted:
+            shortest = min(p, prefixlen)
+            if v == version and addr.network(v, w, shortest) == addr.network(version, value, shortest):
+                raise CniError(CONFLICT, f"subnet {addr.subnet_text(v, w, p)} overlaps "
+                               f"{addr.cidr(version, value, prefixlen)} of interface #{ifindex} of the host "
+                               f"namespace: give bridge {bridge.ifname} a subnet of its own")
+
+
 def links(sock: nl.NlSocket) -> list[LinkFacts]:
     return [_facts(msg) for msg in sock.dump(nl.RTM_GETLINK, nl.ifinfo() + nl.attr_u32(
         nl.IFLA_EXT_MASK, nl.RTEXT_FILTER_SKIP_STATS), "list interfaces")]
