@@ -444,3 +444,23 @@ def test_a_read_only_mount_is_read_only_below_too() -> None:
             vethlab("down", str(path), check=True)
     finally:
         subprocess.run(["umount", str(inner)], check=True)
+
+
+def test_copy_of_a_directory_with_a_socket_and_a_fifo() -> None:
+    """(review) `copy: true` of a directory a running daemon uses (its socket, a FIFO)
+    failed the whole `up` with shutil's error list: sockets are left out, FIFOs made anew."""
+    src = HOSTDIR / "daemon"
+    src.mkdir(parents=True)
+    (src / "conf").write_text("x\n")
+    os.mkfifo(src / "fifo")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(src / "sock"))
+        path = HOSTDIR / "cp.yaml"
+        path.write_text("name: cp\nnodes:\n  a:\n    private: [{path: /run/t/daemon, copy: true}]\n")
+        vethlab("up", str(path), check=True)
+        try:
+            seen = vethlab("exec", "a", "--", "sh", "-c", "cd /run/t/daemon && for f in *; do "
+                           "[ -p $f ] && echo $f:fifo || echo $f:$(cat $f); done").stdout.split()
+            assert seen == ["conf:x", "fifo:fifo"]
+        finally:
+            vethlab("down", str(path), check=True)

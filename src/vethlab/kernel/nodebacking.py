@@ -143,7 +143,7 @@ def prepare_private(backing: str, host_dir: str, copy: bool, owner: tuple[int, i
     if like is not None and not stat.S_ISDIR(like.st_mode):
         like = None
     if copy and like is not None:
-        shutil.copytree(host_dir, backing, symlinks=True, dirs_exist_ok=True)
+        shutil.copytree(host_dir, backing, symlinks=True, dirs_exist_ok=True, copy_function=_copy_entry)
         for top, dirs, files in os.walk(backing):
             for name in dirs + files:
                 path = os.path.join(top, name)
@@ -156,6 +156,18 @@ def prepare_private(backing: str, host_dir: str, copy: bool, owner: tuple[int, i
         owner = (like.st_uid, like.st_gid)
     if owner is not None:
         _chown(backing, owner)
+
+
+def _copy_entry(source: str, target: str) -> None:
+    """One entry of a seeded private directory: a regular file copied, a FIFO made
+    anew; a socket or device node is left out (a daemon running on the host keeps
+    its sockets in /run/DAEMON: copying one fails, and the node's own daemon makes
+    its own).  Without this, `copy: true` of such a directory failed the whole `up`."""
+    st = os.lstat(source)
+    if stat.S_ISREG(st.st_mode):
+        shutil.copy2(source, target, follow_symlinks=False)
+    elif stat.S_ISFIFO(st.st_mode):
+        os.mkfifo(target, stat.S_IMODE(st.st_mode))
 
 
 def _chown(path: str, owner: tuple[int, int], follow: bool = True) -> None:
