@@ -198,7 +198,8 @@ def test_a_file_is_never_written_through_a_link_the_node_planted() -> None:
     HOSTDIR.mkdir()
     victim = HOSTDIR / "victim"
     victim.write_text("precious\n")
-    text = "name: esc\nnodes:\n  a:\n    private: [/run/t/conf]\n    files:\n      /run/t/conf/sub/c.conf: {}\n"
+    text = ("name: esc\nnodes:\n  a:\n    private: [/run/t/conf]\n    files:\n      /run/t/conf/a.conf: {0}\n"
+            "      /run/t/conf/sub/c.conf: {0}\n")
     path = HOSTDIR / "esc.yaml"
     path.write_text(text.format(json.dumps("one\n")))
     vethlab("up", str(path), check=True)
@@ -208,8 +209,10 @@ def test_a_file_is_never_written_through_a_link_the_node_planted() -> None:
         result = vethlab("up", str(path))
         assert result.returncode != 0 and "not a directory" in result.stderr, result.stderr
         assert victim.read_text() == "precious\n"
-        # refused before anything changed: the node keeps the view it had
+        # refused before anything changed: the node keeps the view it had (a.conf too, which
+        # comes first in the file: review found it rewritten by the refused run)
         assert vethlab("exec", "a", "--", "readlink", "/run/t/conf/sub").stdout == "/run/t\n"
+        assert vethlab("exec", "a", "--", "cat", "/run/t/conf/a.conf").stdout == "one\n"
         assert vethlab("exec", "a", "--", "sh", "-c", "rm /run/t/conf/sub && ln -s /run/t/victim "
                        "/run/t/conf/sub").returncode == 0
         path.write_text(text.format(json.dumps("three\n")).replace("sub/c.conf", "sub"))

@@ -47,6 +47,17 @@ def _walk(base: str, parts: list[str], create: bool) -> int:
         raise
 
 
+def check_way(base: str, relative: str) -> None:
+    """Raise as `write_file` would if a directory on the way to base/relative is not
+    one (a symlink the node planted): asked of every file before any is written, so
+    a refused one leaves the node's other files as they were.  Missing directories
+    are fine (they are made)."""
+    try:
+        os.close(_walk(base, [p for p in relative.split("/") if p][:-1], create=False))
+    except FileNotFoundError:
+        pass  # the walk goes down from `base`: every directory above the missing one was sound
+
+
 def write_file(base: str, relative: str, content: bytes, mode: int, owner: tuple[int, int] | None = None) -> None:
     """Write base/relative atomically (a temporary file renamed over it), never
     through a symlink: every directory on the way is opened with O_NOFOLLOW and the

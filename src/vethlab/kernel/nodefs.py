@@ -48,7 +48,7 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from .netns import run_in_thread
-from .nodebacking import make_mount_point, overwrite_file, prepare_private, write_file
+from .nodebacking import check_way, make_mount_point, overwrite_file, prepare_private, write_file
 from .nodepins import KINDS, VIEWS_DIR, call_in_view, has_view, pin_dir, state_root, views_root
 from .nodepoints import MountPoints
 
@@ -425,6 +425,10 @@ def build(ns: str, marker: str, view: View, replace: bool = False, digest: str =
         layers.append(layer("dir", item.backing, item.target, True))
     for mount in view.mounts:
         layers.append(layer("bind", mount.source, mount.target, os.path.isdir(mount.source), mount.writable))
+    for file in view.files:  # every way checked before any file is written: a refused one changes nothing
+        inside = holder(file.target)
+        if inside:
+            check_way(inside[0], inside[1])
     for file in view.files:
         data = file.content.encode("utf-8", "surrogateescape")
         inside = holder(file.target)
