@@ -12,6 +12,12 @@ core (topology, model) never imports the kernel's side effects — only its
 vocabulary, `kernel.api` (value types such as Route and the protocols, no code that
 touches the kernel), shown as its own node; nothing below the fronts imports the
 fronts or lab.py.  model's one import of state is graph.from_state's type.
+
+Besides packages, the boundary inside: drivers, reconcile, model, ops and lab.py
+reach the kernel only through its protocols (kernel.api) and its one factory
+(`kernel.open_kernel`); an import of any other kernel module from there (an
+implementation: rtnl, process, nodefiles, ...) is a reach-past, listed and, with
+--check, an error.  The fronts (cli, the CNI plugin, testing) may go further.
 """
 
 from __future__ import annotations
@@ -38,6 +44,11 @@ FORBIDDEN = {
 }
 
 
+#: the layers that reach the kernel through its boundary only: no kernel module but these
+ABOVE_KERNEL = {"drivers", "reconcile", "model", "ops", "lab"}
+BOUNDARY = {"kernel.api", "kernel"}
+
+
 def package_of(path: Path) -> str:
     rel = path.relative_to(ROOT)
     return rel.parts[0] if len(rel.parts) > 1 else rel.stem
@@ -53,31 +64,66 @@ def _is_module(name: str) -> bool:
     return (ROOT / name).is_dir() or (ROOT / f"{name}.py").is_file()
 
 
-def imported(path: Path) -> set[str]:
-    """The vethlab packages one module imports."""
+def _targets(path: Path) -> list[tuple[list[str], list[str]]]:
+    """Every vethlab import of one module: (the target's parts inside vethlab, the
+    names imported from it); `import vethlab.x.y` gives (["x", "y"], [])."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     here = path.relative_to(ROOT).parts[:-1]  # the module's package path inside vethlab
-    out: set[str] = set()
+    out: list[tuple[list[str], list[str]]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
+            names = [alias.name for alias in node.names]
             if node.level == 0:
                 parts = (node.module or "").split(".")
-                if parts[0] == "vethlab" and len(parts) > 1:
-                    out.add(_node(parts[1:]))
-                elif parts[0] == "vethlab":
-                    out.update(alias.name if _is_module(alias.name) else "vethlab" for alias in node.names)
+                if parts[0] == "vethlab":
+                    out.append((parts[1:], names))
                 continue
             base = here[:len(here) - (node.level - 1)] if node.level > 1 else here
-            target = [*base, *(node.module.split(".") if node.module else [])]
-            if target:
-                out.add(_node(target))
-            else:  # `from . import x` at the top of vethlab: a module, or the package's public API
-                out.update(alias.name if _is_module(alias.name) else "vethlab" for alias in node.names)
+            out.append(([*base, *(node.module.split(".") if node.module else [])], names))
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
                 if parts[0] == "vethlab" and len(parts) > 1:
-                    out.add(_node(parts[1:]))
+                    out.append((parts[1:], []))
+    return out
+
+
+def imported(path: Path) -> set[str]:
+    """The vethlab packages one module imports."""
+    out: set[str] = set()
+    for target, names in _targets(path):
+        if target:
+            out.add(_node(target))
+        else:  # `from vethlab import x` / `from . import x` at the top of vethlab: a module, or the public API
+            out.update(name if _is_module(name) else "vethlab" for name in names)
+    return out
+
+
+def kernel_modules(path: Path) -> set[str]:
+    """The modules of the kernel package one module imports: `kernel.rtnl` for
+    `from ..kernel.rtnl import X` and for `from ..kernel import rtnl`; `kernel` for
+    the package's own API (`from ..kernel import open_kernel`)."""
+    out: set[str] = set()
+    for target, names in _targets(path):
+        if target[:1] != ["kernel"]:
+            continue
+        if len(target) > 1:
+            out.add(f"kernel.{target[1]}")
+        else:
+            out.update(f"kernel.{n}" if (ROOT / "kernel" / f"{n}.py").is_file() else "kernel" for n in names or [""])
+    return out
+
+
+def reach_pasts() -> list[tuple[str, str]]:
+    """(module, kernel module) for every import, from the layers above the kernel, of
+    a kernel module other than the protocols (kernel.api) and the one factory
+    (kernel's open_kernel): those go past the boundary to an implementation."""
+    out = []
+    for path in sorted(ROOT.rglob("*.py")):
+        if package_of(path) not in ABOVE_KERNEL:
+            continue
+        for module in sorted(kernel_modules(path) - BOUNDARY):
+            out.append((str(path.relative_to(ROOT)), module))
     return out
 
 
@@ -101,7 +147,12 @@ def main(argv: list[str]) -> int:
     broken = [(pkg, bad) for pkg, banned in FORBIDDEN.items() for bad in sorted(edges.get(pkg, set()) & banned)]
     for pkg, bad in broken:
         print(f"layering broken: {pkg} imports {bad}", file=sys.stderr)
-    return 1 if broken and "--check" in argv else 0
+    past = reach_pasts()
+    print(f"past the kernel boundary (from {', '.join(sorted(ABOVE_KERNEL))}; allowed: kernel.api, "
+          f"kernel.open_kernel): {len(past)}")
+    for module, target in past:
+        print(f"reach-past: {module} imports {target}", file=sys.stderr)
+    return 1 if (broken or past) and "--check" in argv else 0
 
 
 if __name__ == "__main__":

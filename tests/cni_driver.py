@@ -20,6 +20,18 @@ from typing import Any
 
 VENV_BIN = os.path.dirname(sys.executable)
 REFERENCE_DIR = "/usr/lib/cni"
+#: a lab whose bridge network `lan` containers join (join-a-lab mode: docs/cni.md)
+JOINABLE_LAB = """\
+name: pl
+nodes:
+  a: {}
+  b: {}
+networks:
+  lan:
+    subnet: 172.31.5.0/24
+    nat: true
+    members: {a: {}, b: {}}
+"""
 
 
 class Answer:

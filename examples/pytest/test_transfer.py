@@ -21,6 +21,8 @@ from typing import Any
 
 from transfer import payload
 
+from vethlab import Lab
+
 PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "transfer.py")
 PORT = 9000
 RATE_BITS = 8_000_000  # the link's rate: 8 mbit/s, 1 MB per second
@@ -40,6 +42,15 @@ def lab(rate: str | None = "8mbit") -> dict[str, Any]:
         },
         "links": [link],
     }
+
+
+def built_lab() -> Lab:
+    """The same lab built in code (docs/python.md), a call per node and link."""
+    built = Lab.new("xfer")
+    built.add_node("server", run=[[sys.executable, PROGRAM, "serve", str(PORT)]])
+    built.add_node("client")
+    built.add_link("client:eth0", "server:eth0", addresses=["10.0.0.1/24", "10.0.0.2/24"], rate="8mbit")
+    return built
 
 
 def fetch(the_lab: Any, n: int, port: int = PORT) -> Any:
@@ -70,3 +81,11 @@ def test_client_says_why_when_nothing_listens(vethlab_lab: Any) -> None:
     result = fetch(vethlab_lab(lab(rate=None)), 10, port=PORT + 1)
     assert result.returncode == 1
     assert "cannot fetch from 10.0.0.2:9001" in result.stderr
+
+
+def test_a_lab_built_in_code_is_the_same_lab(vethlab_lab: Any) -> None:
+    the_lab = vethlab_lab(built_lab())  # up now, down after the test
+    assert the_lab.to_dict() == lab()
+    result = fetch(the_lab, 100_000)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["bytes"] == 100_000

@@ -14,13 +14,14 @@ from typing import Any
 
 from .errors import UsageError
 from .kernel import open_kernel
-from .kernel.api import Kernel, Netns
-from .kernel.process import run_in_node
+from .kernel.api import Kernel, Netns, Processes
 from .ownership import marker
 from .reconcile.actions import Action, Plan
 from .reconcile.services import Record as _Record
 from .state import store
-from .topology import HOST, LabSpec, lab_from_dict, load_lab
+from .state.speccache import load_lab
+from .topology import HOST, LabSpec, lab_from_dict
+from .topology.builder import Buildable, Draft
 
 __all__ = ["Lab", "Node", "default_kernel"]
 
@@ -32,8 +33,9 @@ def default_kernel() -> Kernel:
 class Node:
     """One node of a lab, for running commands in it."""
 
-    def __init__(self, lab: str, name: str, netns: Netns) -> None:
+    def __init__(self, lab: str, name: str, netns: Netns, kernel: Processes | None = None) -> None:
         self.lab, self.name, self.netns = lab, name, netns
+        self._kernel = kernel  # the lab's; None: the real one, opened for each command
 
     def exec(self, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
         """Run argv in the node (as `ip netns exec` does) and return the CompletedProcess,
@@ -46,13 +48,19 @@ class Node:
         if kwargs.get("capture_output") and not any(k in kwargs for k in ("text", "encoding", "universal_newlines")) \
                 and not isinstance(kwargs.get("input"), bytes):
             kwargs["text"] = True
-        return run_in_node(self.netns, argv, **kwargs)
+        if self._kernel is not None:
+            return self._kernel.run_in_node(self.netns, argv, **kwargs)
+        kernel = open_kernel()
+        try:
+            return kernel.run_in_node(self.netns, argv, **kwargs)
+        finally:
+            kernel.close()
 
     def __repr__(self) -> str:
         return f"Node({self.lab}:{self.name})"
 
 
-class Lab:
+class Lab(Buildable):  # add_node, add_link, add_network on a Lab.new (topology/builder.py)
     def __init__(self, spec: LabSpec | None, name: str | None = None, kernel: Kernel | None = None) -> None:
         self.spec = spec
         self.name = spec.name if spec else str(name)
@@ -67,6 +75,14 @@ class Lab:
     @classmethod
     def from_dict(cls, data: dict[str, Any], kernel: Kernel | None = None) -> Lab:
         return cls(lab_from_dict(data), kernel=kernel)
+
+    @classmethod
+    def new(cls, name: str, prefix: bool | None = None, kernel: Kernel | None = None) -> Lab:
+        """An empty lab to build in code with add_node, add_link, add_network, add_member."""
+        draft = Draft(name, prefix)  # the lab name is checked here, the rest when first needed
+        lab = cls(None, name=name, kernel=kernel)
+        lab._start(draft)
+        return lab
 
     @classmethod
     def existing(cls, name: str, kernel: Kernel | None = None) -> Lab:
@@ -134,7 +150,7 @@ class Lab:
         nodes = self.nodes()
         if name != HOST and name not in nodes:
             raise UsageError(f"lab {self.name} has no node {name} (it has: {', '.join(sorted(nodes)) or 'none'})")
-        return Node(self.name, name, nodes.get(name))
+        return Node(self.name, name, nodes.get(name), self.kernel)
 
     def __enter__(self) -> Lab:
         self.up()

@@ -11,21 +11,11 @@ from typing import Any
 
 import pytest
 
-from cni_driver import Cni, in_ns, install, netns
+from cni_driver import JOINABLE_LAB, Cni, in_ns, install, netns
 from helpers import ip_json, vethlab
 from vethlab.state.lock import LabLock
 
-LAB = """\
-name: pl
-nodes:
-  a: {}
-  b: {}
-networks:
-  lan:
-    subnet: 172.31.5.0/24
-    nat: true
-    members: {a: {}, b: {}}
-"""
+LAB = JOINABLE_LAB
 CONF = {"cniVersion": "1.0.0", "name": "labnet", "type": "vethlab", "lab": "pl", "network": "lan"}
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from cni_driver import install
+from cni_driver import JOINABLE_LAB, install
 from helpers import ip_json, vethlab
 
 BUSYBOX = "/bin/busybox"
@@ -54,17 +54,7 @@ def bridge_plugin(bridge: str, subnet: str, data_dir: str) -> dict[str, Any]:
                      "dataDir": data_dir}}
 
 
-LAB = """\
-name: pl
-nodes:
-  a: {}
-  b: {}
-networks:
-  lan:
-    subnet: 172.31.5.0/24
-    nat: true
-    members: {a: {}, b: {}}
-"""
+LAB = JOINABLE_LAB
 
 
 class Podman:

@@ -159,7 +159,7 @@ def test_pytest_plugin_example_passes() -> None:
     """docs/pytest-plugin.md's worked example: every test runs (none skipped) and passes."""
     result = _example_suite(EXAMPLES / "pytest")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 passed" in result.stdout and "skipped" not in result.stdout, result.stdout
+    assert "4 passed" in result.stdout and "skipped" not in result.stdout, result.stdout
 
 
 def _nobody_can_run_python() -> bool:
@@ -183,6 +183,17 @@ def test_pytest_plugin_example_skips_where_namespaces_cannot_be_made() -> None:
             path.chmod(0o755 if path.is_dir() else 0o644)
         result = _example_suite(copy, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "3 skipped" in result.stdout and "need root" in result.stdout, result.stdout
+        assert "4 skipped" in result.stdout and "need root" in result.stdout, result.stdout
     finally:
         shutil.rmtree(top)
+
+
+def test_python_chain_example_reaches_end_to_end_and_leaves_nothing() -> None:
+    """examples/python/chain.py (docs/python.md): a lab built in a loop with the
+    builder routes a -> b across every router, and `with lab:` takes it all down."""
+    before = world()
+    run = subprocess.run([sys.executable, str(EXAMPLES / "python" / "chain.py"), "3"], capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.splitlines()[-1] == "a reaches b across 3 routers"
+    assert world() == before

@@ -218,6 +218,12 @@ def test_a_spanning_network_resolves_names_and_pings_across(cluster: Cluster) ->
                     for a in i["addr_info"] if a.get("scope") == "global"] for m in ("m1", "m2", "m3")}
     assert gateways == {"m1": [], "m2": ["172.31.0.1", "fd00:31::1"], "m3": []}
     port = json.loads(cluster.run("m1", "ip", "-j", "link", "show", "master", "vb.span.lan", "type", "vxlan").stdout)
+    # each machine's port has a MAC of its own: with one MAC everywhere, a bridge that took it
+    # (a bridge takes its lowest port's) sent from the address the other machines' bridges
+    # hold as their own port's, and they dropped its frames (a -> the gateway failed, mostly)
+    macs = [json.loads(cluster.run(m, "ip", "-j", "link", "show", port[0]["ifname"]).stdout)[0]["address"]
+            for m in ("m1", "m2", "m3")]
+    assert len(set(macs)) == 3, macs
     fdb = json.loads(cluster.run("m1", "bridge", "-j", "fdb", "show", "dev", port[0]["ifname"]).stdout)
     assert sorted(e["dst"] for e in fdb if e["mac"] == "00:00:00:00:00:00") == ["10.200.0.2", "10.200.0.3"]
     hosts = cluster.vethlab("m3", "exec", "c", "--", "cat", "/etc/hosts").stdout

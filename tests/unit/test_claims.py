@@ -173,3 +173,69 @@ def test_host_wide_names() -> None:
     claims.check(spec, HostUse(names=[("netns:t-r", "lab x"), ("if:r", "lab x")]))
     prefixed = lab_from_text("name: a\nprefix: true\nnodes: {b: {}}\n")
     assert claims.of(prefixed, allocate(prefixed)).names == {"netns:a-b"}  # lab x may have a node a-b
+
+
+ORDER = """\
+name: o
+nodes: {a: {}, b: {}, r: {}, host: {sysctls: {net.ipv4.conf.all.rp_filter: 2},
+                                    routes: ["default via 10.9.0.2", "10.50.0.0/16 via 10.9.0.2 metric 5",
+                                             "10.50.0.0/16 via 10.9.0.2 metric 7"]}}
+links:
+  - endpoints: [a:e1, host:vh0]
+    addresses: [10.9.0.2/24, ["fe80::1/64", 10.9.0.1/24]]
+  - endpoints: [b:e1, host:vh1]
+    addresses: [10.7.0.2/24, 10.7.0.1/24]
+networks:
+  inner: {host: r, nat: true, members: {b: {publish: ["9090:80"]}}}
+  one: {nat: true, members: {a: {publish: ["8080:80"]}, b: {publish: ["8081:80"]}}}
+"""
+
+
+def test_every_claim_counts_whatever_comes_before_it_in_the_file() -> None:
+    """A network in another node listed first, a host end second in its link, a
+    link-local address first on an end: none of them hides the claims after it."""
+    spec = lab_from_text(ORDER)
+    mine = claims.of(spec, allocate(spec))
+    assert mine.subnets == {"172.30.0.0/24"}
+    assert mine.ports == {"8080/tcp", "8081/tcp"}
+    assert mine.addresses == {"fe80::1/64", "10.9.0.1/24", "10.7.0.1/24"}
+    for use, message in ((HostUse(ports=[("8081/tcp", "lab x")]), "member b publishes host port 8081/tcp"),
+                         (HostUse(addresses=[("10.9.0.1/32", "lab x")]), "address 10.9.0.1/24 is already taken"),
+                         (HostUse(subnets=[("10.7.0.0/16", "lab x")]), "address 10.7.0.1/24 overlaps 10.7.0.0/16")):
+        with pytest.raises(ConflictError, match=message):
+            claims.check(spec, use)
+
+
+def test_the_host_namespace_s_sysctls_and_routes_are_claimed_by_destination_and_metric() -> None:
+    """Two labs may not both set a host sysctl or the same host route: the first
+    `down` would undo the other's.  "default" is 0.0.0.0/0, as the kernel keys it;
+    the same destination at another metric is another route."""
+    names = claims.names(lab_from_text(ORDER))
+    assert {key: what for key, what in names.items() if key.startswith(("sysctl:", "route:"))} == {
+        "sysctl:net.ipv4.conf.all.rp_filter": "sysctl net.ipv4.conf.all.rp_filter of the host namespace",
+        "route:0.0.0.0/0:0": "route 0.0.0.0/0 of the host namespace",
+        "route:10.50.0.0/16:5": "route 10.50.0.0/16 of the host namespace",
+        "route:10.50.0.0/16:7": "route 10.50.0.0/16 of the host namespace",
+    }
+    assert names["if:vb.o.one"] == "bridge vb.o.one of network one"
+    with pytest.raises(ConflictError, match=r"^route 0.0.0.0/0 of the host namespace is already taken: lab x"):
+        claims.check(lab_from_text(ORDER), HostUse(names=[("route:0.0.0.0/0:0", "lab x")]))
+
+
+def test_a_lab_uses_the_host_with_only_a_host_link_or_only_a_host_network() -> None:
+    assert claims.wants_host(lab_from_text("name: s\nnodes: {a: {}}\nlinks: [{endpoints: [a:x, host:x]}]\n"))
+    assert claims.wants_host(lab_from_text("name: s\nnodes: {a: {}}\nnetworks: {n: {members: {a: {}}}}\n"))
+
+
+def test_the_host_s_loopback_and_link_local_addresses_take_no_subnet() -> None:
+    use = HostUse(subnets=[("172.30.9.0/24", "lab y")],
+                  addresses=[("127.0.0.1/8", "interface lo"), ("::1/128", "interface lo"),
+                             ("fe80::1/64", "interface eth0"), ("192.168.1.10/24", "interface eth0")])
+    assert use.taken_subnets() == [("172.30.9.0/24", "lab y"), ("192.168.1.0/24", "interface eth0")]
+
+
+def test_a_lab_claims_something_when_it_holds_any_one_kind_of_thing() -> None:
+    assert not claims.HostClaims()
+    for one in ({"subnets": {"10.0.0.0/24"}}, {"addresses": {"10.0.0.1/24"}}, {"ports": {"80/tcp"}},
+                {"names": {"netns:a"}}):
+        assert claims.HostClaims(**one), one

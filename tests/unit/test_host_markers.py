@@ -112,7 +112,7 @@ def listing(root: Path) -> dict[str, bytes | None]:
 
 
 def test_node_dir_is_born_marked_and_removed_whole(etc_netns: Path) -> None:
-    nodefiles.write_files(["n1"], [("10.0.0.1", "n1")], "vethlab:lab")
+    nodefiles.write_files(["n1"], [("10.0.0.1", "n1")], "vethlab:lab", "d")
     assert sorted(os.listdir(etc_netns)) == [".vethlab-owner.n1", "n1"]
     assert sorted(os.listdir(etc_netns / "n1")) == ["hosts", "resolv.conf"]  # nothing ip netns exec would bind
     assert nodefiles.owners(None) == {"n1": "vethlab:lab"}
@@ -129,7 +129,7 @@ def test_foreign_dir_is_refused_even_at_write_time(etc_netns: Path) -> None:
     before = listing(etc_netns)
     assert nodefiles.owners(None) == {"n1": ""}
     with pytest.raises(ConflictError, match="/etc/netns/n1 already exists and is not vethlab's"):
-        nodefiles.write_files(["n1"], [], "vethlab:lab")
+        nodefiles.write_files(["n1"], [], "vethlab:lab", "d")
     nodefiles.remove_files("n1", "vethlab:lab")
     assert listing(etc_netns) == before  # no temporary file left either
 
@@ -138,7 +138,7 @@ def test_marker_binds_the_directory_not_its_name(etc_netns: Path) -> None:
     """ext4 gives a new directory the inode number just freed: the marker's
     generation number tells the admin's new directory from the lab's old one."""
     for _ in range(8):
-        nodefiles.write_files(["n1"], [], "vethlab:lab")
+        nodefiles.write_files(["n1"], [], "vethlab:lab", "d")
         mark = (etc_netns / ".vethlab-owner.n1").read_bytes()
         nodefiles.remove_files("n1", "vethlab:lab")
         (etc_netns / "n1").mkdir()  # someone else's, under the same name
@@ -151,7 +151,7 @@ def test_marker_binds_the_directory_not_its_name(etc_netns: Path) -> None:
 
 
 def test_admins_files_in_a_labs_dir_stay(etc_netns: Path) -> None:
-    nodefiles.write_files(["n1"], [], "vethlab:lab")
+    nodefiles.write_files(["n1"], [], "vethlab:lab", "d")
     (etc_netns / "n1" / "custom.conf").write_bytes(b"admin's\n")
     nodefiles.remove_files("n1", "vethlab:lab")
     assert listing(etc_netns) == {"n1": None, "n1/custom.conf": b"admin's\n"}
@@ -159,9 +159,9 @@ def test_admins_files_in_a_labs_dir_stay(etc_netns: Path) -> None:
 
 
 def test_rewrite_keeps_the_directory_and_leaves_no_temporary_file(etc_netns: Path) -> None:
-    nodefiles.write_files(["n1", "n2"], [("10.0.0.1", "n1")], "vethlab:lab")
+    nodefiles.write_files(["n1", "n2"], [("10.0.0.1", "n1")], "vethlab:lab", "d")
     inode = os.stat(etc_netns / "n1").st_ino
-    nodefiles.write_files(["n1", "n2"], [("10.0.0.9", "n1")], "vethlab:lab")
+    nodefiles.write_files(["n1", "n2"], [("10.0.0.9", "n1")], "vethlab:lab", "d")
     assert os.stat(etc_netns / "n1").st_ino == inode
     assert b"10.0.0.9\tn1\n" in (etc_netns / "n2" / "hosts").read_bytes()
     assert sorted(os.listdir(etc_netns)) == [".vethlab-owner.n1", ".vethlab-owner.n2", "n1", "n2"]
@@ -177,7 +177,7 @@ def test_a_dir_an_older_vethlab_wrote_is_adopted_not_refused(etc_netns: Path) ->
     admins.mkdir()
     (admins / "resolv.conf").write_text("nameserver 10.0.0.53\n")  # same names, not our header
     assert nodefiles.owners(None) == {"n1": LEGACY_NODE_DIR, "n2": ""}
-    nodefiles.write_files(["n1"], [("10.0.0.1", "n1")], "vethlab:lab")
+    nodefiles.write_files(["n1"], [("10.0.0.1", "n1")], "vethlab:lab", "d")
     assert nodefiles.owners(["n1"]) == {"n1": "vethlab:lab"}
     assert sorted(os.listdir(old)) == ["hosts", "resolv.conf"]
     nodefiles.remove_files("n1", "vethlab:lab")

@@ -71,8 +71,10 @@ def test_fdb_append_is_pyroute2s(dst: str) -> None:
 
 
 def test_macs_are_a_pure_function_locally_administered_unicast() -> None:
-    mac = vxlan.mac_of("lab", "a", "e0")
-    assert mac == vxlan.mac_of("lab", "a", "e0") != vxlan.mac_of("lab", "b", "e0")
+    from vethlab.model.placement import mac_of
+
+    mac = mac_of("lab", "a", "e0")
+    assert mac == mac_of("lab", "a", "e0") != mac_of("lab", "b", "e0")
     assert len(mac) == 6 and mac[0] & 0x03 == 0x02
 
 

@@ -125,6 +125,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
+    from ..kernel import open_kernel
     from ..ops.inspect import pick_address
     from ..ops.perf import measure
     from .run import _netns, node_addresses
@@ -135,7 +136,11 @@ def cmd_perf(args: argparse.Namespace) -> int:
     address = pick_address(addrs.get(args.src, []), addrs.get(args.dst, []))
     if address is None:
         raise UsageError(f"node {args.dst} has no address")
-    result = measure(src_ns, dst_ns, address, args.time)
+    kernel = open_kernel()
+    try:
+        result = measure(kernel, src_ns, dst_ns, address, args.time)
+    finally:
+        kernel.close()
     report = {"src": args.src, "dst": args.dst, "address": address, **result}
     if args.json:
         print_json(report)

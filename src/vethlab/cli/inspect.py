@@ -70,7 +70,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     from ..model import graph
 
     if args.file and not args.lab:
-        from ..topology import load_lab
+        from ..state.speccache import load_lab
 
         pic = graph.from_spec(load_lab(args.file))
     else:
@@ -79,7 +79,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
             raise UsageError("lab does not exist")
         if state.file:
             try:
-                from ..topology import load_lab
+                from ..state.speccache import load_lab
 
                 pic = graph.from_spec(load_lab(state.file), state.allocation)
             except Exception:

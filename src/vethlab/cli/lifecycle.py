@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING
 
 from ..errors import UsageError, VethlabError
 from ..state import store
-from ..topology import load_lab
+from ..state.speccache import load_lab
 from .common import print_json, require_privileges, resolve_lab, topology_file
 from .words import plural
 
 if TYPE_CHECKING:  # the planner is loaded by the commands that plan, not by `down`
+    from ..lab import Lab
     from ..reconcile.planner import Action, Plan
 
 
@@ -39,32 +40,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_plan(args: argparse.Namespace) -> int:
+def _lab_of_file(args: argparse.Namespace, command: str) -> Lab:
+    """The lab of FILE, with the machine whose part this is (`--machine`, else
+    recognised by its addresses), once root privileges are checked."""
     from ..lab import Lab
     from ..ops.machines import choose
 
     lab = Lab.load(topology_file(args.file))
     lab.machine = choose(lab.spec, args.machine)
-    require_privileges("plan")
+    require_privileges(command)
+    return lab
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    lab = _lab_of_file(args, "plan")
     plan = lab.plan(refresh=args.refresh)
-    _warn(plan)
-    if args.json:
-        print_json(plan.to_json())
-    elif not plan:
-        print(f"lab {lab.name}{_on(lab.machine)}: no changes")
-    else:
-        print(f"lab {lab.name}{_on(lab.machine)}: {plural(len(plan.actions), 'change')}")
-        print("\n".join("  " + line for line in _describe(plan)))
+    _tell(args, lab, plan, ": no changes", f": {plural(len(plan.actions), 'change')}",
+          ["  " + line for line in _describe(plan)])
     return 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from ..lab import Lab
-    from ..ops.machines import choose
-
-    lab = Lab.load(topology_file(args.file))
-    lab.machine = choose(lab.spec, args.machine)
-    require_privileges("up")
+    lab = _lab_of_file(args, "up")
     verbose = args.verbose and not args.json
 
     def progress(action: Action) -> None:
@@ -76,18 +73,25 @@ def cmd_up(args: argparse.Namespace) -> int:
     with showing(f"vethlab up {lab.name}", shown):
         plan = lab.up(keep_on_error=args.keep_on_error, wait=args.wait, progress=progress if verbose else None,
                       refresh=args.refresh)
+    counts: dict[str, int] = {}
+    for a in plan.actions:
+        counts[a.kind] = counts.get(a.kind, 0) + 1
+    summary = ", ".join(plural(n, k) for k, n in counts.items())
+    _tell(args, lab, plan, ": up to date, no changes", f" is up ({plural(len(plan.actions), 'change')}: {summary})")
+    return 0
+
+
+def _tell(args: argparse.Namespace, lab: Lab, plan: Plan, unchanged: str, changed: str,
+          details: list[str] | None = None) -> None:
+    """What `plan` and `up` print: the plan's warnings, then the plan as JSON, or
+    `lab NAME [on machine M]` followed by what became of it (and the details)."""
     _warn(plan)
     if args.json:
         print_json(plan.to_json())
-    elif not plan:
-        print(f"lab {lab.name}{_on(lab.machine)}: up to date, no changes")
-    else:
-        counts: dict[str, int] = {}
-        for a in plan.actions:
-            counts[a.kind] = counts.get(a.kind, 0) + 1
-        summary = ", ".join(plural(n, k) for k, n in counts.items())
-        print(f"lab {lab.name}{_on(lab.machine)} is up ({plural(len(plan.actions), 'change')}: {summary})")
-    return 0
+        return
+    print(f"lab {lab.name}{_on(lab.machine)}{changed if plan else unchanged}")
+    if plan and details:
+        print("\n".join(details))
 
 
 def _on(machine: str | None) -> str:

@@ -46,7 +46,7 @@ def picture_of(lab: str) -> Any:
     state = lab_state(lab)
     if state.file:
         try:
-            from ..topology import load_lab
+            from ..state.speccache import load_lab
 
             return graph.from_spec(load_lab(state.file), state.allocation)
         except VethlabError:

@@ -94,6 +94,7 @@ def add(conf: NetConf, env: Env) -> dict[str, Any]:
                     link.refuse_overlap(host, bridge, _gateway_cidrs(result))
                     link.add_addresses(host, bridge.index, _gateway_cidrs(result), f"bridge {conf.bridge}")
                     link.flush(host)
+                    link.await_in_use(host, _gateway_cidrs(result), f"bridge {conf.bridge}")
                 routes = _routes_for(result, conf)
                 inner = link.configure_container(ctr, env.ifname, [ip["address"] for ip in result.ips], routes)
                 if conf.is_gateway:
@@ -211,11 +212,7 @@ def check(conf: NetConf, env: Env) -> None:
             raise CniError(CHECK_FAILED, f"host end {record['hostVeth']} is missing, down or off the bridge")
     finally:
         host.close()
-    ns_fd = link.open_netns(env.netns)
-    try:
-        ctr = link.socket_in(ns_fd)
-    finally:
-        os.close(ns_fd)
+    ctr = link.socket_in_netns(env.netns)
     try:
         inner = link.get_link(ctr, env.ifname)
         if inner is None or not inner.up:

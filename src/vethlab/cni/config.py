@@ -13,7 +13,7 @@ naming the field.
 from __future__ import annotations
 
 from . import addr
-from .protocol import INVALID_CONFIG, UNSUPPORTED_FIELD, CniError, plain_name
+from .protocol import INVALID_CONFIG, UNSUPPORTED_FIELD, CniError, json_object, plain_name
 
 TYPE_CHECKING = False  # typing itself is not imported at run time: start-up cost (main.py)
 if TYPE_CHECKING:
@@ -42,8 +42,7 @@ class PortMapping:
 
     @classmethod
     def from_json(cls, item: Any, where: str) -> PortMapping:
-        if not isinstance(item, dict):
-            raise CniError(INVALID_CONFIG, f"{where}: not an object")
+        item = json_object(item, INVALID_CONFIG, where)
         host, cont = item.get("hostPort"), item.get("containerPort")
         for key, value in (("hostPort", host), ("containerPort", cont)):
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
@@ -85,23 +84,15 @@ class NetConf:
         if not isinstance(mtu, int) or isinstance(mtu, bool) or (mtu and not 68 <= mtu <= 65535):
             raise CniError(INVALID_CONFIG, f"mtu: {mtu!r} is not an MTU (68-65535)")
         self.mtu: int | None = mtu or None
-        ipam = raw.get("ipam", {})
-        if not isinstance(ipam, dict):
-            raise CniError(INVALID_CONFIG, "ipam: not an object")
+        ipam = json_object(raw.get("ipam", {}), INVALID_CONFIG, "ipam")
         if ipam and not isinstance(ipam.get("type"), str):
             raise CniError(INVALID_CONFIG, "ipam.type: missing or not a string")
         self.ipam: dict[str, Any] = ipam
-        dns = raw.get("dns", {})
-        if not isinstance(dns, dict):
-            raise CniError(INVALID_CONFIG, "dns: not an object")
-        self.dns: dict[str, Any] = dns
+        self.dns: dict[str, Any] = json_object(raw.get("dns", {}), INVALID_CONFIG, "dns")
         prev = raw.get("prevResult")
-        if prev is not None and not isinstance(prev, dict):
-            raise CniError(INVALID_CONFIG, "prevResult: not an object")
-        self.prev_result: dict[str, Any] | None = prev
-        runtime = raw.get("runtimeConfig", {})
-        if not isinstance(runtime, dict):
-            raise CniError(INVALID_CONFIG, "runtimeConfig: not an object")
+        self.prev_result: dict[str, Any] | None = None if prev is None else json_object(prev, INVALID_CONFIG,
+                                                                                         "prevResult")
+        runtime = json_object(raw.get("runtimeConfig", {}), INVALID_CONFIG, "runtimeConfig")
         self.runtime: dict[str, Any] = runtime
         maps = runtime.get("portMappings") or []
         if not isinstance(maps, list):

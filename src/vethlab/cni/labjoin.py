@@ -208,6 +208,7 @@ def _hosts(net: LabNetwork, attachments: dict[str, Any], gone: list[dict[str, An
     lab's state learns the new digest: the hosts driver of the next `up` computes
     the same lines (labside.host_lines) and finds nothing to change."""
     from ..kernel import nodefiles
+    from ..model.hosts import hosts_digest
     from ..ownership import marker as lab_marker
     from ..state import store
     from .labside import host_lines
@@ -217,8 +218,9 @@ def _hosts(net: LabNetwork, attachments: dict[str, Any], gone: list[dict[str, An
         return
     joined = set(host_lines(attachments)) | set(host_lines({str(i): r for i, r in enumerate(gone or [])}))
     entries = [e for e in _lab_entries(namespaces[0]) if e not in joined] + host_lines(attachments)
-    nodefiles.write_files(namespaces, entries, lab_marker(net.lab))
-    net.state.hosts_digest = nodefiles.digest(entries)
+    digest = hosts_digest(entries)
+    nodefiles.write_files(namespaces, entries, lab_marker(net.lab), digest)
+    net.state.hosts_digest = digest
     store.save(net.state)
 
 
@@ -447,11 +449,7 @@ def check(conf: NetConf, env: Env) -> None:
     if record is None:
         raise CniError(UNKNOWN_CONTAINER, f"container {env.container_id} ({env.ifname}) has not joined lab "
                        f"{conf.lab}")
-    ns_fd = link.open_netns(env.netns)
-    try:
-        ctr = link.socket_in(ns_fd)
-    finally:
-        os.close(ns_fd)
+    ctr = link.socket_in_netns(env.netns)
     try:
         inner = link.get_link(ctr, env.ifname)
         have = set(link.addresses(ctr, inner.index)) if inner else set()

@@ -172,6 +172,16 @@ def socket_in(ns_fd: int) -> nl.NlSocket:
     return nl.NlSocket(fd)
 
 
+def socket_in_netns(path: str) -> nl.NlSocket:
+    """A netlink socket in the container's namespace CNI_NETNS (code 4 if it is not
+    one), for CHECK's reads; the namespace file is not kept open."""
+    ns_fd = open_netns(path)
+    try:
+        return socket_in(ns_fd)
+    finally:
+        os.close(ns_fd)
+
+
 def get_link(sock: nl.NlSocket, ifname: str, stats: bool = False) -> LinkFacts | None:
     mask = b"" if stats else nl.attr_u32(nl.IFLA_EXT_MASK, nl.RTEXT_FILTER_SKIP_STATS)
     try:
@@ -225,6 +235,25 @@ def add_addresses(sock: nl.NlSocket, index: int, cidrs: list[str], what: str) ->
         sock.queue(nl.RTM_NEWADDR, nl.F_CREATE | nl.F_EXCL,
                    nl.addr_body(index, addr.packed(version, value), prefix, nodad=True),
                    f"add address {cidr} to {what}", (errno.EEXIST,))
+
+
+def await_in_use(sock: nl.NlSocket, cidrs: list[str], what: str, timeout: float = 10.0) -> None:
+    """Return once each IPv6 address of `cidrs` has its local route: the kernel
+    acknowledges an address added NODAD before addrconf's work item makes it answer
+    neighbour solicitations, and under load a runtime's first packet would be lost."""
+    import time
+
+    wanted = set()
+    for cidr in cidrs:
+        version, value, _prefix = addr.parse_cidr(cidr)
+        if version == 6:
+            wanted.add(addr.packed(version, value))
+    deadline = time.monotonic() + timeout
+    while wanted - nl.local_ipv6(sock, f"list IPv6 routes of {what}"):
+        if time.monotonic() > deadline:
+            raise CniError(KERNEL_FAILURE, f"an IPv6 address of {what} is not in use after {timeout:g} s "
+                           "(duplicate address detection?)")
+        time.sleep(0.005)
 
 
 def create_veth(host: nl.NlSocket, host_name: str, ifname: str, ns_fd: int, mtu: int | None,
@@ -285,6 +314,7 @@ def configure_container(sock: nl.NlSocket, ifname: str, cidrs: list[str],
                    f"add route {route['dst']}" + (f" via {route['gw']}" if route.get("gw") else "")
                    + " in the container", (errno.EEXIST,))
     flush(sock)
+    await_in_use(sock, cidrs, f"{ifname} in the container")
     facts.up = True
     return facts
 

@@ -16,17 +16,7 @@ import os
 import sys
 
 from .jsonio import dumps, loads
-from .protocol import (
-    INTERNAL,
-    KERNEL_FAILURE,
-    LATEST,
-    SUPPORTED,
-    TRY_AGAIN_LATER,
-    CniError,
-    check_version,
-    decode,
-    read_env,
-)
+from .protocol import INTERNAL, LATEST, SUPPORTED, TRY_AGAIN_LATER, CniError, check_version, decode, read_env
 
 TYPE_CHECKING = False  # typing itself is not imported at run time: start-up cost (main.py)
 if TYPE_CHECKING:
@@ -127,7 +117,7 @@ def main() -> int:
 def _translate(exc: Exception) -> CniError:
     """vethlab's own errors to codes 100+ (a lock timeout is 11: the runtime retries)."""
     from ..errors import ConflictError, KernelError, LockTimeout, StateError, VethlabError
-    from .protocol import CONFLICT, STATE_FAILURE
+    from .protocol import CONFLICT, KERNEL_FAILURE, STATE_FAILURE
 
     if isinstance(exc, LockTimeout):
         return CniError(TRY_AGAIN_LATER, str(exc))

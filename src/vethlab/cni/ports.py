@@ -103,27 +103,12 @@ def _rules(data: dict[str, Any]) -> dict[str, list[list[dict[str, Any]]]]:
 
 
 def batch(data: dict[str, Any], exists: bool) -> dict[str, Any]:
-    from ..model.firewall import HOOKS
+    from ..model.firewall import table_batch
 
     chains = _rules(data)
-    cmds: list[dict[str, Any]] = []
-    table = {"family": "inet", "name": TABLE}
     if not any(chains.values()):
-        return {"nftables": [{"delete": {"table": table}}]} if exists else {"nftables": []}
-    if exists:  # delete and re-add in one transaction: no moment without rules
-        cmds += [{"add": {"table": table}}, {"delete": {"table": table}}, {"add": {"table": table}}]
-    else:
-        cmds.append({"create": {"table": table}})
-    cmds.append({"add": {"chain": {"family": "inet", "table": TABLE, "name": OWNER_CHAIN}}})
-    for chain, chain_rules in chains.items():
-        if not chain_rules:
-            continue
-        kind, hook, prio = HOOKS[chain]
-        cmds.append({"add": {"chain": {"family": "inet", "table": TABLE, "name": chain, "type": kind, "hook": hook,
-                                       "prio": prio, "policy": "accept"}}})
-        for expr in chain_rules:
-            cmds.append({"add": {"rule": {"family": "inet", "table": TABLE, "chain": chain, "expr": expr}}})
-    return {"nftables": cmds}
+        return {"nftables": [{"delete": {"table": {"family": "inet", "name": TABLE}}}]} if exists else {"nftables": []}
+    return table_batch(TABLE, exists, [OWNER_CHAIN], {chain: rules for chain, rules in chains.items() if rules})
 
 
 def _owned() -> bool:

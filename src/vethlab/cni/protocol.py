@@ -164,6 +164,13 @@ def parse_args(text: str) -> dict[str, str]:
     return out
 
 
+def json_object(value: Any, code: int, what: str) -> dict[str, Any]:
+    """`value` if it is a JSON object; else CniError(code) naming `what`."""
+    if not isinstance(value, dict):
+        raise CniError(code, f"{what}: not a JSON object")
+    return value
+
+
 def decode(data: bytes, what: str = "network config") -> dict[str, Any]:
     """The JSON object on stdin (code 6 when it is not one)."""
     if len(data) > 1 << 20:

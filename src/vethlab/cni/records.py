@@ -34,7 +34,7 @@ from .protocol import STATE_FAILURE, TRY_AGAIN_LATER, CniError
 TYPE_CHECKING = False  # typing itself is not imported at run time: start-up cost (main.py)
 if TYPE_CHECKING:
     from types import TracebackType
-    from typing import Any
+    from typing import Any, Self
 
 CNI_DIR = ".cni"
 DEFAULT_ROOT = "/run/vethlab"
@@ -135,46 +135,65 @@ def attachment_name(container_id: str, ifname: str) -> str:
     return f"{container_id}:{ifname}.json"
 
 
-class NetworkState:
-    """The attachments of one network, under its lock (a context manager)."""
+class _Held:
+    """State held under a lock, as a context manager: leaving it (or close()) closes
+    the descriptors named in FDS (-1: not open)."""
 
-    def __init__(self, network: str, doing: str, wait: float | None = None) -> None:
-        self.network = network
-        self.doing = doing
+    FDS: tuple[str, ...] = ()
+
+    def __init__(self, wait: float | None = None) -> None:
         self.wait = lock_wait() if wait is None else wait
         self.cni_fd = -1
         self.lock_fd = -1
-        self.dir_fd = -1
         self.path = ""
 
-    def __enter__(self) -> NetworkState:
+    def __enter__(self) -> Self:
         self.cni_fd, cni_path = _cni_dir()
         try:
-            self.lock_fd = flock(self.cni_fd, self.network + ".lock", os.path.join(cni_path, self.network + ".lock"),
-                                 self.wait, f"the lock of CNI network {self.network}")
-            _mark_holder(self.lock_fd, f"{self.doing} on {self.network}")
-            self.path = os.path.join(cni_path, self.network)
-            try:
-                fd = fs.open_dir(self.cni_fd, self.network, self.path, True, f"the state of CNI network {self.network}")
-            except StateError as exc:
-                raise CniError(STATE_FAILURE, str(exc)) from None
-            assert fd is not None
-            self.dir_fd = fd
+            self._take(cni_path)
         except BaseException:
             self.close()
             raise
         return self
+
+    def _take(self, cni_path: str) -> None:
+        """Take the lock (and open the state) below .cni, whose descriptor is cni_fd."""
+        raise NotImplementedError
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
 
     def close(self) -> None:
-        for attr in ("dir_fd", "lock_fd", "cni_fd"):
+        for attr in self.FDS:
             fd = getattr(self, attr)
             if fd >= 0:
                 os.close(fd)
                 setattr(self, attr, -1)
+
+
+class NetworkState(_Held):
+    """The attachments of one network, under its lock (a context manager)."""
+
+    FDS = ("dir_fd", "lock_fd", "cni_fd")
+
+    def __init__(self, network: str, doing: str, wait: float | None = None) -> None:
+        super().__init__(wait)
+        self.network = network
+        self.doing = doing
+        self.dir_fd = -1
+
+    def _take(self, cni_path: str) -> None:
+        self.lock_fd = flock(self.cni_fd, self.network + ".lock", os.path.join(cni_path, self.network + ".lock"),
+                             self.wait, f"the lock of CNI network {self.network}")
+        _mark_holder(self.lock_fd, f"{self.doing} on {self.network}")
+        self.path = os.path.join(cni_path, self.network)
+        try:
+            fd = fs.open_dir(self.cni_fd, self.network, self.path, True, f"the state of CNI network {self.network}")
+        except StateError as exc:
+            raise CniError(STATE_FAILURE, str(exc)) from None
+        assert fd is not None
+        self.dir_fd = fd
 
     def load(self, container_id: str, ifname: str) -> dict[str, Any] | None:
         name = attachment_name(container_id, ifname)
@@ -207,40 +226,18 @@ class NetworkState:
         return out
 
 
-class FirewallState:
+class FirewallState(_Held):
     """The shared nftables table's inputs (.cni/.firewall.json), under its lock."""
 
     NAME = ".firewall.json"
     LOCK = ".firewall.lock"
+    FDS = ("lock_fd", "cni_fd")
 
-    def __init__(self, wait: float | None = None) -> None:
-        self.wait = lock_wait() if wait is None else wait
-        self.cni_fd = -1
-        self.lock_fd = -1
-        self.path = ""
-
-    def __enter__(self) -> FirewallState:
-        self.cni_fd, cni_path = _cni_dir()
-        try:
-            self.path = os.path.join(cni_path, self.NAME)
-            self.lock_fd = flock(self.cni_fd, self.LOCK, os.path.join(cni_path, self.LOCK), self.wait,
-                                 "the CNI firewall lock")
-            _mark_holder(self.lock_fd, "firewall")
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def close(self) -> None:
-        for attr in ("lock_fd", "cni_fd"):
-            fd = getattr(self, attr)
-            if fd >= 0:
-                os.close(fd)
-                setattr(self, attr, -1)
+    def _take(self, cni_path: str) -> None:
+        self.path = os.path.join(cni_path, self.NAME)
+        self.lock_fd = flock(self.cni_fd, self.LOCK, os.path.join(cni_path, self.LOCK), self.wait,
+                             "the CNI firewall lock")
+        _mark_holder(self.lock_fd, "firewall")
 
     def load(self) -> dict[str, Any]:
         return read_json(self.cni_fd, self.NAME, self.path) or {"networks": {}, "publish": {}, "digest": ""}

@@ -7,7 +7,7 @@ shapes, so a delegate or a runtime speaking an older version still works."""
 from __future__ import annotations
 
 from . import addr
-from .protocol import DECODING_FAILURE, CniError, version_key
+from .protocol import DECODING_FAILURE, CniError, json_object, version_key
 
 TYPE_CHECKING = False  # typing itself is not imported at run time: start-up cost (main.py)
 if TYPE_CHECKING:
@@ -48,8 +48,7 @@ class Result:
     @classmethod
     def from_json(cls, data: Any, what: str) -> Result:
         """Any 0.3.0-1.1.0 result; code 6 naming `what` when it is not one."""
-        if not isinstance(data, dict):
-            raise CniError(DECODING_FAILURE, f"{what}: not a JSON object")
+        data = json_object(data, DECODING_FAILURE, what)
         try:
             interfaces = [dict(i) for i in data.get("interfaces") or []]
             ips = []

@@ -8,7 +8,8 @@ from typing import Self
 
 from ..model.desired import DesiredInterface
 from ..reconcile.actions import Action, ApplyContext, PlanContext
-from ..reconcile.journal import Step, inside
+from ..reconcile.journal import Step
+from .base import reversible
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,8 @@ class AddAddress(_Address):
     PHASE = "address"
 
     def apply(self, ctx: ApplyContext) -> Step | None:
-        k, ns, ifname, cidr = ctx.kernel, self.netns, self.ifname, self.cidr
-        k.add_address(ns, ifname, cidr)
-        return Step(self.target, lambda: k.delete_address(ns, ifname, cidr), dies_with=inside(ns), on=(ns, ifname))
+        return reversible(self, ctx.kernel.add_address, ctx.kernel.delete_address, self.ifname, self.cidr,
+                          on=self.ifname)
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,4 @@ class DeleteAddress(_Address):
     PHASE = "delete-early"
 
     def apply(self, ctx: ApplyContext) -> Step | None:
-        k, ns, ifname, cidr = ctx.kernel, self.netns, self.ifname, self.cidr
-        k.delete_address(ns, ifname, cidr)
-        return Step(self.target, lambda: k.add_address(ns, ifname, cidr))
+        return reversible(self, ctx.kernel.delete_address, ctx.kernel.add_address, self.ifname, self.cidr, made=False)

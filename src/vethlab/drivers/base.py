@@ -4,10 +4,16 @@ through its action types (reconcile/actions.py) -- apply with undo and verify.""
 
 from __future__ import annotations
 
-from ..kernel.api import Kernel, LinkInfo
+from collections.abc import Callable
+from typing import TypeVarTuple
+
+from ..kernel.api import Kernel, LinkInfo, Netns
 from ..model.desired import Desired, IfKey
-from ..reconcile.actions import PlanContext
+from ..reconcile.actions import Action, PlanContext
+from ..reconcile.journal import Step, inside
 from ..reconcile.observe import Observed
+
+Ts = TypeVarTuple("Ts")
 
 
 class Driver:
@@ -36,6 +42,18 @@ class Driver:
     def plan(self, ctx: PlanContext) -> None:
         """Add to ctx.plan the actions that take the kernel from ctx.observed to
         ctx.desired, each with its reason."""
+
+
+def reversible(action: Action, do: Callable[[Netns, *Ts], None], undo: Callable[[Netns, *Ts], None], *args: *Ts,
+               made: bool = True, on: str | None = None) -> Step:
+    """`do(netns, *args)` in the action's node, and its undo `undo(netns, *args)`.
+    made: the action made the object, so it goes with the node's namespace (not
+    undone one by one when that goes); on: the interface it is on, which takes it
+    along too.  (A deletion is reversible the same way, made=False.)"""
+    ns = action.netns
+    do(ns, *args)
+    return Step(action.target, lambda: undo(ns, *args), dies_with=inside(ns) if made else (),
+                on=(ns, on) if on is not None else None)
 
 
 def ep(key: IfKey) -> str:

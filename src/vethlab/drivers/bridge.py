@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..kernel.api import Links
 from ..model.desired import DesiredInterface
-from ..reconcile.actions import Action, ApplyContext, PlanContext
+from ..reconcile.actions import Action, ApplyContext, PlanContext, SelfChecked
 from ..reconcile.journal import Step, inside
 from . import link
 from .base import Driver, ep
@@ -34,19 +35,26 @@ class CreateBridge(Action):
 
 
 @dataclass(frozen=True)
-class EnslaveUplink(Action):
+class _UplinkAction(SelfChecked):  # the next plan compares master and state
     VERB = "modify"
     KIND = "uplink"
-    PHASE = "uplink"
-    VERIFIED = False  # the next plan compares master and state
     ifname: str
+    was_up: bool  # before the lab took it
+
+    def _release(self, kernel: Links) -> None:
+        """Out of the bridge, and up or down as it was before the lab took it."""
+        kernel.set_link(self.netns, self.ifname, master="", up=self.was_up)
+
+
+@dataclass(frozen=True)
+class EnslaveUplink(_UplinkAction):
+    PHASE = "uplink"
     bridge: str
-    was_up: bool
 
     def apply(self, ctx: ApplyContext) -> Step | None:
-        k, ns, ifname, was_up = ctx.kernel, self.netns, self.ifname, self.was_up
-        k.set_link(ns, ifname, master=self.bridge, up=True)
-        return Step(self.target, lambda: k.set_link(ns, ifname, master="", up=was_up))
+        k = ctx.kernel
+        k.set_link(self.netns, self.ifname, master=self.bridge, up=True)
+        return Step(self.target, lambda: self._release(k))
 
     def intend(self, state: LabState) -> None:
         """How it was, recorded before it changes: `down` restores it."""
@@ -55,17 +63,12 @@ class EnslaveUplink(Action):
 
 
 @dataclass(frozen=True)
-class ReleaseUplink(Action):
-    VERB = "modify"
-    KIND = "uplink"
+class ReleaseUplink(_UplinkAction):
     PHASE = "delete-early"
-    VERIFIED = False
-    ifname: str
     release: bool
-    was_up: bool
 
     def apply(self, ctx: ApplyContext) -> Step | None:
-        ctx.kernel.set_link(self.netns, self.ifname, master="", up=self.was_up)
+        self._release(ctx.kernel)
         return None
 
 
@@ -118,13 +121,13 @@ class UplinkDriver(Driver):
                 continue
             ctx.plan.add(EnslaveUplink(f"{up.node}:{up.ifname}", f"enslaved to bridge {up.bridge} (network "
                                        f"{up.network}); released as it was at down", up.node,
-                                       ctx.desired.netns(up.node), up.ifname, up.bridge,
-                                       have.admin_up if have is not None else False))
+                                       ctx.desired.netns(up.node), up.ifname,
+                                       have.admin_up if have is not None else False, up.bridge))
         for key, original in ctx.memory.uplinks.items():
             if key not in wanted:
                 node_name, ifname = key.split(":", 1)
                 ctx.plan.add(ReleaseUplink(key, "no longer an uplink in the file: released as it was", node_name,
-                                           original.get("netns"), ifname, True, original.get("up", False)))
+                                           original.get("netns"), ifname, original.get("up", False), True))
 
 
 DRIVER = BridgeDriver()

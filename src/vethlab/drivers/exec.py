@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import CommandFailed
-from ..reconcile.actions import Action, ApplyContext, PlanContext
+from ..reconcile.actions import ApplyContext, PlanContext, SelfChecked
 from ..reconcile.journal import Step
 from .base import Driver
 
@@ -21,11 +21,10 @@ def exec_digest(commands: tuple[tuple[str, ...], ...]) -> str:
 
 
 @dataclass(frozen=True)
-class RunExec(Action):
+class RunExec(SelfChecked):  # its exit status was the check
     VERB = "run"
     KIND = "exec"
     PHASE = "exec"
-    VERIFIED = False  # its exit status was the check
     argv: tuple[str, ...]
 
     def params(self) -> dict[str, Any]:

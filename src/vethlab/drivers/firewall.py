@@ -10,18 +10,17 @@ from typing import Any
 
 from ..model.firewall import DIGEST_CHAIN_PREFIX, batch, digest, rules
 from ..ownership import table_marker, table_name, table_owner
-from ..reconcile.actions import Action, ApplyContext, PlanContext
+from ..reconcile.actions import ApplyContext, PlanContext, SelfChecked
 from ..reconcile.journal import Step, inside
 from ..topology.schema import HOST
 from .base import Driver
 
 
 @dataclass(frozen=True)
-class ApplyFirewall(Action):
+class ApplyFirewall(SelfChecked):  # the digest chain says on the next plan
     VERB = "modify"
     KIND = "firewall"
     PHASE = "firewall"
-    VERIFIED = False  # the digest chain says on the next plan
     replace: bool
     batch: dict[str, Any] = field(hash=False, compare=False)
 
@@ -34,11 +33,10 @@ class ApplyFirewall(Action):
 
 
 @dataclass(frozen=True)
-class DeleteFirewall(Action):
+class DeleteFirewall(SelfChecked):  # the next plan finds no table
     VERB = "delete"
     KIND = "firewall"
     PHASE = "delete-late"
-    VERIFIED = False
 
     def apply(self, ctx: ApplyContext) -> Step | None:
         ctx.kernel.firewall_delete(self.netns, table_name(ctx.lab))

@@ -15,21 +15,20 @@ from dataclasses import dataclass
 from functools import partial
 
 from ..kernel.api import Kernel
-from ..kernel.nodefiles import digest
 from ..model.desired import Desired
+from ..model.hosts import hosts_digest
 from ..ownership import LEGACY_NODE_DIR, lab_of
-from ..reconcile.actions import Action, ApplyContext, PlanContext
+from ..reconcile.actions import Action, ApplyContext, PlanContext, SelfChecked
 from ..reconcile.observe import Observed
 from .base import Driver
 
 
 @dataclass(frozen=True)
-class WriteHosts(Action):
+class WriteHosts(SelfChecked):  # the digest line says on the next plan
     VERB = "modify"
     KIND = "hosts"
     PHASE = "hosts"
     RE_READ = False
-    VERIFIED = False  # the digest line says on the next plan
 
     @classmethod
     def apply_all(cls, actions: Sequence[Action], ctx: ApplyContext) -> None:
@@ -40,7 +39,7 @@ class WriteHosts(Action):
         # removal touches only directories that carry this lab's marker
         for ns in namespaces:
             ctx.journal.add(f"/etc/netns/{ns}", partial(k.remove_node_files, ns, marker))
-        k.write_node_files(namespaces, ctx.plan.hosts, marker)
+        k.write_node_files(namespaces, ctx.plan.hosts, marker, hosts_digest(ctx.plan.hosts))
 
 
 @dataclass(frozen=True)
@@ -60,9 +59,8 @@ class HostsDriver(Driver):
 
     def conflicts(self, ctx: PlanContext) -> list[str]:
         problems = []
-        for name, node in ctx.desired.nodes.items():
-            seen = ctx.observed.nodes.get(name)
-            if node.netns is None or seen is None or seen.files in (None, ctx.marker, LEGACY_NODE_DIR):
+        for name, node, seen in ctx.seen_nodes():
+            if node.netns is None or seen.files in (None, ctx.marker, LEGACY_NODE_DIR):
                 continue
             other = lab_of(seen.files)
             problems.append(f"/etc/netns/{node.netns} (node {name}) already exists and "
@@ -74,7 +72,7 @@ class HostsDriver(Driver):
         # every node's file lists every node
         joined = ctx.observed.extras.get(self.kind)
         ctx.plan.hosts = ctx.full.hosts_entries() + list(joined.lines if isinstance(joined, Joined) else ())
-        want = digest(ctx.plan.hosts)
+        want = hosts_digest(ctx.plan.hosts)
         planned = set()
         for name, node in ctx.desired.nodes.items():
             seen = ctx.observed.nodes.get(name)

@@ -78,9 +78,8 @@ class NamespaceDriver(Driver):
 
     def conflicts(self, ctx: PlanContext) -> list[str]:
         problems = []
-        for name, node in ctx.desired.nodes.items():
-            seen = ctx.observed.nodes.get(name)
-            if node.netns is None or seen is None or not seen.exists:
+        for name, node, seen in ctx.seen_nodes():
+            if node.netns is None or not seen.exists:
                 continue
             if not seen.alive:
                 if not seen.known:  # a dead file of our own making is removed by the plan instead

@@ -11,9 +11,9 @@ from ..kernel.api import Route
 from ..model.routes import route_matches, route_of, route_text, same_slot
 from ..ownership import ROUTE_PROTO
 from ..reconcile.actions import Action, ApplyContext, PlanContext
-from ..reconcile.journal import Step, inside
+from ..reconcile.journal import Step
 from .address import DeleteAddress
-from .base import Driver
+from .base import Driver, reversible
 
 
 @dataclass(frozen=True)
@@ -32,9 +32,7 @@ class AddRoute(_RouteAction):
     PHASE = "route"
 
     def apply(self, ctx: ApplyContext) -> Step | None:
-        k, ns, route = ctx.kernel, self.netns, self.route
-        k.add_route(ns, route)
-        return Step(self.target, lambda: k.delete_route(ns, route), dies_with=inside(ns))
+        return reversible(self, ctx.kernel.add_route, ctx.kernel.delete_route, self.route)
 
 
 @dataclass(frozen=True)
@@ -43,9 +41,7 @@ class DeleteRoute(_RouteAction):
     PHASE = "delete-early"
 
     def apply(self, ctx: ApplyContext) -> Step | None:
-        k, ns, route = ctx.kernel, self.netns, self.route
-        k.delete_route(ns, route)
-        return Step(self.target, lambda: k.add_route(ns, route))
+        return reversible(self, ctx.kernel.delete_route, ctx.kernel.add_route, self.route, made=False)
 
 
 class RouteDriver(Driver):
@@ -55,10 +51,9 @@ class RouteDriver(Driver):
 
     def conflicts(self, ctx: PlanContext) -> list[str]:
         problems = []
-        for name, node in ctx.desired.nodes.items():
-            seen = ctx.observed.nodes.get(name)
-            if node.netns is not None or seen is None:
-                continue
+        for _name, node, seen in ctx.seen_nodes():
+            if node.netns is not None:
+                continue  # only the host namespace holds routes that are not the lab's
             for spec in node.routes:
                 wanted = route_of(spec)
                 for existing in seen.routes:

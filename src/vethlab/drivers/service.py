@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CommandFailed
-from ..reconcile.actions import Action, ApplyContext, PlanContext
+from ..reconcile.actions import Action, ApplyContext, PlanContext, SelfChecked
 from ..reconcile.journal import Step
 from ..reconcile.services import Launch, Record, ServiceSeen, labels, log_name, supervise
 from .base import Driver
@@ -21,11 +21,10 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class RunService(Action):
+class RunService(SelfChecked):  # watched until ready by apply_all
     VERB = "run"
     KIND = "service"
     PHASE = "service"
-    VERIFIED = False  # watched until ready by apply_all
     argv: tuple[str, ...]
     index: int
     label: str
@@ -37,10 +36,8 @@ class RunService(Action):
                 "ready": [list(c) for c in self.ready]}
 
     def apply(self, ctx: ApplyContext) -> Step | None:
-        from ..kernel.process import missing_command
-
         k, ns, argv, label = ctx.kernel, self.netns, list(self.argv), self.label
-        problem = missing_command(argv)
+        problem = k.missing_command(ns, argv)  # in the node's view, where the service will run
         if problem:
             raise CommandFailed(f"node {self.node}: service `{' '.join(argv)}`: {problem}")
         log = os.path.join(ctx.log_dir, log_name(label))
@@ -74,11 +71,10 @@ class RunService(Action):
 
 
 @dataclass(frozen=True)
-class StopService(Action):
+class StopService(SelfChecked):  # the next plan finds it gone (by pid and label)
     VERB = "delete"
     KIND = "service"
     PHASE = "delete-early"
-    VERIFIED = False
     pid: int
     started: int
     label: str

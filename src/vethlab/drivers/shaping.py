@@ -9,16 +9,15 @@ from typing import Any
 from ..errors import ConflictError
 from ..kernel.api import Kernel
 from ..model.desired import Desired
-from ..reconcile.actions import Action, ApplyContext, PlanContext
+from ..reconcile.actions import ApplyContext, PlanContext, SelfChecked
 from ..reconcile.journal import Step
 from .base import Driver
 
 
 @dataclass(frozen=True)
-class _Shaping(Action):
+class _Shaping(SelfChecked):  # the qdisc kind says on the next plan
     KIND = "shaping"
     PHASE = "shaping"
-    VERIFIED = False  # the qdisc kind says on the next plan
     ifname: str
     shaping: dict[str, Any] | None = field(hash=False, compare=False)
 

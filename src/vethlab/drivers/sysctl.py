@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..reconcile import forwarding
-from ..reconcile.actions import Action, ApplyContext, PlanContext
+from ..reconcile.actions import Action, ApplyContext, PlanContext, SelfChecked
 from ..reconcile.journal import Step, inside
 from ..topology.schema import HOST
 from .base import Driver
@@ -31,11 +31,10 @@ class SetSysctl(Action):
 
 
 @dataclass(frozen=True)
-class HoldForwarding(Action):
+class HoldForwarding(SelfChecked):  # the ledger says on the next plan
     VERB = "modify"
     KIND = "forwarding"
     PHASE = "sysctl"
-    VERIFIED = False  # the ledger says on the next plan
     key: str
 
     def apply(self, ctx: ApplyContext) -> Step | None:

@@ -19,9 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ..kernel.api import Kernel
-from ..kernel.nodefs import File, Mount, Private, View
-from ..kernel.nodepins import pin_dir
+from ..kernel.api import File, Kernel, Mount, Private, View
 from ..model.desired import Desired, DesiredNode
 from ..reconcile.actions import Action, ApplyContext, PlanContext, hidden
 from ..reconcile.journal import Step
@@ -92,8 +90,8 @@ class ViewDriver(Driver):
 
     def observe(self, kernel: Kernel, desired: Desired, observed: Observed) -> None:
         found = kernel.views()
-        observed.extras[self.kind] = {ns: (owner, digest, kernel.view_alive(ns)) for ns, (owner, digest)
-                                      in found.items()}
+        observed.extras[self.kind] = {ns: (owner, digest, kernel.view_alive(ns), kernel.view_dir(ns))
+                                      for ns, (owner, digest) in found.items()}
 
     def conflicts(self, ctx: PlanContext) -> list[str]:
         seen = _seen(ctx)
@@ -102,7 +100,7 @@ class ViewDriver(Driver):
             have = seen.get(node.netns or "")
             if node.netns and has_view(node) and have is not None and have[0] not in (ctx.marker, ""):
                 problems.append(f"namespace {node.netns} (node {name}) already has a view of its own "
-                                f"({pin_dir(node.netns)}) that is not this lab's")
+                                f"({have[3]}) that is not this lab's")
         return problems
 
     def plan(self, ctx: PlanContext) -> None:
@@ -128,14 +126,15 @@ class ViewDriver(Driver):
         # the lab's views that no node of the file asks for (any more); those of nodes
         # not re-read this time (ctx.full, not ctx.desired) are left as they are
         wanted = {node.netns for node in ctx.full.nodes.values() if node.netns and has_view(node)}
-        for ns, (owner, _digest, _alive) in seen.items():
+        for ns, (owner, _digest, _alive, _pins) in seen.items():
             if owner == ctx.marker and ns not in wanted:
                 who = next((n for n, d in ctx.full.nodes.items() if d.netns == ns), ns)
                 ctx.plan.add(RemoveView(f"view of {who}", "the node no longer has its own files, private "
                                         "directories, mounts or hostname", who, ns))
 
 
-def _seen(ctx: PlanContext) -> dict[str, tuple[str, str, bool]]:
+def _seen(ctx: PlanContext) -> dict[str, tuple[str, str, bool, str]]:
+    """netns -> (owner marker, digest of what it was built from, alive, where it is pinned)"""
     found = ctx.observed.extras.get(ViewDriver.kind)
     return found if isinstance(found, dict) else {}
 

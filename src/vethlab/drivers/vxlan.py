@@ -17,7 +17,7 @@ from ..reconcile.actions import Action, ApplyContext, PlanContext
 from ..reconcile.journal import Step, inside
 from ..reconcile.observe import Observed
 from . import link
-from .base import Driver, ep, link_of
+from .base import Driver, ep, link_of, reversible
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,16 @@ class CreateVxlan(Action):
     mtu: int | None
 
     def apply(self, ctx: ApplyContext) -> Step | None:
-        from ..kernel.vxlan import mac_of
+        from ..model.placement import mac_of  # placement is loaded for labs across machines only
 
         k, ns, ifname = ctx.kernel, self.netns, self.ifname
         # the same MAC every time it is built: a rebuilt end (a rebooted machine) is not
-        # a stranger to its peer's neighbour cache
+        # a stranger to its peer's neighbour cache.  The machine's own address is part of
+        # it: a spanning network's port has the same node ("host") and name on every
+        # machine, and a bridge takes its lowest port's MAC, so one machine's gateway sent
+        # from the MAC the others' own ports have, and their bridges dropped its frames
         k.create_vxlan(ns, ifname, self.vni, self.local, self.remote, port=self.port, dev=self.dev, mtu=self.mtu,
-                       marker=ctx.marker, mac=mac_of(ctx.lab, self.node, ifname))
+                       marker=ctx.marker, mac=mac_of(ctx.lab, self.node, ifname, self.local))
         return Step(self.target, lambda: k.delete_link(ns, ifname), dies_with=inside(ns))
 
 
@@ -50,12 +53,10 @@ class AddFlood(Action):
     KIND = "flood"
     PHASE = "interface"
     ifname: str
-    dst: str
+    dst: str  # the far machine's underlay address
 
     def apply(self, ctx: ApplyContext) -> Step | None:
-        k, ns, ifname, dst = ctx.kernel, self.netns, self.ifname, self.dst
-        k.fdb_append(ns, ifname, dst)
-        return Step(self.target, lambda: k.fdb_delete(ns, ifname, dst), dies_with=inside(ns), on=(ns, ifname))
+        return reversible(self, ctx.kernel.fdb_append, ctx.kernel.fdb_delete, self.ifname, self.dst, on=self.ifname)
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,12 @@ same protocols, batching included, for unit tests.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
-    from .nodefs import View
+    from subprocess import CompletedProcess
 
 Netns = str | None
 
@@ -62,6 +62,69 @@ def route_text(route: Route) -> str:
         if value is not None:
             words += [name, str(value)]
     return " ".join(words)
+
+
+class Listener(NamedTuple):
+    """A socket that waits for traffic: a TCP listener or a bound, unconnected UDP socket."""
+
+    address: str  # "0.0.0.0", "::", or a specific address
+    port: int
+    protocol: str  # tcp | udp
+
+
+class Private(NamedTuple):
+    """A directory of a node's view that is its own (kernel/nodefs.py)."""
+
+    target: str  # the node's path
+    backing: str  # the directory it is, on the host side (in the lab's state directory)
+    copy: bool = False
+    owner: tuple[int, int] | None = None
+    mode: int | None = None
+
+
+class File(NamedTuple):
+    """A file of a node's view."""
+
+    target: str
+    content: str  # UTF-8, undecodable bytes as surrogates (kept JSON-able for `vethlab plan --json`)
+    mode: int
+    backing: str  # used when the file is not inside a private directory: bound over the host's
+
+
+class Mount(NamedTuple):
+    """A host path bound into a node's view."""
+
+    source: str
+    target: str
+    writable: bool = False
+
+
+class View(NamedTuple):
+    """Everything that makes one node's view (its own mount and UTS namespaces),
+    with its backing paths resolved."""
+
+    hostname: str
+    private: tuple[Private, ...] = ()
+    files: tuple[File, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+
+    def digest(self) -> str:
+        """What the view was built from, in short: kept beside its pins, so the next
+        `up` knows whether the file still asks for the same."""
+        import hashlib
+        import json
+
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hostname": self.hostname, "private": [list(p) for p in self.private],
+                "files": [list(f) for f in self.files], "mounts": [list(m) for m in self.mounts]}
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> View:
+        return View(data["hostname"],
+                    tuple(Private(t, b, c, tuple(o) if o else None, m) for t, b, c, o, m in data["private"]),
+                    tuple(File(*f) for f in data["files"]), tuple(Mount(*m) for m in data["mounts"]))
 
 
 class Batched(Protocol):
@@ -110,6 +173,11 @@ class Links(Batched, Protocol):
                        marker: str) -> None: ...
     def add_address(self, ns: Netns, ifname: str, cidr: str) -> None: ...
     def delete_address(self, ns: Netns, ifname: str, cidr: str) -> None: ...
+    # of `addresses` ("ip/prefix", IPv6 ones are checked), those the kernel does not use yet:
+    # an IPv6 address is acknowledged and listed (without the tentative flag when added
+    # NODAD) before addrconf's work item joins its solicited-node group and adds its local
+    # route; until then neighbour solicitations for it and packets to it are dropped
+    def unready_addresses(self, ns: Netns, addresses: Iterable[str]) -> list[str]: ...
     def routes(self, ns: Netns) -> list[Route]: ...
     def add_route(self, ns: Netns, route: Route) -> None: ...
     def delete_route(self, ns: Netns, route: Route) -> None: ...
@@ -149,13 +217,30 @@ class Processes(Batched, Protocol):
     def stop_processes(self, procs: list[tuple[int, int]], grace: float) -> int: ...
     def ready_check(self, ns: Netns, check: tuple[str, ...], timeout: float) -> bool: ...
     def run_command(self, ns: Netns, argv: list[str], timeout: float) -> tuple[int, str]: ...
+    # subprocess.run of argv in the node (keyword arguments as subprocess.run's); a command
+    # that cannot be found or executed gives 127 or 126 with the shell's message
+    def run_in_node(self, ns: Netns, argv: Sequence[str], **kwargs: Any) -> CompletedProcess[Any]: ...
+    # the argv that runs argv in the node (namespaces entered), for a caller that runs the process itself
+    def node_argv(self, ns: Netns, argv: Sequence[str]) -> list[str]: ...
+    # why argv[0] cannot be executed in the node (the shell's message), or None
+    def missing_command(self, ns: Netns, argv: Sequence[str]) -> str | None: ...
+    # did the one-shot service that logs to log_path exit 0 (its gate says so beside the log)?
+    def oneshot_succeeded(self, log_path: str) -> bool: ...
+    # `vethlab ARGV` run on another machine of a lab (a simulated one in the sandbox, else over ssh)
+    def run_on_machine(self, machine: str, address: str, argv: list[str],
+                       timeout: float) -> CompletedProcess[str]: ...
+    # the sockets of the namespace vethlab runs in that wait for traffic (what `ss -ltun` shows)
+    def host_listeners(self) -> list[Listener]: ...
 
 
 class NodeFiles(Batched, Protocol):
     """/etc/netns/NODE/{hosts,resolv.conf}, which `ip netns exec` mounts over /etc."""
 
+    # the digest line of the node's hosts file (what write_node_files was given), None: no file of ours
     def node_hosts(self, ns: str) -> str | None: ...
-    def write_node_files(self, namespaces: list[str], entries: list[tuple[str, str]], marker: str) -> None: ...
+    # digest: the caller's fingerprint of `entries` (model.hosts), written as a line of every hosts file
+    def write_node_files(self, namespaces: list[str], entries: list[tuple[str, str]], marker: str,
+                         digest: str) -> None: ...
     def remove_node_files(self, ns: str, marker: str) -> None: ...
     def node_files_owners(self, namespaces: Iterable[str] | None) -> dict[str, str]: ...
     # (the marker an entry's marker file holds, or None for a temporary entry, entry name)
@@ -225,6 +310,7 @@ class Views(Batched, Protocol):
 
     def views(self) -> dict[str, tuple[str, str]]: ...  # netns -> (owner marker, digest of what it was built from)
     def view_alive(self, ns: str) -> bool: ...
+    def view_dir(self, ns: str) -> str: ...  # where the node's view is pinned (for messages)
     def create_view(self, ns: str, marker: str, view: View, replace: bool = False) -> None: ...
     def remove_view(self, ns: str, marker: str) -> bool: ...
 

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import copy
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from subprocess import CompletedProcess
 from typing import Any
 
 from ..errors import ConflictError, KernelError
 from ..ownership import ROUTE_PROTO, table_owner
 from . import tc
-from .api import AddressEvent, Event, Kernel, LinkEvent, LinkInfo, LinkState, Netns, Route, default_metric
+from .api import AddressEvent, Event, Kernel, LinkEvent, LinkInfo, LinkState, Listener, Netns, Route, default_metric
 
 
 class Crash(BaseException):
@@ -63,6 +64,9 @@ class FakeKernel:
         self.crash_at = crash_at
         self.log: list[str] = []
         self.files: dict[str, list[tuple[str, str]]] = {}
+        self.hosts_digests: dict[str, str] = {}  # /etc/netns/NS -> the digest line written with its entries
+        self.listening: list[Listener] = []  # what `host_listeners` reports
+        self.oneshots_done: set[str] = set()  # log paths of one-shots whose gate recorded exit 0
         self.file_owners: dict[str, str] = {}  # /etc/netns/NS -> the marker it holds ("" foreign)
         self.temp_files: set[str] = set()  # temporary entries of /etc/netns (named by ownership.temp_prefix)
         self.commands: list[tuple[Netns, list[str]]] = []
@@ -82,6 +86,9 @@ class FakeKernel:
         self.pending: list[str] = []  # failures of queued requests, raised at the next flush or read
         self.streams: list[_Stream] = []  # open `link_events` subscriptions
         self.built_views: dict[str, tuple[str, Any]] = {}  # netns -> (owner marker, the View it was built from)
+        # IPv6 addresses added from now on stay unusable for this many reads (`unready_addresses`)
+        self.addrconf_delay = 0
+        self.unready: dict[tuple[Netns, str], int] = {}  # (ns, address) -> reads it stays unusable
 
     def snapshot(self) -> dict[Netns, _Ns]:
         return copy.deepcopy(self.spaces)
@@ -399,6 +406,21 @@ class FakeKernel:
             raise KernelError(f"cannot add address {cidr} on {ifname}: already exists")
         link.addresses.append(cidr)
         self._address(ns, link, cidr, True)
+        if ":" in cidr and self.addrconf_delay:
+            self.unready[(ns, cidr)] = self.addrconf_delay
+
+    def unready_addresses(self, ns: Netns, addresses: Iterable[str]) -> list[str]:
+        """As the real kernel's addrconf work item: an IPv6 address added while
+        `addrconf_delay` is N stays unusable for the next N reads of its namespace."""
+        self.flush()
+        self._ns(ns)
+        out = []
+        for cidr in addresses:
+            key = (ns, str(ipaddress.ip_interface(cidr)))
+            if self.unready.get(key, 0) > 0:
+                self.unready[key] -= 1
+                out.append(cidr)
+        return out
 
     def delete_address(self, ns: Netns, ifname: str, cidr: str) -> None:
         if not self._step(f"delete address {ns}:{ifname} {cidr}", queued=True):
@@ -446,17 +468,17 @@ class FakeKernel:
         self._ns(ns).sysctls[key] = value
 
     def node_hosts(self, ns: str) -> str | None:
-        from .nodefiles import digest
+        return self.hosts_digests.get(ns) if ns in self.files else None
 
-        return digest(self.files[ns]) if ns in self.files else None
-
-    def write_node_files(self, namespaces: list[str], entries: list[tuple[str, str]], marker: str) -> None:
+    def write_node_files(self, namespaces: list[str], entries: list[tuple[str, str]], marker: str,
+                         digest: str) -> None:
         for ns in namespaces:
             if self.file_owners.get(ns, marker) != marker:
                 raise ConflictError(f"/etc/netns/{ns} already exists and is not this lab's")
         self._step(f"write files {', '.join(namespaces)}")
         for ns in namespaces:
             self.files[ns] = list(entries)
+            self.hosts_digests[ns] = digest
             self.file_owners[ns] = marker
 
     def remove_node_files(self, ns: str, marker: str) -> None:
@@ -483,11 +505,37 @@ class FakeKernel:
         self.commands.append((ns, list(argv)))
         return self.command_status.get(argv[0], 0), ""
 
+    def run_in_node(self, ns: Netns, argv: Sequence[str], **kwargs: Any) -> CompletedProcess[Any]:
+        status, output = self.run_command(ns, list(argv), kwargs.get("timeout") or 0.0)
+        return CompletedProcess(list(argv), status, output, "")
+
+    def node_argv(self, ns: Netns, argv: Sequence[str]) -> list[str]:
+        return list(argv) if ns is None else ["ip", "netns", "exec", ns, *argv]
+
+    def missing_command(self, ns: Netns, argv: Sequence[str]) -> str | None:
+        from .process import missing_command  # looked up on this machine: the fake's nodes have no files
+
+        return missing_command(argv)
+
+    def oneshot_succeeded(self, log_path: str) -> bool:
+        return log_path in self.oneshots_done
+
+    def run_on_machine(self, machine: str, address: str, argv: list[str],
+                       timeout: float) -> CompletedProcess[str]:
+        status, output = self.run_command(None, [f"vethlab@{machine}", *argv], timeout)
+        return CompletedProcess([f"vethlab@{machine}", *argv], status, output, "")
+
+    def host_listeners(self) -> list[Listener]:
+        return list(self.listening)
+
     def views(self) -> dict[str, tuple[str, str]]:
         return {ns: (owner, view.digest()) for ns, (owner, view) in self.built_views.items()}
 
     def view_alive(self, ns: str) -> bool:
         return ns in self.built_views
+
+    def view_dir(self, ns: str) -> str:
+        return f"/run/fake-views/{ns}"
 
     def create_view(self, ns: str, marker: str, view: Any, replace: bool = False) -> None:
         self._step(f"view {ns}")

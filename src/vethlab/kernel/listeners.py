@@ -11,15 +11,10 @@ from __future__ import annotations
 
 import ipaddress
 import sys
-from typing import NamedTuple
+
+from .api import Listener
 
 TCP_LISTEN = "0A"
-
-
-class Listener(NamedTuple):
-    address: str  # "0.0.0.0", "::", or a specific address
-    port: int
-    protocol: str  # tcp | udp
 
 
 def _address(hex_text: str) -> str:

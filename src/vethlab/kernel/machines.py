@@ -31,7 +31,9 @@ import os
 import random
 import re
 import signal
+import subprocess
 import sys
+import time
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -103,6 +105,18 @@ def _add_address(sock: nl.NlSocket, index: int, cidr: str, where: str) -> None:
                  nl.addr_body(index, iface.ip.packed, iface.network.prefixlen, True), f"add {cidr} in {where}")
 
 
+def _await_in_use(sock: nl.NlSocket, address: str, where: str, timeout: float = 10.0) -> None:
+    """Return once `address` has its local route: the kernel acknowledges an IPv6 address
+    added NODAD before addrconf's work item makes it answer neighbour solicitations
+    (and under load that item runs late: the first ping to a new machine was lost)."""
+    ip = ipaddress.ip_address(address)
+    deadline = time.monotonic() + timeout
+    while ip.packed not in nl.local_ipv6(sock, f"list IPv6 routes in {where}"):
+        if time.monotonic() > deadline:
+            raise OSError(f"{ip} in {where} is not in use after {timeout:g} s")
+        time.sleep(0.005)
+
+
 def make_underlay(mtu: int = 1500) -> None:
     """The underlay bridge in the calling namespace, addressed .254 / ::fe, up."""
     sock = nl.NlSocket()
@@ -113,6 +127,7 @@ def make_underlay(mtu: int = 1500) -> None:
         sock.request(nl.RTM_NEWLINK, 0, nl.setlink_body(index, up=True), f"set {BRIDGE} up")
         _add_address(sock, index, f"{SUBNET.network_address + 254}/{SUBNET.prefixlen}", BRIDGE)
         _add_address(sock, index, f"{SUBNET6.network_address + 0xfe}/{SUBNET6.prefixlen}", BRIDGE)
+        _await_in_use(sock, str(SUBNET6.network_address + 0xfe), BRIDGE)
     finally:
         sock.close()
 
@@ -138,6 +153,7 @@ def _hold(name: str, number: int, mtu: int, ready_w: int) -> None:
     inner.request(nl.RTM_NEWLINK, 0, nl.setlink_body(2, up=True), f"set {DEV} of {name} up")
     _add_address(inner, 2, f"{v4}/{SUBNET.prefixlen}", name)  # after up, as vethlab does: IPv6 joins its
     _add_address(inner, 2, f"{v6}/{SUBNET6.prefixlen}", name)  # groups on a running interface
+    _await_in_use(inner, v6, name)  # reported ready only once it answers for it
     for sock in (inner, outer):
         sock.close()
     os.close(outer_fd)
@@ -270,6 +286,18 @@ def on_command(machine: Machine, argv: list[str]) -> list[str]:
     """A command line that runs argv inside `machine` (for tests and scripts that
     hold Machine objects rather than the environment variable)."""
     return [sys.executable, "-m", "vethlab.kernel.machines", f"{machine.name}={machine.pid}", "--", *argv]
+
+
+def vethlab_on(name: str, address: str, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run `vethlab ARGV` on another machine: inside the simulated machine `name`
+    when this is `vethlab sandbox --machines`, else over OpenSSH to `address`
+    (`ssh ADDRESS vethlab …`, batch mode: keys, no password prompt)."""
+    known = registry()
+    if name in known:
+        cmd = on_command(Machine(name, known[name], address, ""), [sys.executable, "-m", "vethlab", *argv])
+    else:
+        cmd = ["ssh", "-o", "BatchMode=yes", address, "vethlab", *argv]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def describe(machines: Iterable[Machine]) -> str:

@@ -66,6 +66,7 @@ IFA_F_NODAD, IFA_F_PERMANENT = 0x02, 0x80
 # route attributes
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
 RT_TABLE_MAIN, RTN_UNICAST, RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 254, 1, 0, 253
+RTN_LOCAL = 2
 
 _HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _IFI = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
@@ -677,6 +678,17 @@ def _attempts(count: int) -> str:
 
 def _name(what: str | Callable[[], str]) -> str:
     return what if isinstance(what, str) else what()
+
+
+def local_ipv6(sock: NlSocket, what: str = "list IPv6 routes") -> set[bytes]:
+    """The IPv6 addresses (packed) that have a local route in the socket's namespace:
+    one dump.  An address is in use once it has one (see Links.unready_addresses)."""
+    out = set()
+    for msg in sock.dump(RTM_GETROUTE, struct.pack("=BBBBBBBBI", socket.AF_INET6, 0, 0, 0, 0, 0, 0, 0, 0), what):
+        route = parse_route(msg)
+        if route.type == RTN_LOCAL and route.dst_len == 128:
+            out.add(route.dst)
+    return out
 
 
 def messages(data: bytes | memoryview) -> list[tuple[int, int, int, memoryview]]:

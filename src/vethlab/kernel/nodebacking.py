@@ -71,10 +71,7 @@ def write_file(base: str, relative: str, content: bytes, mode: int, owner: tuple
             os.unlink(tmp, dir_fd=dirfd)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dirfd)
         try:
-            os.write(fd, content)
-            os.fchmod(fd, mode)
-            if owner is not None:
-                _fchown(fd, owner)
+            _fill(fd, content, mode, owner)
         finally:
             os.close(fd)
         os.rename(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
@@ -94,12 +91,17 @@ def overwrite_file(path: str, content: bytes, mode: int, owner: tuple[int, int] 
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, f"{path} is not a regular file")
         os.ftruncate(fd, 0)
-        os.write(fd, content)
-        os.fchmod(fd, mode)
-        if owner is not None:
-            _fchown(fd, owner)
+        _fill(fd, content, mode, owner)
     finally:
         os.close(fd)
+
+
+def _fill(fd: int, content: bytes, mode: int, owner: tuple[int, int] | None) -> None:
+    """An empty file's content, then its mode and (if given) owner."""
+    os.write(fd, content)
+    os.fchmod(fd, mode)
+    if owner is not None:
+        _fchown(fd, owner)
 
 
 def _fchown(fd: int, owner: tuple[int, int]) -> None:

@@ -45,14 +45,6 @@ def node_dir(ns: str) -> str:
     return f"{ETC_NETNS}/{ns}"
 
 
-def digest(entries: list[tuple[str, str]]) -> str:
-    """A short fingerprint of the lab's entries, written into every hosts file, so a
-    re-run compares one line per node instead of reading N lines N times."""
-    import hashlib
-
-    return hashlib.sha256("".join(f"{a} {n}\n" for a, n in entries).encode()).hexdigest()[:16]
-
-
 def read_digest(ns: str) -> str | None:
     """The digest line of the node's hosts file, or None if it has no file of ours."""
     try:
@@ -73,14 +65,14 @@ def _read(path: str) -> str:
         return ""
 
 
-def hosts_content(entries: list[tuple[str, str]]) -> str:
+def hosts_content(entries: list[tuple[str, str]], digest: str) -> str:
     base = _read("/etc/hosts")
     if base and not base.endswith("\n"):
         base += "\n"
     if "localhost" not in base:
         base += "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
     lines = "".join(f"{addr}\t{name}\n" for addr, name in entries)
-    return base + HEADER + f"{DIGEST_PREFIX}{digest(entries)}\n" + lines
+    return base + HEADER + f"{DIGEST_PREFIX}{digest}\n" + lines
 
 
 def resolv_content() -> str:
@@ -241,8 +233,10 @@ def _foreign(ns: str, owner: str) -> ConflictError:
                          "resolv.conf there and does not take over a directory it did not make")
 
 
-def write_files(namespaces: list[str], entries: list[tuple[str, str]], marker: str) -> None:
-    """Write hosts and resolv.conf for many nodes.  Every node's files have the same
+def write_files(namespaces: list[str], entries: list[tuple[str, str]], marker: str, digest: str) -> None:
+    """Write hosts and resolv.conf for many nodes; every hosts file carries `digest`
+    (the caller's fingerprint of the entries: model/hosts.py), which `read_digest`
+    gives back, so a re-run compares one line per node instead of N.  Every node's files have the same
     content, so each is written once and hard-linked into every node's directory
     (then renamed over the old file: atomic per node).  1000 nodes cost 2000 links,
     not 20 MB of writes.
@@ -259,7 +253,7 @@ def write_files(namespaces: list[str], entries: list[tuple[str, str]], marker: s
     os.makedirs(ETC_NETNS, mode=0o755, exist_ok=True)
     sources = {}
     try:
-        for name, content in (("hosts", hosts_content(entries)), ("resolv.conf", resolv_content())):
+        for name, content in (("hosts", hosts_content(entries, digest)), ("resolv.conf", resolv_content())):
             fd, tmp = tempfile.mkstemp(prefix=prefix, dir=ETC_NETNS)
             sources[name] = tmp
             with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -45,8 +45,21 @@ import fcntl
 import os
 import stat
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
+from .api import File, Mount, Private, View
+from .libc import (
+    CLONE_FS,
+    CLONE_NEWNS,
+    CLONE_NEWUTS,
+    MNT_DETACH,
+    MS_BIND,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    MS_SLAVE,
+)
 from .netns import run_in_thread
 from .nodebacking import check_way, make_mount_point, overwrite_file, prepare_private, write_file
 from .nodepins import KINDS, VIEWS_DIR, call_in_view, has_view, pin_dir, state_root, views_root
@@ -56,20 +69,9 @@ __all__ = ["KINDS", "VIEWS_DIR", "File", "Layer", "Mount", "Private", "View", "b
            "owner", "pin_dir", "remove", "state_root", "views", "views_root"]
 
 
-CLONE_FS = 0x00000200
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUTS = 0x04000000
-MS_RDONLY = 1
-MS_REMOUNT = 32
-MS_BIND = 4096
-MS_REC = 16384
-MS_PRIVATE = 1 << 18
-MS_SLAVE = 1 << 19
-MNT_DETACH = 2
 #: statvfs f_flag bits that equal their MS_ mount flags (nosuid, nodev, noexec, noatime,
 #: nodiratime, relatime): a read-only remount must keep them, or a user namespace refuses it
 _KEPT_FLAGS = 2 | 4 | 8 | 1024 | 2048 | 4096
-NSFS_MAGIC = 0x6E736673
 OWNER_FILE = "owner"
 
 
@@ -91,54 +93,6 @@ class Layer(NamedTuple):
     writable: bool = True
     directory: bool = True  # the target is a directory (else a file)
     make: bool = False  # a missing target is made inside the node (outside every private directory)
-
-
-class Private(NamedTuple):
-    target: str  # the node's path
-    backing: str  # the directory it is, on the host side (in the lab's state directory)
-    copy: bool = False
-    owner: tuple[int, int] | None = None
-    mode: int | None = None
-
-
-class File(NamedTuple):
-    target: str
-    content: str  # UTF-8, undecodable bytes as surrogates (kept JSON-able for `vethlab plan --json`)
-    mode: int
-    backing: str  # used when the file is not inside a private directory: bound over the host's
-
-
-class Mount(NamedTuple):
-    source: str
-    target: str
-    writable: bool = False
-
-
-class View(NamedTuple):
-    """Everything that makes one node's view, with its backing paths resolved."""
-
-    hostname: str
-    private: tuple[Private, ...] = ()
-    files: tuple[File, ...] = ()
-    mounts: tuple[Mount, ...] = ()
-
-    def digest(self) -> str:
-        """What the view was built from, in short: kept beside its pins, so the next
-        `up` knows whether the file still asks for the same."""
-        import hashlib
-        import json
-
-        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"hostname": self.hostname, "private": [list(p) for p in self.private],
-                "files": [list(f) for f in self.files], "mounts": [list(m) for m in self.mounts]}
-
-    @staticmethod
-    def from_json(data: dict[str, Any]) -> View:
-        return View(data["hostname"],
-                    tuple(Private(t, b, c, tuple(o) if o else None, m) for t, b, c, o, m in data["private"]),
-                    tuple(File(*f) for f in data["files"]), tuple(Mount(*m) for m in data["mounts"]))
 
 
 def _check(result: int, what: str) -> None:

@@ -12,9 +12,6 @@ from typing import TypeVar
 T = TypeVar("T")
 VIEWS_DIR = ".nodes"
 KINDS = ("mnt", "uts")
-CLONE_FS = 0x00000200
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUTS = 0x04000000
 
 
 def state_root() -> str:
@@ -67,38 +64,23 @@ def enter_argv(ns: str | None) -> list[str]:
 def call_in_view(ns: str, fn: Callable[[], T]) -> T:
     """Run `fn` in a thread that has entered the node's mount and UTS namespaces, in
     the caller's working directory (as `nsenter --wd=.`): how `exec` looks up a
-    command the node may have and the host not.  ctypes and threading are imported
-    here, for nodes with a view only."""
-    import ctypes
-    import threading
+    command the node may have and the host not.  ctypes (kernel/libc.py) and
+    threading (netns.run_in_thread) are imported here, for nodes with a view only."""
+    from .libc import CLONE_FS, CLONE_NEWNS, CLONE_NEWUTS, setns, unshare
+    from .netns import run_in_thread
 
-    libc = ctypes.CDLL(None, use_errno=True)
     fds = [os.open(os.path.join(pin_dir(ns), kind), os.O_RDONLY | os.O_CLOEXEC) for kind in KINDS]
     fds.append(os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
-    box: dict[str, object] = {}
 
-    def check(result: int, what: str) -> None:
-        if result != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"{what}: {os.strerror(err)}")
-
-    def work() -> None:
+    def work() -> T:
         try:
-            try:
-                check(libc.unshare(CLONE_FS), "unshare(CLONE_FS)")  # a thread sharing its fs cannot setns(mnt)
-                for nsfd, flag in zip(fds, (CLONE_NEWNS, CLONE_NEWUTS), strict=False):
-                    check(libc.setns(nsfd, flag), "setns")
-                os.fchdir(fds[-1])  # setns(mnt) moved it to the root
-            finally:
-                for nsfd in fds:
-                    os.close(nsfd)
-            box["value"] = fn()
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
+            unshare(CLONE_FS, "unshare(CLONE_FS)")  # a thread sharing its fs cannot setns(mnt)
+            for nsfd, flag in zip(fds, (CLONE_NEWNS, CLONE_NEWUTS), strict=False):
+                setns(nsfd, flag)
+            os.fchdir(fds[-1])  # setns(mnt) moved it to the root
+        finally:
+            for nsfd in fds:
+                os.close(nsfd)
+        return fn()
 
-    worker = threading.Thread(target=work, name="vethlab-view")
-    worker.start()
-    worker.join()
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["value"]  # type: ignore[return-value]
+    return run_in_thread(work)

@@ -16,15 +16,18 @@ import os
 import random
 import socket
 import struct
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ConflictError, KernelError
 from ..ownership import NETNS_TAG_PREFIX, ROUTE_PROTO, birth_tag
 from . import netns as nsmod
 from . import nftables, nl, nodefiles, nodefs, services
-from .api import EventStream, LinkInfo, Netns, Route, route_text
-from .process import run_in_node
+from .api import EventStream, LinkInfo, Listener, Netns, Route, View, route_text
+from .process import missing_command, node_argv, run_in_node
+
+if TYPE_CHECKING:
+    from subprocess import CompletedProcess
 
 T = TypeVar("T")
 
@@ -457,6 +460,23 @@ class NetlinkKernel:
                              f"remove address {cidr} from {ifname} in {where(ns)}",
                              (errno.EADDRNOTAVAIL, errno.ENODEV))
 
+    def unready_addresses(self, ns: Netns, addresses: Iterable[str]) -> list[str]:
+        """The IPv6 ones of `addresses` that have no local route yet: one dump of the
+        namespace's IPv6 routes.  An address added NODAD is acknowledged and listed at
+        once, but its local route (and its solicited-node group) come from addrconf's
+        work item, which needs the RTNL lock and a CPU: under load a ping sent before
+        it ran is lost.  A tentative address (DAD running or failed) has none either."""
+        wanted = [a for a in addresses if ":" in a]
+        if not wanted:
+            return []
+        sock = self._sock(ns)
+        self._sync()
+        try:
+            local = nl.local_ipv6(sock, f"list IPv6 routes in {where(ns)}")
+        except nl.DecodeError as exc:
+            raise KernelError(f"netlink: cannot decode a route in {where(ns)}: {exc}") from None
+        return [a for a in wanted if ipaddress.ip_interface(a).ip.packed not in local]
+
     # -- routes -------------------------------------------------------------------------------------
     def routes(self, ns: Netns) -> list[Route]:
         sock = self._sock(ns)
@@ -552,8 +572,9 @@ class NetlinkKernel:
         """The digest of the lab entries in the node's hosts file (None: no file of ours)."""
         return nodefiles.read_digest(ns)
 
-    def write_node_files(self, namespaces: list[str], entries: list[tuple[str, str]], marker: str) -> None:
-        nodefiles.write_files(namespaces, entries, marker)
+    def write_node_files(self, namespaces: list[str], entries: list[tuple[str, str]], marker: str,
+                         digest: str) -> None:
+        nodefiles.write_files(namespaces, entries, marker, digest)
 
     def remove_node_files(self, ns: str, marker: str) -> None:
         nodefiles.remove_files(ns, marker)
@@ -581,6 +602,29 @@ class NetlinkKernel:
             return 124, f"did not finish within {timeout:g} s"
         return result.returncode, result.stdout
 
+    def run_in_node(self, ns: Netns, argv: Sequence[str], **kwargs: Any) -> CompletedProcess[Any]:
+        return run_in_node(ns, argv, **kwargs)
+
+    def node_argv(self, ns: Netns, argv: Sequence[str]) -> list[str]:
+        return node_argv(ns, argv)
+
+    def missing_command(self, ns: Netns, argv: Sequence[str]) -> str | None:
+        return missing_command(argv, ns)
+
+    def oneshot_succeeded(self, log_path: str) -> bool:
+        return services.oneshot_succeeded(log_path)
+
+    def run_on_machine(self, machine: str, address: str, argv: list[str],
+                       timeout: float) -> CompletedProcess[str]:
+        from .machines import vethlab_on
+
+        return vethlab_on(machine, address, argv, timeout)
+
+    def host_listeners(self) -> list[Listener]:
+        from .listeners import listeners
+
+        return listeners()
+
     # -- nodes' own views (mount and UTS namespaces) -----------------------------
     def views(self) -> dict[str, tuple[str, str]]:
         return nodefs.views()
@@ -588,7 +632,10 @@ class NetlinkKernel:
     def view_alive(self, ns: str) -> bool:
         return nodefs.has_view(ns)
 
-    def create_view(self, ns: str, marker: str, view: nodefs.View, replace: bool = False) -> None:
+    def view_dir(self, ns: str) -> str:
+        return nodefs.pin_dir(ns)
+
+    def create_view(self, ns: str, marker: str, view: View, replace: bool = False) -> None:
         try:
             nodefs.build(ns, marker, view, replace, view.digest())
         except FileExistsError:

@@ -40,12 +40,19 @@ Proc = tuple[int, int, str | None]  # pid, start time, service label
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
+def _proc_file(pid: int, name: str) -> bytes | None:
+    """/proc/PID/NAME, or None when it cannot be read (the process is gone, or not ours to read)."""
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
 def start_time(pid: int) -> int | None:
     """The process' start time in clock ticks since boot (field 22 of stat)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
+    data = _proc_file(pid, "stat")
+    if data is None:
         return None
     return int(data[data.rindex(b")") + 2:].split()[19])
 
@@ -154,10 +161,8 @@ def host_idents() -> set[Ident]:
 
 
 def label_of(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as fh:
-            env = fh.read()
-    except OSError:
+    env = _proc_file(pid, "environ")
+    if env is None:
         return None
     prefix = LABEL_VAR.encode() + b"="
     for item in env.split(b"\0"):

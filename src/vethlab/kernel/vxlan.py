@@ -59,18 +59,6 @@ def vxlan_body(name: str, vni: int, local: str, remote: str | None, *, port: int
     return body + nl.attr(nl.IFLA_LINKINFO, nl.attr_str(nl.IFLA_INFO_KIND, "vxlan") + nl.attr(nl.IFLA_INFO_DATA, data))
 
 
-def mac_of(*parts: str) -> bytes:
-    """A locally administered unicast MAC that is a pure function of `parts`: a
-    link end rebuilt (its machine rebooted) comes back with the MAC its peer has
-    in its neighbour cache, so traffic resumes at once instead of after the
-    cache entry goes stale (measured: pings failed for several seconds)."""
-    import hashlib
-
-    raw = bytearray(hashlib.sha256("/".join(parts).encode()).digest()[:6])
-    raw[0] = (raw[0] & 0xFC) | 0x02
-    return bytes(raw)
-
-
 def fdb_body(index: int, dst: str, mac: bytes = ZERO_MAC) -> bytes:
     """RTM_NEWNEIGH / RTM_DELNEIGH body of `bridge fdb append MAC dev IF dst DST` (self, permanent)."""
     ip = ipaddress.ip_address(dst)

@@ -115,17 +115,22 @@ def digest(networks: list[NatNetwork]) -> str:
 
 def batch(lab: str, networks: list[NatNetwork], replace: bool) -> dict[str, Any]:
     """One atomic nft JSON batch that (re)creates the lab's table with its rules."""
-    table = table_name(lab)
-    cmds: list[dict[str, Any]] = []
-    if replace:  # delete and re-add in one transaction: atomic, no window without rules
-        cmds.append({"add": {"table": {"family": "inet", "name": table}}})
-        cmds.append({"delete": {"table": {"family": "inet", "name": table}}})
-        cmds.append({"add": {"table": {"family": "inet", "name": table}}})
-    else:  # `create` fails if a table of that name appeared since the plan; `add` would merge into it
-        cmds.append({"create": {"table": {"family": "inet", "name": table}}})
-    cmds.append({"add": {"chain": {"family": "inet", "table": table, "name": table_marker(lab)}}})
-    cmds.append({"add": {"chain": {"family": "inet", "table": table, "name": DIGEST_CHAIN_PREFIX + digest(networks)}}})
-    for chain, chain_rules in rules(networks).items():
+    return table_batch(table_name(lab), replace, [table_marker(lab), DIGEST_CHAIN_PREFIX + digest(networks)],
+                       rules(networks))
+
+
+def table_batch(table: str, replace: bool, marks: list[str],
+                chains: dict[str, list[list[dict[str, Any]]]]) -> dict[str, Any]:
+    """One atomic nft JSON batch that (re)creates inet table `table`: its marking
+    chains (no hook, no rules: they name the owner or a digest), then each hooked
+    chain (HOOKS) with its rules.  replace: the table there is deleted and re-added
+    in the same transaction (no window without rules); else `create`, which fails
+    if a table of that name appeared since the plan (`add` would merge into it)."""
+    ref = {"family": "inet", "name": table}
+    cmds: list[dict[str, Any]] = [{"add": {"table": ref}}, {"delete": {"table": ref}}, {"add": {"table": ref}}] \
+        if replace else [{"create": {"table": ref}}]
+    cmds += [{"add": {"chain": {"family": "inet", "table": table, "name": mark}}} for mark in marks]
+    for chain, chain_rules in chains.items():
         kind, hook, prio = HOOKS[chain]
         cmds.append({"add": {"chain": {"family": "inet", "table": table, "name": chain, "type": kind, "hook": hook,
                                        "prio": prio, "policy": "accept"}}})

@@ -40,23 +40,38 @@ def set_link_state(name: str, node: str, ifname: str, up: bool, timeout: float =
     if state.fingerprints.pop(node, None) is not None:  # differs from the file now: re-read at the next up
         store.save(state)
     kernel = kernel or open_kernel()
+    ns = state.nodes.get(node)
     try:
-        kernel.set_link(state.nodes.get(node), ifname, up=up)
+        if not up:
+            # the kernel drops an interface's IPv6 addresses when it goes down (keep_addr_on_down
+            # is 0 by default): keep them, so that the end comes back up as the file says
+            kernel.write_sysctl(ns, f"net.ipv6.conf.{ifname.replace('.', '/')}.keep_addr_on_down", "1")
+            kernel.flush()
+        kernel.set_link(ns, ifname, up=up)
         if peer[0] not in state.nodes:
             return  # the far end is on another machine: nothing here to wait for (see docs/machines.md)
         peer_ns = state.nodes.get(peer[0])
 
+        carrier = False
+
         def shows() -> bool:
+            nonlocal carrier
             for link in kernel.links(peer_ns):
                 if link.ifname == peer[1]:
                     peer_up = link.admin_up
-                    want_carrier = up and peer_up
-                    return link.carrier == want_carrier and (link.operstate == "UP") == want_carrier
+                    carrier = up and peer_up
+                    return link.carrier == carrier and (link.operstate == "UP") == carrier
             return False
 
         if not wait_until(shows, timeout):
             raise KernelError(f"{peer[0]}:{peer[1]} did not show {node}:{ifname} going {'up' if up else 'down'} "
                               f"within {timeout:g} s")
+        if up and carrier:
+            # kept IPv6 addresses get their local routes back from addrconf's work item, after
+            # the carrier: return once they are in use, as `up` does (reconcile/verify.py)
+            mine = [a for link in kernel.links(ns) if link.ifname == ifname for a in link.addresses]
+            if not wait_until(lambda: not kernel.unready_addresses(ns, mine), timeout):
+                raise KernelError(f"the IPv6 addresses of {node}:{ifname} were not in use again within {timeout:g} s")
     finally:
         kernel.close()
 

@@ -9,19 +9,18 @@ pinged from the file alone.
 from __future__ import annotations
 
 import ipaddress
-import subprocess
 from typing import Any
 
 from ..errors import UsageError
+from ..kernel import open_kernel
+from ..kernel.api import Processes
 from ..state import store
 from ..topology.schema import LabSpec
 
 
 def local_addresses() -> set[str]:
     """The addresses of the namespace vethlab runs in (the machine's)."""
-    from ..kernel.rtnl import NetlinkKernel
-
-    kernel = NetlinkKernel()
+    kernel = open_kernel()
     try:
         return {cidr.split("/")[0] for link in kernel.links(None) for cidr in link.addresses}
     finally:
@@ -144,23 +143,6 @@ def far_port(state: store.LabState, node: str, ifname: str) -> tuple[Any, str] |
     return None
 
 
-def run_on(machine: Any, argv: list[str]) -> subprocess.CompletedProcess[str]:
-    """Run a vethlab command on another machine: inside a simulated machine when
-    this is `vethlab sandbox --machines`, else over OpenSSH (`ssh ADDRESS vethlab …`,
-    batch mode: keys, no password prompt)."""
-    import sys
-
-    from ..kernel import machines as simulated
-
-    known = simulated.registry()
-    if machine.name in known:
-        cmd = simulated.on_command(simulated.Machine(machine.name, known[machine.name], machine.address, ""),
-                                   [sys.executable, "-m", "vethlab", *argv])
-    else:
-        cmd = ["ssh", "-o", "BatchMode=yes", machine.address, "vethlab", *argv]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
-
-
 def check_far_end(lab: str, node: str, ifname: str) -> None:
     """Before anything changes: UsageError if `--all` cannot reach the far end."""
     state = store.load(lab)
@@ -168,7 +150,7 @@ def check_far_end(lab: str, node: str, ifname: str) -> None:
         far_port(state, node, ifname)
 
 
-def tell_far_end(lab: str, node: str, ifname: str, up: bool) -> str | None:
+def tell_far_end(lab: str, node: str, ifname: str, up: bool, kernel: Processes | None = None) -> str | None:
     """`link down|up NODE:IF --all`: the far machine takes its machine-side end of
     the link down (up), and returns once its node shows NO-CARRIER (carrier).
     Returns what to print, None for a link within this machine."""
@@ -179,7 +161,9 @@ def tell_far_end(lab: str, node: str, ifname: str, up: bool) -> str | None:
     if found is None:
         return None
     machine, port = found
-    result = run_on(machine, ["link", "up" if up else "down", port, "--lab", lab])
+    kernel = kernel or open_kernel()
+    result = kernel.run_on_machine(machine.name, machine.address, ["link", "up" if up else "down", port, "--lab", lab],
+                                   timeout=60)
     if result.returncode != 0:
         from ..errors import CommandFailed
 

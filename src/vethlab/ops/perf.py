@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from ..errors import CommandFailed, ConflictError
-from ..kernel.process import node_argv
+from ..kernel.api import Processes
 
 PORT = 5201
 
@@ -43,22 +43,23 @@ s.close()
 """
 
 
-def measure(src_ns: str | None, dst_ns: str | None, address: str, seconds: float) -> dict[str, Any]:
+def measure(kernel: Processes, src_ns: str | None, dst_ns: str | None, address: str,
+            seconds: float) -> dict[str, Any]:
     if shutil.which("iperf3"):
-        return _iperf3(src_ns, dst_ns, address, seconds)
-    return _builtin(src_ns, dst_ns, address, seconds)
+        return _iperf3(kernel, src_ns, dst_ns, address, seconds)
+    return _builtin(kernel, src_ns, dst_ns, address, seconds)
 
 
-def _iperf3(src_ns: str | None, dst_ns: str | None, address: str, seconds: float) -> dict[str, Any]:
-    server = subprocess.Popen(node_argv(dst_ns, ["iperf3", "-s", "-1", "-B", address, "-p", str(PORT)]),
+def _iperf3(kernel: Processes, src_ns: str | None, dst_ns: str | None, address: str, seconds: float) -> dict[str, Any]:
+    server = subprocess.Popen(kernel.node_argv(dst_ns, ["iperf3", "-s", "-1", "-B", address, "-p", str(PORT)]),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(0.2)
         # iperf3 reads -t as a whole number (atoi): `-t 0.5` is 0, which it takes as
         # "no time limit", and perf hung until its 30 s timeout; so whole seconds, at least 1
         whole = max(1, math.ceil(seconds))
-        client = subprocess.run(node_argv(src_ns, ["iperf3", "-c", address, "-p", str(PORT), "-t", str(whole),
-                                                   "-J"]), capture_output=True, text=True, timeout=whole + 30)
+        argv = ["iperf3", "-c", address, "-p", str(PORT), "-t", str(whole), "-J"]
+        client = subprocess.run(kernel.node_argv(src_ns, argv), capture_output=True, text=True, timeout=whole + 30)
     finally:
         try:
             server.wait(5)
@@ -74,14 +75,14 @@ def _iperf3(src_ns: str | None, dst_ns: str | None, address: str, seconds: float
     return {"seconds": received["seconds"], "bits_per_second": received["bits_per_second"], "tool": "iperf3"}
 
 
-def _builtin(src_ns: str | None, dst_ns: str | None, address: str, seconds: float) -> dict[str, Any]:
-    receiver = subprocess.Popen(node_argv(dst_ns, [sys.executable, "-c", RECEIVER, address, str(PORT)]),
+def _builtin(kernel: Processes, src_ns: str | None, dst_ns: str | None, address: str, seconds: float) -> dict[str, Any]:
+    receiver = subprocess.Popen(kernel.node_argv(dst_ns, [sys.executable, "-c", RECEIVER, address, str(PORT)]),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert receiver.stdout is not None
         if receiver.stdout.readline().strip() != "ready":
             raise ConflictError(f"cannot listen on {address}:{PORT} in the destination node")
-        sender = subprocess.run(node_argv(src_ns, [sys.executable, "-c", SENDER, address, str(PORT), str(seconds)]),
+        sender = subprocess.run(kernel.node_argv(src_ns, [sys.executable, "-c", SENDER, address, str(PORT), str(seconds)]),
                                 capture_output=True, text=True, timeout=seconds + 30)
         if sender.returncode != 0:
             raise CommandFailed(f"sender failed: {sender.stderr.strip()}")

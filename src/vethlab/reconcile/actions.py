@@ -12,14 +12,14 @@ params).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ..kernel.api import Kernel, Netns, Route
-from ..model.desired import Desired
+from ..model.desired import Desired, DesiredNode
 from .journal import Journal, Step
-from .observe import Observed
+from .observe import Observed, ObservedNode
 from .services import Launch, Record
 
 if TYPE_CHECKING:
@@ -106,6 +106,15 @@ class Action:
         """Write-ahead: what the lab's state must hold before this action runs."""
 
 
+@dataclass(frozen=True)
+class SelfChecked(Action):
+    """An action whose effect the re-read after apply does not check (VERIFIED is
+    False): it is checked by its own means -- a digest line, a pid, the ledger, a
+    qdisc kind, an exit status -- said where each subclass is declared."""
+
+    VERIFIED = False
+
+
 @dataclass
 class Memory:
     """What the lab's state remembers from earlier runs, for planning."""
@@ -155,6 +164,14 @@ class PlanContext:
     plan: Plan
     full: Desired
     created: set[str] = field(default_factory=set)  # nodes whose namespace this plan creates
+
+    def seen_nodes(self) -> Iterator[tuple[str, DesiredNode, ObservedNode]]:
+        """(name, what the file asks, what was read) for each node being planned that
+        was read from the kernel: what a driver's conflicts look at."""
+        for name, node in self.desired.nodes.items():
+            seen = self.observed.nodes.get(name)
+            if seen is not None:
+                yield name, node, seen
 
 
 @dataclass

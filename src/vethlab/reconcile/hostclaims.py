@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..kernel.api import Kernel
-from ..kernel.listeners import listeners
 from ..model import claims, ipam
 from ..ownership import lab_of, marker
 from ..state import store
@@ -52,7 +51,7 @@ def taken(kernel: Kernel, spec: LabSpec) -> claims.HostUse:
             use.addresses += [(cidr, who) for cidr in link.addresses]
     if any(m.publish for net in spec.networks if net.host == HOST for m in net.members):
         use.listeners = [(str(claims.Port(s.port, s.protocol, s.address)), "a process of the host namespace")
-                         for s in listeners()]
+                         for s in kernel.host_listeners()]
     return use
 
 

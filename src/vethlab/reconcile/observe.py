@@ -5,12 +5,14 @@ namespace (sockets are opened on existing /run/netns files, read-only)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..kernel.api import Kernel, LinkInfo, Netns, Route
-from ..model.desired import Desired
-from ..topology.schema import HOST
+from ..topology import HOST
 from .services import ServiceSeen, observe_services
+
+if TYPE_CHECKING:  # `down` imports this module (ServiceSeen) and must not load the compiler
+    from ..model.desired import Desired
 
 
 @dataclass

@@ -6,9 +6,9 @@ run that failed."""
 from __future__ import annotations
 
 from ..kernel.api import Kernel
-from ..kernel.nodefiles import digest
 from ..model import claims
 from ..model.desired import Desired
+from ..model.hosts import hosts_digest
 from ..model.routes import route_of
 from ..ownership import lab_of_node_entry
 from ..state import store
@@ -47,7 +47,7 @@ def record_done(kernel: Kernel, spec: LabSpec, state: store.LabState, desired: D
     state.nodes = {name: node.netns for name, node in desired.nodes.items()}
     state.exec_digests = {n: plan.exec_digests.get(n, state.exec_digests.get(n, "")) for n in desired.nodes}
     state.fingerprints = plan.fingerprints
-    state.hosts_digest = digest(plan.hosts)
+    state.hosts_digest = hosts_digest(plan.hosts)
     state.netns_ids = {ns: ident for node in desired.nodes.values() if (ns := node.netns)
                        and (ident := kernel.namespace_id(ns)) is not None}
     state.links = [[*veth.a, *veth.b] for veth in desired.veths]

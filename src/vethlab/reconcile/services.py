@@ -16,7 +16,6 @@ label) and its pid, start time and namespace inode right after, as a list
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -65,6 +64,8 @@ def ready_timeout() -> float:
 
 def labels(lab: str, node: str, run: Sequence[Sequence[str]]) -> list[str]:
     """The label of each `run:` item of a node, in order."""
+    import hashlib  # here: `down` imports this module and never labels (OpenSSL costs ~2 ms to load)
+
     seen: dict[tuple[str, ...], int] = {}
     out = []
     for argv in run:
@@ -130,14 +131,13 @@ def is_running(kernel: Kernel, record: Record, ns: Netns, labelled: dict[str, di
             or bool(record.label and ns and record.label in labelled.get(ns, ())))
 
 
-def _finished_oneshot(lab: str, label: str) -> bool:
+def _finished_oneshot(kernel: Kernel, lab: str, label: str) -> bool:
     """A one-shot's gate wrote exit 0 beside its log (read without creating anything)."""
     import os
 
-    from ..kernel.services import oneshot_succeeded
     from ..state import store
 
-    return oneshot_succeeded(os.path.join(store.lab_dir(lab), "logs", log_name(label)))
+    return kernel.oneshot_succeeded(os.path.join(store.lab_dir(lab), "logs", log_name(label)))
 
 
 def observe_services(kernel: Kernel, lab: str, desired_run: dict[str, tuple[Netns, Sequence[Sequence[str]]]],
@@ -151,7 +151,7 @@ def observe_services(kernel: Kernel, lab: str, desired_run: dict[str, tuple[Netn
     known: set[tuple[str, str]] = set()
     for node, rec in records(recorded):
         ns = netns.get(node)
-        if not rec.done and rec.label and ns and rec.netns_id and _finished_oneshot(lab, rec.label) \
+        if not rec.done and rec.label and ns and rec.netns_id and _finished_oneshot(kernel, lab, rec.label) \
                 and kernel.namespace_id(ns) == rec.netns_id:
             rec = rec._replace(done=True)  # its gate wrote exit 0 though the up that saw it start was killed
         out.append(ServiceSeen(node, tuple(rec.argv), rec.pid, rec.started, is_running(kernel, rec, ns, labelled),

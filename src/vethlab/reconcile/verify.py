@@ -76,6 +76,7 @@ def verify(kernel: Kernel, desired: Desired, touched: set[str], created: set[str
     finally:
         if nudged:
             kernel.settle(nudged, mark, done=True)
+    _await_addresses(kernel, desired, touched)
     for node in refreshed - created:  # polled without addresses: read them once, now
         seen = observed.nodes[node]
         seen.links = {link.ifname: link for link in kernel.links(seen.netns)}
@@ -85,3 +86,31 @@ def verify(kernel: Kernel, desired: Desired, touched: set[str], created: set[str
     if left:
         raise KernelError("after applying, the kernel still differs from the file:\n" +
                           "\n".join(f"  {a.verb} {a.kind} {a.target}: {a.reason}" for a in left))
+
+
+def _await_addresses(kernel: Kernel, desired: Desired, touched: set[str]) -> None:
+    """Return once every IPv6 address of the touched nodes is in use (Kernel.unready_addresses):
+    the kernel acknowledges an address added without DAD before its addrconf work item
+    has made it answer neighbour solicitations, and under load that item runs late
+    enough that the first ping after `up` is lost.  One route dump per namespace that
+    still waits; nothing at all for a lab without IPv6."""
+    waiting: dict[str, list[str]] = {}  # node -> its IPv6 addresses not in use yet
+    for (node, _ifname), iface in desired.interfaces.items():
+        if node in touched and iface.up:
+            waiting.setdefault(node, []).extend(a for a in iface.addresses if ":" in a)
+    waiting = {node: addresses for node, addresses in waiting.items() if addresses}
+    if not waiting:
+        return
+
+    def ready() -> bool:
+        for node in list(waiting):
+            waiting[node] = kernel.unready_addresses(desired.netns(node), waiting[node])
+            if not waiting[node]:
+                del waiting[node]
+        return not waiting
+
+    if not wait_until(ready, VERIFY_TIMEOUT):
+        node, addresses = next(iter(waiting.items()))
+        raise KernelError(f"lab {desired.lab} did not settle within {VERIFY_TIMEOUT:g} s: IPv6 address "
+                          f"{addresses[0]} of {node} is not in use (no local route: duplicate address "
+                          f"detection still running or failed?)")

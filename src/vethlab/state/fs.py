@@ -186,6 +186,20 @@ def open_dir(parent: int, name: str, path: str, create: bool, what: str) -> int 
     return fd
 
 
+def read_in_lab(root: int, lab: str, lab_path: str, name: str, what: str) -> int | None:
+    """A checked read-only descriptor of file `name` in lab `lab`'s directory under
+    the state root `root`; None when the directory or the file is missing."""
+    folder = open_dir(root, lab, lab_path, False, f"the state directory of lab {lab}")
+    if folder is None:
+        return None
+    try:
+        return open_file(folder, name, os.path.join(lab_path, name), os.O_RDONLY, what)
+    except FileNotFoundError:
+        return None
+    finally:
+        os.close(folder)
+
+
 def open_file(parent: int, name: str, path: str, flags: int, what: str, mode: int = 0o600) -> int:
     """A checked descriptor of regular file `name` under `parent`, never through a
     symlink (ELOOP becomes a StateError saying so).  O_NONBLOCK: a FIFO planted

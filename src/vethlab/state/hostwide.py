@@ -19,19 +19,17 @@ as LabLock does, so two holders never coexist.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import sys
-import time
-from types import TracebackType
 
 from ..errors import ConflictError, LockTimeout
+from .flock import HeldLock, take
 from .store import labs, state_root
 
 LOCK_NAME = ".alloc.lock"
 
 
-class AllocationLock:
+class AllocationLock(HeldLock):
     """flock on STATE/.alloc.lock with a bounded wait; usable as a context manager."""
 
     def __init__(self, lab: str, wait: float = 60.0, say: bool = True) -> None:
@@ -45,32 +43,16 @@ class AllocationLock:
         return os.path.join(state_root(), LOCK_NAME)
 
     def acquire(self) -> None:
-        deadline = time.monotonic() + self.wait
-        told = False
-        while True:
-            fd = self._open()
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _read_holder(fd)
-                os.close(fd)
-                if time.monotonic() >= deadline:
-                    raise LockTimeout(
-                        f"lab {self.lab}: the host-wide allocation lock {self.path} is held by {holder}; "
-                        f"gave up after {self.wait:g} s (use --wait SECONDS to wait longer); "
-                        "nothing was changed") from None
-                if self.say and not told:
-                    print(f"vethlab: lab {self.lab} waits for the host-wide allocation lock, held by {holder}",
-                          file=sys.stderr)
-                    told = True
-                time.sleep(0.01)  # holds last ~20 ms (10 labs up): poll finer than that
-                continue
-            if _current(fd, self.path):
-                break
-            os.close(fd)  # the last holder unlinked it: take the file that is there now
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} (lab {self.lab}: {' '.join(sys.argv[:3])})".encode(), 0)
-        self.fd = fd
+        def gave_up(holder: str) -> LockTimeout:
+            return LockTimeout(f"lab {self.lab}: the host-wide allocation lock {self.path} is held by {holder}; "
+                               f"gave up after {self.wait:g} s (use --wait SECONDS to wait longer); "
+                               "nothing was changed")
+
+        # holds last ~20 ms (10 labs up): polled finer than that
+        self.fd = take(self._open, lambda fd: _current(fd, self.path),
+                       f"pid {os.getpid()} (lab {self.lab}: {' '.join(sys.argv[:3])})", self.wait, 0.01, gave_up,
+                       (lambda holder: f"vethlab: lab {self.lab} waits for the host-wide allocation lock, held by "
+                        f"{holder}") if self.say else None)
 
     def _open(self) -> int:
         os.makedirs(state_root(), mode=0o700, exist_ok=True)
@@ -97,14 +79,6 @@ class AllocationLock:
         os.close(self.fd)
         self.fd = None
 
-    def __enter__(self) -> AllocationLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.release()
-
 
 def tidy() -> None:
     """After a lab's state went (`down`): remove the lock file if no lab is left.
@@ -125,10 +99,3 @@ def _current(fd: int, path: str) -> bool:
         return os.fstat(fd).st_ino == os.lstat(path).st_ino
     except FileNotFoundError:
         return False
-
-
-def _read_holder(fd: int) -> str:
-    try:
-        return os.pread(fd, 300, 0).decode(errors="replace") or "another vethlab process"
-    except OSError:
-        return "another vethlab process"

@@ -10,18 +10,16 @@ The file is opened relative to the state root's descriptor with O_NOFOLLOW
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sys
-import time
-from types import TracebackType
 
 from ..errors import LockTimeout
 from . import fs
+from .flock import HeldLock, take
 from .store import lab_dir, state_root
 
 
-class LabLock:
+class LabLock(HeldLock):
     def __init__(self, lab: str, wait: float = 60.0, say: bool = True) -> None:
         self.lab = lab
         self.wait = wait
@@ -41,34 +39,18 @@ class LabLock:
             raise
 
     def _acquire(self, root: int) -> None:
-        deadline = time.monotonic() + self.wait
-        told = False
-        while True:
-            fd = fs.open_file(root, self.name, self.path, os.O_RDWR | os.O_CREAT, f"the lock file of lab {self.lab}")
+        def current(fd: int) -> bool:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _read_holder(fd)
-                os.close(fd)
-                if time.monotonic() >= deadline:
-                    raise LockTimeout(f"lab {self.lab} is busy: held by {holder}; gave up after {self.wait:g} s "
-                                      "(use --wait SECONDS to wait longer)") from None
-                if self.say and not told:
-                    print(f"vethlab: waiting for lab {self.lab}, held by {holder}", file=sys.stderr)
-                    told = True
-                time.sleep(0.05)
-                continue
-            try:
-                same = os.fstat(fd).st_ino == os.stat(self.name, dir_fd=root, follow_symlinks=False).st_ino
+                return os.fstat(fd).st_ino == os.stat(self.name, dir_fd=root, follow_symlinks=False).st_ino
             except FileNotFoundError:
-                same = False
-            if not same:
-                os.close(fd)
-                continue
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid {os.getpid()} ({' '.join(sys.argv[:3])})".encode(), 0)
-            self.fd = fd
-            return
+                return False
+
+        self.fd = take(
+            lambda: fs.open_file(root, self.name, self.path, os.O_RDWR | os.O_CREAT, f"the lock file of lab {self.lab}"),
+            current, f"pid {os.getpid()} ({' '.join(sys.argv[:3])})", self.wait, 0.05,
+            lambda holder: LockTimeout(f"lab {self.lab} is busy: held by {holder}; gave up after {self.wait:g} s "
+                                       "(use --wait SECONDS to wait longer)"),
+            (lambda holder: f"vethlab: waiting for lab {self.lab}, held by {holder}") if self.say else None)
 
     def release(self, remove: bool = False) -> None:
         if self.fd is None:
@@ -83,18 +65,3 @@ class LabLock:
         if self.root is not None:
             os.close(self.root)
             self.root = None
-
-    def __enter__(self) -> LabLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.release()
-
-
-def _read_holder(fd: int) -> str:
-    try:
-        return os.pread(fd, 200, 0).decode(errors="replace") or "another vethlab process"
-    except OSError:
-        return "another vethlab process"

@@ -13,11 +13,15 @@ TYPE_CHECKING = False  # not typing's: its import costs the CNI plugin ~3 ms per
 if TYPE_CHECKING:
     from typing import Any
 
-    from .schema import HOST, Endpoint, LabSpec, LinkSpec, NodeSpec, RouteSpec
+    from .schema import Endpoint, LabSpec, LinkSpec, NodeSpec, RouteSpec
+
+#: the reserved node name for the namespace vethlab runs in: schema.HOST, also here
+#: so that `down` (reconcile/observe.py) does not load the schema for one string
+HOST = "host"
 
 __all__ = ["HOST", "Endpoint", "LabSpec", "LinkSpec", "NodeSpec", "RouteSpec", "load_lab", "lab_from_dict",
            "lab_from_text"]
-_SCHEMA = {"HOST", "Endpoint", "LabSpec", "LinkSpec", "NodeSpec", "RouteSpec"}
+_SCHEMA = {"Endpoint", "LabSpec", "LinkSpec", "NodeSpec", "RouteSpec"}
 
 
 def __getattr__(name: str) -> Any:
@@ -31,11 +35,13 @@ def __getattr__(name: str) -> Any:
 
 
 def load_lab(path: str) -> LabSpec:
-    """Read, parse and validate a topology file (ValidationError on any problem)."""
-    from .loader import load
+    """Read, parse and validate a topology file (ValidationError on any problem).
+    Pure: no cache (state/speccache.load_lab is this with one, for the lab's fronts)."""
+    from .files import read
+    from .loader import load_bytes
     from .validate import parse_document
 
-    return parse_document(load(path))
+    return parse_document(load_bytes(read(path), path))
 
 
 def lab_from_text(text: str, file: str = "<string>") -> LabSpec:

@@ -40,6 +40,7 @@ from typing import Any
 import yaml
 
 from ..errors import Issue, ValidationError
+from .files import MAX_FILE_BYTES, read
 
 try:
     _Loader: Any = yaml.CSafeLoader
@@ -53,7 +54,6 @@ Path = tuple[str | int, ...]
 #: a file that stops at it costs ~0.5 s of CPU and ~100 MB peak RSS (measured; 1M
 #: values took 4-6 s and 250 MB, so not 1M).  MAX_ALIAS_VALUES bounds what a few
 #: bytes may ask for; MAX_DEPTH also bounds each path tuple, hence memory per value.
-MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 16
 MAX_VALUES = 200_000
 MAX_ALIAS_VALUES = 100_000
@@ -153,11 +153,11 @@ def loads(text: str, file: str = "<string>") -> Document:
 
 def load(path: str) -> Document:
     """Read and parse a topology file; a missing, unreadable, oversized or non-UTF-8 file is exit 2."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_FILE_BYTES + 1)  # never more: /dev/zero or a 10 GB file stop here
-    except OSError as exc:
-        raise ValidationError([Issue(path, None, "", f"cannot read file: {exc.strerror}")]) from None
+    return load_bytes(read(path), path)
+
+
+def load_bytes(raw: bytes, path: str) -> Document:
+    """Parse the bytes files.read returned; an oversized or non-UTF-8 file is exit 2."""
     if len(raw) > MAX_FILE_BYTES:
         raise ValidationError([Issue(path, _line_at(raw, MAX_FILE_BYTES), "", _too_big())])
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -251,7 +251,17 @@ class _Builder:
                     path: Path | None = ()
                 elif parent.is_map:
                     if parent.key is _NO_KEY:
-                        self._key(event)
+                        text = event.value
+                        if event.tag is None and event.anchor is None and text != "<<" \
+                                and len(text) <= MAX_SCALAR_CHARS and text not in parent.value:
+                            # a plain new key, the common case of _key inlined: counted, no line of its own
+                            self.values += 1
+                            if self.values > MAX_VALUES:
+                                raise _Refused(self._make_issue(event, None,
+                                                                f"the file holds more than {MAX_VALUES} values"))
+                            parent.key = text
+                        else:
+                            self._key(event)
                         continue
                     key = parent.key
                     path = None if parent.path is None or key.__class__ is not str else parent.path + (key,)
@@ -270,10 +280,13 @@ class _Builder:
                     self.anchors[event.anchor] = (path, value, 1)
                 if parent is None:
                     self.doc.data = value
-                elif parent.is_map:
-                    self._attach(value)
-                else:
+                elif not parent.is_map:
                     parent.value.append(value)  # type: ignore[union-attr]
+                elif key.__class__ is str:  # _attach's common case, inlined
+                    parent.value[key] = value  # type: ignore[call-overload]
+                    parent.key = _NO_KEY
+                else:
+                    self._attach(value)
             elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
                 self._start(event, {} if kind is yaml.MappingStartEvent else [])
             elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:

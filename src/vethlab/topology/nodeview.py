@@ -95,14 +95,20 @@ def _mode(c: Checker, raw: Any, path: Path) -> int | None:
     return None
 
 
-def _files(c: Checker, raw: Any, path: Path) -> tuple[FileSpec, ...]:
+def _mapping(c: Checker, raw: Any, path: Path, expected: str) -> dict[Any, Any]:
+    """`raw` as a mapping: absent is empty; anything else is reported ("must be
+    {expected}") and read as empty."""
     if raw is None:
-        return ()
+        return {}
     if not isinstance(raw, dict):
-        c.err(path, "must be a mapping of node path: content (or {source: FILE})")
-        return ()
+        c.err(path, f"must be {expected}")
+        return {}
+    return raw
+
+
+def _files(c: Checker, raw: Any, path: Path) -> tuple[FileSpec, ...]:
     out = []
-    for target, value in raw.items():
+    for target, value in _mapping(c, raw, path, "a mapping of node path: content (or {source: FILE})").items():
         ipath = path + (str(target),)
         problem = path_problem(target)
         if problem is None and target in WRITTEN:
@@ -244,13 +250,9 @@ def _private(c: Checker, raw: Any, path: Path) -> tuple[tuple[PrivateSpec, ...],
 
 def _mounts(c: Checker, raw: Any, path: Path) -> tuple[MountSpec, ...]:
     """`mounts: {HOST_PATH: NODE_PATH}`, read-only; `NODE_PATH:rw` lets the node write."""
-    if raw is None:
-        return ()
-    if not isinstance(raw, dict):
-        c.err(path, "must be a mapping of host path: node path (NODE_PATH:rw to let the node write)")
-        return ()
     out = []
-    for source, value in raw.items():
+    for source, value in _mapping(c, raw, path,
+                                  "a mapping of host path: node path (NODE_PATH:rw to let the node write)").items():
         ipath = path + (str(source),)
         words = value.split(":") if isinstance(value, str) else []
         if len(words) not in (1, 2) or (len(words) == 2 and words[1] not in ("ro", "rw")):

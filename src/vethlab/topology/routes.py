@@ -13,6 +13,17 @@ class RouteSyntaxError(ValueError):
     pass
 
 
+def _address_word(fields: dict[str, str], key: str) -> str | None:
+    """The address after `via` or `src`, in its canonical form (None: not given)."""
+    value = fields.get(key)
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise RouteSyntaxError(f"{key} {value!r} is not an IP address") from None
+
+
 def parse_route(text: str) -> RouteSpec:
     """`DST [via GW] [dev IFNAME] [metric N] [src ADDR]`; DST is `default`,
     `default6`-free: an IPv6 default is `::/0` or `default via <IPv6>`."""
@@ -30,18 +41,7 @@ def parse_route(text: str) -> RouteSpec:
         if not rest:
             raise RouteSyntaxError(f"'{key}' needs a value in route '{text}'")
         fields[key] = rest.pop(0)
-    via = fields.get("via")
-    if via is not None:
-        try:
-            via = str(ipaddress.ip_address(via))
-        except ValueError:
-            raise RouteSyntaxError(f"via {via!r} is not an IP address") from None
-    src = fields.get("src")
-    if src is not None:
-        try:
-            src = str(ipaddress.ip_address(src))
-        except ValueError:
-            raise RouteSyntaxError(f"src {src!r} is not an IP address") from None
+    via, src = _address_word(fields, "via"), _address_word(fields, "src")
     if dst_word == "default":
         family = 6 if (via and ":" in via) or (src and ":" in src) else 4
         dst = "::/0" if family == 6 else "0.0.0.0/0"

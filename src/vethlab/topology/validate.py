@@ -114,6 +114,8 @@ def _node(c: Checker, name: str, raw: Any, path: Path, ifaces: list[tuple[str, t
     elif name_resolution_problem(name):
         c.err(path, str(name_resolution_problem(name)))
         ok = False
+    if (raw is None or raw == {}) and ok:  # `n1: {}`, most nodes of a big lab: nothing more to read
+        return NodeSpec(name=name, line=c.doc.line(path))
     spec = c.section(raw, path, "node settings", NODE_KEYS, NOT_YET[("node",)])
     if spec is None:
         return None
@@ -376,6 +378,9 @@ def _link(c: Checker, raw: Any, path: Path, nodes: dict[str, Any]) -> tuple[Link
     shaping = _shaping(c, spec, path)
     overrides: list[Shaping | None] = []
     for side in ("a", "b"):
+        if spec.get(side) is None:  # no block for this end (most links): nothing to read
+            overrides.append(None)
+            continue
         block = c.section(spec.get(side), path + (side,), "rate/delay/jitter/loss for this end", SHAPING_KEYS)
         if block is None:
             ok = False
@@ -485,17 +490,18 @@ def _check_interfaces(c: Checker, links: list[tuple[int, LinkSpec]]) -> None:
 
 
 def _check_addresses(c: Checker, links: list[tuple[int, LinkSpec]], raw_links: list[Any]) -> None:
-    seen: dict[Any, str] = {}
+    seen: dict[tuple[int, int], Endpoint] = {}  # (version, address as an integer): no address objects made
     for index, link in links:
         for j, end in enumerate(link.endpoints):
             for k, text in enumerate(link.addresses_of(end)):
-                parsed = parse_interface(text)
-                ip = ipaddress.IPv4Address(parsed.quick()[0]) if isinstance(parsed, FastV4) else parsed.ip
-                if ip in seen:
-                    c.err(_addr_path(index, j, k, raw_links), f"address {ip} is already given to {seen[ip]} "
+                version, value, _plen = address_parts(text)
+                key = (version, value)
+                if key in seen:
+                    ip = ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value)
+                    c.err(_addr_path(index, j, k, raw_links), f"address {ip} is already given to {seen[key]} "
                           "(an address belongs to one interface in the whole lab)")
                 else:
-                    seen[ip] = str(end)
+                    seen[key] = end
 
 
 def _addr_path(index: int, j: int, k: int, raw_links: list[Any]) -> Path:
@@ -513,13 +519,15 @@ def _check_link_subnets(c: Checker, links: list[tuple[int, LinkSpec]],
     other directly).  Grouped by prefix length, so a link with thousands of
     addresses costs (addresses x distinct prefix lengths), not addresses squared."""
     for index, link in links:
+        if not link.addresses_a or not link.addresses_b:
+            continue  # an end without addresses: nothing to judge
+        parts = [[(address_parts(text), text) for text in texts] for texts in (link.addresses_a, link.addresses_b)]
         for version in (4, 6):
             ends = []
-            for texts in (link.addresses_a, link.addresses_b):
+            for per_end in parts:
                 by_plen: dict[int, list[int]] = {}
                 shown = []
-                for text in texts:
-                    v, value, plen = address_parts(text)
+                for (v, value, plen), text in per_end:
                     if v == version:
                         by_plen.setdefault(plen, []).append(value)
                         shown.append(text)

@@ -1,0 +1,46 @@
+"""What `down` and a repeated `up` import, in a real process on a real (sandboxed)
+kernel: `down` needs neither YAML nor the planner; an `up` of a file it has read
+before needs no YAML nor the validator (the topology cache)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+PROBE = """
+import json, sys
+from vethlab.cli.main import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+sys.stderr.write("\\nMODULES " + json.dumps(sorted(sys.modules)) + "\\n")
+"""
+
+
+
+def modules_after(*args: str) -> set[str]:
+    """The modules a `vethlab ARGS` process holds when main() returns."""
+    r = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120)
+    line = next(line for line in r.stderr.splitlines() if line.startswith("MODULES "))
+    return set(json.loads(line[len("MODULES "):]))
+
+
+PLANNING = {"yaml", "vethlab.lab", "vethlab.topology.loader", "vethlab.topology.validate",
+            "vethlab.reconcile.planner", "vethlab.reconcile.executor", "vethlab.model.desired"}
+
+
+def test_down_of_no_lab_and_of_a_lab_load_no_planning(tmp_path: Path) -> None:
+    assert modules_after("down", "--lab", "nope") & PLANNING == set()
+    path = tmp_path / "lab.yaml"
+    path.write_text("name: imports\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a:e0, b:e0]}]\n")
+    first = modules_after("up", str(path))
+    assert {"yaml", "vethlab.topology.validate"} <= first  # the first read of the file
+    second = modules_after("up", str(path))
+    assert {"yaml", "vethlab.topology.validate"} <= second  # the lab did not exist when the file was first read
+    again = modules_after("up", str(path))
+    assert again & {"yaml", "vethlab.topology.loader", "vethlab.topology.validate"} == set()
+    assert modules_after("down", str(path)) & PLANNING == set()
+    assert not Path("/run/netns/a").exists()  # it did come down

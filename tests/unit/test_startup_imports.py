@@ -1,0 +1,83 @@
+"""What a command imports: each `vethlab` process pays for its imports, and the
+quick commands must not load YAML, the validator or the reconciler they never use.
+Checked on the modules a real process holds after main() returns."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from vethlab.cli.main import build_parser
+
+PROBE = """
+import json, sys
+from vethlab.cli.main import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+sys.stderr.write("\\nMODULES " + json.dumps(sorted(sys.modules)) + "\\n")
+"""
+
+#: what planning and building need, and quick commands must not load
+HEAVY = ["yaml", "vethlab.lab", "vethlab.topology.loader", "vethlab.topology.validate", "vethlab.reconcile.planner",
+         "vethlab.reconcile.executor", "vethlab.model.desired", "vethlab.kernel.rtnl", "rich"]
+
+
+def modules_after(*args: str, env: dict[str, str] | None = None) -> set[str]:
+    r = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, **(env or {})})
+    line = next(line for line in r.stderr.splitlines() if line.startswith("MODULES "))
+    return set(json.loads(line[len("MODULES "):]))
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["up", "--help"], ["down", "--help"]])
+def test_help_loads_nothing_heavy(argv: list[str]) -> None:
+    assert modules_after(*argv) & set(HEAVY) == set()
+
+
+def test_ls_loads_nothing_heavy(tmp_path) -> None:
+    assert modules_after("ls", env={"VETHLAB_STATE_DIR": str(tmp_path)}) & set(HEAVY) == set()
+
+
+def test_validate_of_a_cached_file_loads_no_yaml(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vethlab.state import store
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    monkeypatch.setenv("VETHLAB_STATE_DIR", str(state))
+    store.save(store.LabState("t", complete=True))  # files are kept for labs that exist
+    path = tmp_path / "lab.yaml"
+    path.write_text("name: t\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a:e0, b:e0]}]\n")
+    env = {"VETHLAB_STATE_DIR": str(state)}
+    first = modules_after("validate", str(path), env=env)
+    assert {"yaml", "vethlab.topology.validate"} <= first  # a miss: parsed and validated
+    again = modules_after("validate", str(path), env=env)
+    assert again & {"yaml", "vethlab.topology.loader", "vethlab.topology.validate"} == set()
+
+
+def test_only_the_chosen_command_is_built_and_it_parses_as_the_whole_parser_does() -> None:
+    whole = build_parser()
+    cases = [["up", "lab.yaml", "--refresh", "--wait", "3"], ["down", "--lab", "x", "--json"],
+             ["exec", "n1", "--", "ip", "-j", "a"], ["link", "set", "a:e0", "--rate", "1mbit"],
+             ["status", "--lab", "x"], ["sandbox", "--", "true"], ["logs", "n1", "-n", "5"]]
+    for argv in cases:
+        narrow = build_parser(argv[0])
+        sub = next(a for a in narrow._actions if a.dest == "command")
+        assert list(sub.choices) == [argv[0]]  # type: ignore[attr-defined]
+        a, b = vars(narrow.parse_args(argv)), vars(whole.parse_args(argv))
+        assert a.pop("handler").__qualname__ == b.pop("handler").__qualname__
+        assert a == b, argv
+    # not a command: the whole parser, so that its error lists every command
+    assert len(next(a for a in build_parser("nope")._actions if a.dest == "command").choices) > 20  # type: ignore[attr-defined]
+
+
+def test_the_package_names_the_host_node_as_the_schema_does() -> None:
+    from vethlab import topology
+    from vethlab.topology import schema
+
+    assert topology.HOST == schema.HOST == "host"

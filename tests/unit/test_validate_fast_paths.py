@@ -1,0 +1,57 @@
+"""The validator's fast paths (no address objects for the common case) must give
+exactly what the general path gives: the same value, the same problems."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vethlab.topology import lab_from_text, networks
+from vethlab.topology.checker import Checker
+from vethlab.topology.loader import Document
+
+SUBNETS = ["10.0.0.0/24", "10.0.0.0/30", "172.16.0.0/12", "192.168.7.128/25", "fd00::/64"]
+TEXTS = ["10.0.0.5", "10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.255", "10.0.0.254", "10.0.1.5",
+         "10.0.0.05", "010.0.0.5", "10.0.0.256", "1.2.3", "10.0.0.5/24", "10.0.0.5/8", "١٠.0.0.5", "10.0.0.5\n",
+         "172.31.255.255", "172.16.0.1", "172.16.0.2", "192.168.7.129", "192.168.7.200", "0.0.0.0", "fd00::5", ""]
+
+
+DOTTED = networks._DOTTED
+
+
+def run(value: Any, subnet: str, gateway: bool, fast: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[str]]:
+    monkeypatch.setattr(networks, "_DOTTED", DOTTED if fast else re.compile(r"(?!)"))  # (?!) matches nothing
+    c = Checker(Document(file="f", data=None))
+    net = ipaddress.ip_network(subnet)
+    got = networks._member_ip(c, value, ("networks", "n", "members", "a", "ip"), net, 4, gateway)
+    return got, [str(issue) for issue in c.issues]
+
+
+@pytest.mark.parametrize("subnet", SUBNETS)
+@pytest.mark.parametrize("gateway", [True, False])
+def test_member_addresses_fast_and_general_agree(subnet: str, gateway: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    for text in TEXTS:
+        try:
+            slow = run(text, subnet, gateway, False, monkeypatch)
+        except ValueError:
+            slow = None  # the general path itself cannot judge it: then neither may the fast one
+        fast = run(text, subnet, gateway, True, monkeypatch)
+        assert slow is None or fast == slow, (text, subnet)
+
+
+@given(st.tuples(*[st.integers(0, 300)] * 4), st.sampled_from(SUBNETS[:4]), st.booleans())
+def test_member_addresses_agree_on_any_quad(quad: tuple[int, ...], subnet: str, gateway: bool) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        text = ".".join(map(str, quad))
+        assert run(text, subnet, gateway, True, mp) == run(text, subnet, gateway, False, mp)
+
+
+def test_empty_nodes_are_the_same_spec_as_before() -> None:
+    spec = lab_from_text("name: t\nnodes:\n  a: {}\n  b:\n  c: {sysctls: {}}\nlinks: [{endpoints: [a:e0, b:e0]}]\n")
+    assert [(n.name, n.line, n.sysctls, n.routes, n.exec, n.run, n.oneshot, n.ready) for n in spec.nodes.values()] == \
+        [("a", 3, (), (), (), (), (), ()), ("b", 4, (), (), (), (), (), ()), ("c", 5, (), (), (), (), (), ())]
