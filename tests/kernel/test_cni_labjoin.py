@@ -144,7 +144,7 @@ def test_down_removes_joined_containers_and_a_later_del_succeeds(cni: Cni, tmp_p
 
     def published() -> dict[str, Any]:  # what the plugin's table is made from (.cni: the plugin's, not a lab's)
         try:
-            with open(os.path.join(root, ".cni", "firewall.json")) as fh:
+            with open(os.path.join(root, ".cni", ".firewall.json")) as fh:
                 data = json.load(fh)
         except FileNotFoundError:
             return {}
@@ -243,3 +243,24 @@ def test_a_joined_container_publishes_ports_and_del_takes_them_back(cni: Cni) ->
         server.wait()
     cni.delete(conf, "abc123", path, prev=out)
     assert lab_view() == before
+
+
+def test_joining_refuses_a_foreign_bridge_and_a_port_the_host_serves(cni: Cni) -> None:
+    """(review) A bridge of the lab's bridge's name that the lab did not make (here:
+    the lab's bridge removed, a foreign one put in its place) gets no container port;
+    a host port a host process listens on is not published over it."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("0.0.0.0", 8080))
+        listener.listen()
+        conf = {**CONF, "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80}]}}
+        before = lab_view()
+        answer = cni.call("ADD", conf, "abc123", netns("ctr1"))
+        assert answer.status == 1 and answer.json["code"] == 101 and "8080/tcp" in answer.json["details"], answer
+        assert lab_view() == before
+    subprocess.run(["ip", "link", "del", "vb.pl.lan"], check=True)
+    subprocess.run(["ip", "link", "add", "vb.pl.lan", "type", "bridge"], check=True)
+    answer = cni.call("ADD", CONF, "abc124", netns("ctr2"))
+    assert answer.status == 1 and answer.json["code"] == 101 and "not lab pl's" in answer.json["details"], answer
+    assert [link["ifname"] for link in ip_json("link", "show", "master", "vb.pl.lan")] == []

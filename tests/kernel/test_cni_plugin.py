@@ -333,18 +333,18 @@ def test_gc_keeps_going_past_a_damaged_record(cni: Cni, data: str) -> None:
     records = os.path.join(state_dir(), "net1")
     keep = netns("keep")
     cni.add(conf, "keep", keep)
-    with open(os.path.join(records, "keep.eth0.json"), "wb") as fh:
+    with open(os.path.join(records, "keep:eth0.json"), "wb") as fh:
         fh.write(b"{damaged")
     before = snapshot(data, state_dir())
     for name, port in (("gone1", 8080), ("gone2", 8081)):
         cni.add({**conf, "runtimeConfig": {"portMappings": [{"hostPort": port, "containerPort": 80}]}}, name,
                 netns(name))
-    with open(os.path.join(records, "gone1.eth0.json"), "wb") as fh:
+    with open(os.path.join(records, "gone1:eth0.json"), "wb") as fh:
         fh.write(b"{damaged")
     answer = cni.gc(conf, [("keep", "eth0")])
     assert answer.status == 1 and answer.json["code"] == 100, answer
-    assert "gone1.eth0.json is damaged" in answer.json["details"] and "keep" not in answer.json["details"]
-    assert snapshot(data, state_dir()) == {**before, "files": {**before["files"], "net1/gone1.eth0.json": b"{damaged"}}
+    assert "gone1:eth0.json is damaged" in answer.json["details"] and "keep" not in answer.json["details"]
+    assert snapshot(data, state_dir()) == {**before, "files": {**before["files"], "net1/gone1:eth0.json": b"{damaged"}}
     assert in_ns("keep", "ping", "-c1", "-W2", "10.88.0.1").returncode == 0
 
 
@@ -446,7 +446,7 @@ def test_concurrent_adds_and_dels_never_interleave(cni: Cni, data: str) -> None:
     assert leases == {ip: f"{name}\r\neth0" for name, ip in addresses.items()}
     ports = [link["ifname"] for link in ip_json("link", "show", "master", "vlbr0")]
     assert sorted(ports) == sorted(answers[name].json["interfaces"][1]["name"] for name in new)
-    assert sorted(os.listdir(os.path.join(state_dir(), "net1"))) == sorted(f"{name}.eth0.json" for name in new)
+    assert sorted(os.listdir(os.path.join(state_dir(), "net1"))) == sorted(f"{name}:eth0.json" for name in new)
 
 
 def test_lock_timeout_is_try_again_later(cni: Cni, data: str) -> None:
@@ -523,3 +523,78 @@ def test_chained_plugins_get_our_result_as_prev_result(cni: Cni, data: str) -> N
     assert out["ips"] == [{"interface": 2, "address": "10.88.0.2/24", "gateway": "10.88.0.1"}]
     assert in_ns("c1", "cat", "/proc/sys/net/ipv4/conf/eth0/rp_filter").stdout.strip() == "2"
     assert cni.check({"cniVersion": "1.0.0", "name": "net1", **ours}, "c1", "/run/netns/c1", out).status == 0
+
+
+# -- network names that look like the plugin's own state files (review) ------------------------------
+def test_network_names_cannot_land_on_the_plugin_s_own_files(cni: Cni, data: str) -> None:
+    """A network `firewall` once shared its lock with the firewall's (every ADD waited
+    on itself, then code 11); a network `firewall.json` made a directory where the
+    firewall's record goes (every other network's NAT then failed); `a.lock` squats
+    network `a`'s lock."""
+    env = {"VETHLAB_CNI_LOCK_WAIT": "1"}
+    for i, name in enumerate(["firewall", "firewall.json", "net1"]):
+        conf = bridge_conf(name, f"vlbr{i}", f"10.88.{i}.0/24", data)
+        answer = cni.call("ADD", conf, f"c{i}", netns(f"c{i}"), env=env)
+        assert answer.status == 0, (name, answer)
+        assert answer.json["ips"][0]["address"] == f"10.88.{i}.2/24"
+    answer = cni.call("ADD", bridge_conf("net1.lock", "vlbr9", "10.88.9.0/24", data), "c9", netns("c9"), env=env)
+    assert answer.status == 1 and answer.json["code"] == 7 and "'.lock'" in answer.json["details"], answer
+
+
+def test_a_port_a_host_process_listens_on_is_not_taken_over(cni: Cni, data: str) -> None:
+    """portMappings on a port the host already serves would DNAT its traffic (from
+    outside and from 127.0.0.1) into the container: refused, code 101, nothing built."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("0.0.0.0", 8080))
+        listener.listen()
+        conf = bridge_conf("net1", "vlbr0", "10.88.0.0/24", data, capabilities={"portMappings": True},
+                           runtimeConfig={"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]})
+        before = snapshot(data, state_dir())
+        answer = cni.call("ADD", conf, "c1", netns("c1"))
+        assert answer.status == 1 and answer.json["code"] == 101 and "8080/tcp" in answer.json["details"], answer
+        assert snapshot(data, state_dir()) == before
+        udp = {**conf, "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "udp"}]}}
+        assert cni.add(udp, "c1", "/run/netns/c1")["ips"][0]["address"] == "10.88.0.2/24"  # another protocol: fine
+
+
+def test_attachments_whose_id_and_ifname_join_alike_are_kept_apart(cni: Cni, data: str) -> None:
+    """Container "a.b" on eth0 and container "a" on "b.eth0" once shared one record
+    file (CID.IFNAME.json): the second ADD overwrote the first's record and DEL of
+    the first then removed the second's host end."""
+    conf = bridge_conf("net1", "vlbr0", "10.88.0.0/24", data)
+    first = cni.add(conf, "a.b", netns("c1"), ifname="eth0")
+    second = cni.add(conf, "a", netns("c2"), ifname="b.eth0")
+    cni.delete(conf, "a.b", "/run/netns/c1", ifname="eth0")
+    ports = [link["ifname"] for link in ip_json("link", "show", "master", "vlbr0")]
+    assert ports == [second["interfaces"][1]["name"]] != [first["interfaces"][1]["name"]]
+    assert cni.check(conf, "a", "/run/netns/c2", second, ifname="b.eth0").status == 0
+
+
+@pytest.mark.parametrize("path", ["/proc/self/ns/net", "/proc/self/ns/mnt"])
+def test_cni_netns_must_be_a_container_s_network_namespace(cni: Cni, data: str, path: str) -> None:
+    """(review) CNI_NETNS naming the plugin's own namespace made the "container" end,
+    its address and its routes in the host namespace; a mount namespace file ended
+    in a kernel error (100).  Both are code 4, with nothing built."""
+    conf = bridge_conf("net1", "vlbr0", "10.88.0.0/24", data)
+    before = snapshot(data)
+    answer = cni.call("ADD", conf, "c1", path, ifname="ctr0")
+    assert answer.status == 1 and answer.json["code"] == 4, answer
+    assert snapshot(data) == before
+
+
+def test_a_subnet_overlapping_the_host_s_addresses_is_refused(cni: Cni, data: str) -> None:
+    """(review) A network on the host's own LAN subnet (here: a veth standing for the
+    uplink) gave its bridge the LAN's addresses: a second connected route that changed
+    how the host reaches its LAN.  Code 101, and the host's routes stay as they were."""
+    subprocess.run(["ip", "link", "add", "uplink0", "type", "veth", "peer", "uplink1"], check=True)
+    subprocess.run(["ip", "addr", "add", "192.168.77.5/24", "dev", "uplink0"], check=True)
+    subprocess.run(["ip", "link", "set", "uplink0", "up"], check=True)
+    routes = ip_json("route", "show")
+    for subnet in ("192.168.77.0/24", "192.168.0.0/16", "127.0.0.0/24"):
+        answer = cni.call("ADD", bridge_conf("net1", "vlbr0", subnet, data), "c1", netns("c1"))
+        assert answer.status == 1 and answer.json["code"] == 101 and "overlaps" in answer.json["details"], answer
+        assert ip_json("route", "show") == routes
+        subprocess.run(["ip", "netns", "del", "c1"], check=True)
+    assert cni.add(bridge_conf("net1", "vlbr0", "192.168.78.0/24", data), "c1", netns("c1"))["ips"]

@@ -325,3 +325,20 @@ def test_node_isolate_and_chaos_all_take_the_carrier_of_the_far_ends(cluster: Cl
     assert states() == before
     for name in ("m1", "m2", "m3"):
         assert cluster.vethlab(name, "plan", path).stdout.strip().endswith("no changes")
+
+
+def test_another_machine_s_name_on_this_machine_is_exit_2_and_touches_nothing(cluster: Cluster) -> None:
+    """(review) `down --machine m2` run on m1 removed m1's whole part (the state here
+    is m1's), and `up --machine m2` on m1 would replace it by m2's: refused, as is a
+    host holding two machines' underlay addresses with no --machine."""
+    path = cluster.file(CHAIN)
+    cluster.up_everywhere(path)
+    before = cluster.snapshot("m1")
+    for command in ("down", "up", "plan"):
+        r = cluster.vethlab("m1", command, path, "--machine", "m2", check=False)
+        assert r.returncode == 2 and "it is m1 (run with --machine m1, or on m2 itself)" in r.stderr, r.stderr
+    assert cluster.snapshot("m1") == before
+    cluster.run("m1", "ip", "addr", "add", "10.200.0.2/32", "dev", "lo")
+    r = cluster.vethlab("m1", "plan", path, check=False)
+    assert r.returncode == 2 and "addresses of machines m1, m2" in r.stderr, r.stderr
+    assert cluster.vethlab("m1", "plan", path, "--machine", "m1").stdout.strip().endswith("no changes")

@@ -94,3 +94,16 @@ def test_bad_ipam_config_is_code_7(tmp_path, bad: dict[str, object]) -> None:
 def test_old_single_subnet_form(tmp_path) -> None:
     conf = {"type": "host-local", "subnet": "10.9.0.0/29", "gateway": "10.9.0.1", "dataDir": str(tmp_path)}
     assert add(conf, "c") == "10.9.0.2/29"
+
+
+def test_the_round_robin_cursor_is_never_written_through_a_symlink(tmp_path) -> None:
+    """(review) last_reserved_ip.N was opened with open(…, "w"): a symlink planted
+    under that name had its target truncated and overwritten."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / "net").mkdir()
+    (tmp_path / "net" / "last_reserved_ip.0").symlink_to(victim)
+    assert add(ipam(str(tmp_path)), "abc") == "10.9.0.2/29"
+    assert victim.read_text() == "precious\n"
+    assert sorted(os.listdir(tmp_path / "net")) == ["10.9.0.2", "last_reserved_ip.0", "lock"]
+    assert (tmp_path / "net" / "last_reserved_ip.0").read_text() == "10.9.0.2"

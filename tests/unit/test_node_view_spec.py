@@ -246,3 +246,49 @@ def test_crash_at_every_step_then_up_builds_the_view_once(step: int) -> None:
     apply(LINKED, kernel)
     assert set(kernel.views()) == {"r1"}
     assert apply(LINKED, kernel) == []  # nothing left to do for the view
+
+
+def test_a_source_that_is_a_fifo_or_a_device_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """`@F` naming a FIFO blocked `vethlab validate` forever (open waits for a
+    writer); a device or a directory is no file either: exit 2, with the line."""
+    import os
+
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "lab.yaml").write_text(textwrap.dedent("""\
+        name: t
+        nodes:
+          r1:
+            files: {/etc/a: "@fifo", /etc/b: "@/dev/zero", /etc/c: {source: .}}
+        """))
+    import signal
+
+    def hung(*_: object) -> None:
+        raise AssertionError("validation blocked on the FIFO")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)  # a regression fails instead of hanging the suite
+    try:
+        with pytest.raises(ValidationError) as info:
+            load_lab(str(tmp_path / "lab.yaml"))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert [str(i).split(": ", 1)[1] for i in info.value.issues] == [
+        f"nodes.r1.files./etc/a: {tmp_path}/fifo is not a regular file",
+        "nodes.r1.files./etc/b: /dev/zero is not a regular file",
+        f"nodes.r1.files./etc/c.source: {tmp_path} is not a regular file"]
+
+
+def test_an_owner_id_out_of_range_is_exit_2_not_an_internal_error_at_up() -> None:
+    """(review) owner "99999999999999999999" passed validation and `up` then failed
+    with "internal error: OverflowError"; 4294967295 is chown's "leave it"."""
+    assert errors("""\
+        name: t
+        nodes:
+          r1:
+            private:
+              - {path: /tmp, owner: "99999999999999999999"}
+              - {path: /var, owner: "0:4294967295"}
+        """) == [
+        "lab.yaml:5: nodes.r1.private[0].owner: 99999999999999999999 is not a user or group id (0 to 4294967294)",
+        "lab.yaml:6: nodes.r1.private[1].owner: 4294967295 is not a user or group id (0 to 4294967294)"]

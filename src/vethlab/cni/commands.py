@@ -68,6 +68,8 @@ def add(conf: NetConf, env: Env) -> dict[str, Any]:
     if not conf.ipam:
         raise CniError(INVALID_CONFIG, "ipam: missing (vethlab needs an address for the container: give "
                        "`ipam` host-local's `ranges`, or use `lab` + `network`)")
+    if conf.port_mappings:
+        ports.refuse_listened(conf.port_mappings)
     ns_fd = link.open_netns(env.netns)
     marker = cni_marker(conf.name)
     host_name = link.host_veth_name(env.container_id, env.ifname)
@@ -89,6 +91,7 @@ def add(conf: NetConf, env: Env) -> dict[str, Any]:
                 ctr = link.socket_in(ns_fd)
                 result, holder = lease.result()
                 if conf.is_gateway:
+                    link.refuse_overlap(host, bridge, _gateway_cidrs(result))
                     link.add_addresses(host, bridge.index, _gateway_cidrs(result), f"bridge {conf.bridge}")
                     link.flush(host)
                     link.await_in_use(host, _gateway_cidrs(result), f"bridge {conf.bridge}")

@@ -125,6 +125,9 @@ def _name(raw: dict[str, Any]) -> str:
     name = raw.get("name")
     if not isinstance(name, str) or not plain_name(name, "_.-") or len(name) > 128:
         raise CniError(INVALID_CONFIG, f"name: {name!r} is not a network name (letters, digits, '_', '.', '-')")
+    if name.endswith(".lock"):  # NAME.lock is network NAME's lock file (records.py)
+        raise CniError(INVALID_CONFIG, f"name: {name!r} cannot end in '.lock' (vethlab keeps each network's lock "
+                                       "under that name)")
     return name
 
 

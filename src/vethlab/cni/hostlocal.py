@@ -187,9 +187,20 @@ class Store:
                 raise CniError(NO_ADDRESS, "no free address left in " + ", ".join(
                     f"{r.text(r.start)}-{r.text(r.end)}" for r in rset) + f" ({self.config.dir})")
             out.append(chosen)
-            with open(os.path.join(self.config.dir, f"last_reserved_ip.{index}"), "w") as fh:
-                fh.write(chosen[1].text(chosen[0]))
+            self._write_last(index, chosen[1].text(chosen[0]))
         return out
+
+    def _write_last(self, index: int, text: str) -> None:
+        """last_reserved_ip.N replaced by rename, never written through a symlink
+        planted under that name (open(…, "w") followed it and truncated its target)."""
+        name = os.path.join(self.config.dir, f"last_reserved_ip.{index}")
+        tmp = f"{name}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+        os.rename(tmp, name)
 
     def _next(self, index: int, rset: list[Range], owner: str,
               leases: dict[str, tuple[str, str]]) -> tuple[int, Range] | None:

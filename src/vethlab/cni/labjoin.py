@@ -30,7 +30,7 @@ import os
 from ..ownership import cni_marker
 from . import link
 from .config import NetConf
-from .protocol import INVALID_CONFIG, NO_ADDRESS, NOT_FOUND, STATE_FAILURE, UNKNOWN_CONTAINER, CniError, Env
+from .protocol import CONFLICT, INVALID_CONFIG, NO_ADDRESS, NOT_FOUND, STATE_FAILURE, UNKNOWN_CONTAINER, CniError, Env
 from .records import lock_wait, read_json, write_json
 from .result import Result
 
@@ -261,6 +261,10 @@ def add(conf: NetConf, env: Env) -> dict[str, Any]:
                                                                                   attachments.values()})
             host_name = link.host_veth_name(env.container_id, env.ifname)
             mark = marker(conf.lab)
+            if conf.port_mappings and net.netns is None:
+                from .ports import refuse_listened
+
+                refuse_listened(conf.port_mappings)
             host = _host_socket(net.netns)
             made = published = saved = False
             try:
@@ -268,6 +272,11 @@ def add(conf: NetConf, env: Env) -> dict[str, Any]:
                 if bridge is None or bridge.kind != "bridge":
                     raise CniError(NOT_FOUND, f"the bridge {net.bridge} of network {net.name} is missing: is lab "
                                    f"{conf.lab} up?")
+                from ..ownership import marker as lab_marker
+
+                if bridge.alias != lab_marker(conf.lab):  # a bridge of that name the lab did not make
+                    raise CniError(CONFLICT, f"bridge {net.bridge} is not lab {conf.lab}'s (alias {bridge.alias!r}): "
+                                   "refusing to attach a container to it")
                 link.create_veth(host, host_name, env.ifname, ns_fd, net.mtu, mark)
                 made = True
                 port = link.port_up(host, host_name, bridge.index, False)

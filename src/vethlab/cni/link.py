@@ -88,10 +88,29 @@ def open_netns(path: str) -> int:
         raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {path}: cannot open it ({exc.strerror})") from None
     # every namespace file lives on the one nsfs: a plain file (or a dead /run/netns
     # entry after a reboot) does not, and is refused before anything is built
-    if os.fstat(fd).st_dev != os.stat("/proc/thread-self/ns/net").st_dev:
+    st, own = os.fstat(fd), os.stat("/proc/thread-self/ns/net")
+    problem = None
+    if st.st_dev != own.st_dev:
+        problem = "is not a network namespace"
+    elif (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino):
+        # the plugin's own (the host's): the "container" end, its address and routes would
+        # land in the host namespace
+        problem = "is the host's own network namespace, not a container's"
+    else:
+        import fcntl
+
+        try:
+            if fcntl.ioctl(fd, NS_GET_NSTYPE) != CLONE_NEWNET:  # a mount or PID namespace file
+                problem = "is not a network namespace"
+        except OSError:
+            pass  # a kernel without NS_GET_NSTYPE (< 4.11): setns refuses the wrong kind later
+    if problem:
         os.close(fd)
-        raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {path} is not a network namespace")
+        raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {path} {problem}")
     return fd
+
+
+NS_GET_NSTYPE = 0xB703
 
 
 CLONE_NEWNET = 0x40000000
@@ -321,6 +340,27 @@ def addresses(sock: nl.NlSocket, index: int) -> list[str]:
             continue
         out.append(addr.cidr(version, value, prefixlen))
     return out
+
+
+def refuse_overlap(sock: nl.NlSocket, bridge: LinkFacts, cidrs: list[str]) -> None:
+    """The bridge's gateway subnets must not overlap an address of another interface of
+    the host namespace (the host's LAN, lo, another network's bridge): a connected
+    route for them on the bridge would change how the host reaches what it already
+    reaches — the host's routing, not vethlab's.  Code 101, before the bridge gets them."""
+    wanted = [addr.parse_cidr(c) for c in cidrs]
+    for msg in sock.dump(nl.RTM_GETADDR, struct.pack("=BBBBI", 0, 0, 0, 0, 0), "list addresses"):
+        ifindex, family, raw, prefixlen = nl.parse_addr(msg)
+        if ifindex == bridge.index or family not in (socket.AF_INET, socket.AF_INET6) or not raw:
+            continue
+        version, value = (6 if len(raw) == 16 else 4), int.from_bytes(raw, "big")
+        if addr.is_link_local(version, value):
+            continue
+        for v, w, p in wanted:
+            shortest = min(p, prefixlen)
+            if v == version and addr.network(v, w, shortest) == addr.network(version, value, shortest):
+                raise CniError(CONFLICT, f"subnet {addr.subnet_text(v, w, p)} overlaps "
+                               f"{addr.cidr(version, value, prefixlen)} of interface #{ifindex} of the host "
+                               f"namespace: give bridge {bridge.ifname} a subnet of its own")
 
 
 def links(sock: nl.NlSocket) -> list[LinkFacts]:

@@ -7,7 +7,7 @@ network's subnet leaving by another interface (ipMasq); DNAT a published port fo
 `fib daddr type local` in prerouting (from outside) and output (from the host,
 127.0.0.1 included: route_localnet on the bridge), and masquerade DNAT-ed traffic
 coming back into the bridge (hairpin).  One table holds every CNI network of the
-host, each network's rules computed from .cni/firewall.json, and it is rewritten
+host, each network's rules computed from .cni/.firewall.json, and it is rewritten
 whole in one atomic `nft -j -f -` batch under the firewall lock, so concurrent
 ADDs on several networks never lose each other's rules, and several networks
 with ipMasq each keep theirs (the reference plugin's nftables backend keeps
@@ -27,6 +27,8 @@ from .records import FirewallState, peek_firewall
 TYPE_CHECKING = False  # typing itself is not imported at run time: start-up cost (main.py)
 if TYPE_CHECKING:
     from typing import Any
+
+    from .config import PortMapping
 
 TABLE = "vethlab-cni"
 OWNER_CHAIN = "owner-vethlab-cni"
@@ -151,3 +153,21 @@ def delete_table() -> None:
     """Remove the table if it is ours (GC of the last network)."""
     if _owned():
         apply({"networks": {}, "publish": {}}, True)
+
+
+def refuse_listened(mappings: list[PortMapping]) -> None:
+    """A host port a process of the host namespace listens on is not published: the
+    DNAT would silently take its traffic (from outside and from the host itself) —
+    taking over what vethlab did not create.  Labs refuse it too (kernel/listeners.py);
+    code 101, called before anything is built."""
+    from ..kernel.listeners import listeners
+
+    wild = ("0.0.0.0", "::")
+    found = listeners()
+    for m in mappings:
+        for s in found:
+            if s.port == m.host_port and s.protocol == m.protocol and (
+                    m.host_ip in (None, *wild) or s.address in wild or s.address == m.host_ip):
+                raise CniError(CONFLICT, f"host port {m.host_port}/{m.protocol} is already in use: a process of the "
+                                         f"host namespace listens on {s.address}:{s.port}; publishing it would take "
+                                         "its traffic")

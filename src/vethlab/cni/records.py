@@ -5,9 +5,14 @@ Layout under the state root ($VETHLAB_STATE_DIR, default /run/vethlab; a dot
 directory, so `vethlab ls` never takes it for a lab):
 
     .cni/NETWORK.lock              flock: one ADD/DEL/GC per network at a time
-    .cni/NETWORK/CID.IFNAME.json   one attachment (ifname, netns, host veth, IPs, ports)
-    .cni/firewall.lock             flock: the shared nftables table is rewritten whole
-    .cni/firewall.json             what that table holds (ports.py)
+    .cni/NETWORK/CID:IFNAME.json   one attachment (ifname, netns, host veth, IPs, ports)
+    .cni/.firewall.lock            flock: the shared nftables table is rewritten whole
+    .cni/.firewall.json            what that table holds (ports.py)
+
+No network's name can land on another's or on the firewall's: network names
+start with a letter or digit (the firewall's files with a dot) and do not end in
+`.lock` (config.py), so a network `firewall` does not wait on its own lock and a
+network `firewall.json` or `a.lock` does not squat a file others need.
 
 Files are written atomically (temp, fsync, rename) and reached only through
 state/fs.py (owner and mode checked, never through a symlink).  Locks are bounded:
@@ -124,8 +129,10 @@ def read_json(dir_fd: int, name: str, path: str) -> dict[str, Any] | None:
 
 
 def attachment_name(container_id: str, ifname: str) -> str:
-    # both checked by protocol.read_env: no '/', and the id starts with a letter or digit
-    return f"{container_id}.{ifname}.json"
+    # both checked by protocol.read_env: no '/', and the id starts with a letter or digit.
+    # ':' is in neither, so one name is one attachment: with '.', container "a.b" on
+    # eth0 and container "a" on "b.eth0" shared a record, and DEL of one removed the other's port
+    return f"{container_id}:{ifname}.json"
 
 
 class _Held:
@@ -220,14 +227,15 @@ class NetworkState(_Held):
 
 
 class FirewallState(_Held):
-    """The shared nftables table's inputs (.cni/firewall.json), under its lock."""
+    """The shared nftables table's inputs (.cni/.firewall.json), under its lock."""
 
-    NAME = "firewall.json"
+    NAME = ".firewall.json"
+    LOCK = ".firewall.lock"
     FDS = ("lock_fd", "cni_fd")
 
     def _take(self, cni_path: str) -> None:
         self.path = os.path.join(cni_path, self.NAME)
-        self.lock_fd = flock(self.cni_fd, "firewall.lock", os.path.join(cni_path, "firewall.lock"), self.wait,
+        self.lock_fd = flock(self.cni_fd, self.LOCK, os.path.join(cni_path, self.LOCK), self.wait,
                              "the CNI firewall lock")
         _mark_holder(self.lock_fd, "firewall")
 
@@ -239,7 +247,7 @@ class FirewallState(_Held):
 
 
 def peek_firewall() -> dict[str, Any] | None:
-    """firewall.json read without its lock (ADD's fast path: is my network's NAT in
+    """.firewall.json read without its lock (ADD's fast path: is my network's NAT in
     the table already?); None when absent.  A stale read only costs a locked re-check."""
     root = state_root()
     try:

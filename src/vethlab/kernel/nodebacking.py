@@ -47,6 +47,17 @@ def _walk(base: str, parts: list[str], create: bool) -> int:
         raise
 
 
+def check_way(base: str, relative: str) -> None:
+    """Raise as `write_file` would if a directory on the way to base/relative is not
+    one (a symlink the node planted): asked of every file before any is written, so
+    a refused one leaves the node's other files as they were.  Missing directories
+    are fine (they are made)."""
+    try:
+        os.close(_walk(base, [p for p in relative.split("/") if p][:-1], create=False))
+    except FileNotFoundError:
+        pass  # the walk goes down from `base`: every directory above the missing one was sound
+
+
 def write_file(base: str, relative: str, content: bytes, mode: int, owner: tuple[int, int] | None = None) -> None:
     """Write base/relative atomically (a temporary file renamed over it), never
     through a symlink: every directory on the way is opened with O_NOFOLLOW and the
@@ -145,7 +156,7 @@ def prepare_private(backing: str, host_dir: str, copy: bool, owner: tuple[int, i
     if like is not None and not stat.S_ISDIR(like.st_mode):
         like = None
     if copy and like is not None:
-        shutil.copytree(host_dir, backing, symlinks=True, dirs_exist_ok=True)
+        shutil.copytree(host_dir, backing, symlinks=True, dirs_exist_ok=True, copy_function=_copy_entry)
         for top, dirs, files in os.walk(backing):
             for name in dirs + files:
                 path = os.path.join(top, name)
@@ -158,6 +169,18 @@ def prepare_private(backing: str, host_dir: str, copy: bool, owner: tuple[int, i
         owner = (like.st_uid, like.st_gid)
     if owner is not None:
         _chown(backing, owner)
+
+
+def _copy_entry(source: str, target: str) -> None:
+    """One entry of a seeded private directory: a regular file copied, a FIFO made
+    anew; a socket or device node is left out (a daemon running on the host keeps
+    its sockets in /run/DAEMON: copying one fails, and the node's own daemon makes
+    its own).  Without this, `copy: true` of such a directory failed the whole `up`."""
+    st = os.lstat(source)
+    if stat.S_ISREG(st.st_mode):
+        shutil.copy2(source, target, follow_symlinks=False)
+    elif stat.S_ISFIFO(st.st_mode):
+        os.mkfifo(target, stat.S_IMODE(st.st_mode))
 
 
 def _chown(path: str, owner: tuple[int, int], follow: bool = True) -> None:

@@ -61,7 +61,7 @@ from .libc import (
     MS_SLAVE,
 )
 from .netns import run_in_thread
-from .nodebacking import make_mount_point, overwrite_file, prepare_private, write_file
+from .nodebacking import check_way, make_mount_point, overwrite_file, prepare_private, write_file
 from .nodepins import KINDS, VIEWS_DIR, call_in_view, has_view, pin_dir, state_root, views_root
 from .nodepoints import MountPoints
 
@@ -275,8 +275,7 @@ def _build(root: str, hostname: str, layers: list[Layer], cpu: int | None = None
                 points.ensure(layer.target, layer.directory)
             _mount(f"/proc/thread-self/fd/{fd}", layer.target, MS_BIND | MS_REC)
             if not layer.writable:
-                flags = os.statvfs(layer.target).f_flag & _KEPT_FLAGS
-                _mount(None, layer.target, MS_BIND | MS_REMOUNT | MS_RDONLY | flags)
+                _read_only(layer.target)
         points.close()
     finally:
         for fd in sources:
@@ -290,6 +289,36 @@ def _build(root: str, hostname: str, layers: list[Layer], cpu: int | None = None
             os.close(fd)
         raise
     return out
+
+
+def _read_only(target: str) -> None:
+    """Make the mount just bound at `target` and every mount of its tree read-only.
+    The bind is recursive (what is mounted below a host directory comes with it), and
+    a read-only remount covers one mount only: without this, a read-only `mounts:` of
+    a directory with a file system mounted below it let the node write there.  The
+    tree is found by mount ids, not paths: mounts the machine had below `target`
+    before the bind are covered by it, not part of it."""
+    from .nodepoints import _unescape
+
+    rows = []
+    with open("/proc/thread-self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
+        for line in fh:
+            words = line.split(" ", 5)
+            rows.append((int(words[0]), int(words[1]), _unescape(words[4])))
+    here = [r for r in rows if r[2] == target]
+    top = next(r for r in here if not any(o[1] == r[0] for o in here))  # the mount stacked last there
+    tree, ids = [top], {top[0]}
+    grown = True
+    while grown:  # mountinfo usually lists a mount after its parent; do not rely on it
+        grown = False
+        for row in rows:
+            if row[1] in ids and row[0] not in ids:
+                tree.append(row)
+                ids.add(row[0])
+                grown = True
+    for _id, _parent, point in tree:
+        flags = os.statvfs(point).f_flag & _KEPT_FLAGS
+        _mount(None, point, MS_BIND | MS_REMOUNT | MS_RDONLY | flags)
 
 
 def remove(ns: str, marker: str) -> bool:
@@ -350,6 +379,10 @@ def build(ns: str, marker: str, view: View, replace: bool = False, digest: str =
         layers.append(layer("dir", item.backing, item.target, True))
     for mount in view.mounts:
         layers.append(layer("bind", mount.source, mount.target, os.path.isdir(mount.source), mount.writable))
+    for file in view.files:  # every way checked before any file is written: a refused one changes nothing
+        inside = holder(file.target)
+        if inside:
+            check_way(inside[0], inside[1])
     for file in view.files:
         data = file.content.encode("utf-8", "surrogateescape")
         inside = holder(file.target)

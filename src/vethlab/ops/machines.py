@@ -41,10 +41,24 @@ def choose(spec: LabSpec | None, requested: str | None) -> str | None:
     if requested is not None:
         if requested not in names:
             raise UsageError(f"lab {spec.name} has no machine {requested} (machines: {', '.join(names)})")
+        here = local_addresses()
+        asked = next(m for m in spec.machines if m.name == requested)
+        others = [m for m in spec.machines if m.address in here and m.name != requested]
+        if others and asked.address not in here:
+            # the state here is one machine's part: building or removing another's here would
+            # replace (up) or remove (down) the part this host really holds
+            raise UsageError(f"this host has {others[0].name}'s underlay address {others[0].address}, not "
+                             f"{requested}'s ({asked.address}): it is {others[0].name} (run with --machine "
+                             f"{others[0].name}, or on {requested} itself)")
         return requested
     from ..model.placement import recognise
 
-    found = recognise(spec, local_addresses())
+    here = local_addresses()
+    several = [m.name for m in spec.machines if m.address in here]
+    if len(several) > 1:
+        raise UsageError(f"this host has the underlay addresses of machines {', '.join(several)} of lab "
+                         f"{spec.name}: say which machine this is with --machine NAME")
+    found = recognise(spec, here)
     if found is None:
         raise UsageError(f"lab {spec.name} spans machines ({', '.join(names)}) and none of their addresses is on "
                          "this host: say which machine this is with --machine NAME")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from typing import Any, Protocol
 
 from .loader import Document, Path
@@ -28,6 +29,8 @@ MODE = re.compile(r"0?[0-7]{3,4}")
 #: the most a `files:` item may hold (the topology file itself is capped at 8 MiB)
 MAX_FILE = 1 << 20
 PATH_MAX = 4095
+#: the highest user or group id (2^32-1 means "leave as it is" to chown)
+MAX_ID = (1 << 32) - 2
 FILE_KEYS = {"content", "source", "mode"}
 PRIVATE_KEYS = {"path", "copy", "owner", "mode"}
 
@@ -157,11 +160,22 @@ def _read_source(c: Checker, raw: Any, path: Path) -> tuple[str | None, bytes | 
     base = os.path.dirname(os.path.abspath(c.doc.file)) if not c.doc.file.startswith("<") else os.getcwd()
     full = os.path.normpath(os.path.join(base, raw))
     try:
-        with open(full, "rb") as fh:
+        # O_NONBLOCK: a FIFO (or a device) named here would otherwise block validation forever
+        fd = os.open(full, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        c.err(path, f"cannot read {full}: {exc.strerror}")
+        return None, None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            c.err(path, f"{full} is not a regular file")
+            return None, None
+        with os.fdopen(fd, "rb", closefd=False) as fh:
             data = fh.read(MAX_FILE + 1)
     except OSError as exc:
         c.err(path, f"cannot read {full}: {exc.strerror}")
         return None, None
+    finally:
+        os.close(fd)
     return full, data
 
 
@@ -176,6 +190,10 @@ def _owner(c: Checker, raw: Any, path: Path) -> tuple[int, int] | None:
         c.err(path, "must be USER or USER:GROUP (names or numbers)")
         return None
     user, _, group = raw.partition(":")
+    for word in (user, group):
+        if word.isdigit() and int(word) > MAX_ID:  # chown would fail half-way through `up` (or, at 2^32-1, do nothing)
+            c.err(path, f"{word} is not a user or group id (0 to {MAX_ID})")
+            return None
     try:
         entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
         uid, gid = entry.pw_uid, entry.pw_gid
