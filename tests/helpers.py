@@ -37,3 +37,25 @@ def star_lab(n: int, exec_last: str | None = None) -> str:
     lines += ["networks:", "  lan:", "    subnet: 10.0.0.0/16", "    members:"]
     lines += [f"      n{i}: {{}}" for i in range(n)]
     return "\n".join(lines) + "\n"
+
+
+#: runs `vethlab ARGS` in this process, then prints the modules it holds (what a command imports)
+MODULES_PROBE = """
+import json, sys
+from vethlab.cli.main import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+sys.stderr.write("\\nMODULES " + json.dumps(sorted(sys.modules)) + "\\n")
+"""
+
+
+def modules_after(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> set[str]:
+    """The modules a `vethlab ARGS` process holds when main() returns."""
+    import json
+
+    r = subprocess.run([sys.executable, "-c", MODULES_PROBE, *args], capture_output=True, text=True,
+                       timeout=timeout, env={**os.environ, **(env or {})})
+    line = next(line for line in r.stderr.splitlines() if line.startswith("MODULES "))
+    return set(json.loads(line[len("MODULES "):]))

@@ -4,29 +4,9 @@ before needs no YAML nor the validator (the topology cache)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-PROBE = """
-import json, sys
-from vethlab.cli.main import main
-try:
-    main(sys.argv[1:])
-except SystemExit:
-    pass
-sys.stderr.write("\\nMODULES " + json.dumps(sorted(sys.modules)) + "\\n")
-"""
-
-
-
-def modules_after(*args: str) -> set[str]:
-    """The modules a `vethlab ARGS` process holds when main() returns."""
-    r = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120)
-    line = next(line for line in r.stderr.splitlines() if line.startswith("MODULES "))
-    return set(json.loads(line[len("MODULES "):]))
-
+from helpers import modules_after
 
 PLANNING = {"yaml", "vethlab.lab", "vethlab.topology.loader", "vethlab.topology.validate",
             "vethlab.reconcile.planner", "vethlab.reconcile.executor", "vethlab.model.desired"}

@@ -268,21 +268,27 @@ def test_a_crash_of_up_on_one_machine_is_recovered_by_the_next_up_there(cluster:
     assert [link["ifname"] for link in json.loads(cluster.run("m1", "ip", "-j", "link").stdout)] == ["lo", "eth0"]
 
 
+#: CHAIN with its a:e0 - b:e0 link (m1 - m2) carrying carrier across
+CARRIER_CHAIN = CHAIN.replace("    addresses: [[10.0.1.1/24", "    carrier: true\n    addresses: [[10.0.1.1/24")
+
+
+def far_end(cluster: Cluster) -> tuple[str, list[str]]:
+    """The operational state and flags of b:e0 on m2, the far end of a:e0."""
+    link = json.loads(cluster.run("m2", "ip", "-n", "b", "-j", "link", "show", "e0").stdout)[0]
+    return link["operstate"], link["flags"]
+
+
 def test_link_down_all_takes_the_carrier_of_the_far_end(cluster: Cluster) -> None:
-    path = cluster.file(CHAIN.replace("    addresses: [[10.0.1.1/24", "    carrier: true\n    addresses: [[10.0.1.1/24"))
+    path = cluster.file(CARRIER_CHAIN)
     cluster.up_everywhere(path)
     assert ping(cluster, "m1", "a", "c").returncode == 0
 
-    def far() -> tuple[str, list[str]]:
-        link = json.loads(cluster.run("m2", "ip", "-n", "b", "-j", "link", "show", "e0").stdout)[0]
-        return link["operstate"], link["flags"]
-
-    assert far() == ("UP", ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"])
+    assert far_end(cluster) == ("UP", ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"])
     down = cluster.vethlab("m1", "link", "down", "a:e0", "--all").stdout
     assert down.startswith("a:e0 is down; m2/b:e0 shows NO-CARRIER (")
-    assert far() == ("DOWN", ["NO-CARRIER", "BROADCAST", "MULTICAST", "UP"])
+    assert far_end(cluster) == ("DOWN", ["NO-CARRIER", "BROADCAST", "MULTICAST", "UP"])
     cluster.vethlab("m1", "link", "up", "a:e0", "--all")
-    assert far() == ("UP", ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"])
+    assert far_end(cluster) == ("UP", ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"])
     assert ping(cluster, "m1", "a", "c").returncode == 0
     # a link without `carrier: true` is refused before its end changes
     refused = cluster.vethlab("m3", "link", "down", "c:e0", "--all", check=False)
@@ -293,25 +299,21 @@ def test_link_down_all_takes_the_carrier_of_the_far_end(cluster: Cluster) -> Non
 
 
 def test_node_isolate_and_chaos_all_take_the_carrier_of_the_far_ends(cluster: Cluster) -> None:
-    path = cluster.file(CHAIN.replace("    addresses: [[10.0.1.1/24", "    carrier: true\n    addresses: [[10.0.1.1/24"))
+    path = cluster.file(CARRIER_CHAIN)
     cluster.up_everywhere(path)
     assert ping(cluster, "m1", "a", "c").returncode == 0
-
-    def far() -> tuple[str, list[str]]:
-        link = json.loads(cluster.run("m2", "ip", "-n", "b", "-j", "link", "show", "e0").stdout)[0]
-        return link["operstate"], link["flags"]
 
     up = ("UP", ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"])
     isolated = cluster.vethlab("m1", "node", "isolate", "a", "--all").stdout.splitlines()
     assert isolated == ["a:e0 down; m2/b:e0 shows NO-CARRIER", "a:e9 down"]
-    assert far() == ("DOWN", ["NO-CARRIER", "BROADCAST", "MULTICAST", "UP"])
+    assert far_end(cluster) == ("DOWN", ["NO-CARRIER", "BROADCAST", "MULTICAST", "UP"])
     restored = cluster.vethlab("m1", "node", "restore", "a", "--all").stdout.splitlines()
     assert restored == ["a:e0 up; m2/b:e0 shows carrier", "a:e9 up"]
-    assert far() == up
+    assert far_end(cluster) == up
     assert ping(cluster, "m1", "a", "c").returncode == 0
     # chaos --all flaps the far side with each flap of a:e0, and leaves every side up
     cluster.vethlab("m1", "chaos", "--duration", "1s", "--seed", "3", "--all")
-    assert far() == up
+    assert far_end(cluster) == up
     assert ping(cluster, "m1", "a", "c").returncode == 0
     # b:e1 crosses to m3 without `carrier: true`: refused before any end of b changes
     def states() -> dict[str, Any]:  # every link's flags on m2, in b and in the machine (bridge timers move)

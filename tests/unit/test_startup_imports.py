@@ -4,35 +4,16 @@ Checked on the modules a real process holds after main() returns."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
+from helpers import modules_after
 from vethlab.cli.main import build_parser
-
-PROBE = """
-import json, sys
-from vethlab.cli.main import main
-try:
-    main(sys.argv[1:])
-except SystemExit:
-    pass
-sys.stderr.write("\\nMODULES " + json.dumps(sorted(sys.modules)) + "\\n")
-"""
 
 #: what planning and building need, and quick commands must not load
 HEAVY = ["yaml", "vethlab.lab", "vethlab.topology.loader", "vethlab.topology.validate", "vethlab.reconcile.planner",
          "vethlab.reconcile.executor", "vethlab.model.desired", "vethlab.kernel.rtnl", "rich"]
 
 
-def modules_after(*args: str, env: dict[str, str] | None = None) -> set[str]:
-    r = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60,
-                       env={**os.environ, **(env or {})})
-    line = next(line for line in r.stderr.splitlines() if line.startswith("MODULES "))
-    return set(json.loads(line[len("MODULES "):]))
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["up", "--help"], ["down", "--help"]])
