@@ -208,3 +208,19 @@ def test_a_link_with_carrier_is_a_veth_bridged_to_the_tunnel_in_the_machine() ->
     assert errors(THREE.replace("    addresses: [10.0.9.1/24, 10.0.9.2/24]\n",
                                 "    addresses: [10.0.9.1/24, 10.0.9.2/24]\n    carrier: true\n")) == [
         "lab.yaml:19: links[2].carrier: carrier is for a link across machines (a veth pair carries it already)"]
+
+
+def test_an_ipv4_mapped_ipv6_machine_address_is_refused_with_the_ipv4_to_write() -> None:
+    found = errors("""\
+        name: x
+        machines:
+          m1: {address: 10.200.0.1}
+          m2: {address: "::ffff:10.200.0.2"}
+        nodes:
+          a: {machine: m1}
+          b: {machine: m2}
+        links:
+          - endpoints: [a:e0, b:e0]
+        """)
+    assert found == ["lab.yaml:4: machines.m2.address: ::ffff:10.200.0.2 is an IPv4-mapped IPv6 address: write the "
+                     "IPv4 address 10.200.0.2 itself"]

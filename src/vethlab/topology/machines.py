@@ -73,6 +73,12 @@ def parse_machines(c: Checker, raw: Any) -> tuple[MachineSpec, ...]:
             if ip is None:
                 c.err(path + ("address",), f"{address!r} is not an IP address (no prefix length)")
                 good = False
+            elif isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                # the kernel's VXLAN takes it as IPv6 (70-byte overhead, an IPv6 socket) while the
+                # other machines, written as IPv4, speak IPv4: the tunnel would never meet
+                c.err(path + ("address",), f"{address} is an IPv4-mapped IPv6 address: write the IPv4 address "
+                      f"{ip.ipv4_mapped} itself")
+                good = False
             elif ip.is_multicast or ip.is_unspecified or ip.is_loopback:
                 c.err(path + ("address",), f"{ip} cannot be a machine's underlay address")
                 good = False
