@@ -339,6 +339,10 @@ def test_another_machine_s_name_on_this_machine_is_exit_2_and_touches_nothing(cl
     for command in ("down", "up", "plan"):
         r = cluster.vethlab("m1", command, path, "--machine", "m2", check=False)
         assert r.returncode == 2 and "it is m1 (run with --machine m1, or on m2 itself)" in r.stderr, r.stderr
+    # (review) `status --machine m2` on m1 showed m1's nodes as if they were m2's
+    r = cluster.vethlab("m1", "status", "--machine", "m2", check=False)
+    assert r.returncode == 2 and "it is m1 (run with --machine m1, or on m2 itself)" in r.stderr, r.stderr
+    assert r.stdout == ""
     assert cluster.snapshot("m1") == before
     cluster.run("m1", "ip", "addr", "add", "10.200.0.2/32", "dev", "lo")
     r = cluster.vethlab("m1", "plan", path, check=False)

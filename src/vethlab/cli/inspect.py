@@ -40,10 +40,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     from ..ops.inspect import lab_status
 
     name = resolve_lab(args.lab)
-    report = lab_status(name)
-    from ..ops.machines import name_peers
+    from ..ops.machines import choose, name_peers, spec_of
 
     state = store.load(name)
+    if state is not None and getattr(args, "machine", None) is not None:
+        # the state here is this machine's part: `status --machine m2` on m1 would show m1's
+        # nodes as m2's; refused as up/plan/down refuse it (exit 2)
+        choose(spec_of(state), args.machine)
+    report = lab_status(name)
     if state is not None:
         name_peers(report, state)
     if args.json:
