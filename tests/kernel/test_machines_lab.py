@@ -348,3 +348,34 @@ def test_another_machine_s_name_on_this_machine_is_exit_2_and_touches_nothing(cl
     r = cluster.vethlab("m1", "plan", path, check=False)
     assert r.returncode == 2 and "addresses of machines m1, m2" in r.stderr, r.stderr
     assert cluster.vethlab("m1", "plan", path, "--machine", "m1").stdout.strip().endswith("no changes")
+
+
+def test_a_vni_another_lab_holds_here_is_a_conflict_before_anything_is_built(cluster: Cluster) -> None:
+    """(review) a second lab with the same VNI and port on one machine failed half-way
+    through `up` with the kernel's "VNI already exists" and rolled back: now a conflict
+    found by `plan` and `up` before the kernel is touched."""
+    two = """\
+        name: {lab}
+        machines:
+          m1: {{address: 10.200.0.1}}
+          m2: {{address: 10.200.0.2}}
+        nodes:
+          {x}: {{machine: m1}}
+          {y}: {{machine: m2}}
+        links:
+          - endpoints: [{x}:e0, {y}:e0]
+            addresses: [10.0.1.1/24, 10.0.1.2/24]
+            vni: 4242
+        """
+    first = cluster.file(two.format(lab="one", x="p", y="q"), "one.yaml")
+    second = cluster.file(two.format(lab="two", x="r", y="s"), "two.yaml")
+    cluster.vethlab("m1", "up", first)
+    before = cluster.snapshot("m1")
+    for command in ("plan", "up"):
+        r = cluster.vethlab("m1", command, second, check=False)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "r:e0: VNI 4242 (UDP port 4789) is already used on this machine by interface e0 in namespace" in \
+            r.stderr and "of lab one: give the link another 'vni:'" in r.stderr, r.stderr
+        assert "nothing was changed" in r.stderr, r.stderr
+    assert cluster.snapshot("m1") == before
+    assert cluster.vethlab("m1", "plan", first).stdout.strip().endswith("no changes")

@@ -9,10 +9,12 @@ entries (all-zero MAC, one per other machine) are added and removed one by one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from ..errors import VethlabError
 from ..kernel.api import Kernel, Netns
 from ..model.desired import Desired, DesiredInterface, IfKey, Vxlan
+from ..ownership import lab_of
 from ..reconcile.actions import Action, ApplyContext, PlanContext
 from ..reconcile.journal import Step, inside
 from ..reconcile.observe import Observed
@@ -78,6 +80,10 @@ class Seen:
 
     info: dict[IfKey, dict[str, object] | None]
     floods: dict[IfKey, list[str]]
+    # every VXLAN device on this machine: (vni, port, IPv6?) -> (namespace, ifname, alias).
+    # The kernel refuses a second device with the same VNI and port (and underlay family)
+    # among those whose socket is in one namespace -- the machine's, for every lab
+    taken: dict[tuple[int, int, bool], tuple[Netns, str, str | None]] = field(default_factory=dict)
 
 
 def matches(want: Vxlan, info: dict[str, object] | None) -> bool:
@@ -98,7 +104,34 @@ class VxlanDriver(Driver):
             seen.info[key] = kernel.vxlan_info(ns, key[1])
             if want.vxlan.remote is None:
                 seen.floods[key] = kernel.fdb_floods(ns, key[1])
+        if any(want.kind == "vxlan" for want in desired.interfaces.values()):
+            seen.taken = _taken(kernel)
         observed.extras[self.kind] = seen
+
+    def conflicts(self, ctx: PlanContext) -> list[str]:
+        """A VNI and port another lab (or anyone) already uses on this machine: the
+        kernel would refuse the device half-way through `up` ("VNI already exists")."""
+        seen = ctx.observed.extras.get(self.kind)
+        if not isinstance(seen, Seen):
+            return []
+        # a lab's own namespaces and all in them are the lab's: a tunnel an interrupted `up`
+        # made before marking it is replaced by the plan, not a conflict
+        own = {seen.netns for seen in ctx.observed.nodes.values() if seen.owner == ctx.marker and seen.netns}
+        problems = []
+        for key, want in ctx.desired.interfaces.items():
+            v = want.vxlan
+            if want.kind != "vxlan" or v is None:
+                continue
+            holder = seen.taken.get((v.vni, v.port, ":" in v.local))
+            if holder is None or holder[2] == ctx.marker or holder[0] in own:
+                continue
+            ns, ifname, alias = holder
+            where = "the host namespace" if ns is None else f"namespace {ns}"
+            other = lab_of(alias)
+            whose = f"of lab {other}" if other else "not vethlab's"
+            problems.append(f"{ep(key)}: VNI {v.vni} (UDP port {v.port}) is already used on this machine by "
+                            f"interface {ifname} in {where}, {whose}: give the link another 'vni:'")
+        return problems
 
     def plan(self, ctx: PlanContext) -> None:
         seen = ctx.observed.extras.get(self.kind)
@@ -136,6 +169,28 @@ class VxlanDriver(Driver):
         where = f"to {v.remote}" if v.remote else f"flooding to {', '.join(v.floods)}"
         return CreateVxlan(ep((want.node, want.ifname)), f"across machines: VNI {v.vni} {where}", want.node, ns,
                            want.ifname, v.vni, v.local, v.remote, v.dev, v.port, want.mtu)
+
+
+def _taken(kernel: Kernel) -> dict[tuple[int, int, bool], tuple[Netns, str, str | None]]:
+    """The VNIs in use on this machine, in its own namespace and every named one."""
+    out: dict[tuple[int, int, bool], tuple[Netns, str, str | None]] = {}
+    spaces: list[Netns] = [None, *kernel.list_namespaces()]
+    for ns in spaces:
+        try:
+            links = kernel.links(ns, addresses=False)
+        except VethlabError:  # gone meanwhile, or not a namespace we may enter: nothing of ours there
+            continue
+        for have in links:
+            if have.kind != "vxlan":
+                continue
+            info = kernel.vxlan_info(ns, have.ifname)
+            if info is None:
+                continue
+            local = str(info.get("local") or info.get("remote") or "")
+            vni, port = info.get("vni"), info.get("port")
+            if isinstance(vni, int) and isinstance(port, int):
+                out.setdefault((vni, port, ":" in local), (ns, have.ifname, have.alias))
+    return out
 
 
 DRIVER = VxlanDriver()
