@@ -16,15 +16,7 @@ import subprocess
 
 import pytest
 
-from helpers import ip_json, vethlab
-
-SEED = """\
-name: seed
-nodes: {ns1: {}, ns2: {}}
-links:
-  - endpoints: [ns1:vp1, ns2:vp2]
-    addresses: [192.168.1.1/24, 192.168.1.2/24]
-"""
+from helpers import SEED, ip_json, vethlab
 
 NAT = """\
 name: x
