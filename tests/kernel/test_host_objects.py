@@ -162,6 +162,25 @@ def test_temporary_files_of_a_killed_run_are_removed(write, command: list[str]) 
         assert left == [".vethlab-tmp.other.abc123"]
 
 
+@pytest.mark.parametrize("command", [["down"], ["up", "--refresh"]])
+def test_a_down_killed_between_a_directory_and_its_marker_leaves_nothing(write, command: list[str]) -> None:
+    """The moment of a killed `down` after /etc/netns/ns1 is removed and before its
+    marker is: the namespace is still alive, so the next run finds ns1 by it — and
+    must take the marker along (CI caught a round of test_crash leaving one)."""
+    path = write(SEED)
+    vethlab("up", path, check=True)
+    before = tree("/etc/netns")
+    for name in ("hosts", "resolv.conf"):
+        os.unlink(f"/etc/netns/ns1/{name}")
+    os.rmdir("/etc/netns/ns1")
+    vethlab(*command, path, check=True)
+    if command[0] == "up":  # the node's directory is made again, with a marker for the new one
+        assert tree("/etc/netns").keys() == before.keys()
+        vethlab("down", path, check=True)
+    assert tree("/etc/netns") == {}
+    nothing_built()
+
+
 def test_sigkill_while_writing_node_files_leaves_nothing_clean_misses(write, tmp_path) -> None:
     """A real kill: SIGKILL `up` the moment its first temporary file shows in /etc/netns.
     A large /etc/hosts (bind-mounted in this test's private mount namespace; every

@@ -342,8 +342,16 @@ def remove_files(ns: str, marker: str) -> None:
 
     Killed half-way, what is left is still found: an emptied directory keeps its
     marker (bound to its inode), and a marker without its directory is debris that
-    `temps()` lists."""
+    `temps()` lists — and removed here too: a run killed between the directory's
+    rmdir and its marker's unlink leaves the namespace alive, so the next `down`
+    finds the node by its namespace and reads no debris of it."""
     owner = _owner(ns)
+    if owner is None:
+        mark = _read_marker(ns)
+        if mark is not None and mark[0] == marker:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(_marker_path(ns))
+        return
     if owner != marker and owner != LEGACY_NODE_DIR:
         return
     directory = node_dir(ns)
