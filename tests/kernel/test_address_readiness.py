@@ -35,8 +35,8 @@ def pair() -> None:
 
 
 def settled(kernel: NetlinkKernel, ns: str, addresses: list[str], expected: list[str]) -> list[str]:
-    """What is unready once it is `expected`, or the kernel's work items had 5 s."""
-    deadline = time.monotonic() + 5
+    """What is unready once it is `expected`, or the kernel's work items had 15 s."""
+    deadline = time.monotonic() + 15
     while (left := kernel.unready_addresses(ns, addresses)) != expected and time.monotonic() < deadline:
         time.sleep(0.05)
     return left

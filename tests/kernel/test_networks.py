@@ -116,7 +116,7 @@ def test_internal_network_has_no_way_out(docker_lab: str) -> None:
 
 
 def test_names_resolve_to_network_addresses(docker_lab: str) -> None:
-    r = vethlab("exec", "db", "--", "getent", "hosts", "web", timeout=5)
+    r = vethlab("exec", "db", "--", "getent", "hosts", "web", timeout=8)
     assert r.returncode == 0 and r.stdout.split()[0] == address_of("web")
     assert ping("db", "web")
 

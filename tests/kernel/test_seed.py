@@ -130,7 +130,7 @@ def test_pingall_json_and_ping_by_name(seed_file: str) -> None:
 
 def test_names_resolve_inside_nodes(seed_file: str) -> None:
     vethlab("up", seed_file, check=True)
-    r = vethlab("exec", "ns1", "--", "getent", "hosts", "ns2", timeout=5)
+    r = vethlab("exec", "ns1", "--", "getent", "hosts", "ns2", timeout=8)
     assert r.returncode == 0 and r.stdout.split()[0] == "192.168.1.2"
     assert vethlab("exec", "ns2", "--", "ping", "-c", "1", "-W", "1", "ns1").returncode == 0
 
