@@ -72,8 +72,6 @@ def claim(kernel: Kernel, spec: LabSpec, state: store.LabState, existed: store.L
           wait: float) -> ipam.Allocation:
     """Choose and record the lab's host-namespace claims under the host-wide lock.
     The lock covers reading, choosing and one state save."""
-    # pay netlink's import and socket before the lock, not in it (a cheap read: not every host interface)
-    kernel.links(None, only_addressed=True)
     with AllocationLock(spec.name, wait):
         allocation = allocate(kernel, spec, existed)
         before = [getattr(state, key) for key in CLAIM_FIELDS]
