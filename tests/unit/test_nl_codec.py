@@ -166,7 +166,9 @@ def test_parse_link_of_a_kernel_sized_message_reads_past_what_it_skips():
     read = [("IFLA_IFNAME", "vl1234567ab"), ("IFLA_MTU", 1500), ("IFLA_LINK", 2), ("IFLA_MASTER", 9),
             ("IFLA_OPERSTATE", "UP"), ("IFLA_CARRIER", 1), ("IFLA_IFALIAS", "vethlab:star"),
             ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "veth"), ("IFLA_INFO_SLAVE_KIND", "bridge")]})]
-    mixed = [attr for pair in zip(unread, read + [None] * len(unread)) for attr in pair if attr is not None]
+    mixed = []
+    for i, attr in enumerate(unread):  # interleaved: one read after each skipped, while they last
+        mixed += [attr] + read[i:i + 1]
     data = theirs(ifinfmsg, nl.RTM_NEWLINK, {"index": 1048577, "flags": 0x11043}, mixed, flags=nl.F_MULTI)
     assert len(nl.attrs(data, 32, len(data))) == len(mixed)
     assert nl.parse_link(memoryview(data)) == nl.Link(
