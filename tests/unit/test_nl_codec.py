@@ -150,6 +150,8 @@ def test_parse_link_of_pyroute2s_encoding():
     assert link == nl.Link(index=17, flags=0x11043, ifname="eth0", kind="veth", alias="vethlab:lab", mtu=1450,
                            operstate="LOWERLAYERDOWN", carrier=True, link=23, master=4,
                            stats={k: v for k, v in stats.items() if k in nl._STATS})
+    link.stats = {}
+    assert nl.parse_link(memoryview(data), stats=False) == link  # the same record but for its counters
 
 
 def test_parse_link_of_a_kernel_sized_message_reads_past_what_it_skips():

@@ -310,6 +310,7 @@ class Link(_Plain):
 _STATS = ["rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_errors", "tx_errors", "rx_dropped", "tx_dropped"]
 _LINK_READ = frozenset({IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_IFALIAS,
                         IFLA_STATS64, IFLA_CARRIER})
+_LINK_READ_NO_STATS = _LINK_READ - {IFLA_STATS64}
 _KIND_ONLY = frozenset({IFLA_INFO_KIND})
 _U32 = struct.Struct("=I")
 
@@ -320,11 +321,13 @@ def _text(value: memoryview) -> str:
     return (raw if cut < 0 else raw[:cut]).decode(errors="replace")
 
 
-def parse_link(msg: memoryview) -> Link:
+def parse_link(msg: memoryview, stats: bool = True) -> Link:
     """The attributes a LinkInfo holds, and only those decoded (a host with 1000
-    veth ends dumps 1000 messages of ~45 attributes, twice per `up` of an edit)."""
+    veth ends dumps 1000 messages of ~45 attributes, twice per `up` of an edit).
+    stats=False: not the counters either (the kernel sends them whatever
+    RTEXT_FILTER_SKIP_STATS says; that flag only drops VF and IPv6 statistics)."""
     _family, _type, index, flags, _change = _fixed(msg, _IFI, "link")
-    a = picked(msg, 16 + _IFI.size, len(msg), _LINK_READ)
+    a = picked(msg, 16 + _IFI.size, len(msg), _LINK_READ if stats else _LINK_READ_NO_STATS)
     get = a.get
     kind = None
     info = get(IFLA_LINKINFO)
@@ -333,10 +336,10 @@ def parse_link(msg: memoryview) -> Link:
         kind = None if raw_kind is None else _text(raw_kind)
     value = get(IFLA_OPERSTATE)
     operstate = value[0] if value is not None and len(value) >= 1 else None
-    stats: dict[str, int] = {}
+    counters: dict[str, int] = {}
     value = get(IFLA_STATS64)
     if value is not None and len(value) >= 64:
-        stats = dict(zip(_STATS, struct.unpack_from("=8Q", value, 0), strict=True))
+        counters = dict(zip(_STATS, struct.unpack_from("=8Q", value, 0), strict=True))
     value = get(IFLA_IFNAME)
     ifname = _text(value) if value is not None else ""
     value = get(IFLA_IFALIAS)
@@ -351,7 +354,7 @@ def parse_link(msg: memoryview) -> Link:
     master = _U32.unpack_from(value)[0] if value is not None and len(value) >= 4 else None
     return Link(index, flags, ifname, kind, alias, mtu,
                 OPERSTATES[operstate] if operstate is not None and operstate < len(OPERSTATES) else "UNKNOWN",
-                carrier, link, master, stats)
+                carrier, link, master, counters)
 
 
 def parse_addr(msg: memoryview) -> tuple[int, int, bytes, int]:

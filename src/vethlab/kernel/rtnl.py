@@ -78,6 +78,11 @@ def _decode(parse: Callable[[memoryview], T], msg: memoryview, what: str) -> T:
 _LOOKUPS = 128  # more addressed interfaces than this: one dump of all costs less than a request each
 
 
+def _parse_link_only(msg: memoryview) -> nl.Link:
+    """A link without its counters: what every read but `status --stats` wants."""
+    return nl.parse_link(msg, stats=False)
+
+
 def _info(link: nl.Link, stats: bool) -> LinkInfo:
     return LinkInfo(index=link.index, ifname=link.ifname, kind=link.kind, alias=link.alias, mtu=link.mtu,
                     admin_up=bool(link.flags & nl.IFF_UP), operstate=link.operstate, carrier=link.carrier,
@@ -338,7 +343,7 @@ class NetlinkKernel:
         cache: dict[str, int] = {}
         what = f"an interface in {place}"
         for msg in sock.dump(nl.RTM_GETLINK, nl.ifinfo() + mask, f"list interfaces in {place}"):
-            info = _info(_decode(nl.parse_link, msg, what), stats)
+            info = _info(_decode(nl.parse_link if stats else _parse_link_only, msg, what), stats)
             cache[info.ifname] = info.index
             out[info.index] = info
         self._index[ns] = cache
@@ -385,7 +390,8 @@ class NetlinkKernel:
                 msg = sock.get(nl.RTM_GETLINK, nl.ifinfo(index) + mask, f"look up interface {index} in {place}")
             except nl.NetlinkError:
                 continue
-            info = _info(_decode(nl.parse_link, msg, f"an interface in {place}"), stats)
+            info = _info(_decode(nl.parse_link if stats else _parse_link_only, msg, f"an interface in {place}"),
+                         stats)
             info.addresses += cidrs
             cache[info.ifname] = info.index
             out.append(info)
