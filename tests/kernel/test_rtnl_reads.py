@@ -106,3 +106,15 @@ def test_routes_are_iproute2s_main_table(host):
     assert got == want
     assert ("203.0.113.0/24", "192.0.2.1", "d0", 7, None, 3) in got
     assert sum(1 for r in got if r[0] == "fe80::/64") == PORTS * 2 + 3  # the ports and their peers, br0, d0, d1
+
+
+def test_counters_are_read_when_asked_for_and_only_then():
+    ip("link", "set", "lo", "up")
+    subprocess.run(["ping", "-c", "3", "-i", "0.2", "-q", "127.0.0.1"], check=True, capture_output=True)
+    kernel = rtnl.NetlinkKernel()
+    lo = next(link for link in kernel.links(None, stats=True) if link.ifname == "lo")
+    theirs = ip_json("-s", "link", "show", "lo")[0]["stats64"]
+    assert lo.stats == {f"{way}_{what}": theirs[way][what] for way in ("rx", "tx")
+                        for what in ("packets", "bytes", "errors", "dropped")}
+    assert lo.stats["rx_packets"] >= 6
+    assert next(link for link in kernel.links(None) if link.ifname == "lo").stats == {}
