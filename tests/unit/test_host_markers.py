@@ -123,6 +123,54 @@ def test_node_dir_is_born_marked_and_removed_whole(etc_netns: Path) -> None:
     assert listing(etc_netns) == {}
 
 
+def test_a_rewrite_replaces_every_hosts_file_and_each_resolv_conf_not_as_written(
+        etc_netns: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-link edit rewrites every node's hosts; its resolv.conf only where it is
+    not what would be written (content, mode 0644, a regular file): a node whose copy
+    was edited or re-made gets it back whole."""
+    resolv = nodefiles.HEADER + "nameserver 10.0.0.53\n"
+    monkeypatch.setattr(nodefiles, "resolv_content", lambda: resolv)
+    monkeypatch.setattr(nodefiles, "_read", lambda path: "127.0.0.1\tlocalhost\n")
+    nodes = ["n1", "n2", "n3", "n4"]
+
+    def whole(entries: list[tuple[str, str]], digest: str) -> dict[str, tuple[bytes | None, int]]:
+        hosts = nodefiles.hosts_content(entries, digest).encode()
+        out: dict[str, tuple[bytes | None, int]] = {}
+        for node in nodes:
+            out[f"{node}/hosts"] = (hosts, 0o644)
+            out[f"{node}/resolv.conf"] = (resolv.encode(), 0o644)
+        return out
+
+    def files() -> dict[str, tuple[bytes | None, int]]:
+        return {name: (content, os.lstat(etc_netns / name).st_mode & 0o7777)
+                for name, content in listing(etc_netns).items() if content is not None}
+
+    nodefiles.write_files(nodes, [("10.0.0.2", "n1")], "vethlab:lab", "d1")
+    marks = {node: (etc_netns / f".vethlab-owner.{node}").read_bytes() for node in nodes}
+    kept = os.stat(etc_netns / "n1" / "resolv.conf").st_ino
+    (etc_netns / "n2" / "resolv.conf").unlink()
+    (etc_netns / "n2" / "resolv.conf").write_text("nameserver 192.0.2.1\n")  # edited by hand
+    (etc_netns / "n3" / "resolv.conf").unlink()
+    (etc_netns / "n3" / "resolv.conf").write_text(resolv)  # same bytes, its own file, mode 0600
+    os.chmod(etc_netns / "n3" / "resolv.conf", 0o600)
+    (etc_netns / "n4" / "resolv.conf").unlink()
+    (etc_netns / "n4" / "resolv.conf").symlink_to(etc_netns / "n1" / "resolv.conf")
+
+    nodefiles.write_files(nodes, [("10.0.255.250", "n1")], "vethlab:lab", "d2")
+    expected = whole([("10.0.255.250", "n1")], "d2")
+    expected.update({name: value for name, value in files().items() if name.startswith(".vethlab-owner.")})
+    assert files() == expected
+    assert not any(os.path.islink(etc_netns / node / "resolv.conf") for node in nodes)
+    assert {node: (etc_netns / f".vethlab-owner.{node}").read_bytes() for node in nodes} == marks
+    assert os.stat(etc_netns / "n1" / "resolv.conf").st_ino == kept  # as written: not written again
+    assert nodefiles.read_digest("n2") == "d2" and nodefiles.temps() == []
+
+    resolv = nodefiles.HEADER + "nameserver 10.0.0.54\n"  # the host's changed: every node's follows
+    nodefiles.write_files(nodes, [("10.0.255.250", "n1")], "vethlab:lab", "d2")
+    expected.update(whole([("10.0.255.250", "n1")], "d2"))
+    assert files() == expected
+
+
 def test_foreign_dir_is_refused_even_at_write_time(etc_netns: Path) -> None:
     (etc_netns / "n1").mkdir()
     (etc_netns / "n1" / "resolv.conf").write_bytes(b"nameserver 10.0.0.53\n")

@@ -150,6 +150,44 @@ def test_parse_link_of_pyroute2s_encoding():
     assert link == nl.Link(index=17, flags=0x11043, ifname="eth0", kind="veth", alias="vethlab:lab", mtu=1450,
                            operstate="LOWERLAYERDOWN", carrier=True, link=23, master=4,
                            stats={k: v for k, v in stats.items() if k in nl._STATS})
+    link.stats = {}
+    assert nl.parse_link(memoryview(data), stats=False) == link  # the same record but for its counters
+
+
+def test_parse_link_of_a_kernel_sized_message_reads_past_what_it_skips():
+    """What the kernel really sends for a bridge port: ~45 attributes, most of them
+    never read (addresses, queue counts, IFLA_AF_SPEC, slave data) and interleaved
+    with those read - skipping them must land on every attribute vethlab reads."""
+    unread = [("IFLA_ADDRESS", "02:00:00:00:00:01"), ("IFLA_BROADCAST", "ff:ff:ff:ff:ff:ff"),
+              ("IFLA_TXQLEN", 1000), ("IFLA_LINKMODE", 0), ("IFLA_GROUP", 0), ("IFLA_PROMISCUITY", 1),
+              ("IFLA_NUM_TX_QUEUES", 1), ("IFLA_NUM_RX_QUEUES", 1), ("IFLA_GSO_MAX_SEGS", 65535),
+              ("IFLA_GSO_MAX_SIZE", 65536), ("IFLA_CARRIER_CHANGES", 2), ("IFLA_PROTO_DOWN", 0),
+              ("IFLA_CARRIER_UP_COUNT", 1), ("IFLA_CARRIER_DOWN_COUNT", 1), ("IFLA_MIN_MTU", 68),
+              ("IFLA_MAX_MTU", 65535), ("IFLA_LINK_NETNSID", 3), ("IFLA_QDISC", "noqueue"),
+              ("IFLA_AF_SPEC", {"attrs": [("AF_INET", {"attrs": [("IFLA_INET_CONF", {"forwarding": 1})]})]})]
+    read = [("IFLA_IFNAME", "vl1234567ab"), ("IFLA_MTU", 1500), ("IFLA_LINK", 2), ("IFLA_MASTER", 9),
+            ("IFLA_OPERSTATE", "UP"), ("IFLA_CARRIER", 1), ("IFLA_IFALIAS", "vethlab:star"),
+            ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "veth"), ("IFLA_INFO_SLAVE_KIND", "bridge")]})]
+    mixed = []
+    for i, attr in enumerate(unread):  # interleaved: one read after each skipped, while they last
+        mixed += [attr] + read[i:i + 1]
+    data = theirs(ifinfmsg, nl.RTM_NEWLINK, {"index": 1048577, "flags": 0x11043}, mixed, flags=nl.F_MULTI)
+    assert len(nl.attrs(data, 32, len(data))) == len(mixed)
+    assert nl.parse_link(memoryview(data)) == nl.Link(
+        index=1048577, flags=0x11043, ifname="vl1234567ab", kind="veth", alias="vethlab:star", mtu=1500,
+        operstate="UP", carrier=True, link=2, master=9, stats={})
+    only_read = theirs(ifinfmsg, nl.RTM_NEWLINK, {"index": 1048577, "flags": 0x11043}, read, flags=nl.F_MULTI)
+    assert nl.parse_link(memoryview(data)) == nl.parse_link(memoryview(only_read))
+    # NLA_F_NESTED (0x8000) on IFLA_LINKINFO, as kernels set it on nests added with nla_nest_start()
+    nested = bytearray(data)
+    offset = 32
+    while offset < len(data):
+        size, kind = struct.unpack_from("=HH", data, offset)
+        if kind == nl.IFLA_LINKINFO:
+            struct.pack_into("=HH", nested, offset, size, kind | 0x8000)
+        offset += (size + 3) & ~3
+    assert bytes(nested) != data
+    assert nl.parse_link(memoryview(bytes(nested))) == nl.parse_link(memoryview(data))
 
 
 def test_parse_link_without_optional_attributes():
@@ -182,6 +220,14 @@ def test_parse_route_of_pyroute2s_encoding(family, dst, dst_len, gw, src):
     assert nl.parse_route(memoryview(data)) == nl.RouteMsg(
         family, socket.inet_pton(family, dst), dst_len, 254, 99, 1, socket.inet_pton(family, gw), 6, 30,
         socket.inet_pton(family, src))
+
+
+@pytest.mark.parametrize(("table", "rtype", "real"), [(254, 1, 254), (255, 2, 255), (252, 1, 1000), (254, 5, 254)])
+def test_route_kind_is_the_header_of_pyroute2s_encoding(table, rtype, real):
+    data = theirs(rtmsg, nl.RTM_NEWROUTE, {"family": socket.AF_INET6, "dst_len": 64, "table": table, "proto": 2,
+                                           "type": rtype}, [("RTA_TABLE", real), ("RTA_DST", "fe80::"), ("RTA_OIF", 7)])
+    assert nl.route_kind(memoryview(data)) == (table, rtype)
+    assert (nl.parse_route(memoryview(data)).table, nl.parse_route(memoryview(data)).type) == (real, rtype)
 
 
 def test_parse_default_route_and_big_table():
@@ -218,7 +264,7 @@ def no_endless_loop(seconds: float = 2.0) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
-PARSERS: list[Callable[[memoryview], object]] = [nl.parse_link, nl.parse_addr, nl.parse_route]
+PARSERS: list[Callable[[memoryview], object]] = [nl.parse_link, nl.parse_addr, nl.parse_route, nl.route_kind]
 VALID = [ours(kind, body) for _, kind, body, *_ in ENCODINGS] + [
     theirs(ifinfmsg, nl.RTM_NEWLINK, {"index": 3}, [("IFLA_IFNAME", "x"), ("IFLA_OPERSTATE", "UP"),
                                                     ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "veth")]})])]
@@ -240,9 +286,18 @@ def decode_everything(data: bytes) -> None:
         except nl.DecodeError:
             pass
     try:
-        nl.attrs(data, 0, len(data))
+        every = nl.attrs(data, 0, len(data))
     except nl.DecodeError:
-        pass
+        every = None
+    # picked() is attrs() restricted to the numbers asked for: the same attributes, the same errors
+    wanted = frozenset(range(0, 64, 3))
+    try:
+        some = nl.picked(data, 0, len(data), wanted)
+    except nl.DecodeError:
+        some = None
+    assert (some is None) == (every is None)
+    if every is not None and some is not None:
+        assert {k: bytes(v) for k, v in some.items()} == {k: bytes(v) for k, v in every.items() if k in wanted}
 
 
 @st.composite

@@ -160,7 +160,9 @@ class Namespaces(Batched, Protocol):
 class Links(Batched, Protocol):
     """Interfaces, their addresses, and routes."""
 
-    def links(self, ns: Netns, stats: bool = False, addresses: bool = True) -> list[LinkInfo]: ...
+    # only_addressed: just the interfaces with an address (link-local IPv6 aside), for conflict checks
+    def links(self, ns: Netns, stats: bool = False, addresses: bool = True,
+              only_addressed: bool = False) -> list[LinkInfo]: ...
     # hurry pending link-state changes: each call one urgent linkwatch event in ns; done: clean up
     def settle(self, ns: str, marker: str, done: bool = False) -> None: ...
     def create_veth(self, a_ns: Netns, a_if: str, b_ns: Netns, b_if: str, mtu: int | None,

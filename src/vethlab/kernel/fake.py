@@ -200,9 +200,10 @@ class FakeKernel:
         return errors
 
     # -- links
-    def links(self, ns: Netns, stats: bool = False, addresses: bool = True) -> list[LinkInfo]:
+    def links(self, ns: Netns, stats: bool = False, addresses: bool = True,
+              only_addressed: bool = False) -> list[LinkInfo]:
         self.flush()
-        return [self._info(link) for link in self._ns(ns).links.values()]
+        return [self._info(link) for link in self._ns(ns).links.values() if link.addresses or not only_addressed]
 
     def _info(self, link: _Link) -> LinkInfo:
         peer_up = True

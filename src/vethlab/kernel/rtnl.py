@@ -75,6 +75,31 @@ def _decode(parse: Callable[[memoryview], T], msg: memoryview, what: str) -> T:
         raise KernelError(f"netlink: cannot decode {what}: {exc}") from None
 
 
+_LOOKUPS = 128  # more addressed interfaces than this: one dump of all costs less than a request each
+
+
+def _parse_link_only(msg: memoryview) -> nl.Link:
+    """A link without its counters: what every read but `status --stats` wants."""
+    return nl.parse_link(msg, stats=False)
+
+
+def _info(link: nl.Link, stats: bool) -> LinkInfo:
+    return LinkInfo(index=link.index, ifname=link.ifname, kind=link.kind, alias=link.alias, mtu=link.mtu,
+                    admin_up=bool(link.flags & nl.IFF_UP), operstate=link.operstate, carrier=link.carrier,
+                    peer_index=link.link if link.kind == "veth" else None, master=link.master,
+                    stats=dict(link.stats) if stats else {})
+
+
+def _ip_text(texts: dict[tuple[bytes, int], str], raw: bytes | None) -> str | None:
+    """An address as ipaddress spells it, formatted once per distinct address."""
+    if not raw:
+        return None
+    text = texts.get((raw, -1))
+    if text is None:
+        text = texts[(raw, -1)] = str(ipaddress.ip_address(raw))
+    return text
+
+
 def _open_raw() -> int:
     return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0).detach()
 
@@ -299,32 +324,78 @@ class NetlinkKernel:
         return {ns: KernelError(f"cannot delete namespace {ns}: {plain(exc)}") for ns, exc in failed.items()}
 
     # -- links ---------------------------------------------------------------------------------
-    def links(self, ns: Netns, stats: bool = False, addresses: bool = True) -> list[LinkInfo]:
+    def links(self, ns: Netns, stats: bool = False, addresses: bool = True,
+              only_addressed: bool = False) -> list[LinkInfo]:
+        """Every interface of `ns`, with its addresses unless `addresses` is false.
+        only_addressed: just the interfaces that have an address (link-local IPv6
+        aside) - what an address-conflict check reads: the addresses are dumped
+        first and only their few interfaces looked up, not the host's 1000 veth
+        ends of a big lab (each a ~1.5 kB message of ~45 attributes)."""
         sock = self._sock(ns)
         self._sync()
         mask = b"" if stats else nl.attr_u32(nl.IFLA_EXT_MASK, nl.RTEXT_FILTER_SKIP_STATS)
+        place = where(ns)
+        if only_addressed:
+            found = self._addresses(sock, place)
+            if len(found) <= _LOOKUPS:
+                return self._addressed(ns, sock, found, mask, stats, place)
         out: dict[int, LinkInfo] = {}
         cache: dict[str, int] = {}
-        for msg in sock.dump(nl.RTM_GETLINK, nl.ifinfo() + mask, f"list interfaces in {where(ns)}"):
-            link = _decode(nl.parse_link, msg, f"an interface in {where(ns)}")
-            cache[link.ifname] = link.index
-            out[link.index] = LinkInfo(
-                index=link.index, ifname=link.ifname, kind=link.kind, alias=link.alias, mtu=link.mtu,
-                admin_up=bool(link.flags & nl.IFF_UP), operstate=link.operstate, carrier=link.carrier,
-                peer_index=link.link if link.kind == "veth" else None, master=link.master,
-                stats={k: v for k, v in link.stats.items()} if stats else {})
+        what = f"an interface in {place}"
+        for msg in sock.dump(nl.RTM_GETLINK, nl.ifinfo() + mask, f"list interfaces in {place}"):
+            info = _info(_decode(nl.parse_link if stats else _parse_link_only, msg, what), stats)
+            cache[info.ifname] = info.index
+            out[info.index] = info
         self._index[ns] = cache
-        for msg in sock.dump(nl.RTM_GETADDR, struct.pack("=BBBBI", 0, 0, 0, 0, 0),
-                             f"list addresses in {where(ns)}") if addresses else ():
-            index, family, raw, prefixlen = _decode(nl.parse_addr, msg, f"an address in {where(ns)}")
-            target = out.get(index)
-            if target is None or not raw or family not in (socket.AF_INET, socket.AF_INET6):
-                continue
-            ip = ipaddress.ip_address(raw)
-            if family == socket.AF_INET6 and ip.is_link_local:
-                continue
-            target.addresses.append(f"{ip}/{prefixlen}")
+        if only_addressed:
+            for index, cidrs in found.items():
+                if index in out:
+                    out[index].addresses += cidrs
+            return [info for info in out.values() if info.addresses]
+        if addresses:
+            for index, cidrs in self._addresses(sock, place).items():
+                if index in out:
+                    out[index].addresses += cidrs
         return list(out.values())
+
+    @staticmethod
+    def _addresses(sock: nl.NlSocket, place: str) -> dict[int, list[str]]:
+        """ifindex -> "ip/prefix" of every IPv4/IPv6 address, link-local IPv6 excluded
+        (every interface has one: a host of 1000 veth ends dumps 1000)."""
+        out: dict[int, list[str]] = {}
+        what = f"an address in {place}"
+        for msg in sock.dump(nl.RTM_GETADDR, struct.pack("=BBBBI", 0, 0, 0, 0, 0), f"list addresses in {place}"):
+            index, family, raw, prefixlen = _decode(nl.parse_addr, msg, what)
+            if not raw:
+                continue
+            if family == socket.AF_INET:
+                text = socket.inet_ntop(socket.AF_INET, raw)
+            elif family == socket.AF_INET6:
+                if raw[0] == 0xFE and raw[1] & 0xC0 == 0x80:  # fe80::/10
+                    continue
+                text = str(ipaddress.IPv6Address(raw))
+            else:
+                continue
+            out.setdefault(index, []).append(f"{text}/{prefixlen}")
+        return out
+
+    def _addressed(self, ns: Netns, sock: nl.NlSocket, found: dict[int, list[str]], mask: bytes, stats: bool,
+                   place: str) -> list[LinkInfo]:
+        """The interfaces `found` names, each looked up by index (one gone since the
+        address dump is skipped: it holds no address any more)."""
+        out = []
+        cache = self._index.setdefault(ns, {})
+        for index, cidrs in found.items():
+            try:
+                msg = sock.get(nl.RTM_GETLINK, nl.ifinfo(index) + mask, f"look up interface {index} in {place}")
+            except nl.NetlinkError:
+                continue
+            info = _info(_decode(nl.parse_link if stats else _parse_link_only, msg, f"an interface in {place}"),
+                         stats)
+            info.addresses += cidrs
+            cache[info.ifname] = info.index
+            out.append(info)
+        return out
 
     def _pick_indexes(self, a_ns: Netns, b_ns: Netns) -> tuple[int, int]:
         """Distinct ifindexes for the two ends of a veth in two lab namespaces.
@@ -480,27 +551,38 @@ class NetlinkKernel:
 
     # -- routes -------------------------------------------------------------------------------------
     def routes(self, ns: Netns) -> list[Route]:
+        """The unicast routes of the main table.  A host with 1000 veth ends has 1000
+        `fe80::/64` routes there and twice as many in its local table: the local ones
+        are skipped by their header, undecoded, and each distinct address is formatted
+        once, not once per route."""
         sock = self._sock(ns)
         self._sync()
         names = {index: name for name, index in self._index.get(ns, {}).items()}
         out = []
+        place = where(ns)
+        what = f"a route in {place}"
+        texts: dict[tuple[bytes, int], str] = {}
         for family in (socket.AF_INET, socket.AF_INET6):
             for msg in sock.dump(nl.RTM_GETROUTE, struct.pack("=BBBBBBBBI", family, 0, 0, 0, 0, 0, 0, 0, 0),
-                                 f"list routes in {where(ns)}"):
-                r = _decode(nl.parse_route, msg, f"a route in {where(ns)}")
+                                 f"list routes in {place}"):
+                table, kind = _decode(nl.route_kind, msg, what)
+                if kind != nl.RTN_UNICAST or table not in (nl.RT_TABLE_MAIN, nl.RT_TABLE_COMPAT):
+                    continue  # the header's table is the real one unless it says "look in RTA_TABLE"
+                r = _decode(nl.parse_route, msg, what)
                 if r.table != nl.RT_TABLE_MAIN or r.type != nl.RTN_UNICAST:
                     continue
                 if r.oif and r.oif not in names:
                     names = {index: name for name, index in self._refresh_index(ns).items()}
-                out.append(Route(
-                    dst=str(ipaddress.ip_network((ipaddress.ip_address(r.dst), r.dst_len), strict=False)),
-                    via=str(ipaddress.ip_address(r.gateway)) if r.gateway else None,
-                    dev=names.get(r.oif) if r.oif else None, metric=r.priority,
-                    src=str(ipaddress.ip_address(r.prefsrc)) if r.prefsrc else None, proto=r.proto))
+                dst = texts.get((r.dst, r.dst_len))
+                if dst is None:
+                    dst = texts[(r.dst, r.dst_len)] = str(
+                        ipaddress.ip_network((ipaddress.ip_address(r.dst), r.dst_len), strict=False))
+                out.append(Route(dst=dst, via=_ip_text(texts, r.gateway), dev=names.get(r.oif) if r.oif else None,
+                                 metric=r.priority, src=_ip_text(texts, r.prefsrc), proto=r.proto))
         return out
 
     def _refresh_index(self, ns: Netns) -> dict[str, int]:
-        self.links(ns)
+        self.links(ns, addresses=False)
         return self._index[ns]
 
     def _route_body(self, ns: Netns, route: Route) -> bytes:

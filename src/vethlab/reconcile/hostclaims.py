@@ -44,7 +44,7 @@ def taken(kernel: Kernel, spec: LabSpec) -> claims.HostUse:
     if not claims.wants_host(spec):
         return use  # nodes and networks all in the lab's own namespaces: only names can clash
     mark = marker(spec.name)
-    for link in kernel.links(None):
+    for link in kernel.links(None, only_addressed=True):  # not the lab's 1000 unaddressed veth ends
         if link.alias != mark:
             owner = lab_of(link.alias)
             who = f"interface {link.ifname} of the host namespace" + (f" (lab {owner})" if owner else "")
@@ -72,7 +72,6 @@ def claim(kernel: Kernel, spec: LabSpec, state: store.LabState, existed: store.L
           wait: float) -> ipam.Allocation:
     """Choose and record the lab's host-namespace claims under the host-wide lock.
     The lock covers reading, choosing and one state save."""
-    kernel.links(None, addresses=False)  # pay netlink's import and socket before the lock, not in it
     with AllocationLock(spec.name, wait):
         allocation = allocate(kernel, spec, existed)
         before = [getattr(state, key) for key in CLAIM_FIELDS]
