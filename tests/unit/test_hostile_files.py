@@ -27,7 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vethlab.errors import ValidationError
-from vethlab.topology import lab_from_text, loader
+from vethlab.topology import lab_from_text, loader, yamlevents
 
 MEMORY = 1 << 30
 CPU_SECONDS = 10
@@ -125,7 +125,7 @@ def test_deep_block_nesting_is_refused(tmp_path: Path) -> None:
 
 def test_deep_nesting_is_refused_by_the_pure_python_parser_too(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without libyaml there is no parser limit at all: ours must hold alone."""
-    monkeypatch.setattr(loader, "_Loader", yaml.SafeLoader)
+    monkeypatch.setattr(yamlevents, "_Loader", yaml.SafeLoader)
     with pytest.raises(ValidationError) as info:
         loader.loads(HEAD + "links: " + "[" * 100_000 + "\n", "f.yaml")
     assert str(info.value) == "f.yaml:3: nesting is deeper than 16 levels"

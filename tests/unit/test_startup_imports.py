@@ -36,7 +36,8 @@ def test_validate_of_a_cached_file_loads_no_yaml(tmp_path, monkeypatch: pytest.M
     path.write_text("name: t\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a:e0, b:e0]}]\n")
     env = {"VETHLAB_STATE_DIR": str(state)}
     first = modules_after("validate", str(path), env=env)
-    assert {"yaml", "vethlab.topology.validate"} <= first  # a miss: parsed and validated
+    assert {"vethlab.topology.loader", "vethlab.topology.validate"} <= first  # a miss: parsed and validated
+    assert "yaml" not in first  # by the quick path (topology/quickyaml.py): plain YAML needs no PyYAML
     again = modules_after("validate", str(path), env=env)
     assert again & {"yaml", "vethlab.topology.loader", "vethlab.topology.validate"} == set()
 
