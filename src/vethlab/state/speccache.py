@@ -9,7 +9,7 @@ costs a few ms.  Only a file byte-for-byte identical to one validated before is 
 hit: any edit is validated in full, like a first read.
 
 The key is a SHA-256 of the file's bytes and of everything else the result
-depends on: the source of this package (loader, validator, schema: a different
+depends on: the source of topology/ and state/ (loader, validator, schema: a different
 vethlab may read the same bytes differently), the Python version and PyYAML's
 files.  Only successes are kept; an invalid file is always re-read, so its
 errors are always the current ones.
@@ -57,6 +57,9 @@ MAX_ENTRIES = 8
 #: an entry larger than this is not read (a 16 MiB file's spec is far smaller)
 MAX_ENTRY_BYTES = 64 * 1024 * 1024
 _FORMAT = 1
+#: the packages whose source decides what a file validates to (the key hashes them;
+#: state/ alone, as before, let an edited validator read old entries)
+SOURCES = ("topology", "state")
 _Decoder = Callable[[Any], Any]
 
 
@@ -95,11 +98,13 @@ def _environment() -> bytes:
         from .. import __version__
 
         h = hashlib.sha256(f"{_FORMAT}\0{__version__}\0{sys.version}\0".encode())
-        here = os.path.dirname(os.path.abspath(__file__))
-        for name in sorted(os.listdir(here)):
-            if name.endswith(".py"):
-                with open(os.path.join(here, name), "rb") as fh:
-                    h.update(f"{name}\0".encode() + fh.read() + b"\0")
+        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        for where in SOURCES:  # topology/: what reads a file; state/: this codec
+            folder = os.path.join(package, where)
+            for name in sorted(os.listdir(folder)):
+                if name.endswith(".py"):
+                    with open(os.path.join(folder, name), "rb") as fh:
+                        h.update(f"{where}/{name}\0".encode() + fh.read() + b"\0")
         for entry in sys.path:
             where = os.path.join(entry or ".", "yaml")
             try:
