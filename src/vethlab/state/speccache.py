@@ -99,12 +99,12 @@ def _environment() -> bytes:
 
         h = hashlib.sha256(f"{_FORMAT}\0{__version__}\0{sys.version}\0".encode())
         package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        for where in SOURCES:  # topology/: what reads a file; state/: this codec
-            folder = os.path.join(package, where)
+        for part in SOURCES:  # topology/: what reads a file; state/: this codec
+            folder = os.path.join(package, part)
             for name in sorted(os.listdir(folder)):
                 if name.endswith(".py"):
                     with open(os.path.join(folder, name), "rb") as fh:
-                        h.update(f"{where}/{name}\0".encode() + fh.read() + b"\0")
+                        h.update(f"{part}/{name}\0".encode() + fh.read() + b"\0")
         for entry in sys.path:
             where = os.path.join(entry or ".", "yaml")
             try:
