@@ -108,10 +108,10 @@ def _environment() -> bytes:
         for entry in sys.path:
             where = os.path.join(entry or ".", "yaml")
             try:
-                init, folder = os.stat(os.path.join(where, "__init__.py")), os.stat(where)
+                init, top = os.stat(os.path.join(where, "__init__.py")), os.stat(where)
             except OSError:
                 continue
-            h.update(f"{where}\0{init.st_size}\0{init.st_mtime_ns}\0{folder.st_mtime_ns}".encode())
+            h.update(f"{where}\0{init.st_size}\0{init.st_mtime_ns}\0{top.st_mtime_ns}".encode())
             break
         _ENV = h.digest()
     return _ENV
