@@ -55,3 +55,34 @@ def test_empty_nodes_are_the_same_spec_as_before() -> None:
     spec = lab_from_text("name: t\nnodes:\n  a: {}\n  b:\n  c: {sysctls: {}}\nlinks: [{endpoints: [a:e0, b:e0]}]\n")
     assert [(n.name, n.line, n.sysctls, n.routes, n.exec, n.run, n.oneshot, n.ready) for n in spec.nodes.values()] == \
         [("a", 3, (), (), (), (), (), ()), ("b", 4, (), (), (), (), (), ()), ("c", 5, (), (), (), (), (), ())]
+
+
+LINK_ADDRESSES = ["10.0.0.1/30", "10.0.0.2/30", "10.0.0.5/30", "10.0.0.2/24", "10.0.1.2/16", "10.0.0.2/32",
+                  "192.168.0.1/24", "fd00::1/64", "fd00::2/64", "fd00:1::2/64", "fd00::2/128", "10.0.0.1/31",
+                  "10.0.0.0/31"]
+
+
+@given(st.sampled_from(LINK_ADDRESSES), st.sampled_from(LINK_ADDRESSES))
+def test_one_address_per_end_is_judged_as_the_general_path_judges(a: str, b: str) -> None:
+    """A link with one address at each end takes a fast path in _check_link_subnets;
+    the same addresses written twice per end take the general one: the same verdict."""
+    from vethlab.topology import validate
+
+    def verdict(addresses_a: tuple[str, ...], addresses_b: tuple[str, ...]) -> bool:
+        from vethlab.topology.schema import Endpoint, LinkSpec
+
+        c = Checker(Document(file="f", data=None))
+        link = LinkSpec(a=Endpoint("x", "e0"), b=Endpoint("y", "e0"), addresses_a=addresses_a, addresses_b=addresses_b)
+        validate._check_link_subnets(c, [(0, link)])
+        return bool(c.issues)
+
+    assert verdict((a,), (b,)) == verdict((a, a), (b, b))
+
+
+def test_a_link_without_shaping_keys_is_the_link_with_them_null() -> None:
+    """Links without rate/delay/jitter/loss/a/b skip the shaping parser: the same
+    LinkSpec as with those keys given as null."""
+    head = "name: x\nnodes: {a: {}, b: {}}\nlinks:\n"
+    plain = "  - {endpoints: [a:e0, b:e0], addresses: [10.0.0.1/24, 10.0.0.2/24], mtu: 1400, state: down}\n"
+    nulls = plain.replace("}\n", ", rate: null, delay: null, a: null, b: null}\n")
+    assert lab_from_text(head + plain).links == lab_from_text(head + nulls).links

@@ -27,6 +27,7 @@ TOP_KEYS = {"name", "prefix", "nodes", "links", "networks", "machines"}
 NODE_KEYS = {"sysctls", "routes", "exec", "run", "ready", "machine", *nodeview.VIEW_KEYS}
 LINK_KEYS = {"endpoints", "addresses", "mtu", "state", "rate", "delay", "jitter", "loss", "a", "b", "vni", "carrier"}
 SHAPING_KEYS = {"rate", "delay", "jitter", "loss"}
+_SHAPED = frozenset({*SHAPING_KEYS, "a", "b"})  # a link without these has no shaping
 #: keys of the contract that later work will implement: refused, never ignored
 NOT_YET: dict[tuple[str, ...], set[str]] = {
     (): set(),
@@ -375,6 +376,10 @@ def _link(c: Checker, raw: Any, path: Path, nodes: dict[str, Any]) -> tuple[Link
     if state not in ("up", "down"):
         c.err(path + ("state",), f"state must be 'up' or 'down', not {state!r}")
         ok = False
+    if len(ends) == 2 and ok and not spec.keys() & _SHAPED:  # most links: no shaping to read
+        link = LinkSpec(a=ends[0], b=ends[1], addresses_a=addresses[0], addresses_b=addresses[1],
+                        mtu=mtu, up=state == "up", line=c.doc.line(path))
+        return link, link
     shaping = _shaping(c, spec, path)
     overrides: list[Shaping | None] = []
     for side in ("a", "b"):
@@ -428,6 +433,9 @@ def _endpoint(c: Checker, text: Any, path: Path, nodes: dict[str, Any]) -> Endpo
 def _addresses(c: Checker, value: Any, path: Path) -> tuple[str, ...]:
     if value is None:
         return ()
+    if type(value) is str:  # one address for this end (most labs)
+        text = _address(c, value, path)
+        return (text,) if text else ()
     items: list[tuple[Path, Any]]
     if isinstance(value, list):
         items = [(path + (k,), v) for k, v in enumerate(value)]
@@ -521,6 +529,11 @@ def _check_link_subnets(c: Checker, links: list[tuple[int, LinkSpec]],
     for index, link in links:
         if not link.addresses_a or not link.addresses_b:
             continue  # an end without addresses: nothing to judge
+        if len(link.addresses_a) == 1 and len(link.addresses_b) == 1:  # one address each (most links)
+            (va, ia, pa), (vb, ib, pb) = address_parts(link.addresses_a[0]), address_parts(link.addresses_b[0])
+            shift = (32 if va == 4 else 128) - max(pa, pb)
+            if va == vb and ia >> shift == ib >> shift:
+                continue  # one subnet: what _share_subnet finds, without its sets
         parts = [[(address_parts(text), text) for text in texts] for texts in (link.addresses_a, link.addresses_b)]
         for version in (4, 6):
             ends = []
