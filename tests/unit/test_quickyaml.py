@@ -175,3 +175,25 @@ def test_the_loader_honours_lowered_limits_on_the_quick_path(monkeypatch: Any) -
     monkeypatch.setattr(loader, "MAX_VALUES", 50)
     text, _ = topologies.build("chain", 50)
     assert quickyaml.parse(text, "f.yaml") is None
+
+
+def test_an_ascii_file_is_checked_for_the_characters_yaml_forbids_as_any_file_is() -> None:
+    """ASCII text is searched with a small class (the full one costs 2 ms to compile):
+    it must refuse exactly the ASCII characters the full class refuses."""
+    import re
+
+    import pytest
+
+    from vethlab.errors import ValidationError
+
+    full = re.compile(loader._BAD_CHAR_CLASS)
+    for code in range(128):
+        text = f"name: x{chr(code)}y\n"
+        if full.search(text):
+            with pytest.raises(ValidationError, match="at column 8 is not allowed"):
+                loader.loads(text, "f.yaml")
+        else:
+            try:
+                loader.loads(text, "f.yaml")
+            except ValidationError as exc:
+                assert "is not allowed in a YAML file" not in str(exc)
