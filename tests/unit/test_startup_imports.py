@@ -63,3 +63,15 @@ def test_the_package_names_the_host_node_as_the_schema_does() -> None:
     from vethlab.topology import schema
 
     assert topology.HOST == schema.HOST == "host"
+
+
+def test_the_lifecycle_commands_load_the_topology_cache_only_when_they_read_a_file() -> None:
+    """`down` (cli/lifecycle.py) reads no topology through the cache: importing the
+    commands must not load it, nor hashlib (OpenSSL, ~2 ms) with it."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, vethlab.cli.lifecycle; "
+             "print(sorted({'vethlab.state.speccache', 'hashlib'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
