@@ -82,9 +82,10 @@ def parse_document(doc: Document) -> LabSpec:
         for end in link.endpoints:
             interfaces_of.setdefault(end.node, []).append((end.ifname, link.addresses_of(end)))
     for net in networks:
+        plen = ipaddress.ip_network(net.subnet).prefixlen if net.subnet else 0  # once per network, not per member
         for member in net.members:
             assert member.ifname is not None
-            known = [f"{member.ip}/{ipaddress.ip_network(net.subnet).prefixlen}"] if member.ip and net.subnet else []
+            known = [f"{member.ip}/{plen}"] if member.ip and net.subnet else []
             # an address IPAM will choose is unknown here ("*"): routes via it are not checked
             interfaces_of.setdefault(member.node, []).append((member.ifname, tuple(known) or ("*",)))
         if net.driver == "bridge":
