@@ -134,6 +134,7 @@ def test_hand_written_shapes_match() -> None:
         "- endpoints: [a:e0, b:e0]  # the link\n  addresses: [10.0.0.1/24, 10.0.0.2/24]\n  mtu: 1400\n"
         "- endpoints: [a:e1, b:e1]\nprefix: no\n",
         "name: x\nnodes:\n    a:\n        exec:\n        - ip link\n        -   ip addr\n    b: {sysctls: {net.ipv4.ip_forward: 1}}\n",
+        "name: x\nnodes:\n  a: {k: [ ], j: [x , y ,z], l: d e ,m: 7}\n  b: [ 1, on , n0:r]\n  c: [ ]\n  d: { }\n",
         "# top\n\nname: x   # lab\nprefix: yes\nnodes: {a: {}, b: {}}\nnetworks:\n  lan:\n    nat: on\n    subnet: 10.1.0.0/16\n"
         "    members:\n      a: {ip: 10.1.0.2}\n      b:\n        publish: [8080:80/tcp]\n",
     ]

@@ -46,6 +46,11 @@ _SCALAR = rf"{_CHUNK}(?: +{_CHUNK})*"
 #: a block line: indentation, `- ` (then maybe more indentation), `KEY:` and what follows
 _LINE = re.compile(rf"( *)(- +)?(?:({_SCALAR}):(?: +|\Z))?(.*)\Z")
 _PLAIN = re.compile(rf"{_SCALAR}\Z")
+#: flow collections without nesting but flat sequences as mapping values (topology/quickyaml.py's flat)
+_SEQ = rf"\[ *(?:{_SCALAR} *(?:, *{_SCALAR} *)*)?\]"
+_FLAT_SEQ = re.compile(rf"{_SEQ}\Z")
+_FLAT_MAP = re.compile(rf"\{{ *{_SCALAR}: +(?:{_SCALAR}|{_SEQ}) *(?:, *{_SCALAR}: +(?:{_SCALAR}|{_SEQ}) *)*\}}\Z")
+_PAIR = re.compile(rf"({_SCALAR}): +({_SCALAR}|\[[^\]]*\])")
 #: one token of a flow collection; the last group catches anything else
 _TOKEN = re.compile(rf" *(?:({_SCALAR})|([\[\]{{}},])|(: )|(.))")
 #: characters that end or break lines for YAML besides \n, a byte order mark, tabs
@@ -120,7 +125,11 @@ class _Reader:
             self.counted()
             lines[path] = number
             return self.scalar(rest)
-        # the hot loop of a big file: locals only, the common cases first
+        if depth + 2 < self.max_depth:
+            flat = self.flat(rest, path, number)
+            if flat is not None:
+                return flat
+        # the general loop: locals only, the common cases first
         count, max_values, max_chars = self.count, self.max_values, self.max_chars
         stack: list[tuple[Any, Path]] = []  # the flow collections open here, with their paths
         container: Any = None
@@ -215,6 +224,49 @@ class _Reader:
             raise _GiveUp
         self.count = count
         return top
+
+    def flat(self, rest: str, path: Path, number: int) -> Any:
+        """The flow collections most lines of a big lab hold, without the token loop:
+        `{}`, `[a, b]`, and `{k: v, k: [a, b]}` (values plain scalars or flat
+        sequences of them).  None: not one of these (the general loop reads it)."""
+        lines = self.lines
+        if rest == "{}" or rest == "[]":
+            self.counted()
+            lines[path] = number
+            return {} if rest == "{}" else []
+        if rest[0] == "[":
+            if not _FLAT_SEQ.match(rest):
+                return None
+            self.counted()
+            lines[path] = number
+            return self.items(rest, path, number)
+        if not _FLAT_MAP.match(rest):
+            return None
+        self.counted()
+        lines[path] = number
+        mapping: dict[str, Any] = {}
+        for key, value in _PAIR.findall(rest):
+            if key in mapping or len(key) > self.max_chars:
+                raise _GiveUp
+            self.counted(2)
+            vpath = path + (key,)
+            lines[vpath] = number
+            mapping[key] = self.items(value, vpath, number) if value[0] == "[" else self.scalar(value)
+        return mapping
+
+    def items(self, text: str, path: Path, number: int) -> list[Any]:
+        """The values of a flat flow sequence `text` (checked by _FLAT_SEQ)."""
+        inner = text[1:-1].strip(" ")
+        if not inner:
+            return []
+        words = inner.split(",")
+        self.counted(len(words))
+        lines = self.lines
+        out = []
+        for i, word in enumerate(words):
+            lines[path + (i,)] = number
+            out.append(self.scalar(word.strip(" ")))
+        return out
 
     def read(self, text: str) -> Any:
         root: _Block | None = None
