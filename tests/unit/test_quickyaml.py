@@ -135,6 +135,7 @@ def test_hand_written_shapes_match() -> None:
         "- endpoints: [a:e1, b:e1]\nprefix: no\n",
         "name: x\nnodes:\n    a:\n        exec:\n        - ip link\n        -   ip addr\n    b: {sysctls: {net.ipv4.ip_forward: 1}}\n",
         "name: x\nnodes:\n  a: {k: [ ], j: [x , y ,z], l: d e ,m: 7}\n  b: [ 1, on , n0:r]\n  c: [ ]\n  d: { }\n",
+        "name: x\nnodes:\n  a: {k: [], j: [x, y, z], l: d e, m: 7}\n  b: [1, on, n0:r]\n  c: []\n  d: {}\n",
         "# top\n\nname: x   # lab\nprefix: yes\nnodes: {a: {}, b: {}}\nnetworks:\n  lan:\n    nat: on\n    subnet: 10.1.0.0/16\n"
         "    members:\n      a: {ip: 10.1.0.2}\n      b:\n        publish: [8080:80/tcp]\n",
     ]
@@ -164,6 +165,8 @@ def test_what_the_quick_path_leaves_to_libyaml() -> None:
         "a:\n  - x\n  b: y\n",
         "a:\nb: c\n",  # `a` is null, not b's parent
         "a: {k: 1, k: 2}\n",  # a duplicate key in a flow mapping: an issue
+        "a: {k: 1; j: 2}\n",
+        "a: {k: [1, 2]x, j: 2}\n",
         "a:\n  b: 1\n  b: 2\n",
     ]
     for text in gives_up:

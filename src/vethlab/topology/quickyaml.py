@@ -41,20 +41,17 @@ _WORDS: dict[str, Any] = {
     **{w: False for w in ("no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF")},
     **{w: None for w in ("null", "Null", "NULL")},
 }
-_CHUNK = r"[A-Za-z0-9_/](?:[A-Za-z0-9_./:@+=-]*[A-Za-z0-9_./@+=-])?"
+_CHUNK = r"[A-Za-z0-9_/][A-Za-z0-9_./:@+=-]*(?<!:)"  # (?<!:): a colon does not end it
 _SCALAR = rf"{_CHUNK}(?: +{_CHUNK})*"
 #: a block line: indentation, `- ` (then maybe more indentation), `KEY:` and what follows
 _LINE = re.compile(rf"( *)(- +)?(?:({_SCALAR}):(?: +|\Z))?(.*)\Z")
 _PLAIN = re.compile(rf"{_SCALAR}\Z")
-#: flow collections without nesting but flat sequences as mapping values (topology/quickyaml.py's flat)
-_SEQ = rf"\[ *(?:{_SCALAR} *(?:, *{_SCALAR} *)*)?\]"
-_FLAT_SEQ = re.compile(rf"{_SEQ}\Z")
-_FLAT_MAP = re.compile(rf"\{{ *{_SCALAR}: +(?:{_SCALAR}|{_SEQ}) *(?:, *{_SCALAR}: +(?:{_SCALAR}|{_SEQ}) *)*\}}\Z")
-_PAIR = re.compile(rf"({_SCALAR}): +({_SCALAR}|\[[^\]]*\])")
+#: `KEY: VALUE` in a flat flow mapping, the value a plain scalar or `[...]`
+_PAIR = re.compile(rf"({_SCALAR}): ({_SCALAR}|\[[^\][{{}}]*\])")
 #: one token of a flow collection; the last group catches anything else
 _TOKEN = re.compile(rf" *(?:({_SCALAR})|([\[\]{{}},])|(: )|(.))")
 #: characters that end or break lines for YAML besides \n, a byte order mark, tabs
-_ODD = re.compile("[\t\r\x85\u2028\u2029\ufeff]")
+_ODD = ("\t", "\r", "\x85", "\u2028", "\u2029", "\ufeff")
 
 
 class _GiveUp(Exception):
@@ -80,6 +77,17 @@ def _value(text: str) -> Any:
     if ":" not in text and text.count(".") > 1:  # floats have one dot; times, sexagesimals a colon
         return text
     return _UNSURE
+
+
+def _words(text: str) -> list[str] | None:
+    """The plain scalars of `[a, b, c]` written with one space after each comma, or
+    None when `text` is anything else."""
+    if text[-1] != "]":
+        return None
+    if text == "[]":
+        return []
+    words = text[1:-1].split(", ")
+    return words if all(_PLAIN.match(word) for word in words) else None
 
 
 class _Block:
@@ -226,46 +234,51 @@ class _Reader:
         return top
 
     def flat(self, rest: str, path: Path, number: int) -> Any:
-        """The flow collections most lines of a big lab hold, without the token loop:
-        `{}`, `[a, b]`, and `{k: v, k: [a, b]}` (values plain scalars or flat
-        sequences of them).  None: not one of these (the general loop reads it)."""
+        """The flow collections most lines of a big lab hold, without the token loop,
+        when written as YAML writers write them: `{}`, `[a, b]`, `{k: v, k: [a, b]}`
+        (values plain scalars or flat sequences of them), one space after each `,`
+        and `:`, none inside the brackets.  None: not one of these (the general loop
+        reads it)."""
         lines = self.lines
         if rest == "{}" or rest == "[]":
             self.counted()
             lines[path] = number
             return {} if rest == "{}" else []
         if rest[0] == "[":
-            if not _FLAT_SEQ.match(rest):
+            words = _words(rest)
+            if words is None:
                 return None
             self.counted()
             lines[path] = number
-            return self.items(rest, path, number)
-        if not _FLAT_MAP.match(rest):
+            return self.items(words, path, number)
+        pairs = _PAIR.findall(rest)
+        # the pairs, written back as a YAML writer writes them, must be the whole text
+        if not pairs or rest != "{" + ", ".join([f"{key}: {value}" for key, value in pairs]) + "}":
+            return None
+        values: list[str | list[str] | None] = [_words(value) if value[0] == "[" else value for key, value in pairs]
+        if None in values:
             return None
         self.counted()
         lines[path] = number
         mapping: dict[str, Any] = {}
-        for key, value in _PAIR.findall(rest):
+        for (key, _text), value in zip(pairs, values, strict=True):
             if key in mapping or len(key) > self.max_chars:
                 raise _GiveUp
             self.counted(2)
             vpath = path + (key,)
             lines[vpath] = number
-            mapping[key] = self.items(value, vpath, number) if value[0] == "[" else self.scalar(value)
+            mapping[key] = self.items(value, vpath, number) if isinstance(value, list) else \
+                self.scalar(value)  # type: ignore[arg-type]  # None was refused above
         return mapping
 
-    def items(self, text: str, path: Path, number: int) -> list[Any]:
-        """The values of a flat flow sequence `text` (checked by _FLAT_SEQ)."""
-        inner = text[1:-1].strip(" ")
-        if not inner:
-            return []
-        words = inner.split(",")
+    def items(self, words: list[str], path: Path, number: int) -> list[Any]:
+        """The values of a flat flow sequence's words (from _words)."""
         self.counted(len(words))
         lines = self.lines
         out = []
         for i, word in enumerate(words):
             lines[path + (i,)] = number
-            out.append(self.scalar(word.strip(" ")))
+            out.append(self.scalar(word))
         return out
 
     def read(self, text: str) -> Any:
@@ -358,7 +371,7 @@ class _Reader:
 
 def parse(text: str, file: str) -> Document | None:
     """The Document of `text` if it is in the subset, else None (read it with libyaml)."""
-    if _ODD.search(text):
+    if any(odd in text for odd in _ODD):
         return None
     reader = _Reader()
     try:
