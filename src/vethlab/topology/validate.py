@@ -326,10 +326,74 @@ def _route_problem(route: RouteSpec, ifaces: _Reach) -> str | None:
     return f"gateway {route.via} is not {where}; the kernel would refuse the route"
 
 
+_PLAIN_LINK = frozenset({"endpoints", "addresses"})
+
+
+def _plain_link(raw: Any, line: int | None, nodes: dict[str, Any]) -> LinkSpec | None:
+    """Most links of a big lab: `{endpoints: [N:I, N:I], addresses: [A, B]}` with
+    good ends and one good IPv4 address (or none) per end, read without building a
+    path per field.  None: anything else, read by _any_link (which gives the same
+    LinkSpec for what this one takes: tests/unit/test_validate_fast_paths.py)."""
+    if type(raw) is not dict or not raw.keys() <= _PLAIN_LINK:
+        return None
+    ends, addresses = raw.get("endpoints"), raw.get("addresses")
+    if type(ends) is not list or len(ends) != 2:
+        return None
+    a, b = _plain_end(ends[0], nodes), _plain_end(ends[1], nodes)
+    if a is None or b is None or a == b:
+        return None
+    if addresses is None:
+        return LinkSpec(a=a, b=b, line=line)
+    if type(addresses) is not list or len(addresses) != 2:
+        return None
+    first, second = _plain_address(addresses[0]), _plain_address(addresses[1])
+    if first is None or second is None:
+        return None
+    return LinkSpec(a=a, b=b, addresses_a=first, addresses_b=second, line=line)
+
+
+def _plain_end(text: Any, nodes: dict[str, Any]) -> Endpoint | None:
+    """`NODE:IFNAME` of a defined node and a good name, as _endpoint reads it; else None."""
+    if type(text) is not str or text.count(":") != 1:
+        return None
+    node, ifname = text.split(":")
+    if (node != HOST and node not in nodes) or ifname_problem(ifname):
+        return None
+    return Endpoint(node, ifname)
+
+
+def _plain_address(value: Any) -> tuple[str, ...] | None:
+    """One IPv4 address of an end (or null), as _addresses reads it when it is good:
+    a unicast address that is not its subnet's network or broadcast address; else None."""
+    if value is None:
+        return ()
+    if type(value) is not str:
+        return None
+    try:
+        iface = parse_interface(value)
+    except ValueError:
+        return None
+    if not isinstance(iface, FastV4):
+        return None
+    number, network, broadcast = iface.quick()
+    first = number >> 24
+    if first == 0 or first == 127 or 224 <= first <= 239 or (iface._plen < 31 and number in (network, broadcast)):
+        return None
+    return (value,)
+
+
 def _link(c: Checker, raw: Any, path: Path, nodes: dict[str, Any]) -> tuple[LinkSpec | None, LinkSpec | None]:
     """(the link, or None when any of its fields is wrong; what could be read of it —
     its two ends and its good addresses — for the checks across links, so a reused
     interface or address is reported even on a link that has another problem)."""
+    link = _plain_link(raw, c.doc.line(path), nodes)
+    if link is not None:
+        return link, link
+    return _any_link(c, raw, path, nodes)
+
+
+def _any_link(c: Checker, raw: Any, path: Path, nodes: dict[str, Any]) -> tuple[LinkSpec | None, LinkSpec | None]:
+    """_link for every link: each field checked, each problem reported with its path."""
     spec = c.mapping(raw, path, "a link")
     if spec is None:
         return None, None
