@@ -201,3 +201,11 @@ def test_an_ascii_file_is_checked_for_the_characters_yaml_forbids_as_any_file_is
                 loader.loads(text, "f.yaml")
             except ValidationError as exc:
                 assert "is not allowed in a YAML file" not in str(exc)
+
+
+def test_files_of_very_long_or_very_many_lines_are_left_to_libyaml() -> None:
+    """The quick path splits lines and lists a flow line's tokens at once; the
+    libyaml path counts values as it goes: huge lines and line counts go there."""
+    assert quickyaml.parse("name: [" + "1, " * 30_000 + "1]\n", "f.yaml") is None
+    assert quickyaml.parse("name: x\n" + "#\n" * (quickyaml.MAX_LINES + 1), "f.yaml") is None
+    assert quickyaml.parse("name: x\n" + "#\n" * 1000, "f.yaml") is not None

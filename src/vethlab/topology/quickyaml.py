@@ -16,7 +16,8 @@ of `A-Za-z0-9_./:@+=-` (and single spaces between words), starts with
 `A-Za-z0-9_/` and ends with no `:`.  It gives up (None: libyaml reads the file)
 on anything else: quotes, anchors, aliases, tags, block scalars, documents
 markers, tabs, multi-line values, an empty value, a duplicate key, any text
-whose YAML 1.1 type it cannot tell for sure, a count or depth near the limits.
+whose YAML 1.1 type it cannot tell for sure, a count or depth near the limits,
+a line longer than MAX_LINE, more lines than MAX_LINES.
 So it never reports a problem: every issue and refusal is libyaml's path's.
 What it builds is the same Document, line for line (tests/unit/test_quickyaml.py
 compares the two on generated files).
@@ -58,6 +59,12 @@ class _GiveUp(Exception):
     """Not the subset: libyaml reads this file."""
 
 
+#: longer lines are libyaml's: a flow line's tokens are listed at once (findall), so a
+#: 16 MiB one-line file must not reach that list; real lines are far shorter
+MAX_LINE = 64 * 1024
+#: and so are files of more lines (a 2000-node, 5000-link lab is ~7000): the lines are
+#: split at once, and 8 million two-byte lines would be ~500 MB of strings
+MAX_LINES = 1_000_000
 _UNSURE = object()
 #: what a flow collection's reader expects next
 _VALUE, _KEY, _COLON, _SEP, _END = object(), object(), object(), object(), object()
@@ -286,6 +293,8 @@ class _Reader:
         blocks: list[_Block] = []
         lines = self.lines
         for number, line in enumerate(text.split("\n"), 1):
+            if len(line) > MAX_LINE:
+                raise _GiveUp
             hash_at = line.find("#")
             if hash_at >= 0:
                 if hash_at and line[hash_at - 1] != " ":
@@ -371,7 +380,7 @@ class _Reader:
 
 def parse(text: str, file: str) -> Document | None:
     """The Document of `text` if it is in the subset, else None (read it with libyaml)."""
-    if any(odd in text for odd in _ODD):
+    if any(odd in text for odd in _ODD) or text.count("\n") > MAX_LINES:
         return None
     reader = _Reader()
     try:
