@@ -3,10 +3,11 @@ and validation.
 
 `vethlab up FILE` re-reads FILE on every run (then `plan`, `status`, `graph` of
 the same file, an `up` that finds nothing to change, a test suite's hundred runs
-of one lab).  Parsing and validating a 1000-node file costs 40-60 ms of CPU here,
-plus ~15 ms of importing PyYAML and the validator; reading its cached LabSpec back
-costs a few ms.  Only a file byte-for-byte identical to one validated before is a
-hit: any edit is validated in full, like a first read.
+of one lab).  Parsing and validating a 1000-link chain costs ~20 ms of CPU here
+(40-60 ms before topology/quickyaml.py), plus ~5 ms of importing the loader and
+the validator (and ~10 ms of PyYAML for a file the quick path leaves to libyaml);
+reading its cached LabSpec back costs ~6 ms.  Only a file byte-for-byte identical
+to one validated before is a hit: any edit is validated in full, like a first read.
 
 The key is a SHA-256 of the file's bytes and of everything else the result
 depends on: the source of topology/ and state/ (loader, validator, schema: a different
