@@ -18,6 +18,10 @@ reach the kernel only through its protocols (kernel.api) and its one factory
 (`kernel.open_kernel`); an import of any other kernel module from there (an
 implementation: rtnl, process, nodefiles, ...) is a reach-past, listed and, with
 --check, an error.  The fronts (cli, the CNI plugin, testing) may go further.
+
+Some third-party modules are confined to the modules that need them (CONFINED):
+PyYAML only in topology/yamlevents.py, so that a first read of a plain topology
+file (topology/quickyaml.py) and every command that reads none never load it.
 """
 
 from __future__ import annotations
@@ -127,6 +131,29 @@ def reach_pasts() -> list[tuple[str, str]]:
     return out
 
 
+#: third-party modules -> the only vethlab modules that may import them (anywhere in the
+#: module, lazily or not): PyYAML costs ~10 ms to import, and a first read of a plain
+#: file needs none of it (topology/quickyaml.py), so only the libyaml path loads it
+CONFINED = {"yaml": {"topology/yamlevents.py"}}
+
+
+def confined_imports() -> list[tuple[str, str]]:
+    """(module, third-party module) for every import of a CONFINED module from outside
+    the modules allowed to import it."""
+    out = []
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = str(path.relative_to(ROOT))
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in ast.walk(tree):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            for name in names:
+                top = name.split(".")[0]
+                if top in CONFINED and rel not in CONFINED[top]:
+                    out.append((rel, top))
+    return out
+
+
 def graph() -> dict[str, set[str]]:
     edges: dict[str, set[str]] = {}
     for path in sorted(ROOT.rglob("*.py")):
@@ -152,7 +179,12 @@ def main(argv: list[str]) -> int:
           f"kernel.open_kernel): {len(past)}")
     for module, target in past:
         print(f"reach-past: {module} imports {target}", file=sys.stderr)
-    return 1 if (broken or past) and "--check" in argv else 0
+    confined = confined_imports()
+    print(f"confined third-party imports ({', '.join(f'{k}: {sorted(v)}' for k, v in CONFINED.items())}) "
+          f"broken: {len(confined)}")
+    for module, target in confined:
+        print(f"confined: {module} imports {target}", file=sys.stderr)
+    return 1 if (broken or past or confined) and "--check" in argv else 0
 
 
 if __name__ == "__main__":

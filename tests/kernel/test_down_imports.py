@@ -1,6 +1,7 @@
 """What `down` and a repeated `up` import, in a real process on a real (sandboxed)
-kernel: `down` needs neither YAML nor the planner; an `up` of a file it has read
-before needs no YAML nor the validator (the topology cache)."""
+kernel: `down` needs neither YAML nor the planner; a first read of a plain file
+needs no PyYAML (topology/quickyaml.py); an `up` of a file it has read before
+needs neither the loader nor the validator (the topology cache)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ def test_down_of_no_lab_and_of_a_lab_load_no_planning(tmp_path: Path) -> None:
     path = tmp_path / "lab.yaml"
     path.write_text("name: imports\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a:e0, b:e0]}]\n")
     first = modules_after("up", str(path))
-    assert {"yaml", "vethlab.topology.validate"} <= first  # the first read of the file
+    assert {"vethlab.topology.loader", "vethlab.topology.validate"} <= first  # the first read of the file
+    assert "yaml" not in first  # plain YAML: read by topology/quickyaml.py, no PyYAML
     second = modules_after("up", str(path))
-    assert {"yaml", "vethlab.topology.validate"} <= second  # the lab did not exist when the file was first read
+    assert {"vethlab.topology.loader", "vethlab.topology.validate"} <= second  # the lab did not exist at the first
     again = modules_after("up", str(path))
     assert again & {"yaml", "vethlab.topology.loader", "vethlab.topology.validate"} == set()
     assert modules_after("down", str(path)) & PLANNING == set()

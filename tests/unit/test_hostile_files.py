@@ -27,7 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vethlab.errors import ValidationError
-from vethlab.topology import lab_from_text, loader
+from vethlab.topology import lab_from_text, loader, yamlevents
 
 MEMORY = 1 << 30
 CPU_SECONDS = 10
@@ -125,7 +125,7 @@ def test_deep_block_nesting_is_refused(tmp_path: Path) -> None:
 
 def test_deep_nesting_is_refused_by_the_pure_python_parser_too(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without libyaml there is no parser limit at all: ours must hold alone."""
-    monkeypatch.setattr(loader, "_Loader", yaml.SafeLoader)
+    monkeypatch.setattr(yamlevents, "_Loader", yaml.SafeLoader)
     with pytest.raises(ValidationError) as info:
         loader.loads(HEAD + "links: " + "[" * 100_000 + "\n", "f.yaml")
     assert str(info.value) == "f.yaml:3: nesting is deeper than 16 levels"
@@ -400,3 +400,10 @@ def test_up_refuses_hostile_files_with_exit_2_and_builds_nothing(tmp_path: Path)
         status, first = out[paths[name]]
         assert status == 2 and first and first[0].startswith(f"{paths[name]}:{line}: "), (name, status, first)
     assert out["built"] == [[], 1], out["built"]  # no namespace, only lo
+
+
+def test_a_16_mib_one_line_list_is_refused_at_the_value_limit(tmp_path: Path) -> None:
+    """The quick path (topology/quickyaml.py) lists a flow line's tokens at once: a
+    line of 8 million values would take gigabytes there.  It leaves long lines to
+    libyaml's path, which counts as it goes and stops at the limit."""
+    refused(write(tmp_path, HEAD + "links: [" + "1, " * 5_500_000 + "]\n"), 3, "more than 200000 values")

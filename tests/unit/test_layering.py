@@ -45,3 +45,17 @@ def test_reach_pasts_are_found_in_every_spelling(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(imports, "ROOT", root)
     assert imports.reach_pasts() == [("drivers/a.py", "kernel.process"), ("drivers/a.py", "kernel.rtnl"),
                                      ("lab.py", "kernel.rtnl")]
+
+
+def test_yaml_is_imported_only_by_the_libyaml_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first read of a plain file needs no PyYAML (~10 ms): only topology/yamlevents.py
+    may import it, and an import anywhere else, in any spelling, is found."""
+    imports = _load()
+    assert imports.confined_imports() == []
+    root = tmp_path / "vethlab"
+    (root / "topology").mkdir(parents=True)
+    (root / "topology" / "yamlevents.py").write_text("import yaml\n")
+    (root / "topology" / "loader.py").write_text("def f():\n    from yaml import CSafeLoader\n")
+    (root / "lab.py").write_text("import yaml.constructor\nfrom .topology import yamlevents\n")
+    monkeypatch.setattr(imports, "ROOT", root)
+    assert imports.confined_imports() == [("lab.py", "yaml"), ("topology/loader.py", "yaml")]

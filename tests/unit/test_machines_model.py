@@ -224,3 +224,15 @@ def test_an_ipv4_mapped_ipv6_machine_address_is_refused_with_the_ipv4_to_write()
         """)
     assert found == ["lab.yaml:4: machines.m2.address: ::ffff:10.200.0.2 is an IPv4-mapped IPv6 address: write the "
                      "IPv4 address 10.200.0.2 itself"]
+
+
+def test_vni_and_carrier_on_a_lab_without_machines_are_refused() -> None:
+    """A lab on one machine skips the machine checks of its links (the common case,
+    fast) unless a link says `vni:` or `carrier:`: those are still refused."""
+    head = "name: x\nnodes: {a: {}, b: {}}\nlinks:\n"
+    assert errors(head + "  - {endpoints: [a:e0, b:e0], vni: 7}\n") == [
+        "lab.yaml:4: links[0].vni: vni needs 'machines:' (a link across machines)"]
+    assert errors(head + "  - {endpoints: [a:e0, b:e0], carrier: true}\n") == [
+        "lab.yaml:4: links[0].carrier: carrier is for a link across machines (a veth pair carries it already)"]
+    assert errors(head + "  - {endpoints: [a:e0, b:e0], carrier: 1}\n") == [
+        "lab.yaml:4: links[0].carrier: must be true or false, not a number"]

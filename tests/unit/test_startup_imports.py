@@ -36,7 +36,8 @@ def test_validate_of_a_cached_file_loads_no_yaml(tmp_path, monkeypatch: pytest.M
     path.write_text("name: t\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a:e0, b:e0]}]\n")
     env = {"VETHLAB_STATE_DIR": str(state)}
     first = modules_after("validate", str(path), env=env)
-    assert {"yaml", "vethlab.topology.validate"} <= first  # a miss: parsed and validated
+    assert {"vethlab.topology.loader", "vethlab.topology.validate"} <= first  # a miss: parsed and validated
+    assert "yaml" not in first  # by the quick path (topology/quickyaml.py): plain YAML needs no PyYAML
     again = modules_after("validate", str(path), env=env)
     assert again & {"yaml", "vethlab.topology.loader", "vethlab.topology.validate"} == set()
 
@@ -62,3 +63,15 @@ def test_the_package_names_the_host_node_as_the_schema_does() -> None:
     from vethlab.topology import schema
 
     assert topology.HOST == schema.HOST == "host"
+
+
+def test_the_lifecycle_commands_load_the_topology_cache_only_when_they_read_a_file() -> None:
+    """`down` (cli/lifecycle.py) reads no topology through the cache: importing the
+    commands must not load it, nor hashlib (OpenSSL, ~2 ms) with it."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, vethlab.cli.lifecycle; "
+             "print(sorted({'vethlab.state.speccache', 'hashlib'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

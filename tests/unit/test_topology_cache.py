@@ -331,3 +331,24 @@ def test_old_entries_go_first(tmp_path: Path, state: Path, monkeypatch: pytest.M
         os.utime(newest, ns=(i * 10**9, i * 10**9))  # distinct times, oldest first
         keys.append(newest)
     assert entries(state) == sorted(keys[2:])
+
+
+
+def test_the_key_covers_the_source_of_the_loader_and_the_validator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry is what this vethlab's topology/ made of the bytes: the key hashes
+    topology/*.py (it once hashed only state/, so an edited validator read old
+    entries as if they were its own)."""
+    import builtins
+
+    read: list[str] = []
+    real = builtins.open
+
+    def recording(path: Any, *args: Any, **kwargs: Any) -> Any:
+        read.append(os.path.relpath(str(path), os.path.dirname(os.path.dirname(cache.__file__))))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(cache, "_ENV", None)
+    monkeypatch.setattr(builtins, "open", recording)
+    cache._environment()
+    assert {"topology/validate.py", "topology/loader.py", "topology/quickyaml.py", "topology/schema.py",
+            "state/speccache.py"} <= set(read)

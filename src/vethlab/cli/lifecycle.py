@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from ..errors import UsageError, VethlabError
 from ..state import store
-from ..state.speccache import load_lab
 from .common import print_json, require_privileges, resolve_lab, topology_file
 from .words import plural
 
@@ -32,6 +31,8 @@ def _warn(plan: Plan) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from ..state.speccache import load_lab
+
     spec = load_lab(topology_file(args.file))
     if args.json:
         print_json({"file": args.file, "valid": True, "lab": spec.name, "nodes": len(spec.nodes), "links": len(spec.links)})
@@ -101,6 +102,7 @@ def _on(machine: str | None) -> str:
 def cmd_down(args: argparse.Namespace) -> int:
     if getattr(args, "machine", None) is not None and args.file:  # the state here holds only this machine's part
         from ..ops.machines import choose
+        from ..state.speccache import load_lab  # here: `down` otherwise needs no cache (nor OpenSSL's hashlib)
 
         choose(load_lab(topology_file(args.file)), args.machine)
     if args.lab:

@@ -177,6 +177,9 @@ def apply_machines(c: Checker, top: dict[str, Any], raw_nodes: dict[str, Any], n
     out_links: list[LinkSpec] = []
     for index, link in links:
         raw = raw_links[index] if isinstance(raw_links[index], dict) else {}
+        if not declared and "vni" not in raw and "carrier" not in raw and link.vni is None and not link.carrier:
+            out_links.append(link)  # a lab on one machine (most): nothing below applies, the link as it is
+            continue
         path = ("links", index)
         vni = _vni(c, raw.get("vni"), path + ("vni",))
         ends = [placed.get(end.node) for end in link.endpoints]

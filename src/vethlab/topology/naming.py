@@ -53,6 +53,8 @@ def name_resolution_problem(name: str) -> str | None:
     `getent hosts 10` and `ping 10` inside the lab, never the node."""
     # glibc's resolver also takes any all-digit name for a number and, when inet_aton
     # refuses it ("08": 8 is no octal digit), answers "not found" without a lookup
+    if name[:1].isascii() and name[:1].isalpha():
+        return None  # inet_aton wants a digit first, and this is no all-digit name (most names: no exception)
     try:
         import socket  # here, not at the top: the CNI plugin checks names and must start fast
 

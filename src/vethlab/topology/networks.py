@@ -229,20 +229,21 @@ def _member(c: Checker, node: str, raw: Any, path: Path, nodes: dict[str, Any], 
     return MemberSpec(node=node, ip=ip, ip6=ip6, ifname=ifname, publish=tuple(publish))
 
 
-#: a dotted quad of ASCII digits (\d alone also matches other scripts' digits)
-_DOTTED = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})", re.ASCII)
+#: a dotted quad of ASCII digits (\d alone also matches other scripts' digits), each octet
+#: 0-255 without a leading zero: what str(ip_address(text)) gives back unchanged
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
 
 
 def _member_ip(c: Checker, value: Any, path: Path, subnet: Any, version: int, gateway: bool) -> str | None:
     if value is None:
         return None
     text = str(value).split("/")[0]
-    if version == 4 and subnet is not None and subnet.version == 4 and (m := _DOTTED.fullmatch(text)) and \
-            all(int(o) <= 255 and (o == "0" or o[0] != "0") for o in m.groups()):
+    if version == 4 and subnet is not None and subnet.version == 4 and (m := _DOTTED.fullmatch(text)):
         # the common case without address objects (~10 us each, a 1000-member network
         # is half of its file's validation): strictly inside the subnet, not its
         # gateway; `text` is then exactly str(ip_address(text))
-        a, b, c_, d = (int(o) for o in m.groups())
+        a, b, c_, d = map(int, m.groups())
         number, first, last = (a << 24) | (b << 16) | (c_ << 8) | d, int(subnet.network_address), \
             int(subnet.broadcast_address)
         if first < number < last and not (gateway and number == first + 1):

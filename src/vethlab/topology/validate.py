@@ -27,6 +27,7 @@ TOP_KEYS = {"name", "prefix", "nodes", "links", "networks", "machines"}
 NODE_KEYS = {"sysctls", "routes", "exec", "run", "ready", "machine", *nodeview.VIEW_KEYS}
 LINK_KEYS = {"endpoints", "addresses", "mtu", "state", "rate", "delay", "jitter", "loss", "a", "b", "vni", "carrier"}
 SHAPING_KEYS = {"rate", "delay", "jitter", "loss"}
+_SHAPED = frozenset({*SHAPING_KEYS, "a", "b"})  # a link without these has no shaping
 #: keys of the contract that later work will implement: refused, never ignored
 NOT_YET: dict[tuple[str, ...], set[str]] = {
     (): set(),
@@ -81,9 +82,10 @@ def parse_document(doc: Document) -> LabSpec:
         for end in link.endpoints:
             interfaces_of.setdefault(end.node, []).append((end.ifname, link.addresses_of(end)))
     for net in networks:
+        plen = ipaddress.ip_network(net.subnet).prefixlen if net.subnet else 0  # once per network, not per member
         for member in net.members:
             assert member.ifname is not None
-            known = [f"{member.ip}/{ipaddress.ip_network(net.subnet).prefixlen}"] if member.ip and net.subnet else []
+            known = [f"{member.ip}/{plen}"] if member.ip and net.subnet else []
             # an address IPAM will choose is unknown here ("*"): routes via it are not checked
             interfaces_of.setdefault(member.node, []).append((member.ifname, tuple(known) or ("*",)))
         if net.driver == "bridge":
@@ -324,10 +326,74 @@ def _route_problem(route: RouteSpec, ifaces: _Reach) -> str | None:
     return f"gateway {route.via} is not {where}; the kernel would refuse the route"
 
 
+_PLAIN_LINK = frozenset({"endpoints", "addresses"})
+
+
+def _plain_link(raw: Any, line: int | None, nodes: dict[str, Any]) -> LinkSpec | None:
+    """Most links of a big lab: `{endpoints: [N:I, N:I], addresses: [A, B]}` with
+    good ends and one good IPv4 address (or none) per end, read without building a
+    path per field.  None: anything else, read by _any_link (which gives the same
+    LinkSpec for what this one takes: tests/unit/test_validate_fast_paths.py)."""
+    if type(raw) is not dict or not raw.keys() <= _PLAIN_LINK:
+        return None
+    ends, addresses = raw.get("endpoints"), raw.get("addresses")
+    if type(ends) is not list or len(ends) != 2:
+        return None
+    a, b = _plain_end(ends[0], nodes), _plain_end(ends[1], nodes)
+    if a is None or b is None or a == b:
+        return None
+    if addresses is None:
+        return LinkSpec(a=a, b=b, line=line)
+    if type(addresses) is not list or len(addresses) != 2:
+        return None
+    first, second = _plain_address(addresses[0]), _plain_address(addresses[1])
+    if first is None or second is None:
+        return None
+    return LinkSpec(a=a, b=b, addresses_a=first, addresses_b=second, line=line)
+
+
+def _plain_end(text: Any, nodes: dict[str, Any]) -> Endpoint | None:
+    """`NODE:IFNAME` of a defined node and a good name, as _endpoint reads it; else None."""
+    if type(text) is not str or text.count(":") != 1:
+        return None
+    node, ifname = text.split(":")
+    if (node != HOST and node not in nodes) or ifname_problem(ifname):
+        return None
+    return Endpoint(node, ifname)
+
+
+def _plain_address(value: Any) -> tuple[str, ...] | None:
+    """One IPv4 address of an end (or null), as _addresses reads it when it is good:
+    a unicast address that is not its subnet's network or broadcast address; else None."""
+    if value is None:
+        return ()
+    if type(value) is not str:
+        return None
+    try:
+        iface = parse_interface(value)
+    except ValueError:
+        return None
+    if not isinstance(iface, FastV4):
+        return None
+    number, network, broadcast = iface.quick()
+    first = number >> 24
+    if first == 0 or first == 127 or 224 <= first <= 239 or (iface._plen < 31 and number in (network, broadcast)):
+        return None
+    return (value,)
+
+
 def _link(c: Checker, raw: Any, path: Path, nodes: dict[str, Any]) -> tuple[LinkSpec | None, LinkSpec | None]:
     """(the link, or None when any of its fields is wrong; what could be read of it —
     its two ends and its good addresses — for the checks across links, so a reused
     interface or address is reported even on a link that has another problem)."""
+    link = _plain_link(raw, c.doc.line(path), nodes)
+    if link is not None:
+        return link, link
+    return _any_link(c, raw, path, nodes)
+
+
+def _any_link(c: Checker, raw: Any, path: Path, nodes: dict[str, Any]) -> tuple[LinkSpec | None, LinkSpec | None]:
+    """_link for every link: each field checked, each problem reported with its path."""
     spec = c.mapping(raw, path, "a link")
     if spec is None:
         return None, None
@@ -375,6 +441,10 @@ def _link(c: Checker, raw: Any, path: Path, nodes: dict[str, Any]) -> tuple[Link
     if state not in ("up", "down"):
         c.err(path + ("state",), f"state must be 'up' or 'down', not {state!r}")
         ok = False
+    if len(ends) == 2 and ok and not spec.keys() & _SHAPED:  # most links: no shaping to read
+        link = LinkSpec(a=ends[0], b=ends[1], addresses_a=addresses[0], addresses_b=addresses[1],
+                        mtu=mtu, up=state == "up", line=c.doc.line(path))
+        return link, link
     shaping = _shaping(c, spec, path)
     overrides: list[Shaping | None] = []
     for side in ("a", "b"):
@@ -428,6 +498,9 @@ def _endpoint(c: Checker, text: Any, path: Path, nodes: dict[str, Any]) -> Endpo
 def _addresses(c: Checker, value: Any, path: Path) -> tuple[str, ...]:
     if value is None:
         return ()
+    if type(value) is str:  # one address for this end (most labs)
+        text = _address(c, value, path)
+        return (text,) if text else ()
     items: list[tuple[Path, Any]]
     if isinstance(value, list):
         items = [(path + (k,), v) for k, v in enumerate(value)]
@@ -521,6 +594,11 @@ def _check_link_subnets(c: Checker, links: list[tuple[int, LinkSpec]],
     for index, link in links:
         if not link.addresses_a or not link.addresses_b:
             continue  # an end without addresses: nothing to judge
+        if len(link.addresses_a) == 1 and len(link.addresses_b) == 1:  # one address each (most links)
+            (va, ia, pa), (vb, ib, pb) = address_parts(link.addresses_a[0]), address_parts(link.addresses_b[0])
+            shift = (32 if va == 4 else 128) - max(pa, pb)
+            if va == vb and ia >> shift == ib >> shift:
+                continue  # one subnet: what _share_subnet finds, without its sets
         parts = [[(address_parts(text), text) for text in texts] for texts in (link.addresses_a, link.addresses_b)]
         for version in (4, 6):
             ends = []
