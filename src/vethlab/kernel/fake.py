@@ -204,6 +204,9 @@ class FakeKernel:
         self.flush()
         return [self._info(link) for link in self._ns(ns).links.values()]
 
+    def oper_states(self, ns: Netns) -> dict[str, str]:
+        return {info.ifname: info.operstate for info in self.links(ns, addresses=False)}
+
     def _info(self, link: _Link) -> LinkInfo:
         peer_up = True
         if link.peer:
