@@ -49,9 +49,9 @@ class ReadLog(FakeKernel):
         self.read.append(("links", ns, self.calls))
         return super().links(ns, stats, addresses)
 
-    def oper_states(self, ns: Netns) -> dict[str, str]:
+    def oper_states(self, ns: Netns, kind: str | None = None) -> dict[str, str]:
         self.read.append(("oper_states", ns, self.calls))
-        return {info.ifname: info.operstate for info in super().links(ns, addresses=False)}
+        return super().oper_states(ns, kind)
 
 
 def _states(kernel: FakeKernel) -> dict[tuple[Netns, str], tuple[bool, str, list[str]]]:

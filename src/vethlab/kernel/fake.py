@@ -204,8 +204,10 @@ class FakeKernel:
         self.flush()
         return [self._info(link) for link in self._ns(ns).links.values()]
 
-    def oper_states(self, ns: Netns) -> dict[str, str]:
-        return {info.ifname: info.operstate for info in self.links(ns, addresses=False)}
+    def oper_states(self, ns: Netns, kind: str | None = None) -> dict[str, str]:
+        self.flush()
+        return {link.ifname: self._info(link).operstate for link in self._ns(ns).links.values()
+                if kind is None or link.kind == kind}
 
     def _info(self, link: _Link) -> LinkInfo:
         peer_up = True

@@ -68,6 +68,11 @@ def _await_links(kernel: Kernel, desired: Desired, links: set[tuple[str, str]], 
     kernel's linkwatch works through its queue."""
     waiting = set(links)
     total = len(links)
+    # a node whose waited links are all veths has only those read (the kernel skips lo)
+    kinds: dict[str, str | None] = {}
+    for node, ifname in links:
+        kind = desired.interfaces[(node, ifname)].kind
+        kinds[node] = kind if kinds.get(node, kind) == kind else None
     report_progress("waiting for links to come up", 0, total, "up", force=True)
     nudged: str | None = None
     last = ""
@@ -79,7 +84,7 @@ def _await_links(kernel: Kernel, desired: Desired, links: set[tuple[str, str]], 
             kernel.settle(nudged, mark)
         states: dict[str, dict[str, str]] = {}
         for node in {node for node, _ in waiting}:
-            states[node] = kernel.oper_states(desired.netns(node))
+            states[node] = kernel.oper_states(desired.netns(node), kinds.get(node))
         waiting = {(node, ifname) for node, ifname in waiting if states[node].get(ifname) != "UP"}
         report_progress("waiting for links to come up", total - len(waiting), total, "up")
         if waiting:
