@@ -11,6 +11,7 @@ writes.  The executor flushes after each phase.
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import os
 import random
@@ -116,6 +117,18 @@ def _packed(cidr: str) -> tuple[bytes, int]:
         iface = ipaddress.ip_interface(cidr)  # raises, naming what is wrong
         return iface.ip.packed, iface.network.prefixlen
     return packed, prefixlen
+
+
+# Routes repeat their strings (1000 members' "default via 10.0.0.1"): parsed once each.
+@functools.lru_cache(maxsize=4096)
+def _network(dst: str) -> tuple[bytes, int]:
+    net = ipaddress.ip_network(dst)
+    return net.network_address.packed, net.prefixlen
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(ip: str) -> bytes:
+    return ipaddress.ip_address(ip).packed
 
 
 def _open_raw() -> int:
@@ -564,11 +577,10 @@ class NetlinkKernel:
         return self._index[ns]
 
     def _route_body(self, ns: Netns, route: Route) -> bytes:
-        net = ipaddress.ip_network(route.dst)
-        return nl.route_body(net.network_address.packed, net.prefixlen,
-                             ipaddress.ip_address(route.via).packed if route.via else None,
+        dst, dst_len = _network(route.dst)
+        return nl.route_body(dst, dst_len, _address(route.via) if route.via else None,
                              self._ifindex(ns, route.dev) if route.dev else None, route.metric,
-                             ipaddress.ip_address(route.src).packed if route.src else None, ROUTE_PROTO)
+                             _address(route.src) if route.src else None, ROUTE_PROTO)
 
     def add_route(self, ns: Netns, route: Route) -> None:
         # replace: re-adding a route that survived an address change is not an error (foreign
