@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Self
 
 from ..model.desired import DesiredInterface
-from ..reconcile.actions import Action, ApplyContext, PlanContext
+from ..reconcile.actions import Action, ApplyContext, PlanContext, hidden
 from ..reconcile.journal import Step
 from .base import reversible
 
@@ -18,11 +18,15 @@ class _Address(Action):
     ACKED = True  # acknowledged one by one: not re-read in a node this run made
     ifname: str
     cidr: str
+    new: bool = hidden()  # on an interface this plan makes: acknowledged there too, wherever it is
 
     @classmethod
-    def of(cls, ctx: PlanContext, want: DesiredInterface, cidr: str, reason: str) -> Self:
+    def of(cls, ctx: PlanContext, want: DesiredInterface, cidr: str, reason: str, new: bool = False) -> Self:
         return cls(f"{cidr} on {want.node}:{want.ifname}", reason, want.node, ctx.desired.netns(want.node),
-                   want.ifname, cidr)
+                   want.ifname, cidr, new)
+
+    def verified(self, created: set[str]) -> bool:
+        return not self.new and super().verified(created)
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,12 @@ class CreateBridge(Action):
     VERB = "create"
     KIND = "bridge"
     PHASE = "bridge"
+    ACKED = True
     ifname: str
     mtu: int | None
+
+    def verified(self, created: set[str]) -> bool:
+        return False  # made whole by this run in acknowledged requests, wherever it is
 
     def apply(self, ctx: ApplyContext) -> Step | None:
         k, ns, ifname = ctx.kernel, self.netns, self.ifname

@@ -25,11 +25,16 @@ class SetInterface(Action):
     VERB = "modify"
     KIND = "interface"
     PHASE = "interface"
+    ACKED = True  # acknowledged one by one: not re-read in a node this run made
     ifname: str
     mtu: int | None = None
     up: bool | None = None
     alias: str | None = None
     master: str | None = None
+    new: bool = hidden()  # on an interface this plan makes: acknowledged there too, wherever it is
+
+    def verified(self, created: set[str]) -> bool:
+        return not self.new and super().verified(created)
 
     def params(self) -> dict[str, Any]:
         return {key: value for key, value in (("ifname", self.ifname), ("up", self.up), ("alias", self.alias),
@@ -81,14 +86,16 @@ def replace(ctx: PlanContext, key: tuple[str, str], reason: str) -> None:
 
 
 def plan_new(ctx: PlanContext, end: DesiredInterface, why: str) -> None:
-    """A new interface: its state, the lab's marker, its master, its addresses."""
+    """A new interface: its state, the lab's marker, its master, its addresses.  The
+    interface is made by this plan, whole: what the kernel acknowledges here needs
+    no re-read after apply (Action.verified), whichever node it is in."""
     reason = f"set {'up' if end.up else 'down'}, mark as this lab's"
     if end.master:
         reason += f", port of bridge {end.master}"
     ctx.plan.add(SetInterface(ep((end.node, end.ifname)), reason, end.node, ctx.desired.netns(end.node), end.ifname,
-                              up=end.up, alias=ctx.marker, master=end.master))
+                              up=end.up, alias=ctx.marker, master=end.master, new=True))
     for cidr in end.addresses:
-        ctx.plan.add(AddAddress.of(ctx, end, cidr, why))
+        ctx.plan.add(AddAddress.of(ctx, end, cidr, why, new=True))
 
 
 def plan_in_place(ctx: PlanContext, want: DesiredInterface, have: LinkInfo) -> None:
@@ -107,8 +114,10 @@ def plan_in_place(ctx: PlanContext, want: DesiredInterface, have: LinkInfo) -> N
                               f"{'up' if want.up else 'down'}", want.node, ns, want.ifname, up=want.up))
     if have.alias != ctx.marker:
         plan.add(SetInterface(target, "mark as this lab's", want.node, ns, want.ifname, alias=ctx.marker))
-    wanted = {str(ipaddress.ip_interface(a)) for a in want.addresses}
     present = set(have.addresses)
+    if present == set(want.addresses):
+        return  # written as the kernel lists them (the common case): no need to parse them
+    wanted = {str(ipaddress.ip_interface(a)) for a in want.addresses}
     for cidr in want.addresses:
         if str(ipaddress.ip_interface(cidr)) not in present:
             plan.add(AddAddress.of(ctx, want, cidr, f"address {cidr} added to {target}"))

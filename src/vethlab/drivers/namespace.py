@@ -19,17 +19,21 @@ class CreateNode(Action):
     VERB = "create"
     KIND = "node"
     PHASE = "node"
+    ACKED = True  # made and marked before it appears, or create_namespaces raised
 
     @classmethod
     def apply_all(cls, actions: Sequence[Action], ctx: ApplyContext) -> None:
         """All new namespaces in one batch."""
         names = [a.netns for a in actions if a.netns]
         k, marker = ctx.kernel, ctx.marker
+        made = names
         try:
             k.create_namespaces(names, marker)
-        finally:
+        except BaseException:
             # journal whatever of the batch exists and is ours, even after a failure half-way
             made = [name for name in names if k.namespace_exists(name) and k.namespace_owner(name) == marker]
+            raise
+        finally:
             for name in made:
                 ctx.journal.add(f"namespace {name}", partial(k.delete_namespace, name), namespace=name)
             if made:  # undone before any namespace goes: what runs in them (exec's leftovers, services' children)

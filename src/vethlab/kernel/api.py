@@ -163,6 +163,10 @@ class Links(Batched, Protocol):
     # only_addressed: just the interfaces with an address (link-local IPv6 aside), for conflict checks
     def links(self, ns: Netns, stats: bool = False, addresses: bool = True,
               only_addressed: bool = False) -> list[LinkInfo]: ...
+    # ifname -> operational state ("UP", "DOWN", ...) of each interface (of that kind, e.g.
+    # "veth", if given; others may be listed too): what `up` polls while it waits for links
+    # to come up, without decoding the rest of each link
+    def oper_states(self, ns: Netns, kind: str | None = None) -> dict[str, str]: ...
     # hurry pending link-state changes: each call one urgent linkwatch event in ns; done: clean up
     def settle(self, ns: str, marker: str, done: bool = False) -> None: ...
     def create_veth(self, a_ns: Netns, a_if: str, b_ns: Netns, b_if: str, mtu: int | None,

@@ -205,6 +205,11 @@ class FakeKernel:
         self.flush()
         return [self._info(link) for link in self._ns(ns).links.values() if link.addresses or not only_addressed]
 
+    def oper_states(self, ns: Netns, kind: str | None = None) -> dict[str, str]:
+        self.flush()
+        return {link.ifname: self._info(link).operstate for link in self._ns(ns).links.values()
+                if kind is None or link.kind == kind}
+
     def _info(self, link: _Link) -> LinkInfo:
         peer_up = True
         if link.peer:

@@ -67,7 +67,7 @@ def _locked(kernel: Kernel, spec: LabSpec, keep_on_error: bool, progress: Callab
             executor.run(plan, keep_on_error)
             try:
                 verifying.verify(kernel, desired, {a.node for a in plan.actions if a.RE_READ},
-                                 {a.node for a in plan.actions if isinstance(a, CreateNode)})
+                                 {a.node for a in plan.actions if isinstance(a, CreateNode)}, plan.actions)
             except VethlabError as exc:
                 if keep_on_error:
                     raise

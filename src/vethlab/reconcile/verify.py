@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..drivers import registry
 from ..errors import KernelError
 from ..kernel.api import Kernel
@@ -10,6 +12,7 @@ from ..model.desired import Desired, restricted
 from ..model.routes import route_of
 from ..ownership import marker
 from ..topology import HOST
+from .actions import Action
 from .journal import wait_until
 from .observe import observe
 from .planner import make_plan
@@ -19,55 +22,78 @@ VERIFY_TIMEOUT = 10.0
 NUDGE_ABOVE = 100  # links still waiting: beyond the linkwatch's one batch, hurry it (Kernel.settle)
 
 
-def verify(kernel: Kernel, desired: Desired, touched: set[str], created: set[str] | None = None) -> None:
-    """Re-read the nodes the plan touched: everything planned is there, every link
-    meant to be up is operationally up (so the first packet is not lost to a link
-    still coming up).  Untouched nodes were just observed to match the file.
-    Raises KernelError naming what differs."""
+def verify(kernel: Kernel, desired: Desired, touched: set[str], created: set[str] | None = None,
+           actions: Sequence[Action] | None = None) -> None:
+    """Wait until every link meant to be up is operationally up (so the first packet
+    is not lost to a link still coming up) and every IPv6 address is in use, then
+    re-read and re-plan the nodes where an action's effect is not proven by its
+    acknowledgement: everything planned must be there.  Untouched nodes were just
+    observed to match the file.  Raises KernelError naming what differs.
+
+    `actions`: the plan carried out.  What this run made whole (its new namespaces,
+    interfaces, their settings and addresses) was acknowledged request by request
+    (Action.verified): a node holding nothing else is not re-read, and a new lab is
+    verified by waiting alone.  Without `actions` every touched node is re-planned."""
     created = created or set()
     mark = marker(desired.lab)
-    # read the touched nodes' neighbours too: a veth pair is judged from both ends
-    neighbours = {iface.peer[0] for key, iface in desired.interfaces.items() if key[0] in touched and iface.peer}
     # veths: a bridge without ports, or a macvlan on a parent without carrier, is rightly not UP
     up_wanted = {key for key, iface in desired.interfaces.items()
                  if iface.up and iface.peer and (key[0] in touched or iface.peer[0] in touched)}
-    scope = restricted(desired, touched | neighbours)  # plan over what is read, not all N nodes
+    _await_links(kernel, desired, up_wanted, created, mark)
+    _await_addresses(kernel, desired, touched)
+    checked = touched if actions is None else {a.node for a in actions if a.RE_READ and a.verified(created)}
+    if not checked:
+        return
+    # read the checked nodes' neighbours too: a veth pair is judged from both ends
+    neighbours = {iface.peer[0] for key, iface in desired.interfaces.items() if key[0] in checked and iface.peer}
+    scope = restricted(desired, checked | neighbours)  # plan over what is read, not all N nodes
     # Nodes made by this run: their address and route requests were acknowledged
-    # one by one; what is left to wait for there is the links' state.
-    observed = observe(kernel, scope, {}, mark, read_hosts=False, only=touched | neighbours,
+    # one by one (Action.ACKED), so they are not read again.
+    observed = observe(kernel, scope, {}, mark, read_hosts=False, only=checked | neighbours,
                        skip_addresses=created, skip_routes=created)
     registry.observe_kinds(kernel, scope, observed)
+    host = desired.nodes.get(HOST)
+    remaining = make_plan(scope, observed, mark, None, [route_of(r) for r in host.routes] if host else [])
+    left = [a for a in remaining.actions if a.node in touched and a.verified(created)]
+    if left:
+        raise KernelError("after applying, the kernel still differs from the file:\n" +
+                          "\n".join(f"  {a.verb} {a.kind} {a.target}: {a.reason}" for a in left))
 
-    def pending() -> set[tuple[str, str]]:
-        return {(node, ifname) for node, ifname in up_wanted
-                if (link := observed.nodes[node].links.get(ifname)) is None or link.operstate != "UP"}
 
-    waiting = pending()
-    report_progress("waiting for links to come up", len(up_wanted) - len(waiting), len(up_wanted), "up", force=True)
-    refreshed: set[str] = set()
-    # a namespace this run made: the scratch pair of Kernel.settle dies with it
-    nudged = next((ns for n in sorted(created) if (ns := desired.netns(n))), None) \
-        if len(waiting) > NUDGE_ABOVE else None
+def _await_links(kernel: Kernel, desired: Desired, links: set[tuple[str, str]], created: set[str],
+                 mark: str) -> None:
+    """Return once every one of `links` is operationally up.  Each pass reads the
+    operational states (Kernel.oper_states: names and states only) of the nodes that
+    still wait: a 1000-node build does not re-dump 1000 namespaces while the
+    kernel's linkwatch works through its queue."""
+    waiting = set(links)
+    total = len(links)
+    # a node whose waited links are all veths has only those read (the kernel skips lo)
+    kinds: dict[str, str | None] = {}
+    for node, ifname in links:
+        kind = desired.interfaces[(node, ifname)].kind
+        kinds[node] = kind if kinds.get(node, kind) == kind else None
+    report_progress("waiting for links to come up", 0, total, "up", force=True)
+    nudged: str | None = None
     last = ""
+    passes = 0
 
     def settled() -> bool:
-        # re-read only the nodes still waiting: a 1000-node build does not re-dump
-        # 1000 namespaces while the kernel's linkwatch works through its queue
-        nonlocal waiting, last
-        if not waiting:
-            return True
+        nonlocal waiting, last, nudged, passes
         if nudged:
             kernel.settle(nudged, mark)
+        states: dict[str, dict[str, str]] = {}
         for node in {node for node, _ in waiting}:
-            seen = observed.nodes[node]
-            seen.links = {link.ifname: link for link in kernel.links(seen.netns, addresses=False)}
-            refreshed.add(node)
-        waiting = pending()
-        report_progress("waiting for links to come up", len(up_wanted) - len(waiting), len(up_wanted), "up")
+            states[node] = kernel.oper_states(desired.netns(node), kinds.get(node))
+        waiting = {(node, ifname) for node, ifname in waiting if states[node].get(ifname) != "UP"}
+        report_progress("waiting for links to come up", total - len(waiting), total, "up")
         if waiting:
             node, ifname = next(iter(waiting))
-            link = observed.nodes[node].links.get(ifname)
-            last = f"{node}:{ifname} is {link.operstate if link else 'missing'}"
+            last = f"{node}:{ifname} is {states[node].get(ifname, 'missing')}"
+        passes += 1
+        if passes == 1 and len(waiting) > NUDGE_ABOVE:
+            # a namespace this run made: the scratch pair of Kernel.settle dies with it
+            nudged = next((ns for n in sorted(created) if (ns := desired.netns(n))), None)
         return not waiting
 
     try:
@@ -76,16 +102,6 @@ def verify(kernel: Kernel, desired: Desired, touched: set[str], created: set[str
     finally:
         if nudged:
             kernel.settle(nudged, mark, done=True)
-    _await_addresses(kernel, desired, touched)
-    for node in refreshed - created:  # polled without addresses: read them once, now
-        seen = observed.nodes[node]
-        seen.links = {link.ifname: link for link in kernel.links(seen.netns)}
-    host = desired.nodes.get(HOST)
-    remaining = make_plan(scope, observed, mark, None, [route_of(r) for r in host.routes] if host else [])
-    left = [a for a in remaining.actions if a.node in touched and a.verified(created)]
-    if left:
-        raise KernelError("after applying, the kernel still differs from the file:\n" +
-                          "\n".join(f"  {a.verb} {a.kind} {a.target}: {a.reason}" for a in left))
 
 
 def _await_addresses(kernel: Kernel, desired: Desired, touched: set[str]) -> None:
