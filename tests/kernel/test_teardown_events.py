@@ -14,7 +14,7 @@ import pytest
 
 from vethlab.kernel import nl
 from vethlab.kernel.rtnl import NetlinkKernel
-from vethlab.reconcile.removal import wait_gone
+from vethlab.reconcile.removal import Vanishing, wait_gone
 
 N = 50
 
@@ -111,5 +111,24 @@ def test_lost_events_are_made_up_for_by_looking_again(monkeypatch: pytest.Monkey
         delete_namespaces(N)
         assert wait_gone(kernel, ends, timeout=30.0) == set()
         assert host_links() == before
+    finally:
+        kernel.close()
+
+
+def test_ports_let_go_by_their_bridge_are_not_taken_for_gone() -> None:
+    """Deleting a bridge sends RTM_DELLINK (family AF_BRIDGE) for each of its ports,
+    which are still there: subscribed before the bridge goes, as `down` does, the
+    wait counts only the kernel's own deletions of the interfaces."""
+    before = host_links()
+    ends = make_members(N)
+    _run("ip", "-batch", "-", stdin="link add tevbr type bridge\n"
+         + "".join(f"link set hv{i} master tevbr\n" for i in range(N)))
+    kernel = NetlinkKernel()
+    try:
+        with Vanishing(kernel, ends) as expected:
+            _run("ip", "link", "del", "tevbr")
+            delete_namespaces(N)
+            assert expected.wait(30.0) == set()
+            assert host_links() == before
     finally:
         kernel.close()

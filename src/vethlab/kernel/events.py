@@ -176,14 +176,17 @@ class LinkRemovals:
 
 
 def deleted_indexes(data: bytes) -> set[int]:
-    """The ifindex of every RTM_DELLINK message in one datagram."""
+    """The ifindex of every interface an RTM_DELLINK message in one datagram says is
+    gone.  Only those of family AF_UNSPEC: a bridge also sends RTM_DELLINK, of family
+    AF_BRIDGE, for each port that leaves it (deleting the bridge detaches them all),
+    and those ports are still there."""
     out = set()
     offset = 0
     while offset + 24 <= len(data):
         length, kind = struct.unpack_from("=IH", data, offset)
         if length < 16:
             break
-        if kind == nl.RTM_DELLINK and length >= 24:
+        if kind == nl.RTM_DELLINK and length >= 24 and data[offset + 16] == socket.AF_UNSPEC:
             out.add(struct.unpack_from("=i", data, offset + 20)[0])
         offset += (length + 3) & ~3
     return out

@@ -11,7 +11,9 @@ holds the lab's `.vethlab` marker file; temporary files a killed run left in
 
 Removal goes in the order that lets the kernel batch (`remove_in_kernel_order`):
 bridges (one request detaches all their ports), namespaces, then a bounded wait
-until their host-side veth ends have vanished with them, then tables and files.  Measured on a 2-core VM, kernel 6.18, star of 200 namespaces
+until their host-side veth ends have vanished with them (on the kernel's link
+events, subscribed to before anything is deleted: `Vanishing`), then tables and
+files.  Measured on a 2-core VM, kernel 6.18, star of 200 namespaces
 on a host bridge: deleting the 200 host-side veths one by one takes 4.4 s (each
 RTM_DELLINK waits for its own RCU grace period); deleting the namespaces and
 waiting for the ports to vanish takes 0.17 s (the kernel destroys dying
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from ..errors import KernelError
-from ..kernel.api import Kernel, LinkInfo, Netns, Route
+from ..kernel.api import Kernel, LinkInfo, Netns, Removals, Route
 from ..model.routes import route_matches
 from ..ownership import (
     ROUTE_PROTO,
@@ -257,15 +259,15 @@ def remove_in_kernel_order(kernel: Kernel, found: Leftovers, attempt: Callable[.
     0.28 s instead of 0.47 s (bench/README.md)."""
     host = found.host_links or {link.ifname: link for link in kernel.links(None, addresses=False)}
     bridges = [name for name in found.host_interfaces if name in host and host[name].kind == "bridge"]
-    for ifname in bridges:
-        attempt(f"bridge {ifname}", kernel.delete_link, None, ifname)
-    if bridges:
-        attempt("bridges", kernel.flush)
     vanishing = dies_with_namespaces(host, found.host_interfaces) if found.namespaces else []
-    delete_namespaces(kernel, list(found.namespaces), attempt,
-                      {ns: marker(lab) for ns, lab in found.namespaces.items()})
-    timeout = VANISH_TIMEOUT + VANISH_TIMEOUT_PER_INTERFACE * len(vanishing)
-    left = wait_gone(kernel, {name: host[name].index for name in vanishing}, timeout)
+    with Vanishing(kernel, {name: host[name].index for name in vanishing}) as expected:  # before anything goes
+        for ifname in bridges:
+            attempt(f"bridge {ifname}", kernel.delete_link, None, ifname)
+        if bridges:
+            attempt("bridges", kernel.flush)
+        delete_namespaces(kernel, list(found.namespaces), attempt,
+                          {ns: marker(lab) for ns, lab in found.namespaces.items()})
+        left = expected.wait(VANISH_TIMEOUT + VANISH_TIMEOUT_PER_INTERFACE * len(vanishing))
     rest = [name for name in found.host_interfaces
             if name not in bridges and (name not in vanishing or name in left)] + list(found.joined_ends)
     progress.report("removing tables and files", force=True)
@@ -307,37 +309,68 @@ def dies_with_namespaces(host: dict[str, LinkInfo], names: Iterable[str]) -> lis
 
 def wait_gone(kernel: Kernel, interfaces: dict[str, int], timeout: float, ns: Netns = None) -> set[str]:
     """Wait until none of `interfaces` (name -> ifindex) is left in `ns` (the host by
-    default) or `timeout` passes; return the names still there.  A link counts as gone
-    when its index is: a new interface that took the name is not the one we wait for.
+    default) or `timeout` passes; return the names still there (see `Vanishing`,
+    here subscribed after the deletions: as correct, its one look may just meet a
+    link table still changing)."""
+    with Vanishing(kernel, interfaces, ns) as expected:
+        return expected.wait(timeout)
 
-    Event-driven, as the floor's teardown: subscribe to link deletions, then read once
-    which indexes are there (anything gone before that read is absent from it,
-    anything gone after it is an event), then wait on RTM_DELLINK events.  Polling
-    instead cost up to one sleep interval after the last interface went and one
-    whole link dump per round, each contending with the kernel's namespace cleanup
-    (200-member star: 84 ms of `down`'s 320 ms, 41 ms of it asleep).  Events lost to
-    a full receive buffer: read again what is there, and wait on."""
-    if not interfaces:
-        return set()
-    deadline = time.monotonic() + timeout
-    watch = kernel.link_removals(ns)
-    try:
-        left: dict[int, str] = {}
-        present: set[int] | None = watch.present()
-        while True:
-            if present is not None:
-                left = {index: name for name, index in interfaces.items() if index in present}
-                present = None
-            progress.report(f"waiting for {len(interfaces)} interfaces to go with their namespaces",
-                            len(interfaces) - len(left), len(interfaces), "gone")
+
+class Vanishing:
+    """Interfaces (name -> ifindex) of namespace `ns` expected to go, followed on the
+    kernel's link events, as the floor's teardown does: made before the deletions
+    that take them along, it subscribes to RTM_DELLINK and then reads once which of
+    them are there (anything gone before that read is absent from it, anything gone
+    after it is an event; read while nothing is being deleted yet, the dump is not
+    interrupted by the changes and redone); `wait` then reads events only.  A link
+    counts as gone when its index is: a new interface that took the name is not the
+    one we wait for.  Events lost to a full receive buffer: look again, wait on.
+
+    Polling instead cost up to one sleep interval after the last interface went and
+    one whole link dump per round, each contending with the kernel's namespace
+    cleanup (200-member star: 84 ms of `down`'s 320 ms, 41 ms of it asleep)."""
+
+    def __init__(self, kernel: Kernel, interfaces: dict[str, int], ns: Netns = None) -> None:
+        self.total = len(interfaces)
+        self.interfaces = interfaces
+        self.watch: Removals | None = kernel.link_removals(ns) if interfaces else None
+        self.left: dict[int, str] = {}
+        if self.watch is not None:
+            try:
+                self._look(self.watch)
+            except BaseException:
+                self.close()
+                raise
+
+    def _look(self, watch: Removals) -> None:
+        present = watch.present()
+        self.left = {index: name for name, index in self.interfaces.items() if index in present}
+
+    def wait(self, timeout: float) -> set[str]:
+        """Until none is left or `timeout` passes: the names still there."""
+        deadline = time.monotonic() + timeout
+        watch = self.watch
+        while watch is not None:
+            progress.report(f"waiting for {self.total} interfaces to go with their namespaces",
+                            self.total - len(self.left), self.total, "gone")
             remaining = deadline - time.monotonic()
-            if not left or remaining <= 0:
-                return set(left.values())
+            if not self.left or remaining <= 0:
+                break
             removed = watch.gone(remaining)
             if removed is None:  # events were dropped: look again
-                present = watch.present()
+                self._look(watch)
                 continue
             for index in removed:
-                left.pop(index, None)
-    finally:
-        watch.close()
+                self.left.pop(index, None)
+        return set(self.left.values())
+
+    def close(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
+
+    def __enter__(self) -> Vanishing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
