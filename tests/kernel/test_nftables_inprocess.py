@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -79,3 +80,23 @@ def test_a_refused_batch_raises_with_nfts_own_words(way: str) -> None:
         nftables.apply(None, BAD, "add the chain")
     assert str(caught.value) == f"cannot add the chain: nft said: {said}"
     assert listed(None) == []
+
+
+CROWDED = """
+import json, os, sys
+from vethlab.kernel import nftables
+held = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+nftables.apply(None, json.loads(sys.argv[1]), "apply the probe")
+print(json.dumps(nftables.tables(None)))
+"""
+
+
+def test_a_process_holding_a_thousand_descriptors_is_not_aborted() -> None:
+    """libnftables waits with select(), and glibc aborts the process when its socket's
+    descriptor is past FD_SETSIZE (1024), as in an `up` of 1000 nodes holding a netlink
+    socket per namespace: such a process runs the `nft` command instead."""
+    done = subprocess.run([sys.executable, "-c", CROWDED, json.dumps(BATCH)], capture_output=True, text=True,
+                          check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert json.loads(done.stdout) == {"probe": ["owner-x", "fwd"]}
+    assert [item["chain"]["name"] for item in listed(None) if "chain" in item] == ["owner-x", "fwd"]

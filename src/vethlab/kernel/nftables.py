@@ -11,8 +11,9 @@ only under the system interpreter (a venv without system site-packages does not
 see it); the few calls needed here are declared below instead.  A node's
 namespace is entered by a worker thread (netns.call_inside) that makes its own
 library context there, so its netlink socket is the node's.  Where the library
-cannot be loaded, the `nft` command is run as before (in a node through
-`ip netns exec`).
+cannot be loaded, or while this process holds so many descriptors that the
+library's would land past select()'s limit (`FD_LIMIT`), the `nft` command is run
+as before (in a node through `ip netns exec`).
 """
 
 from __future__ import annotations
@@ -84,11 +85,26 @@ def _nft() -> str:
     return path
 
 
+#: libnftables waits for the kernel's answer with select(), whose fd_set ends at
+#: descriptor 1024: glibc aborts the whole process when the library's socket lands
+#: beyond (`up` of a 1000-node lab holds a netlink socket per namespace).  Above this
+#: lowest free descriptor the `nft` command runs instead (a fresh process, low fds);
+#: the margin covers descriptors other threads may open meanwhile.
+FD_LIMIT = 768
+
+
+def _low_fds() -> bool:
+    """The next descriptor opened would be well below select()'s FD_SETSIZE."""
+    fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)  # the lowest free one
+    os.close(fd)
+    return fd < FD_LIMIT
+
+
 def _run(ns: Netns, command: str, batch: bool = False) -> tuple[int, str, str]:
     """(status, output, error text) of one nft command in `ns`: its words, or with
     `batch` a JSON batch (what `nft -j -f -` reads)."""
     lib = _library()
-    if lib is not None:
+    if lib is not None and _low_fds():
         if ns is None:
             return _in_process(lib, command)
         from . import netns as nsmod
