@@ -21,8 +21,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import shutil
-import subprocess
 from _thread import allocate_lock  # not threading: the CNI plugin imports this module, and it spares ~2 ms
 from typing import Any
 
@@ -79,6 +77,8 @@ def _in_process(lib: ctypes.CDLL, command: str) -> tuple[int, str, str]:
 
 
 def _nft() -> str:
+    import shutil  # the fallback's alone
+
     path = shutil.which("nft") or ("/usr/sbin/nft" if os.path.exists("/usr/sbin/nft") else None)
     if path is None:
         raise ConflictError("nftables is needed for nat, published ports and isolation: apt-get install nftables")
@@ -110,6 +110,8 @@ def _run(ns: Netns, command: str, batch: bool = False) -> tuple[int, str, str]:
         from . import netns as nsmod
 
         return nsmod.call_inside(ns, lambda: _in_process(lib, command))
+    import subprocess
+
     from .process import node_argv
 
     args = ["-j", "-f", "-"] if batch else ["-j", *command.split()]
