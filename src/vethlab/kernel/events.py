@@ -122,6 +122,8 @@ def parse(node: str, data: memoryview) -> list[Event]:
 
 def _event(node: str, kind: int, msg: memoryview) -> Event | None:
     if kind in (nl.RTM_NEWLINK, nl.RTM_DELLINK):
+        if len(msg) > 16 and msg[16] != socket.AF_UNSPEC:  # a bridge's news about a port (AF_BRIDGE), which
+            return None  # it sends as RTM_DELLINK when the port leaves it: the interface itself is still there
         return LinkEvent(node, _state(nl.parse_link(msg)), kind == nl.RTM_DELLINK)
     if kind in (nl.RTM_NEWADDR, nl.RTM_DELADDR):
         index, _family, raw, prefixlen = nl.parse_addr(msg)
