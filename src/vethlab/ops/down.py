@@ -23,7 +23,7 @@ def down(name: str, kernel: Kernel, wait: float = 60.0) -> dict[str, int]:
         candidates = [ns for ns in state.nodes.values() if ns] if state and state.complete else None
         found = removal.find(kernel, {name}, candidates, state)
         if state:
-            found.stale_files += removal.stale_files_of(state, kernel)
+            found.stale_files += removal.stale_files_of(state, kernel, found.alive)
         errors = removal.remove(kernel, found, {name: state} if state else {})
         errors += _forget_joined(name)
         forwarding.release(kernel, name, recorded=state is not None)
