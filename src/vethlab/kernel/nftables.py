@@ -95,7 +95,10 @@ FD_LIMIT = 768
 
 def _low_fds() -> bool:
     """The next descriptor opened would be well below select()'s FD_SETSIZE."""
-    fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)  # the lowest free one
+    try:
+        fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)  # the lowest free one
+    except OSError:  # no /dev/null, or no descriptor left: the command it is
+        return False
     os.close(fd)
     return fd < FD_LIMIT
 
