@@ -198,9 +198,11 @@ def stopped_text(stopped: dict[str, int]) -> str:
             + ", ".join(nodes))
 
 
-def remove(kernel: Kernel, found: Leftovers, states: dict[str, store.LabState]) -> list[str]:
+def remove(kernel: Kernel, found: Leftovers, states: dict[str, store.LabState],
+           seen_by: Removals | None = None) -> list[str]:
     """Remove everything in `found` and undo host changes recorded in `states`.
-    Keeps going past errors and returns them all."""
+    Keeps going past errors and returns them all.  `seen_by`: link deletions in the
+    host subscribed to before `find` read the host's links (see `Vanishing`)."""
     errors: list[str] = []
 
     def attempt(what: str, fn: object, *args: object) -> None:
@@ -228,7 +230,7 @@ def remove(kernel: Kernel, found: Leftovers, states: dict[str, store.LabState]) 
             attempt(f"sysctl {key}", kernel.write_sysctl, None, key, value)
     for ns, lab in found.views.items():  # after the processes: nothing runs in them any more
         attempt(f"view of namespace {ns}", kernel.remove_view, ns, marker(lab))
-    remove_in_kernel_order(kernel, found, attempt)
+    remove_in_kernel_order(kernel, found, attempt, seen_by)
     for table in found.tables:
         attempt(f"firewall table {table}", kernel.firewall_delete, None, table)
     for ns in dict.fromkeys(found.stale_files):
@@ -251,7 +253,8 @@ VANISH_TIMEOUT = 10.0
 VANISH_TIMEOUT_PER_INTERFACE = 0.01
 
 
-def remove_in_kernel_order(kernel: Kernel, found: Leftovers, attempt: Callable[..., None]) -> None:
+def remove_in_kernel_order(kernel: Kernel, found: Leftovers, attempt: Callable[..., None],
+                           seen_by: Removals | None = None) -> None:
     """Bridges, then namespaces, then wait until the host ends of their veths are
     gone, then delete the host interfaces still there (anything that did not vanish).
 
@@ -264,7 +267,7 @@ def remove_in_kernel_order(kernel: Kernel, found: Leftovers, attempt: Callable[.
     host = found.host_links or {link.ifname: link for link in kernel.links(None, addresses=False)}
     bridges = [name for name in found.host_interfaces if name in host and host[name].kind == "bridge"]
     vanishing = dies_with_namespaces(host, found.host_interfaces) if found.namespaces else []
-    with Vanishing(kernel, {name: host[name].index for name in vanishing}) as expected:  # before anything goes
+    with Vanishing(kernel, {name: host[name].index for name in vanishing}, seen_by=seen_by) as expected:
         for ifname in bridges:
             attempt(f"bridge {ifname}", kernel.delete_link, None, ifname)
         if bridges:
@@ -334,12 +337,21 @@ class Vanishing:
     one whole link dump per round, each contending with the kernel's namespace
     cleanup (200-member star: 84 ms of `down`'s 320 ms, 41 ms of it asleep)."""
 
-    def __init__(self, kernel: Kernel, interfaces: dict[str, int], ns: Netns = None) -> None:
+    def __init__(self, kernel: Kernel, interfaces: dict[str, int], ns: Netns = None,
+                 seen_by: Removals | None = None) -> None:
+        """`seen_by`: a subscription (the caller's, left open) made before `interfaces`
+        were read from the kernel: they were there then, and anything gone since is an
+        event in it, so no look of its own is needed (a 1000-port star: one dump of
+        ~70 ms fewer)."""
         self.total = len(interfaces)
         self.interfaces = interfaces
-        self.watch: Removals | None = kernel.link_removals(ns) if interfaces else None
+        self.own = seen_by is None
+        self.watch: Removals | None = seen_by if seen_by is not None else \
+            (kernel.link_removals(ns) if interfaces else None)
         self.left: dict[int, str] = {}
-        if self.watch is not None:
+        if seen_by is not None:
+            self.left = {index: name for name, index in interfaces.items()}
+        elif self.watch is not None:
             try:
                 self._look(self.watch)
             except BaseException:
@@ -369,9 +381,9 @@ class Vanishing:
         return set(self.left.values())
 
     def close(self) -> None:
-        if self.watch is not None:
+        if self.watch is not None and self.own:
             self.watch.close()
-            self.watch = None
+        self.watch = None
 
     def __enter__(self) -> Vanishing:
         return self
