@@ -321,11 +321,28 @@ class Views(Batched, Protocol):
     def remove_view(self, ns: str, marker: str) -> bool: ...
 
 
+class Removals(Protocol):
+    """Interfaces of one namespace going away, by ifindex: subscribed to when opened,
+    so `present()` read after that and the indexes `gone()` reports afterwards miss
+    nothing."""
+
+    def present(self) -> set[int]: ...  # the indexes there now (one dump)
+    # indexes deleted within `timeout` s (an empty set: none); None when events were
+    # lost (a full receive buffer): `present()` again says what is left
+    def gone(self, timeout: float) -> set[int] | None: ...
+    def close(self) -> None: ...
+
+
 class Events(Protocol):
     def link_events(self, nodes: dict[str, Netns]) -> EventStream:
         """Subscribe to the link and address changes of each node's namespace, then
         read its interfaces once (`initial()`): a change made before the read may be
         folded into it, one made after is an event."""
+        ...
+
+    def link_removals(self, ns: Netns) -> Removals:
+        """Subscribe to interface deletions in `ns` (what a wait for interfaces to go
+        with their namespaces follows: no decoding of whole links, no polling)."""
         ...
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from subprocess import CompletedProcess
@@ -567,6 +568,10 @@ class FakeKernel:
         self.streams.append(stream)
         return stream
 
+    def link_removals(self, ns: Netns) -> _Removals:
+        self.flush()
+        return _Removals(self.link_events({"": ns}))
+
     def _changed(self, ns: Netns, link: _Link, deleted: bool = False) -> None:
         for stream in self.streams:
             if ns in stream.nodes:
@@ -602,6 +607,25 @@ class _Stream:
     def close(self) -> None:
         if self in self.kernel.streams:
             self.kernel.streams.remove(self)
+
+
+class _Removals:
+    """`link_removals` of the fake: the deletions among a `_Stream`'s events."""
+
+    def __init__(self, stream: _Stream) -> None:
+        self.stream = stream
+
+    def present(self) -> set[int]:
+        return {state.index for _node, state in self.stream.initial()}
+
+    def gone(self, timeout: float) -> set[int] | None:
+        out = {e.link.index for e in self.stream.next(timeout) if isinstance(e, LinkEvent) and e.deleted}
+        if not out:  # nothing happens in the fake by itself: as the kernel would, let the time pass (no busy loop)
+            time.sleep(min(timeout, 0.05))
+        return out
+
+    def close(self) -> None:
+        self.stream.close()
 
 
 def _conforms(kernel: FakeKernel) -> Kernel:

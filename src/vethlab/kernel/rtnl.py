@@ -24,7 +24,7 @@ from ..errors import ConflictError, KernelError
 from ..ownership import NETNS_TAG_PREFIX, ROUTE_PROTO, birth_tag
 from . import netns as nsmod
 from . import nftables, nl, nodefiles, nodefs, services
-from .api import EventStream, LinkInfo, Listener, Netns, Route, View, route_text
+from .api import EventStream, LinkInfo, Listener, Netns, Removals, Route, View, route_text
 from .process import missing_command, node_argv, run_in_node
 
 if TYPE_CHECKING:
@@ -858,6 +858,12 @@ class NetlinkKernel:
         from .events import NetlinkEvents
 
         return NetlinkEvents(nodes)
+
+    def link_removals(self, ns: Netns) -> Removals:
+        from .events import LinkRemovals
+
+        self._sync()  # queued deletes reach the kernel before anything is read
+        return LinkRemovals(ns)
 
     def qdisc_supported(self, kind: str) -> bool:
         from . import tc

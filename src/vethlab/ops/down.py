@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import KernelError, StateDamaged
-from ..kernel.api import Kernel
+from ..errors import KernelError, StateDamaged, VethlabError
+from ..kernel.api import Kernel, Removals
 from ..reconcile import forwarding, removal
 from ..state import hostwide, store
 from ..state.lock import LabLock
@@ -21,10 +21,15 @@ def down(name: str, kernel: Kernel, wait: float = 60.0) -> dict[str, int]:
     with LabLock(name, wait) as lock:  # LabLock checks the name before it becomes a path
         state = load_or_warn(name)
         candidates = [ns for ns in state.nodes.values() if ns] if state and state.complete else None
-        found = removal.find(kernel, {name}, candidates, state)
-        if state:
-            found.stale_files += removal.stale_files_of(state, kernel)
-        errors = removal.remove(kernel, found, {name: state} if state else {})
+        seen_by = _subscribe(kernel)  # before `find` reads the host's links: see removal.Vanishing
+        try:
+            found = removal.find(kernel, {name}, candidates, state)
+            if state:
+                found.stale_files += removal.stale_files_of(state, kernel, found.alive)
+            errors = removal.remove(kernel, found, {name: state} if state else {}, seen_by)
+        finally:
+            if seen_by is not None:
+                seen_by.close()
         errors += _forget_joined(name)
         forwarding.release(kernel, name, recorded=state is not None)
         if errors:
@@ -36,12 +41,21 @@ def down(name: str, kernel: Kernel, wait: float = 60.0) -> dict[str, int]:
     return stopped
 
 
+def _subscribe(kernel: Kernel) -> Removals | None:
+    """Link deletions in the host, followed from before `find` looks at its links,
+    so that the wait for veth ends to go with their namespaces needs no second look;
+    None if they cannot be (the wait then subscribes and looks itself)."""
+    try:
+        return kernel.link_removals(None)
+    except (OSError, VethlabError):
+        return None
+
+
 def _forget_joined(name: str) -> list[str]:
     """Ports the CNI plugin published for containers joined to the lab (their host
     ends went with `removal`, their records go with the state directory)."""
     from ..cni.labside import forget_published
     from ..cni.protocol import CniError
-    from ..errors import VethlabError
 
     try:
         forget_published(name)

@@ -107,42 +107,54 @@ def hold(kernel: Kernel, lab: str, key: str) -> None:
     shared.hold(lab, key, original, write, "1")
 
 
-def _let_go(kernel: Kernel, gone: set[str]) -> None:
+def _let_go(kernel: Kernel, gone: set[str]) -> tuple[set[str], dict[str, str]]:
     """Under the ledger's lock: drop `gone` from the kernel's copy; with no holder
-    left, restore every value it recorded and remove the table."""
+    left, restore every value it recorded and remove the table.  Returns the holders
+    the kernel's copy still names and the values restored from it."""
     mark = _read(kernel)
     if mark is None:
-        return
+        return set(), {}
     was, holders = mark
     leaving = holders & gone
     if holders - gone:
         if leaving:
             kernel.firewall_apply(None, {"nftables": [_chain(_HELD + lab, "delete") for lab in sorted(leaving)]},
                                   "forget labs that no longer hold host forwarding")
-        return
+        return holders - gone, {}
     for key, value in was.items():
         kernel.write_sysctl(None, key, value)
     kernel.flush()
     kernel.firewall_apply(None, {"nftables": [{"delete": {"table": {"family": "inet", "name": TABLE}}}]},
                           "remove the record of host forwarding")
+    return set(), was
 
 
 def release(kernel: Kernel, lab: str, recorded: bool = False) -> None:
     """Lab `lab` is gone: restore what it was the last holder of, by either copy.
     `recorded`: the lab's state was there, so the ledger knows whether it held
-    anything, and a lab it does not name is not looked up in the ruleset (an `nft`
-    run saved on every `down` of a lab that never routed through the host)."""
-    if not recorded or shared.held_by(lab):
-        shared.under_lock(lambda: _let_go(kernel, {lab}))
+    anything, and a lab it does not name is neither looked up in the ruleset nor
+    written out of the ledger (nothing to do: an nftables read and a ledger rewrite
+    saved on every `down` of a lab that never routed through the host; only an `up`
+    of this very lab, which waits for the lock the caller holds, could name it
+    meanwhile).
+
+    Both copies change in one turn of the ledger's lock, the kernel's first: what it
+    still says is known then, and needs no second read (a lab the ledger lost, its
+    state directory gone, may still hold the setting; a value the kernel's copy has
+    just restored is not written twice)."""
+    if recorded and not shared.held_by(lab):
+        return
+    kernel_copy: list[tuple[set[str], dict[str, str]]] = []
 
     def restore(key: str, value: str) -> None:  # the ledger's last holder left
-        mark = _read(kernel)
-        if mark is not None and mark[1]:
+        others, restored = kernel_copy[0]
+        if others:
             return  # a lab the ledger lost (its state dir went) still needs it
-        kernel.write_sysctl(None, key, value)
-        kernel.flush()
+        if restored.get(key) != value:
+            kernel.write_sysctl(None, key, value)
+            kernel.flush()
 
-    shared.release(lab, restore)
+    shared.release(lab, restore, first=lambda: kernel_copy.append(_let_go(kernel, {lab})))
 
 
 def release_orphans(kernel: Kernel, living: Callable[[], set[str]]) -> None:

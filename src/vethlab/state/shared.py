@@ -42,7 +42,13 @@ def _update(change: Callable[[dict[str, dict[str, object]]], None]) -> None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             data = _read(root)
-            change(data)
+            had = bool(data)
+            try:
+                change(data)
+            except BaseException:
+                if not had:  # abandoned with no ledger: leave no lock file either, as an emptied one does
+                    fs.unlink(root, LOCK)
+                raise
             if data:
                 tmp = fs.open_scratch(root, TMP, os.path.join(state_root(), TMP))
                 with os.fdopen(tmp, "w", encoding="utf-8") as fh:
@@ -74,10 +80,14 @@ def hold(lab: str, key: str, read: Callable[[], str | None], write: Callable[[st
     _update(change)
 
 
-def release(lab: str, write: Callable[[str, str], None]) -> None:
-    """Lab `lab` no longer needs anything: restore each key it was the last holder of."""
+def release(lab: str, write: Callable[[str, str], None], first: Callable[[], None] | None = None) -> None:
+    """Lab `lab` no longer needs anything: restore each key it was the last holder of.
+    `first` runs under the same lock before the ledger is changed (the kernel's copy
+    of it, vethlab.reconcile.forwarding, changes in the same turn)."""
 
     def change(data: dict[str, dict[str, object]]) -> None:
+        if first is not None:
+            first()
         for key in list(data):
             labs = data[key]["labs"]
             assert isinstance(labs, list)
