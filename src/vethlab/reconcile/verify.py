@@ -46,11 +46,13 @@ def verify(kernel: Kernel, desired: Desired, touched: set[str], created: set[str
         return
     # read the checked nodes' neighbours too: a veth pair is judged from both ends
     neighbours = {iface.peer[0] for key, iface in desired.interfaces.items() if key[0] in checked and iface.peer}
-    scope = restricted(desired, checked | neighbours)  # plan over what is read, not all N nodes
+    # the host only as the neighbour of checked members: just their ports and its bridges
+    part = frozenset({HOST} if HOST in neighbours - checked else ())
+    scope = restricted(desired, checked | neighbours, part)  # plan over what is read, not all N nodes
     # Nodes made by this run: their address and route requests were acknowledged
     # one by one (Action.ACKED), so they are not read again.
     observed = observe(kernel, scope, {}, mark, read_hosts=False, only=checked | neighbours,
-                       skip_addresses=created, skip_routes=created)
+                       skip_addresses=created, skip_routes=created, host_part=bool(part))
     registry.observe_kinds(kernel, scope, observed)
     host = desired.nodes.get(HOST)
     remaining = make_plan(scope, observed, mark, None, [route_of(r) for r in host.routes] if host else [])
