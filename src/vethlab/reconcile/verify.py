@@ -19,6 +19,7 @@ from .planner import make_plan
 from .progress import report as report_progress
 
 VERIFY_TIMEOUT = 10.0
+LOOK_UP = 32  # host links still waiting: up to this many are looked up by name, not the host dumped
 NUDGE_ABOVE = 100  # links still waiting: beyond the linkwatch's one batch, hurry it (Kernel.settle)
 
 
@@ -86,7 +87,13 @@ def _await_links(kernel: Kernel, desired: Desired, links: set[tuple[str, str]], 
             kernel.settle(nudged, mark)
         states: dict[str, dict[str, str]] = {}
         for node in {node for node, _ in waiting}:
-            states[node] = kernel.oper_states(desired.netns(node), kinds.get(node))
+            ns = desired.netns(node)
+            names = {ifname for n, ifname in waiting if n == node}
+            if ns is None and len(names) <= LOOK_UP:  # the host holds the ports of every member
+                states[node] = {link.ifname: link.operstate
+                                for link in kernel.links(None, addresses=False, names=names)}
+            else:
+                states[node] = kernel.oper_states(ns, kinds.get(node))
         waiting = {(node, ifname) for node, ifname in waiting if states[node].get(ifname) != "UP"}
         report_progress("waiting for links to come up", total - len(waiting), total, "up")
         if waiting:
