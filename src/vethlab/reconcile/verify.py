@@ -86,9 +86,11 @@ def _await_links(kernel: Kernel, desired: Desired, links: set[tuple[str, str]], 
         if nudged:
             kernel.settle(nudged, mark)
         states: dict[str, dict[str, str]] = {}
-        for node in {node for node, _ in waiting}:
+        by_node: dict[str, list[str]] = {}
+        for node, ifname in waiting:
+            by_node.setdefault(node, []).append(ifname)
+        for node, names in by_node.items():
             ns = desired.netns(node)
-            names = {ifname for n, ifname in waiting if n == node}
             if ns is None and len(names) <= LOOK_UP:  # the host holds the ports of every member
                 states[node] = {link.ifname: link.operstate
                                 for link in kernel.links(None, addresses=False, names=names)}
