@@ -420,13 +420,15 @@ class NetlinkKernel:
         return list(out.values())
 
     @staticmethod
-    def _addresses(sock: nl.NlSocket, place: str, index: int = 0) -> dict[int, list[str]]:
+    def _addresses(sock: nl.NlSocket, place: str, index: int = 0, family: int = 0) -> dict[int, list[str]]:
         """ifindex -> "ip/prefix" of every IPv4/IPv6 address, link-local IPv6 excluded
-        (every interface has one: a host of 1000 veth ends dumps 1000).  `index`: only
-        that interface's (the caller has made the socket strict, so the kernel filters)."""
+        (every interface has one: a host of 1000 veth ends dumps 1000).  `index`, `family`:
+        only that interface's, of that family, when the caller has made the socket
+        strict (the kernel filters); else all the same."""
         out: dict[int, list[str]] = {}
         what = f"an address in {place}"
-        for msg in sock.dump(nl.RTM_GETADDR, struct.pack("=BBBBI", 0, 0, 0, 0, index), f"list addresses in {place}"):
+        for msg in sock.dump(nl.RTM_GETADDR, struct.pack("=BBBBI", family, 0, 0, 0, index),
+                             f"list addresses in {place}"):
             index, family, raw, prefixlen = _decode(nl.parse_addr, msg, what)
             if not raw:
                 continue
@@ -460,13 +462,23 @@ class NetlinkKernel:
                          stats)
             cache[info.ifname] = info.index
             out.append(info)
-        if addresses and out:
+        if not addresses or not out:
+            return out
+        try:
             sock.sock.setsockopt(nl.SOL_NETLINK, nl.NETLINK_GET_STRICT_CHK, 1)
-            try:
-                for info in out:
-                    info.addresses += self._addresses(sock, place, info.index).get(info.index, [])
-            finally:
-                sock.sock.setsockopt(nl.SOL_NETLINK, nl.NETLINK_GET_STRICT_CHK, 0)
+        except OSError:  # a kernel before 4.20: one dump of every address instead
+            found = self._addresses(sock, place)
+            for info in out:
+                info.addresses += found.get(info.index, [])
+            return out
+        try:
+            # per family: a strict AF_UNSPEC dump would also ask every other family that
+            # lists addresses (MCTP, ...), each free to refuse the filter
+            for info in out:
+                for family in (socket.AF_INET, socket.AF_INET6):
+                    info.addresses += self._addresses(sock, place, info.index, family).get(info.index, [])
+        finally:
+            sock.sock.setsockopt(nl.SOL_NETLINK, nl.NETLINK_GET_STRICT_CHK, 0)
         return out
 
     def _addressed(self, ns: Netns, sock: nl.NlSocket, found: dict[int, list[str]], mask: bytes, stats: bool,
