@@ -84,6 +84,21 @@ def test_only_addressed_links_are_the_addressed_ones(host, monkeypatch, lookups)
     assert next(link.alias for link in got if link.ifname == "d0") == "someone's"
 
 
+def test_named_links_are_a_plain_reads_records_of_those_names(host):
+    """links(names=...): each looked up by name, its addresses by a strict dump filtered
+    by ifindex and family; a name that does not exist is left out."""
+    kernel = rtnl.NetlinkKernel()
+    full = {link.ifname: link for link in kernel.links(None)}
+    names = {"br0", "d0", "q3", "p7", "lo", "absent0"}
+    got = kernel.links(None, names=names)
+    assert sorted(link.ifname for link in got) == sorted(names - {"absent0"})
+    assert all(link == full[link.ifname] for link in got)  # addresses (both families, in order) included
+    assert {link.ifname: link.addresses for link in got}["d0"] == full["d0"].addresses != []
+    assert all(not link.addresses for link in kernel.links(None, addresses=False, names=names))
+    # the socket is back to lenient checking: a plain read still gives everything
+    assert {link.ifname: link for link in kernel.links(None)} == full
+
+
 def test_routes_are_iproute2s_main_table(host):
     kernel = rtnl.NetlinkKernel()
     kernel.links(None)

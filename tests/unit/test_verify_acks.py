@@ -6,6 +6,7 @@ through the Lab facade, as `up` runs."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import pytest
@@ -45,9 +46,10 @@ class ReadLog(FakeKernel):
         super().__init__(**kwargs)
         self.read: list[tuple[str, Netns, int]] = []
 
-    def links(self, ns: Netns, stats: bool = False, addresses: bool = True) -> list[LinkInfo]:
+    def links(self, ns: Netns, stats: bool = False, addresses: bool = True, only_addressed: bool = False,
+              names: Collection[str] | None = None) -> list[LinkInfo]:
         self.read.append(("links", ns, self.calls))
-        return super().links(ns, stats, addresses)
+        return super().links(ns, stats, addresses, only_addressed, names)
 
     def oper_states(self, ns: Netns, kind: str | None = None) -> dict[str, str]:
         self.read.append(("oper_states", ns, self.calls))

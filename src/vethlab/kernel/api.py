@@ -15,7 +15,7 @@ same protocols, batching included, for unit tests.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -161,8 +161,9 @@ class Links(Batched, Protocol):
     """Interfaces, their addresses, and routes."""
 
     # only_addressed: just the interfaces with an address (link-local IPv6 aside), for conflict checks
+    # names: only the interfaces of these names (those that exist), looked up one by one
     def links(self, ns: Netns, stats: bool = False, addresses: bool = True,
-              only_addressed: bool = False) -> list[LinkInfo]: ...
+              only_addressed: bool = False, names: Collection[str] | None = None) -> list[LinkInfo]: ...
     # ifname -> operational state ("UP", "DOWN", ...) of each interface (of that kind, e.g.
     # "veth", if given; others may be listed too): what `up` polls while it waits for links
     # to come up, without decoding the rest of each link

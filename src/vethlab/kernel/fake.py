@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from subprocess import CompletedProcess
 from typing import Any
@@ -202,9 +202,10 @@ class FakeKernel:
 
     # -- links
     def links(self, ns: Netns, stats: bool = False, addresses: bool = True,
-              only_addressed: bool = False) -> list[LinkInfo]:
+              only_addressed: bool = False, names: Collection[str] | None = None) -> list[LinkInfo]:
         self.flush()
-        return [self._info(link) for link in self._ns(ns).links.values() if link.addresses or not only_addressed]
+        return [self._info(link) for link in self._ns(ns).links.values()
+                if (link.addresses or not only_addressed) and (names is None or link.ifname in names)]
 
     def oper_states(self, ns: Netns, kind: str | None = None) -> dict[str, str]:
         self.flush()

@@ -17,7 +17,7 @@ import os
 import random
 import socket
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ConflictError, KernelError
@@ -381,16 +381,21 @@ class NetlinkKernel:
 
     # -- links ---------------------------------------------------------------------------------
     def links(self, ns: Netns, stats: bool = False, addresses: bool = True,
-              only_addressed: bool = False) -> list[LinkInfo]:
+              only_addressed: bool = False, names: Collection[str] | None = None) -> list[LinkInfo]:
         """Every interface of `ns`, with its addresses unless `addresses` is false.
         only_addressed: just the interfaces that have an address (link-local IPv6
         aside) - what an address-conflict check reads: the addresses are dumped
         first and only their few interfaces looked up, not the host's 1000 veth
-        ends of a big lab (each a ~1.5 kB message of ~45 attributes)."""
+        ends of a big lab (each a ~1.5 kB message of ~45 attributes).
+        names: just the interfaces of these names that exist, each looked up by name
+        (and its addresses by an ifindex-filtered dump): what a re-run that edits one
+        member of a 1000-member network reads of the host."""
         sock = self._sock(ns)
         self._sync()
         mask = b"" if stats else nl.attr_u32(nl.IFLA_EXT_MASK, nl.RTEXT_FILTER_SKIP_STATS)
         place = where(ns)
+        if names is not None:
+            return self._named(ns, sock, names, mask, stats, addresses, place)
         if only_addressed:
             found = self._addresses(sock, place)
             if len(found) <= _LOOKUPS:
@@ -415,12 +420,15 @@ class NetlinkKernel:
         return list(out.values())
 
     @staticmethod
-    def _addresses(sock: nl.NlSocket, place: str) -> dict[int, list[str]]:
+    def _addresses(sock: nl.NlSocket, place: str, index: int = 0, family: int = 0) -> dict[int, list[str]]:
         """ifindex -> "ip/prefix" of every IPv4/IPv6 address, link-local IPv6 excluded
-        (every interface has one: a host of 1000 veth ends dumps 1000)."""
+        (every interface has one: a host of 1000 veth ends dumps 1000).  `index`, `family`:
+        only that interface's, of that family, when the caller has made the socket
+        strict (the kernel filters); else all the same."""
         out: dict[int, list[str]] = {}
         what = f"an address in {place}"
-        for msg in sock.dump(nl.RTM_GETADDR, struct.pack("=BBBBI", 0, 0, 0, 0, 0), f"list addresses in {place}"):
+        for msg in sock.dump(nl.RTM_GETADDR, struct.pack("=BBBBI", family, 0, 0, 0, index),
+                             f"list addresses in {place}"):
             index, family, raw, prefixlen = _decode(nl.parse_addr, msg, what)
             if not raw:
                 continue
@@ -433,6 +441,44 @@ class NetlinkKernel:
             else:
                 continue
             out.setdefault(index, []).append(f"{text}/{prefixlen}")
+        return out
+
+    def _named(self, ns: Netns, sock: nl.NlSocket, names: Collection[str], mask: bytes, stats: bool,
+               addresses: bool, place: str) -> list[LinkInfo]:
+        """The interfaces of `names` that exist, each looked up by name; their addresses
+        by one dump per interface that the kernel filters by ifindex (strict checking,
+        NETLINK_GET_STRICT_CHK, on for those dumps only), not a dump of all of them."""
+        out = []
+        cache = self._index.setdefault(ns, {})
+        for name in sorted(set(names)):
+            try:
+                msg = sock.get(nl.RTM_GETLINK, nl.ifinfo() + nl.attr_str(nl.IFLA_IFNAME, name) + mask,
+                               f"look up interface {name} in {place}")
+            except nl.NetlinkError as exc:
+                if exc.code == errno.ENODEV:
+                    continue
+                raise KernelError(f"cannot look up interface {name} in {place}: {plain(exc)}") from None
+            info = _info(_decode(nl.parse_link if stats else _parse_link_only, msg, f"an interface in {place}"),
+                         stats)
+            cache[info.ifname] = info.index
+            out.append(info)
+        if not addresses or not out:
+            return out
+        try:
+            sock.sock.setsockopt(nl.SOL_NETLINK, nl.NETLINK_GET_STRICT_CHK, 1)
+        except OSError:  # a kernel before 4.20: one dump of every address instead
+            found = self._addresses(sock, place)
+            for info in out:
+                info.addresses += found.get(info.index, [])
+            return out
+        try:
+            # per family: a strict AF_UNSPEC dump would also ask every other family that
+            # lists addresses (MCTP, ...), each free to refuse the filter
+            for info in out:
+                for family in (socket.AF_INET, socket.AF_INET6):
+                    info.addresses += self._addresses(sock, place, info.index, family).get(info.index, [])
+        finally:
+            sock.sock.setsockopt(nl.SOL_NETLINK, nl.NETLINK_GET_STRICT_CHK, 0)
         return out
 
     def _addressed(self, ns: Netns, sock: nl.NlSocket, found: dict[int, list[str]], mask: bytes, stats: bool,

@@ -138,12 +138,19 @@ def fingerprints(desired: Desired) -> dict[str, str]:
     return {name: hashlib.sha1("\n".join(items).encode()).hexdigest()[:16] for name, items in parts.items()}
 
 
-def restricted(desired: Desired, nodes: set[str]) -> Desired:
-    """The part of `desired` about `nodes` (and the veth pairs among them)."""
+def restricted(desired: Desired, nodes: set[str], peers_only: frozenset[str] = frozenset()) -> Desired:
+    """The part of `desired` about `nodes` (and the veth pairs among them).
+
+    `peers_only`: nodes of `nodes` in scope only as the peer of a changed node (the
+    host, whose part of the file is unchanged, holding the ports of 1000 members):
+    of their interfaces only those not paired with a node out of scope are kept
+    (their bridges, and the ends paired with nodes in scope), so what is read and
+    judged of them is what the nodes in scope touch, not all 1000 ports."""
     out = Desired(lab=desired.lab, prefix=desired.prefix, allocation=desired.allocation,
                   own_sysctls=desired.own_sysctls, all_hosts=desired.all_hosts)
     out.nodes = {n: node for n, node in desired.nodes.items() if n in nodes}
-    out.interfaces = {k: i for k, i in desired.interfaces.items() if k[0] in nodes}
+    out.interfaces = {k: i for k, i in desired.interfaces.items() if k[0] in nodes and
+                      (k[0] not in peers_only or i.peer is None or i.peer[0] in nodes)}
     out.veths = [v for v in desired.veths if v.a[0] in nodes and v.b[0] in nodes]
     out.uplinks = [u for u in desired.uplinks if u.node in nodes]
     out.firewalls = {n: f for n, f in desired.firewalls.items() if n in nodes}

@@ -41,13 +41,20 @@ class Observed:
 
 def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], marker: str,
             read_hosts: bool = True, only: set[str] | None = None, routed: set[str] | None = None,
-            skip_addresses: set[str] | None = None, skip_routes: set[str] | None = None) -> Observed:
+            skip_addresses: set[str] | None = None, skip_routes: set[str] | None = None,
+            host_part: bool = False) -> Observed:
     """Observe the nodes of `desired` plus `known_nodes` (from the lab's state).
 
     `only` limits the nodes read (verification after a change re-reads just the
     nodes the plan touched).  Routes are dumped for nodes that have routes in the
     file or, per `routed`, had some when the lab was last built: only vethlab's own
-    routes are managed, and a node that never had any cannot have any to remove."""
+    routes are managed, and a node that never had any cannot have any to remove.
+
+    `host_part`: the host is in scope only as the peer of changed nodes (its part of
+    the file unchanged; model.desired.restricted's peers_only): only the host
+    interfaces `desired` names are read (host_names), and its routes only when the
+    lab has routes or uplinks there.  Its other interfaces, the ports of members
+    out of scope, are neither read nor judged."""
     wanted: dict[str, Netns] = dict(known_nodes)
     wanted.update({name: node.netns for name, node in desired.nodes.items()})
     if any(HOST in key for key in desired.interfaces) or HOST in known_nodes:
@@ -73,7 +80,9 @@ def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], mar
             node.alive = alive.get(ns, True)
             if not node.exists or not node.alive:
                 continue
-        links = kernel.links(ns, addresses=not (skip_addresses and name in skip_addresses))
+        partial = host_part and ns is None
+        links = kernel.links(ns, addresses=not (skip_addresses and name in skip_addresses),
+                             names=host_names(desired) if partial else None)
         if ns is not None:
             # the namespace's marker is its lo's alias: read from the same dump
             node.owner = next((link.alias for link in links if link.index == 1), None)
@@ -82,7 +91,9 @@ def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], mar
             if read_hosts and node.files == marker:
                 node.hosts = kernel.node_hosts(ns)
         node.links = {link.ifname: link for link in links}
-        if (name in routed or ns is None) and not (skip_routes and name in skip_routes):
+        host_routes = ns is None and not (partial and name not in routed and
+                                          not any(up.node == name for up in desired.uplinks))
+        if (name in routed or host_routes) and not (skip_routes and name in skip_routes):
             node.routes = kernel.routes(ns)
         spec = desired.nodes.get(name)
         keys = [key for key, _value in spec.sysctls] if spec else []
@@ -91,6 +102,21 @@ def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], mar
         for key in keys:
             node.sysctls[key] = kernel.read_sysctl(ns, key)
     return out
+
+
+def host_names(desired: Desired) -> set[str]:
+    """The host interfaces `desired` asks about: its own (bridges, the ends paired
+    with nodes in it), their bridges, its uplinks, the parents of macvlans on it."""
+    names: set[str] = set()
+    for (node, ifname), iface in desired.interfaces.items():
+        if node == HOST:
+            names.add(ifname)
+            if iface.master:
+                names.add(iface.master)
+        if iface.parent_node == HOST and iface.parent:
+            names.add(iface.parent)
+    names.update(n for up in desired.uplinks if up.node == HOST for n in (up.ifname, up.bridge))
+    return names
 
 
 def observe_extras(kernel: Kernel, observed: Observed, desired: Desired, table: str,

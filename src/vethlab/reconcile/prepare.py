@@ -39,9 +39,13 @@ def prepare(kernel: Kernel, spec: LabSpec, state: store.LabState | None, refresh
     for driver in registry.DRIVERS:
         driver.preflight(kernel, full)
     prints = fingerprints(full)
-    nodes = None if refresh else scope(kernel, full, state, prints)
-    desired = full if nodes is None else restricted(full, nodes)
-    observed = observe_lab(kernel, desired, state, nodes)
+    changed = None if refresh else scope(kernel, full, state, prints)
+    nodes = None if changed is None else changed | peers_of(full, changed)
+    # the host pulled in only as the peer of changed members: just their ports (and
+    # its bridges) are read and judged, not the ports of every member of its networks
+    part = frozenset({HOST} if nodes is not None and changed is not None and HOST in nodes - changed else ())
+    desired = full if nodes is None else restricted(full, nodes, part)
+    observed = observe_lab(kernel, desired, state, nodes, host_part=bool(part))
     memory = remembered(kernel, desired, state, nodes)
     observe_extras(kernel, observed, desired, table_name(spec.name), memory.firewall_nodes,
                    {n: s for n, s in (state.services if state else {}).items() if nodes is None or n in nodes},
@@ -54,7 +58,8 @@ def prepare(kernel: Kernel, spec: LabSpec, state: store.LabState | None, refresh
 
 
 def scope(kernel: Kernel, full: Desired, state: store.LabState | None, prints: dict[str, str]) -> set[str] | None:
-    """The nodes to re-read, or None for all of them."""
+    """The nodes whose part of the file or of the kernel changed (to re-read with
+    their link peers, peers_of), or None to re-read all of them."""
     if state is None or not state.complete or not state.fingerprints:
         return None  # first run, or after a crash: trust nothing
     changed = {n for n, fp in prints.items() if state.fingerprints.get(n) != fp}
@@ -63,8 +68,12 @@ def scope(kernel: Kernel, full: Desired, state: store.LabState | None, prints: d
     changed |= {n for n, node in full.nodes.items() if node.netns and node.netns not in alive}
     changed |= {n for n, rec in service_records(state.services)
                 if not (rec.done or kernel.service_alive(rec.pid, rec.started))}
-    peers = {iface.peer[0] for key, iface in full.interfaces.items() if key[0] in changed and iface.peer}
-    return changed | peers
+    return changed
+
+
+def peers_of(full: Desired, nodes: set[str]) -> set[str]:
+    """The nodes at the other end of the veths of `nodes`."""
+    return {iface.peer[0] for key, iface in full.interfaces.items() if key[0] in nodes and iface.peer}
 
 
 def remembered(kernel: Kernel, desired: Desired, state: store.LabState | None, nodes: set[str] | None) -> Memory:
@@ -92,7 +101,7 @@ def _forwarding_in_force(kernel: Kernel, desired: Desired) -> set[str]:
 
 
 def observe_lab(kernel: Kernel, desired: Desired, state: store.LabState | None,
-                nodes: set[str] | None = None) -> Observed:
+                nodes: set[str] | None = None, host_part: bool = False) -> Observed:
     known: dict[str, Netns] = {n: ns for n, ns in (state.nodes if state else {}).items()
                                if nodes is None or n in nodes}
     # a dead namespace file still linked to this lab's birth marker is the lab's own
@@ -101,5 +110,5 @@ def observe_lab(kernel: Kernel, desired: Desired, state: store.LabState | None,
         if node.netns in linked:
             known.setdefault(name, node.netns)
     return observe(kernel, desired, known, marker(desired.lab), routed=set(state.routed) if state else None,
-                   only=nodes)
+                   only=nodes, host_part=host_part)
 

@@ -19,6 +19,7 @@ from .planner import make_plan
 from .progress import report as report_progress
 
 VERIFY_TIMEOUT = 10.0
+LOOK_UP = 32  # host links still waiting: up to this many are looked up by name, not the host dumped
 NUDGE_ABOVE = 100  # links still waiting: beyond the linkwatch's one batch, hurry it (Kernel.settle)
 
 
@@ -46,11 +47,13 @@ def verify(kernel: Kernel, desired: Desired, touched: set[str], created: set[str
         return
     # read the checked nodes' neighbours too: a veth pair is judged from both ends
     neighbours = {iface.peer[0] for key, iface in desired.interfaces.items() if key[0] in checked and iface.peer}
-    scope = restricted(desired, checked | neighbours)  # plan over what is read, not all N nodes
+    # the host only as the neighbour of checked members: just their ports and its bridges
+    part = frozenset({HOST} if HOST in neighbours - checked else ())
+    scope = restricted(desired, checked | neighbours, part)  # plan over what is read, not all N nodes
     # Nodes made by this run: their address and route requests were acknowledged
     # one by one (Action.ACKED), so they are not read again.
     observed = observe(kernel, scope, {}, mark, read_hosts=False, only=checked | neighbours,
-                       skip_addresses=created, skip_routes=created)
+                       skip_addresses=created, skip_routes=created, host_part=bool(part))
     registry.observe_kinds(kernel, scope, observed)
     host = desired.nodes.get(HOST)
     remaining = make_plan(scope, observed, mark, None, [route_of(r) for r in host.routes] if host else [])
@@ -83,8 +86,16 @@ def _await_links(kernel: Kernel, desired: Desired, links: set[tuple[str, str]], 
         if nudged:
             kernel.settle(nudged, mark)
         states: dict[str, dict[str, str]] = {}
-        for node in {node for node, _ in waiting}:
-            states[node] = kernel.oper_states(desired.netns(node), kinds.get(node))
+        by_node: dict[str, list[str]] = {}
+        for node, ifname in waiting:
+            by_node.setdefault(node, []).append(ifname)
+        for node, names in by_node.items():
+            ns = desired.netns(node)
+            if ns is None and len(names) <= LOOK_UP:  # the host holds the ports of every member
+                states[node] = {link.ifname: link.operstate
+                                for link in kernel.links(None, addresses=False, names=names)}
+            else:
+                states[node] = kernel.oper_states(ns, kinds.get(node))
         waiting = {(node, ifname) for node, ifname in waiting if states[node].get(ifname) != "UP"}
         report_progress("waiting for links to come up", total - len(waiting), total, "up")
         if waiting:
