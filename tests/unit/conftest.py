@@ -1,8 +1,9 @@
-"""Unit tests start from a cold address cache."""
+"""Unit tests start from a cold address cache; `state_root` gives a test its own state directory."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,3 +17,12 @@ def _cold_address_cache() -> Iterator[None]:
 
     checker.parse_interface.cache_clear()
     yield
+
+
+@pytest.fixture
+def state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A private, empty VETHLAB_STATE_DIR (mode 0700, as vethlab makes it)."""
+    root = tmp_path / "state"
+    root.mkdir(mode=0o700)
+    monkeypatch.setenv("VETHLAB_STATE_DIR", str(root))
+    return str(root)

@@ -26,12 +26,7 @@ links:
 V4 = DUAL.replace("fd00:1::1/64, ", "").replace("fd00:1::2/64, ", "")
 
 
-@pytest.fixture(autouse=True)
-def state_root(tmp_path, monkeypatch) -> str:
-    root = tmp_path / "state"
-    root.mkdir(mode=0o700)
-    monkeypatch.setenv("VETHLAB_STATE_DIR", str(root))
-    return str(root)
+pytestmark = pytest.mark.usefixtures("state_root")  # tests/unit/conftest.py
 
 
 def test_up_waits_until_ipv6_addresses_are_in_use() -> None:

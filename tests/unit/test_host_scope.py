@@ -29,12 +29,7 @@ MEMBERS = {"n0": "10.0.0.10", "n1": "10.0.0.11", "n2": "10.0.0.12", "n3": "10.0.
 BRIDGE = "vb.hs.lan"
 
 
-@pytest.fixture(autouse=True)
-def state_root(tmp_path, monkeypatch) -> str:
-    root = tmp_path / "state"
-    root.mkdir(mode=0o700)
-    monkeypatch.setenv("VETHLAB_STATE_DIR", str(root))
-    return str(root)
+pytestmark = pytest.mark.usefixtures("state_root")  # tests/unit/conftest.py
 
 
 class HostReads(FakeKernel):

@@ -30,12 +30,7 @@ links:
 """
 
 
-@pytest.fixture(autouse=True)
-def state_root(tmp_path, monkeypatch) -> str:
-    root = tmp_path / "state"
-    root.mkdir(mode=0o700)
-    monkeypatch.setenv("VETHLAB_STATE_DIR", str(root))
-    return str(root)
+pytestmark = pytest.mark.usefixtures("state_root")  # tests/unit/conftest.py
 
 
 class ReadLog(FakeKernel):
