@@ -15,9 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from vethlab.errors import ValidationError
 from vethlab.topology import loader, quickyaml, yamlevents
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -209,3 +211,18 @@ def test_files_of_very_long_or_very_many_lines_are_left_to_libyaml() -> None:
     assert quickyaml.parse("name: [" + "1, " * 30_000 + "1]\n", "f.yaml") is None
     assert quickyaml.parse("name: x\n" + "#\n" * (quickyaml.MAX_LINES + 1), "f.yaml") is None
     assert quickyaml.parse("name: x\n" + "#\n" * 1000, "f.yaml") is not None
+
+
+@pytest.mark.parametrize("text", [
+    "name: x\n" + "k" * 1025 + ": 1\n",                      # a block key
+    "name: x\nsysctls:\n  - " + "k" * 1030 + ": 1\n",        # `- KEY:`
+    "name: x\nk: {" + "a" * 1030 + ": b}\n",                 # a flat flow mapping's key
+    "name: x\nk: {a: [b], " + "a" * 1030 + ": [c, d]}\n",    # the general flow loop's
+    "name: x\nk: {a" + " " * 1030 + ": b}\n",                # libyaml counts up to the colon
+])
+def test_a_key_libyaml_finds_too_long_is_left_to_it(text: str) -> None:
+    """libyaml refuses a key running over 1024 characters to its `:` (a syntax error:
+    exit 2); the quick path must not take such a file (a review found it did)."""
+    assert quickyaml.parse(text, "f.yaml") is None
+    with pytest.raises(ValidationError):
+        loader.loads(text, "f.yaml")

@@ -17,7 +17,7 @@ of `A-Za-z0-9_./:@+=-` (and single spaces between words), starts with
 on anything else: quotes, anchors, aliases, tags, block scalars, documents
 markers, tabs, multi-line values, an empty value, a duplicate key, any text
 whose YAML 1.1 type it cannot tell for sure, a count or depth near the limits,
-a line longer than MAX_LINE, more lines than MAX_LINES.
+a line longer than MAX_LINE (1024: libyaml's longest key), more lines than MAX_LINES.
 So it never reports a problem: every issue and refusal is libyaml's path's.
 What it builds is the same Document, line for line (tests/unit/test_quickyaml.py
 compares the two on generated files).
@@ -59,9 +59,11 @@ class _GiveUp(Exception):
     """Not the subset: libyaml reads this file."""
 
 
-#: longer lines are libyaml's: a flow line's tokens are listed at once (findall), so a
-#: 16 MiB one-line file must not reach that list; real lines are far shorter
-MAX_LINE = 64 * 1024
+#: longer lines are libyaml's: it refuses a key whose text runs more than 1024
+#: characters before its `:` (a syntax error, exit 2), which a line of at most 1024
+#: characters cannot hold; and a flow line's tokens are listed at once (findall), so a
+#: 16 MiB one-line file must not reach that list.  A big lab's lines are ~80 characters.
+MAX_LINE = 1024
 #: and so are files of more lines (a 2000-node, 5000-link lab is ~7000): the lines are
 #: split at once, and 8 million two-byte lines would be ~500 MB of strings
 MAX_LINES = 1_000_000
