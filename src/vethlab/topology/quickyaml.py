@@ -99,6 +99,16 @@ def _words(text: str) -> list[str] | None:
     return words if all(_PLAIN.match(word) for word in words) else None
 
 
+def _closed(stack: list[tuple[Any, Path]], container: Any, cpath: Path) -> tuple[Any, Path, object]:
+    """A flow collection just closed: the one it was in, with what may come next
+    (a separator there; the end when it was the outermost)."""
+    stack.pop()
+    if stack:
+        container, cpath = stack[-1]
+        return container, cpath, _SEP
+    return container, cpath, _END
+
+
 class _Block:
     """A block mapping or sequence being read: its indentation, and for a mapping
     the key whose value is the block below (`KEY:` then nothing on its line)."""
@@ -164,12 +174,7 @@ class _Reader:
                     expect, first = (_KEY if type(container) is dict else _VALUE), False
                     continue
                 if punct == ("]" if type(container) is list else "}"):
-                    stack.pop()
-                    if stack:
-                        container, cpath = stack[-1]
-                        expect = _SEP
-                    else:
-                        expect = _END
+                    container, cpath, expect = _closed(stack, container, cpath)
                     continue
                 raise _GiveUp
             if expect is _KEY:
@@ -181,12 +186,7 @@ class _Reader:
                     expect = _COLON
                     continue
                 if punct == "}" and first:
-                    stack.pop()
-                    if stack:
-                        container, cpath = stack[-1]
-                        expect = _SEP
-                    else:
-                        expect = _END
+                    container, cpath, expect = _closed(stack, container, cpath)
                     continue
                 raise _GiveUp
             if expect is _COLON:
@@ -197,12 +197,7 @@ class _Reader:
             if expect is not _VALUE:  # END: something after the collection closed
                 raise _GiveUp
             if punct == "]" and first and type(container) is list:
-                stack.pop()
-                if stack:
-                    container, cpath = stack[-1]
-                    expect = _SEP
-                else:
-                    expect = _END
+                container, cpath, expect = _closed(stack, container, cpath)
                 continue
             if container is None:
                 vpath = path
