@@ -41,14 +41,20 @@ def delete_namespaces(count: int) -> None:
     _run("ip", "-batch", "-", stdin="".join(f"netns del tev{i}\n" for i in range(count)))
 
 
+def members_deleted_and_waited_for(kernel: NetlinkKernel, before: dict[str, int]) -> None:
+    """N members made, their namespaces deleted: `wait_gone` returns with every end
+    gone and the host's links what they were before."""
+    ends = make_members(N)
+    delete_namespaces(N)
+    assert wait_gone(kernel, ends, timeout=30.0) == set()
+    assert host_links() == before
+
+
 def test_the_wait_ends_when_the_last_end_is_gone() -> None:
     before = host_links()
-    ends = make_members(N)
     kernel = NetlinkKernel()
     try:
-        delete_namespaces(N)
-        assert wait_gone(kernel, ends, timeout=30.0) == set()
-        assert host_links() == before
+        members_deleted_and_waited_for(kernel, before)
     finally:
         kernel.close()
 
@@ -106,11 +112,8 @@ def test_lost_events_are_made_up_for_by_looking_again(monkeypatch: pytest.Monkey
         assert not watch.present() & set(ends.values())
     finally:
         watch.close()
-    ends = make_members(N)
     try:
-        delete_namespaces(N)
-        assert wait_gone(kernel, ends, timeout=30.0) == set()
-        assert host_links() == before
+        members_deleted_and_waited_for(kernel, before)
     finally:
         kernel.close()
 
