@@ -140,6 +140,22 @@ def test_round_trip(root: Path) -> None:
     assert stat.S_IMODE((root / "seed" / "state.json").stat().st_mode) == 0o600
 
 
+def test_exists_says_what_load_says_without_parsing(root: Path) -> None:
+    """store.exists (up's check that a refused run left no lab) agrees with load:
+    no root, no lab, a lab, a damaged state (exists; load raises), one removed."""
+    assert not store.exists("seed") and store.load("seed") is None  # no root at all
+    store.save(store.LabState.from_json(good_state("other")))
+    assert not store.exists("seed") and store.load("seed") is None  # no such lab
+    store.save(store.LabState.from_json(good_state()))
+    assert store.exists("seed") and store.load("seed") is not None
+    (root / "seed" / "state.json").write_text("{nodes:")
+    assert store.exists("seed")
+    with pytest.raises(StateDamaged):
+        store.load("seed")
+    store.remove("seed")
+    assert not store.exists("seed") and store.load("seed") is None
+
+
 WRONG = {
     "issue": ({"lab": "seed", "nodes": "abc", "services": 5}, "nodes"),
     "netns-path": ({"lab": "seed", "nodes": {"a": "../../x"}}, "nodes.a"),

@@ -41,7 +41,7 @@ def up(kernel: Kernel, spec: LabSpec, keep_on_error: bool = False, wait: float =
         try:
             return _locked(kernel, spec, keep_on_error, progress, refresh, wait)
         finally:
-            if store.load(spec.name) is None:  # refused or rolled back: not even a lock file stays
+            if not store.exists(spec.name):  # refused or rolled back: not even a lock file stays
                 lock.release(remove=True)
                 hostwide.tidy()
 
