@@ -136,6 +136,7 @@ class Plan:
     hosts: list[tuple[str, str]] = field(default_factory=list)  # (address, node) lines of every node's hosts file
     fingerprints: dict[str, str] = field(default_factory=dict)  # what the state records once this plan is applied
     warnings: list[str] = field(default_factory=list)  # what the host will do to the lab that vethlab may not change
+    scope: set[str] | None = None  # the nodes read and planned (prepare.scope and their peers); None: all
 
     def add(self, action: Action) -> None:
         self.actions.append(action)

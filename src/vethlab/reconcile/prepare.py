@@ -54,6 +54,7 @@ def prepare(kernel: Kernel, spec: LabSpec, state: store.LabState | None, refresh
     plan = make_plan(desired, observed, marker(spec.name), memory=memory, full=full)
     plan.warnings = forward_warnings(kernel, full)
     plan.fingerprints = prints
+    plan.scope = nodes
     return full, plan
 
 

@@ -48,8 +48,7 @@ def record_done(kernel: Kernel, spec: LabSpec, state: store.LabState, desired: D
     state.exec_digests = {n: plan.exec_digests.get(n, state.exec_digests.get(n, "")) for n in desired.nodes}
     state.fingerprints = plan.fingerprints
     state.hosts_digest = hosts_digest(plan.hosts)
-    state.netns_ids = {ns: ident for node in desired.nodes.values() if (ns := node.netns)
-                       and (ident := kernel.namespace_id(ns)) is not None}
+    state.netns_ids = _namespace_ids(kernel, state, desired, plan.scope)
     state.links = [[*veth.a, *veth.b] for veth in desired.veths]
     if spec.machine is not None:  # links across machines: the far end is named from the file
         from ..model.placement import part
@@ -67,6 +66,25 @@ def record_done(kernel: Kernel, spec: LabSpec, state: store.LabState, desired: D
     if HOST not in desired.nodes:
         state.host_routes = []
     store.save(state)
+
+
+def _namespace_ids(kernel: Kernel, state: store.LabState, desired: Desired, scope: set[str] | None) -> dict[str, int]:
+    """The nsfs inode of every node's namespace.  A node this run did not read (out of
+    `scope`: its part of the file unchanged and its namespace alive) keeps the id
+    recorded when vethlab made it — one stat each for 1000 untouched nodes is what a
+    one-link edit need not pay, and a namespace replaced behind vethlab's back since
+    must not have its id recorded as the lab's.  The nodes read are stat'ed."""
+    out = {}
+    for name, node in desired.nodes.items():
+        ns = node.netns
+        if not ns:
+            continue
+        ident = state.netns_ids.get(ns) if scope is not None and name not in scope else None
+        if ident is None:
+            ident = kernel.namespace_id(ns)
+        if ident is not None:
+            out[ns] = ident
+    return out
 
 
 def forget(kernel: Kernel, lab: str) -> None:
