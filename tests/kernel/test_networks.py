@@ -204,10 +204,13 @@ networks:
 
 def test_uplink_and_macvlan_reach_the_lan(fake_lan: None, write) -> None:
     before = ip_json("link", "show", "lan0")[0]
+    mode = ip_json("-d", "link", "show", "lan0")[0]["inet6_addr_gen_mode"]
     path = write(PHYS)
     vethlab("up", path, check=True)
     assert ping("a", "10.99.0.1") and ping("b", "10.98.0.1")
     assert ip_json("link", "show", "lan0")[0]["master"] == "vb.phys.bridged"
+    # the lab's own ports get no IPv6 link-local address (kernel/rtnl.py); the host's uplink keeps its mode
+    assert ip_json("-d", "link", "show", "lan0")[0]["inet6_addr_gen_mode"] == mode == "eui64"
     assert not [r for r in ip_json("-n", "a", "route") if r["dst"] == "default"], "uplinks: no gateway by default"
     vethlab("down", path, check=True)
     after = ip_json("link", "show", "lan0")[0]

@@ -604,7 +604,9 @@ class NetlinkKernel:
         what = ", ".join(w for w, v in (("mtu", mtu), ("state", up), ("alias", alias), ("master", master))
                          if v is not None)
         master_index = None if master is None else (self._ifindex(ns, master) if master else 0)
-        if master and ns is None:
+        if master and alias is not None and ns is None:
+            # a port the lab makes (marked as the lab's in this very request), never an
+            # uplink (an interface of the host's, enslaved as it is and released at `down`)
             self._queue(None, nl.RTM_NEWLINK, 0, nl.ifinfo(self._ifindex(ns, ifname)) + _NO_LINK_LOCAL,
                         f"stop IPv6 address generation on bridge port {ifname}", (errno.EAFNOSUPPORT,))
         self._queue(ns, nl.RTM_NEWLINK, 0, nl.setlink_body(self._ifindex(ns, ifname), up, mtu, alias,
