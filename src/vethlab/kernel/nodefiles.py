@@ -261,7 +261,7 @@ def write_files(namespaces: list[str], entries: list[tuple[str, str]], marker: s
             with os.fdopen(fd, "wb") as fh:
                 fh.write(content)
             os.chmod(tmp, 0o644)
-        holding: set[tuple[int, int]] = set()  # (device, inode) of files found to hold their content
+        holding: dict[str, set[tuple[int, int]]] = {}  # per name: (device, inode) of files found to hold it
         for ns in namespaces:
             owner = _owner(ns)
             if owner is None:
@@ -274,7 +274,8 @@ def write_files(namespaces: list[str], entries: list[tuple[str, str]], marker: s
             for name, source in sources.items():
                 # hosts changed (that is why the node is written); resolv.conf mostly not, and a
                 # read costs a fifth of a link and a rename (measured on ext4: 1.4 vs 7 us)
-                if name == "hosts" or not _holds(f"{node_dir(ns)}/{name}", contents[name], holding):
+                if name == "hosts" or not _holds(f"{node_dir(ns)}/{name}", contents[name],
+                                                 holding.setdefault(name, set())):
                     _put(source, f"{node_dir(ns)}/{name}", f"{source}.{name}")
     finally:
         for source in sources.values():
