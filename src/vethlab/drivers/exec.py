@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Any
 
+from ..deferred import dataclass
 from ..errors import CommandFailed
 from ..reconcile.actions import ApplyContext, PlanContext, SelfChecked
 from ..reconcile.journal import Step

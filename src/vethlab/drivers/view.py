@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from typing import Any
 
+from ..deferred import dataclass
 from ..kernel.api import File, Kernel, Mount, Private, View
 from ..model.desired import Desired, DesiredNode
 from ..reconcile.actions import Action, ApplyContext, PlanContext, hidden

@@ -16,8 +16,10 @@ same protocols, batching included, for unit tests.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from ..deferred import dataclass
 
 if TYPE_CHECKING:
     from subprocess import CompletedProcess

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import NamedTuple
 
+from ..deferred import dataclass
 from ..topology.schema import HOST, FileSpec, LabSpec, MountSpec, NetworkSpec, PrivateSpec, PublishSpec, RouteSpec
 from ..topology.shaping import Shaping
 from .ipam import Allocation

@@ -21,9 +21,9 @@ import os
 import shlex
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from ..deferred import dataclass
 from ..errors import CommandFailed
 from ..kernel.api import Kernel, Netns
 
