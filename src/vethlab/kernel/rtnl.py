@@ -10,12 +10,14 @@ writes.  The executor flushes after each phase.
 
 from __future__ import annotations
 
+# the C module, as kernel/nl.py: `socket` re-wraps every constant as an IntEnum at import (~1 ms
+# of every command's start-up); the socket objects and functions used here are the same
+import _socket as socket
 import errno
 import functools
 import ipaddress
 import os
 import random
-import socket
 import struct
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
