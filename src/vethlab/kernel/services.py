@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import os
 import select
-import signal
-import subprocess
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from . import netns as nsmod
-from .process import node_argv
+
+if TYPE_CHECKING:  # subprocess, signal and .process are imported where used: `down` and `up` never start
+    import subprocess  # a service unless the lab has some (~1.5 ms of their start-up)
 
 LABEL_VAR = "VETHLAB_SERVICE"
 Ident = tuple[int, int]  # (st_dev, st_ino) of an nsfs file: one network namespace
@@ -97,6 +98,10 @@ def start(ns: str | None, argv: list[str], log_path: str, label: str, oneshot: b
             os.unlink(status_path(log_path))  # an earlier run's: this one has not finished
         except FileNotFoundError:
             pass
+    import subprocess
+
+    from .process import node_argv
+
     gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
     try:
         proc = subprocess.Popen(["/bin/sh", "-c", gate, "vethlab-service", *extra, *node_argv(ns, argv)], stdin=gate_r,
@@ -210,6 +215,8 @@ def signal_all(procs: list[tuple[int, int]], grace: float = 3.0) -> int:
     `docker stop` does); returns how many were signalled.  Each is opened as a
     pidfd and checked against its start time first, so only these exact processes
     are hit."""
+    import signal
+
     fds: dict[int, int] = {}
     try:
         for pid, started in procs:
@@ -300,6 +307,10 @@ def listening(ns: str, port: int) -> bool:
 
 def check_command(ns: str | None, argv: list[str], timeout: float) -> bool:
     """A readiness command: ready when it exits 0 within `timeout`."""
+    import subprocess
+
+    from .process import node_argv
+
     try:
         return subprocess.run(node_argv(ns, argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, timeout=timeout, check=False).returncode == 0
