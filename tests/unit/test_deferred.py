@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import pickle
 import pkgutil
 import subprocess
 import sys
@@ -81,6 +82,26 @@ def test_a_class_with_its_own_init_keeps_it() -> None:
             self.a = int(text)
 
     assert Own("4").a == 4 and repr(Own("4")) == f"{Own.__qualname__}(a=4)"
+
+
+def test_an_instance_made_without_init_makes_its_class_first() -> None:
+    """pickle (and copy) create an instance with cls.__new__ and then set its state:
+    a class still pending is made first, so the instance has its dataclass methods."""
+    from vethlab.kernel.api import LinkEvent, LinkState
+
+    event = LinkEvent("n1", LinkState(7, "e0", None, True, True, "up"), False)
+    probe = ("import pickle, sys\n"
+             "from vethlab import deferred\n"
+             "from vethlab.kernel.api import LinkEvent, LinkState\n"
+             "assert LinkEvent in deferred.pending() and LinkState in deferred.pending()\n"
+             "back = pickle.loads(sys.stdin.buffer.read())\n"
+             "assert LinkEvent not in deferred.pending() and LinkState not in deferred.pending()\n"
+             "import copy\n"
+             "again = LinkEvent('n1', LinkState(7, 'e0', None, True, True, 'up'), False)\n"
+             "assert back == again == copy.copy(back) == copy.deepcopy(back) and hash(back) == hash(again)\n"
+             "print(repr(back))")
+    out = subprocess.run([sys.executable, "-c", probe], input=pickle.dumps(event), capture_output=True, check=True).stdout
+    assert out.decode().strip() == repr(event)
 
 
 def test_every_dataclass_of_vethlab_can_be_made() -> None:
