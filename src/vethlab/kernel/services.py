@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 
 from . import netns as nsmod
 
-if TYPE_CHECKING:  # subprocess, signal and .process are imported where used: `down` and `up` never start
-    import subprocess  # a service unless the lab has some (~1.5 ms of their start-up)
+if TYPE_CHECKING:  # subprocess, signal and .process are imported where used (~1.5 ms of start-up):
+    import subprocess  # `up` and `down` of a lab without services never need them
 
 LABEL_VAR = "VETHLAB_SERVICE"
 Ident = tuple[int, int]  # (st_dev, st_ino) of an nsfs file: one network namespace
@@ -89,6 +89,10 @@ def start(ns: str | None, argv: list[str], log_path: str, label: str, oneshot: b
     """Start a service in its own session, its output appended to `log_path`,
     held at its gate until `release(pid)`; returns (pid, start time), which stay
     the command's own (the gate's shell execs it, as `ip netns exec` does)."""
+    import subprocess
+
+    from .process import node_argv
+
     os.makedirs(os.path.dirname(log_path), mode=0o700, exist_ok=True)
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     gate, extra = GATE, []
@@ -98,10 +102,6 @@ def start(ns: str | None, argv: list[str], log_path: str, label: str, oneshot: b
             os.unlink(status_path(log_path))  # an earlier run's: this one has not finished
         except FileNotFoundError:
             pass
-    import subprocess
-
-    from .process import node_argv
-
     gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
     try:
         proc = subprocess.Popen(["/bin/sh", "-c", gate, "vethlab-service", *extra, *node_argv(ns, argv)], stdin=gate_r,
