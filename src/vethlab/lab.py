@@ -7,10 +7,9 @@ method needs the kernel.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
 from .kernel import open_kernel
@@ -22,6 +21,9 @@ from .state import store
 from .state.speccache import load_lab
 from .topology import HOST, LabSpec, lab_from_dict
 from .topology.builder import Buildable, Draft
+
+if TYPE_CHECKING:  # for Node.exec's type only: `up` need not load subprocess
+    import subprocess
 
 __all__ = ["Lab", "Node", "default_kernel"]
 

@@ -26,3 +26,20 @@ def test_down_of_no_lab_and_of_a_lab_load_no_planning(tmp_path: Path) -> None:
     assert again & {"yaml", "vethlab.topology.loader", "vethlab.topology.validate"} == set()
     assert modules_after("down", str(path)) & PLANNING == set()
     assert not Path("/run/netns/a").exists()  # it did come down
+
+
+#: start-up weight that building and removing a lab without services never uses:
+#: processes and signals (kernel/process.py, subprocess, signal: a service or
+#: `exec` loads them), `socket`'s enum wrappers (the netlink code uses _socket),
+#: OpenSSL (vethlab/digests.py)
+PROCESS_MACHINERY = {"subprocess", "signal", "socket", "hashlib", "_hashlib", "vethlab.kernel.process"}
+
+
+def test_up_and_down_of_a_lab_without_services_load_no_process_machinery(tmp_path: Path) -> None:
+    path = tmp_path / "lab.yaml"
+    path.write_text("name: lean\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a:e0, b:e0]}]\n")
+    assert modules_after("down", "--lab", "nope") & (PROCESS_MACHINERY | {"vethlab.topology.schema"}) == set()
+    assert modules_after("up", str(path)) & PROCESS_MACHINERY == set()
+    assert modules_after("up", str(path)) & PROCESS_MACHINERY == set()  # read from the topology cache
+    assert modules_after("down", str(path)) & (PROCESS_MACHINERY | {"vethlab.topology.schema"}) == set()
+    assert not Path("/run/netns/a").exists()

@@ -102,7 +102,7 @@ def _on(machine: str | None) -> str:
 def cmd_down(args: argparse.Namespace) -> int:
     if getattr(args, "machine", None) is not None and args.file:  # the state here holds only this machine's part
         from ..ops.machines import choose
-        from ..state.speccache import load_lab  # here: `down` otherwise needs no cache (nor OpenSSL's hashlib)
+        from ..state.speccache import load_lab  # here: `down` otherwise needs no topology cache
 
         choose(load_lab(topology_file(args.file)), args.machine)
     if args.lab:

@@ -3,9 +3,9 @@ by the interface's driver (drivers/link.py), which knows what the interface hold
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Self
 
+from ..deferred import dataclass
 from ..model.desired import DesiredInterface
 from ..reconcile.actions import Action, ApplyContext, PlanContext, hidden
 from ..reconcile.journal import Step

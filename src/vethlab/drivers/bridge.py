@@ -5,9 +5,9 @@ the firewall driver's."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..deferred import dataclass
 from ..kernel.api import Links
 from ..model.desired import DesiredInterface
 from ..reconcile.actions import Action, ApplyContext, PlanContext, SelfChecked

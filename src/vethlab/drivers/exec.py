@@ -3,11 +3,11 @@ its commands changed (the state keeps a digest of them per node)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import dataclass
 from typing import Any
 
+from ..deferred import dataclass
+from ..digests import sha256
 from ..errors import CommandFailed
 from ..reconcile.actions import ApplyContext, PlanContext, SelfChecked
 from ..reconcile.journal import Step
@@ -17,7 +17,7 @@ EXEC_TIMEOUT = 300.0
 
 
 def exec_digest(commands: tuple[tuple[str, ...], ...]) -> str:
-    return hashlib.sha256(json.dumps(commands).encode()).hexdigest()[:16] if commands else ""
+    return sha256(json.dumps(commands).encode()).hexdigest()[:16] if commands else ""
 
 
 @dataclass(frozen=True)

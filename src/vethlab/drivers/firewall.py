@@ -5,9 +5,10 @@ lab's that lacks its marker chain is not vethlab's: a conflict, never taken over
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from ..deferred import dataclass
 from ..model.firewall import DIGEST_CHAIN_PREFIX, batch, digest, rules
 from ..ownership import table_marker, table_name, table_owner
 from ..reconcile.actions import ApplyContext, PlanContext, SelfChecked

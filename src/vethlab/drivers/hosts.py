@@ -11,9 +11,9 @@ order ADD and DEL write them (equal digests: `plan` has nothing to say)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import partial
 
+from ..deferred import dataclass
 from ..kernel.api import Kernel
 from ..model.desired import Desired
 from ..model.hosts import hosts_digest

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from ..deferred import dataclass
 from ..kernel.api import LinkInfo, Netns
 from ..model.desired import DesiredInterface
 from ..ownership import lab_of

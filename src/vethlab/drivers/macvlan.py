@@ -3,8 +3,7 @@ bridge.  The parent must exist in its node; the member is made whole by vethlab.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from ..deferred import dataclass
 from ..kernel.api import Netns
 from ..model.desired import DesiredInterface
 from ..reconcile.actions import Action, ApplyContext, PlanContext

@@ -4,9 +4,9 @@ marker) and deleted with the processes and /etc/netns files inside it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import partial
 
+from ..deferred import dataclass
 from ..errors import KernelError
 from ..ownership import lab_of
 from ..reconcile.actions import Action, ApplyContext, Phase, PlanContext, hidden

@@ -4,9 +4,9 @@ vethlab did not make is a conflict."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from ..deferred import dataclass
 from ..kernel.api import Route
 from ..model.routes import route_matches, route_of, route_text, same_slot
 from ..ownership import ROUTE_PROTO

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..deferred import dataclass
 from ..errors import CommandFailed
 from ..reconcile.actions import Action, ApplyContext, PlanContext, SelfChecked
 from ..reconcile.journal import Step

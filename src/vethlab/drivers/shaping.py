@@ -3,9 +3,10 @@ tbf for a rate alone, netem for delay, jitter or loss (Shaping.qdisc decides).""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from ..deferred import dataclass
 from ..errors import ConflictError
 from ..kernel.api import Kernel
 from ..model.desired import Desired

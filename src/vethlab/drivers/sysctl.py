@@ -4,8 +4,7 @@ restored when the last lab needing it goes down."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from ..deferred import dataclass
 from ..reconcile import forwarding
 from ..reconcile.actions import Action, ApplyContext, PlanContext, SelfChecked
 from ..reconcile.journal import Step, inside

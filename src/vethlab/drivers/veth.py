@@ -4,8 +4,7 @@ pair (re)built, each end marked in the same request that creates it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from ..deferred import dataclass
 from ..kernel.api import Netns
 from ..reconcile.actions import Action, ApplyContext, PlanContext
 from ..reconcile.journal import Step

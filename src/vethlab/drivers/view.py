@@ -14,11 +14,11 @@ built, rebuilt or removed, drivers/service.py restarts them (`plan` says so)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-from dataclasses import dataclass
 from typing import Any
 
+from ..deferred import dataclass
+from ..digests import sha256
 from ..kernel.api import File, Kernel, Mount, Private, View
 from ..model.desired import Desired, DesiredNode
 from ..reconcile.actions import Action, ApplyContext, PlanContext, hidden
@@ -70,7 +70,7 @@ def view_of(node: DesiredNode, backing_dir: str) -> View:
     """The node's view with its backing paths under `backing_dir` (STATE/LAB/fs/NODE),
     named by a hash of the node path, so a rebuilt view finds its private content."""
     def name(kind: str, path: str) -> str:
-        return os.path.join(backing_dir, f"{kind}-{hashlib.sha256(path.encode()).hexdigest()[:16]}")
+        return os.path.join(backing_dir, f"{kind}-{sha256(path.encode()).hexdigest()[:16]}")
 
     return View(node.hostname or node.name,
                 tuple(Private(p.path, name("p", p.path), p.copy, p.owner, p.mode) for p in node.private),

@@ -9,8 +9,9 @@ entries (all-zero MAC, one per other machine) are added and removed one by one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
+from ..deferred import dataclass
 from ..errors import VethlabError
 from ..kernel.api import Kernel, Netns
 from ..model.desired import Desired, DesiredInterface, IfKey, Vxlan

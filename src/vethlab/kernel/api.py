@@ -16,8 +16,10 @@ same protocols, batching included, for unit tests.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from ..deferred import dataclass
 
 if TYPE_CHECKING:
     from subprocess import CompletedProcess
@@ -111,10 +113,11 @@ class View(NamedTuple):
     def digest(self) -> str:
         """What the view was built from, in short: kept beside its pins, so the next
         `up` knows whether the file still asks for the same."""
-        import hashlib
         import json
 
-        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+        from ..digests import sha256
+
+        return sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
 
     def to_json(self) -> dict[str, Any]:
         return {"hostname": self.hostname, "private": [list(p) for p in self.private],

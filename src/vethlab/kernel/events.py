@@ -15,10 +15,12 @@ ifindex read from each message (decoding whole links cost ~70 us each, and a
 
 from __future__ import annotations
 
+# the C module, as kernel/nl.py: `socket` re-wraps every constant as an IntEnum at import (~1 ms
+# of every command's start-up); the socket objects and functions used here are the same
+import _socket as socket
 import errno
 import ipaddress
 import select
-import socket
 import struct
 
 from . import netns as nsmod

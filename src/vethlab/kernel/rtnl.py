@@ -10,12 +10,14 @@ writes.  The executor flushes after each phase.
 
 from __future__ import annotations
 
+# the C module, as kernel/nl.py: `socket` re-wraps every constant as an IntEnum at import (~1 ms
+# of every command's start-up); the socket objects and functions used here are the same
+import _socket as socket
 import errno
 import functools
 import ipaddress
 import os
 import random
-import socket
 import struct
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -25,7 +27,6 @@ from ..ownership import NETNS_TAG_PREFIX, ROUTE_PROTO, birth_tag
 from . import netns as nsmod
 from . import nftables, nl, nodefiles, nodefs, services
 from .api import EventStream, LinkInfo, Listener, Netns, Removals, Route, View, route_text
-from .process import missing_command, node_argv, run_in_node
 
 if TYPE_CHECKING:
     from subprocess import CompletedProcess
@@ -798,6 +799,8 @@ class NetlinkKernel:
         """Run argv in a node; (exit status, combined output).  127: not found."""
         import subprocess
 
+        from .process import run_in_node
+
         self.flush()
         try:
             result = run_in_node(ns, argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -809,12 +812,18 @@ class NetlinkKernel:
         return result.returncode, result.stdout
 
     def run_in_node(self, ns: Netns, argv: Sequence[str], **kwargs: Any) -> CompletedProcess[Any]:
+        from .process import run_in_node  # here: kernel/process.py loads subprocess and shutil
+
         return run_in_node(ns, argv, **kwargs)
 
     def node_argv(self, ns: Netns, argv: Sequence[str]) -> list[str]:
+        from .process import node_argv
+
         return node_argv(ns, argv)
 
     def missing_command(self, ns: Netns, argv: Sequence[str]) -> str | None:
+        from .process import missing_command
+
         return missing_command(argv, ns)
 
     def oneshot_succeeded(self, log_path: str) -> bool:

@@ -27,9 +27,10 @@ addresses: it joins a real LAN the host may be on too (ipam.py).
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import NamedTuple
 
+from ..deferred import dataclass
 from ..errors import ConflictError
 from ..topology import HOST, LabSpec
 from .ipam import Allocation

@@ -9,11 +9,12 @@ I/O.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import NamedTuple
 
+from ..deferred import dataclass
+from ..digests import sha1
 from ..topology.schema import HOST, FileSpec, LabSpec, MountSpec, NetworkSpec, PrivateSpec, PublishSpec, RouteSpec
 from ..topology.shaping import Shaping
 from .ipam import Allocation
@@ -135,7 +136,7 @@ def fingerprints(desired: Desired) -> dict[str, str]:
         parts.setdefault(node, []).append(repr(keys))
     for up in desired.uplinks:
         parts.setdefault(up.node, []).append(repr(up))
-    return {name: hashlib.sha1("\n".join(items).encode()).hexdigest()[:16] for name, items in parts.items()}
+    return {name: sha1("\n".join(items).encode()).hexdigest()[:16] for name, items in parts.items()}
 
 
 def restricted(desired: Desired, nodes: set[str], peers_only: frozenset[str] = frozenset()) -> Desired:
@@ -159,7 +160,7 @@ def restricted(desired: Desired, nodes: set[str], peers_only: frozenset[str] = f
 
 
 def short_hash(*parts: str, size: int = 9) -> str:
-    return hashlib.sha1(":".join(parts).encode()).hexdigest()[:size]
+    return sha1(":".join(parts).encode()).hexdigest()[:size]
 
 
 def bridge_name(lab: str, net: NetworkSpec) -> str:

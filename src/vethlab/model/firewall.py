@@ -26,11 +26,11 @@ detects that and says which rule would let it through.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import json
 from typing import Any
 
+from ..digests import sha256
 from ..ownership import lab_of_table, table_marker, table_name, table_owner
 from .desired import NatNetwork
 
@@ -110,7 +110,7 @@ HOOKS = {"postrouting": ("nat", "postrouting", 100), "prerouting": ("nat", "prer
 
 
 def digest(networks: list[NatNetwork]) -> str:
-    return hashlib.sha256(json.dumps(rules(networks), sort_keys=True).encode()).hexdigest()[:16]
+    return sha256(json.dumps(rules(networks), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def batch(lab: str, networks: list[NatNetwork], replace: bool) -> dict[str, Any]:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from ..deferred import dataclass
 from ..errors import ConflictError, UsageError
 
 #: vertex kinds, each drawn in its own shape

@@ -11,6 +11,6 @@ from __future__ import annotations
 
 def hosts_digest(entries: list[tuple[str, str]]) -> str:
     """16 hex digits of sha256 over the (address, name) lines, in order."""
-    import hashlib
+    from ..digests import sha256
 
-    return hashlib.sha256("".join(f"{a} {n}\n" for a, n in entries).encode()).hexdigest()[:16]
+    return sha256("".join(f"{a} {n}\n" for a, n in entries).encode()).hexdigest()[:16]

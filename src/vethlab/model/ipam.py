@@ -19,9 +19,10 @@ static `ip` that is one of them is a conflict.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from ..deferred import dataclass
 from ..errors import ConflictError
 from ..topology.schema import LabSpec, NetworkSpec
 

@@ -27,9 +27,9 @@ here from the file alone, identically everywhere:
 
 from __future__ import annotations
 
-import hashlib
 from typing import NamedTuple
 
+from ..digests import sha1, sha256
 from ..topology.machines import DEFAULT_UNDERLAY_MTU, overhead, underlay_mtu
 from ..topology.schema import HOST, LabSpec, LinkSpec, MachineSpec, NetworkSpec
 from .desired import Desired, DesiredInterface, DesiredNode, DesiredVeth, Vxlan, bridge_name, restricted
@@ -93,7 +93,7 @@ def network_key(net: NetworkSpec) -> str:
 
 
 def derived_vni(lab: str, key: str) -> int:
-    digest = hashlib.sha256(f"{lab}/{key}".encode()).digest()
+    digest = sha256(f"{lab}/{key}".encode()).digest()
     return VNI_DERIVED_MIN + int.from_bytes(digest[:8], "big") % (VNI_MAX + 1 - VNI_DERIVED_MIN)
 
 
@@ -136,13 +136,13 @@ def vnis(spec: LabSpec) -> dict[str, int]:
 
 
 def port_ifname(lab: str, network: str) -> str:
-    return "vx" + hashlib.sha1(f"{lab}:{network}".encode()).hexdigest()[:9]
+    return "vx" + sha1(f"{lab}:{network}".encode()).hexdigest()[:9]
 
 
 def stitch_names(lab: str, node: str, ifname: str) -> tuple[str, str, str]:
     """(machine-side veth end, bridge, tunnel) of a link end with `carrier: true`:
     `vc`, `vk`, `vt` + 9 hex digits of sha1(LAB:NODE:IFNAME)."""
-    digest = hashlib.sha1(f"{lab}:{node}:{ifname}".encode()).hexdigest()[:9]
+    digest = sha1(f"{lab}:{node}:{ifname}".encode()).hexdigest()[:9]
     return f"vc{digest}", f"vk{digest}", f"vt{digest}"
 
 
@@ -275,6 +275,6 @@ def mac_of(*parts: str) -> bytes:
     link end rebuilt (its machine rebooted) comes back with the MAC its peer has
     in its neighbour cache, so traffic resumes at once instead of after the
     cache entry goes stale (measured: pings failed for several seconds)."""
-    raw = bytearray(hashlib.sha256("/".join(parts).encode()).digest()[:6])
+    raw = bytearray(sha256("/".join(parts).encode()).digest()[:6])
     raw[0] = (raw[0] & 0xFC) | 0x02
     return bytes(raw)

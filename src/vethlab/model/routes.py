@@ -4,8 +4,12 @@ holds.  Policy, so above the kernel: the kernel layer only adds, deletes and lis
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..kernel.api import Route, default_metric, route_text
-from ..topology.schema import RouteSpec
+
+if TYPE_CHECKING:  # `down` (reconcile/removal.py) imports this module and needs no schema (~1.5 ms)
+    from ..topology.schema import RouteSpec
 
 __all__ = ["Route", "default_metric", "route_matches", "route_of", "route_text", "same_slot"]
 

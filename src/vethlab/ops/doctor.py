@@ -20,9 +20,9 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from ..deferred import dataclass
 from ..errors import VethlabError
 from ..kernel import open_kernel
 from ..kernel.api import Firewall, Kernel, Namespaces

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from ..deferred import dataclass
 from ..errors import UsageError
 from ..kernel.api import Kernel, LinkInfo
 from ..state import store

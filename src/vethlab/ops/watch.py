@@ -13,10 +13,10 @@ import ipaddress
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ..deferred import dataclass
 from ..kernel import open_kernel
 from ..kernel.api import AddressEvent, Event, Kernel, LinkState
 from ..ownership import marker

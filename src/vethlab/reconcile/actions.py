@@ -13,9 +13,10 @@ params).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from ..deferred import dataclass
 from ..kernel.api import Kernel, Netns, Route
 from ..model.desired import Desired, DesiredNode
 from .journal import Journal, Step

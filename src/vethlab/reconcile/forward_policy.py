@@ -22,9 +22,9 @@ the kernel.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..deferred import dataclass
 from ..errors import ConflictError
 from ..kernel.api import Firewall, Kernel, Sysctls
 from ..ownership import table_owner

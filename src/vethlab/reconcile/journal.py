@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import partial
 from typing import Any
 
+from ..deferred import dataclass
 from ..errors import VethlabError
 from ..kernel.api import Kernel, Netns
 from .removal import VANISH_TIMEOUT, VANISH_TIMEOUT_PER_INTERFACE, wait_gone

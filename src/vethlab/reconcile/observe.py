@@ -4,9 +4,10 @@ namespace (sockets are opened on existing /run/netns files, read-only)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
+from ..deferred import dataclass
 from ..kernel.api import Kernel, LinkInfo, Netns, Route
 from ..topology import HOST
 from .services import ServiceSeen, observe_services

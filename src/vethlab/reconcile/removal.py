@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import partial
 
+from ..deferred import dataclass
 from ..errors import KernelError
 from ..kernel.api import Kernel, LinkInfo, Netns, Removals, Route
 from ..model.routes import route_matches

@@ -21,9 +21,9 @@ import os
 import shlex
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from ..deferred import dataclass
 from ..errors import CommandFailed
 from ..kernel.api import Kernel, Netns
 
@@ -64,14 +64,14 @@ def ready_timeout() -> float:
 
 def labels(lab: str, node: str, run: Sequence[Sequence[str]]) -> list[str]:
     """The label of each `run:` item of a node, in order."""
-    import hashlib  # here: `down` imports this module and never labels (OpenSSL costs ~2 ms to load)
+    from ..digests import sha256  # here: `down` imports this module and never labels
 
     seen: dict[tuple[str, ...], int] = {}
     out = []
     for argv in run:
         nth = seen.get(tuple(argv), 0)
         seen[tuple(argv)] = nth + 1
-        key = hashlib.sha256(json.dumps([list(argv), nth]).encode()).hexdigest()[:12]
+        key = sha256(json.dumps([list(argv), nth]).encode()).hexdigest()[:12]
         out.append(f"{lab}:{node}:{key}")
     return out
 

@@ -39,7 +39,6 @@ make it build something the file does not say:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -47,6 +46,7 @@ import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
 
+from ..digests import sha256
 from ..errors import StateError
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def key(raw: bytes) -> str | None:
         environment = _environment()
     except OSError:
         return None
-    h = hashlib.sha256()
+    h = sha256()
     h.update(environment)
     h.update(len(raw).to_bytes(8, "little"))
     h.update(raw)
@@ -98,7 +98,7 @@ def _environment() -> bytes:
     if _ENV is None:
         from .. import __version__
 
-        h = hashlib.sha256(f"{_FORMAT}\0{__version__}\0{sys.version}\0".encode())
+        h = sha256(f"{_FORMAT}\0{__version__}\0{sys.version}\0".encode())
         package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         for part in SOURCES:  # topology/: what reads a file; state/: this codec
             folder = os.path.join(package, part)

@@ -7,9 +7,9 @@ them but canonical (`ipaddress.ip_interface` strings).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
+from ..deferred import dataclass
 from .shaping import Shaping
 
 HOST = "host"  #: the reserved node name for the namespace vethlab runs in
