@@ -182,7 +182,7 @@ def test_a_down_killed_between_a_directory_and_its_marker_leaves_nothing(write, 
 
 
 @pytest.mark.parametrize("left", ["directory", "marker"])
-@pytest.mark.parametrize("command", [["down"], ["clean"]])
+@pytest.mark.parametrize("command", [["down"], ["clean", "--all"]])
 def test_a_down_killed_after_a_namespace_and_before_its_files_leaves_nothing(write, left: str,
                                                                           command: list[str]) -> None:
     """The moment of a killed `down` after ns1's namespace is deleted and before its
