@@ -319,10 +319,15 @@ def delete_many(names: list[str], beside: Callable[[str], None] | None = None) -
             started = time.monotonic()
             umounts(SLOW_PROBE)
             if len(queue) > SLOW_PROBE and time.monotonic() - started > SLOW_PROBE * SLOW_UMOUNT:
-                helpers = [threading.Thread(target=umounts, name="vethlab-netns-del")
-                           for _ in range(DELETE_THREADS - 1)]
-                for helper in helpers:
-                    helper.start()
+                for _ in range(DELETE_THREADS - 1):
+                    helper = threading.Thread(target=umounts, name="vethlab-netns-del")
+                    try:
+                        helper.start()
+                    except RuntimeError:  # no thread to be had: the ones there do the rest
+                        break
+                    helpers.append(helper)
+                if not helpers:
+                    break
         umounts()
     finally:
         for helper in helpers:
