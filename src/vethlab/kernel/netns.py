@@ -252,11 +252,15 @@ def delete(name: str) -> None:
 #   serial umounts, files beside, no switch: 0.157 (0.10-1.67) / 0.82 (0.52-1.18) s
 #   2 / 4 umount threads, files beside: chain 0.175 / 0.51 s, star 0.79 / 0.52 s
 #   `ip -b` of `netns del`, then the files: 0.285 / 0.708 / 22 ms
-# Under that load the probe found umounts slow in 24 runs of 24 (16 threads then);
-# measured the same morning on a quieter machine, serial umounts took 22-48 ms for
-# 1000 namespaces where 16 threads took 0.13-0.24 s (threads contending for the GIL
-# and the mount lock cost more than they share).  File work inside the umounting
-# threads is what cost the 200-star (56 ms vs 17).  2 or 4 threads share too few waits.
+# Again at load 1-2 (chain of 1000 / star of 200, medians of 5 (min-max)): before
+# 0.147 (0.12-0.24) s / 31 (23-34) ms; this code 0.088 (0.04-0.17) s / 15 (9-18) ms;
+# this code's umounts with the files after them 0.102 s / 20 ms, before them
+# 0.138 s / 18 ms; serial umounts, files after: 0.283 (0.03-0.51) s / 19 (6-165) ms.
+# The probe found umounts slow in 33 runs of 34 and stayed serial once (200 in
+# 8 ms); measured the same morning on a quieter machine, serial umounts took 22-48
+# ms for 1000 namespaces where 16 threads took 0.13-0.24 s (threads contending for
+# the GIL and the mount lock cost more than they share).  File work inside the
+# umounting threads is what cost the 200-star.  2 or 4 threads share too few waits.
 DELETE_THREADS = 16
 #: umounts timed together before deciding, and the mean time per umount (s) above
 #: which more threads are started: fast ones take 9-60 us, slow ones 0.3-9 ms
