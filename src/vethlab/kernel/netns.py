@@ -256,7 +256,7 @@ def delete(name: str) -> None:
 # 0.147 (0.12-0.24) s / 31 (23-34) ms; this code 0.088 (0.04-0.17) s / 15 (9-18) ms;
 # this code's umounts with the files after them 0.102 s / 20 ms, before them
 # 0.138 s / 18 ms; serial umounts, files after: 0.283 (0.03-0.51) s / 19 (6-165) ms.
-# The probe found umounts slow in 33 runs of 34 and stayed serial once (200 in
+# The probe found umounts slow in 38 runs of 39 and stayed serial once (200 in
 # 8 ms); measured the same morning on a quieter machine, serial umounts took 22-48
 # ms for 1000 namespaces where 16 threads took 0.13-0.24 s (threads contending for
 # the GIL and the mount lock cost more than they share).  File work inside the
