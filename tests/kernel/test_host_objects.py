@@ -181,6 +181,27 @@ def test_a_down_killed_between_a_directory_and_its_marker_leaves_nothing(write, 
     nothing_built()
 
 
+@pytest.mark.parametrize("left", ["directory", "marker"])
+@pytest.mark.parametrize("command", [["down"], ["clean", "--all"]])
+def test_a_down_killed_after_a_namespace_and_before_its_files_leaves_nothing(write, left: str,
+                                                                          command: list[str]) -> None:
+    """The moment of a killed `down` after ns1's namespace is deleted and before its
+    /etc/netns files are (netns.delete_many removes them in a thread beside the
+    umounts, in either order): its directory whole, or only its marker.  The next run
+    finds them without a live namespace to lead to them and leaves nothing."""
+    path = write(SEED)
+    vethlab("up", path, check=True)
+    subprocess.run(["ip", "netns", "del", "ns1"], check=True)  # umount + unlink, as netns.delete does
+    if left == "marker":
+        for name in ("hosts", "resolv.conf"):
+            os.unlink(f"/etc/netns/ns1/{name}")
+        os.rmdir("/etc/netns/ns1")
+    assert os.path.exists("/etc/netns/.vethlab-owner.ns1")
+    vethlab(*command, *([path] if command[0] != "clean" else []), check=True)
+    assert tree("/etc/netns") == {}
+    nothing_built()
+
+
 def test_sigkill_while_writing_node_files_leaves_nothing_clean_misses(write, tmp_path) -> None:
     """A real kill: SIGKILL `up` the moment its first temporary file shows in /etc/netns.
     A large /etc/hosts (bind-mounted in this test's private mount namespace; every

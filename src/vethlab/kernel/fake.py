@@ -190,10 +190,15 @@ class FakeKernel:
         self.shaped.pop((ns, link.ifname), None)
 
     def delete_namespaces(self, names: list[str], owners: dict[str, str]) -> dict[str, Exception]:
+        """As the real one (netns.delete_many): every namespace goes whatever its files
+        do, and a failure of either is reported by name (the namespace's first)."""
         errors: dict[str, Exception] = {}
         for ns in names:
-            if ns in owners:
-                self.remove_node_files(ns, owners[ns])
+            try:
+                if ns in owners:
+                    self.remove_node_files(ns, owners[ns])
+            except (KernelError, OSError) as exc:
+                errors[ns] = exc
             try:
                 self.delete_namespace(ns)
             except KernelError as exc:

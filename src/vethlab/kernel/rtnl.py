@@ -366,9 +366,9 @@ class NetlinkKernel:
             raise KernelError(f"cannot delete namespace {ns}: {plain(exc)}") from None
 
     def delete_namespaces(self, names: list[str], owners: dict[str, str]) -> dict[str, Exception]:
-        """Delete many namespaces side by side (see netns.delete_many), each after its
-        /etc/netns files if owners[ns]'s lab made them (in the same worker: the file
-        work overlaps the umounts' grace periods); the failures."""
+        """Delete many namespaces at once (see netns.delete_many), and the /etc/netns
+        files of each if owners[ns]'s lab made them (in a thread beside the umounts:
+        the file work overlaps their grace periods); the failures."""
         self._sync()
         for ns in names:
             self._forget(ns)
