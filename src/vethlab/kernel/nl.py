@@ -37,6 +37,7 @@ from ..errors import KernelError
 
 TYPE_CHECKING = False  # collections.abc imports collections: start-up cost of the CNI plugin (cni/main.py)
 if TYPE_CHECKING:
+    from _thread import _local
     from collections.abc import Callable
 
 # message types
@@ -440,6 +441,26 @@ DUMP_RETRIES = 40
 DUMP_PATIENCE = 15.0
 F_DUMP_INTR = 0x10
 RECV_SIZE = 1 << 20
+_buffers: _local | None = None  # per thread: a RECV_SIZE buffer that every receive of that thread reuses (_recv)
+
+
+def _buffer() -> memoryview:
+    """This thread's receive buffer.  `sock.recv(RECV_SIZE)` allocates 1 MiB per call
+    (mmap, then mremap and munmap to shrink and free it): ~10 us of a ~12 us
+    exchange, measured, and a 1000-node `up` receives ~7000 times.  Per thread:
+    a receive releases the GIL, and two threads must not fill one buffer."""
+    global _buffers
+    if _buffers is None:
+        import _thread
+
+        _buffers = _thread._local()
+    view: memoryview | None = getattr(_buffers, "view", None)
+    if view is None:
+        view = memoryview(bytearray(RECV_SIZE))
+        _buffers.view = view
+    return view
+
+
 _DELETES = (RTM_DELLINK, RTM_DELADDR, RTM_DELROUTE)
 _GONE = (errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL)
 
@@ -723,7 +744,8 @@ class NlSocket:
         deadline = None
         while True:
             try:
-                return self.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+                buffer = _buffer()
+                return bytes(buffer[:self.sock.recv_into(buffer, RECV_SIZE, socket.MSG_DONTWAIT)])
             except BlockingIOError:
                 if not wait:
                     return None
