@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from vethlab.kernel import netns as nsmod
 from vethlab.kernel import procsys
 from vethlab.kernel.procsys import SysctlWriter
