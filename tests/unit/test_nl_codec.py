@@ -511,3 +511,53 @@ def test_watch_skips_messages_it_cannot_read() -> None:
     seen = events.parse("a", memoryview(bad + good))
     assert [(e.node, e.link.ifname, e.deleted) for e in seen if isinstance(e, LinkEvent)] == [("a", "e0", False)]
     assert len(seen) == 1
+
+
+def test_one_request_on_an_idle_socket_answers_its_own_ack():
+    """request() on an idle socket skips flush()'s bookkeeping: its ack is the one it
+    waits for (a stray answer of another sequence number before it is passed over), a
+    refusal is a NetlinkError naming the request, a tolerated code is no error."""
+    stray: list[int] = []
+
+    def answer(kind: int, flags: int, seq: int, msg: bytes) -> list[bytes]:
+        code = 17 if kind == nl.RTM_NEWLINK and seq == 2 else 19 if kind == nl.RTM_DELLINK else 0  # EEXIST, ENODEV
+        stray.append(seq)
+        return [ack(seq + 1000), ack(seq, code)]
+
+    sock = nl.NlSocket(timeout=5)
+    kernel = FakeKernel(sock, answer)
+    try:
+        sock.request(nl.RTM_NEWLINK, 0, nl.setlink_body(1, up=True), "set lo up")
+        with pytest.raises(nl.NetlinkError) as refused:
+            sock.request(nl.RTM_NEWLINK, nl.F_CREATE | nl.F_EXCL, nl.bridge_body("br0"), "create bridge br0")
+        assert (refused.value.code, refused.value.what) == (17, "create bridge br0")
+        sock.request(nl.RTM_DELLINK, 0, nl.ifinfo(7), "delete link 7", (19,))
+        assert kernel.sends == [1, 1, 1] and stray == [1, 2, 3]
+    finally:
+        kernel.close()
+        sock.close()
+
+
+def test_one_request_whose_ack_an_overrun_swallowed_is_sent_again_as_done_twice():
+    """The kernel carried the request out (a send() is handled whole) but its ack was
+    dropped: request() sends it once more, and "already exists" then means the first
+    copy made it -- as flush() does after an overrun."""
+    sock = nl.NlSocket(timeout=5)
+    kernel = FakeKernel(sock, lambda kind, flags, seq, msg: [ack(seq, 17 if seq > 1 else 0)])
+    real = sock._recv
+    dropped = []
+
+    def recv(what, wait=True):  # the first answer is lost to a full receive buffer
+        if not dropped:
+            dropped.append(real(what, wait))
+            sock._unclean = True
+            raise nl._Overrun
+        return real(what, wait)
+
+    sock._recv = recv
+    try:
+        sock.request(nl.RTM_NEWLINK, nl.F_CREATE | nl.F_EXCL, nl.bridge_body("br0"), "create bridge br0")
+        assert kernel.sends == [1, 1] and not sock._unclean
+    finally:
+        kernel.close()
+        sock.close()

@@ -174,6 +174,9 @@ def run_in_thread(fn: Callable[[], T]) -> T:
     return box["value"]  # type: ignore[return-value]
 
 
+_NEW_FILE = os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+
+
 def create_many(names: Iterable[str], inside: Callable[[str], T],
                 tag: Callable[[str], str] | None = None) -> dict[str, T]:
     """Create each named namespace, call `inside(name)` from within it, then publish
@@ -194,15 +197,19 @@ def create_many(names: Iterable[str], inside: Callable[[str], T],
             path = ns_path(name)
             marker = ns_path(tag(name)) if tag else None
             if marker:
-                _unlink_quiet(marker)
-                os.close(os.open(marker, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
+                try:
+                    fd = os.open(marker, _NEW_FILE, 0o444)
+                except FileExistsError:  # a crashed run's: this run's now
+                    _unlink_quiet(marker)
+                    fd = os.open(marker, _NEW_FILE, 0o444)
+                os.close(fd)
                 try:
                     os.link(marker, path)
                 except BaseException:
                     _unlink_quiet(marker)
                     raise
             else:
-                os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
+                os.close(os.open(path, _NEW_FILE, 0o444))
             try:
                 unshare_net()
                 results[name] = inside(name)
