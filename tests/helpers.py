@@ -8,7 +8,7 @@ import sys
 
 from vethlab.cli.demo import SEED  # the seed lab, as the demo shows it
 
-__all__ = ["SEED", "ip_json", "star_lab", "vethlab"]
+__all__ = ["SEED", "fresh_python", "ip_json", "star_lab", "vethlab"]
 
 
 def vethlab(*args: str, input: str | None = None, check: bool | None = None, env: dict[str, str] | None = None,
@@ -19,6 +19,12 @@ def vethlab(*args: str, input: str | None = None, check: bool | None = None, env
     if check is True and result.returncode != 0:
         raise AssertionError(f"vethlab {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def fresh_python(code: str) -> str:
+    """What `code` prints when run by a fresh interpreter (nothing imported yet: what
+    a module loads at import, or makes on the way, is seen whole); fails if it fails."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
 
 
 def ip_json(*args: str) -> list[dict]:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from helpers import fresh_python
 from vethlab import deferred
 
 
@@ -116,7 +117,7 @@ def test_every_dataclass_of_vethlab_can_be_made() -> None:
              "    assert dataclasses.fields(cls), cls\n"
              "assert deferred.pending() == []\n"
              "print(len(pending))")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    out = fresh_python(probe)
     assert int(out) > 40
 
 
@@ -128,5 +129,5 @@ def test_importing_the_planner_and_every_driver_makes_no_dataclass() -> None:
              "print(sorted(f'{m.__name__}.{n}' for m in list(sys.modules.values()) "
              "if getattr(m, '__name__', '').startswith('vethlab.') for n, c in vars(m).items() "
              "if isinstance(c, type) and c.__module__ == m.__name__ and '__dataclass_params__' in c.__dict__))")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    out = fresh_python(probe)
     assert out.strip() == "[]"

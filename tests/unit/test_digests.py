@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 
+from helpers import fresh_python
 from vethlab import digests
 
 
@@ -27,5 +26,5 @@ def test_planning_and_building_load_no_openssl() -> None:
              "from vethlab.model.desired import fingerprints\n"
              "hosts_digest([('10.0.0.1', 'a')])\n"
              "print(sorted({'hashlib', '_hashlib'} & set(sys.modules)))")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    out = fresh_python(probe)
     assert out.strip() == "[]"

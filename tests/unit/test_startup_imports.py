@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from helpers import modules_after
+from helpers import fresh_python, modules_after
 from vethlab.cli.main import build_parser
 
 #: what planning and building need, and quick commands must not load
@@ -73,12 +73,10 @@ def test_the_package_names_the_host_node_as_the_schema_does() -> None:
 def test_the_lifecycle_commands_load_the_topology_cache_only_when_they_read_a_file() -> None:
     """`down` (cli/lifecycle.py) reads no topology through the cache: importing the
     commands must not load it, nor hashlib (OpenSSL, ~2 ms) with it."""
-    import subprocess
-    import sys
 
     probe = ("import sys, vethlab.cli.lifecycle; "
              "print(sorted({'vethlab.state.speccache', 'hashlib'} & set(sys.modules)))")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    out = fresh_python(probe)
     assert out.strip() == "[]"
 
 
