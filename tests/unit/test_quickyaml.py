@@ -226,3 +226,51 @@ def test_a_key_libyaml_finds_too_long_is_left_to_it(text: str) -> None:
     assert quickyaml.parse(text, "f.yaml") is None
     with pytest.raises(ValidationError):
         loader.loads(text, "f.yaml")
+
+
+_flat_values = st.one_of(st.sampled_from(SCALARS), st.lists(st.sampled_from(SCALARS), max_size=4))
+
+
+@st.composite
+def flat_lines(draw: Any) -> str:
+    """`{k: v, k: [a, b]}` as YAML writers write it, sometimes slightly off."""
+    text = _flow(draw(st.dictionaries(st.sampled_from(KEYS), _flat_values, min_size=1, max_size=4)))
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(text) - 1))
+        what = draw(st.sampled_from([" ", "", ",", ":", "[", "]", "{", "}", ", ", "  "]))
+        text = text[:at] + what + text[at + draw(st.integers(0, 1)):]
+    return text
+
+
+@settings(max_examples=1500, deadline=None)
+@given(flat_lines())
+def test_the_flat_flow_mapping_path_reads_what_the_token_loop_reads(line: str) -> None:
+    """Reader.flat, the one-regex path of most lines of a big lab, builds what the
+    general token loop builds (data, lines, count) or leaves the line to it."""
+    text = f"name: x\nnodes:\n  a: {line}\n  b:\n  - {line}\n"
+    quick = quickyaml._Reader()
+    slow = quickyaml._Reader()
+    slow.flat = lambda rest, path, number: None  # type: ignore[method-assign]
+    try:
+        got: Any = quick.read(text)
+    except quickyaml._GiveUp:
+        got = None
+    try:
+        want: Any = slow.read(text)
+    except quickyaml._GiveUp:
+        want = None
+    assert repr(got) == repr(want), line
+    if want is not None:
+        assert (quick.lines, quick.count) == (slow.lines, slow.count), line
+
+
+def test_the_flat_path_leaves_near_misses_to_the_token_loop() -> None:
+    reader = quickyaml._Reader()
+    for line in ["{a: [b,c]}", "{a: [b, c] }", "{a:  b}", "{a: b,c: d}", "{a: [ b]}", "{a: {b: c}}", "{a: [b, [c]]}",
+                 "{a: b, }", "{a: 'b'}", "{a: b}x", "{a: [b, c], d: e"]:
+        assert reader.flat(line, (), 1) is None, line
+    assert reader.flat("{endpoints: [n0:r, n1:l], addresses: [10.0.0.1/30, 10.0.0.2/30]}", ("l",), 3) == \
+        {"endpoints": ["n0:r", "n1:l"], "addresses": ["10.0.0.1/30", "10.0.0.2/30"]}
+    assert reader.lines == {("l",): 3, ("l", "endpoints"): 3, ("l", "endpoints", 0): 3, ("l", "endpoints", 1): 3,
+                            ("l", "addresses"): 3, ("l", "addresses", 0): 3, ("l", "addresses", 1): 3}
+    assert reader.count == 9

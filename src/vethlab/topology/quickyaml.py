@@ -47,8 +47,12 @@ _SCALAR = rf"{_CHUNK}(?: +{_CHUNK})*"
 #: a block line: indentation, `- ` (then maybe more indentation), `KEY:` and what follows
 _LINE = re.compile(rf"( *)(- +)?(?:({_SCALAR}):(?: +|\Z))?(.*)\Z")
 _PLAIN = re.compile(rf"{_SCALAR}\Z")
-#: `KEY: VALUE` in a flat flow mapping, the value a plain scalar or `[...]`
-_PAIR = re.compile(rf"({_SCALAR}): ({_SCALAR}|\[[^\][{{}}]*\])")
+#: a flat flow mapping as YAML writers write it: `{k: v, k: [a, b], k: []}`, values plain
+#: scalars or flat sequences of them, one space after each `,` and `:`, none inside brackets
+_FLAT_VALUE = rf"(?:{_SCALAR}|\[(?:{_SCALAR}(?:, {_SCALAR})*)?\])"
+_FLAT_MAP = re.compile(rf"\{{{_SCALAR}: {_FLAT_VALUE}(?:, {_SCALAR}: {_FLAT_VALUE})*\}}\Z")
+#: `KEY: VALUE` in a text _FLAT_MAP matched: (key, scalar value or "", the inside of `[...]`)
+_PAIR = re.compile(rf"({_SCALAR}): (?:({_SCALAR})|\[([^\]]*)\])")
 #: one token of a flow collection; the last group catches anything else
 _TOKEN = re.compile(rf" *(?:({_SCALAR})|([\[\]{{}},])|(: )|(.))")
 #: characters that end or break lines for YAML besides \n, a byte order mark, tabs
@@ -255,24 +259,42 @@ class _Reader:
             self.counted()
             lines[path] = number
             return self.items(words, path, number)
-        pairs = _PAIR.findall(rest)
-        # the pairs, written back as a YAML writer writes them, must be the whole text
-        if not pairs or rest != "{" + ", ".join([f"{key}: {value}" for key, value in pairs]) + "}":
+        # one match checks the whole line, so its pairs and words need no check of their own
+        if _FLAT_MAP.match(rest) is None:
             return None
-        values: list[str | list[str] | None] = [_words(value) if value[0] == "[" else value for key, value in pairs]
-        if None in values:
-            return None
-        self.counted()
+        max_chars = self.max_chars
+        count = self.count + 1
         lines[path] = number
         mapping: dict[str, Any] = {}
-        for (key, _text), value in zip(pairs, values, strict=True):
-            if key in mapping or len(key) > self.max_chars:
+        for key, text, inside in _PAIR.findall(rest):
+            if key in mapping or len(key) > max_chars:
                 raise _GiveUp
-            self.counted(2)
+            count += 2
             vpath = path + (key,)
             lines[vpath] = number
-            mapping[key] = self.items(value, vpath, number) if isinstance(value, list) else \
-                self.scalar(value)  # type: ignore[arg-type]  # None was refused above
+            if text:
+                if len(text) > max_chars:
+                    raise _GiveUp
+                value: Any = text if text[0] not in IMPLICIT_FIRST else _value(text)
+                if value is _UNSURE:
+                    raise _GiveUp
+                mapping[key] = value
+                continue
+            items: list[Any] = []
+            if inside:
+                for i, word in enumerate(inside.split(", ")):
+                    if len(word) > max_chars:
+                        raise _GiveUp
+                    item = word if word[0] not in IMPLICIT_FIRST else _value(word)
+                    if item is _UNSURE:
+                        raise _GiveUp
+                    lines[vpath + (i,)] = number
+                    items.append(item)
+                count += len(items)
+            mapping[key] = items
+        if count > self.max_values:
+            raise _GiveUp
+        self.count = count
         return mapping
 
     def items(self, words: list[str], path: Path, number: int) -> list[Any]:
