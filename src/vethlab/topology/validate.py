@@ -352,13 +352,24 @@ def _plain_link(raw: Any, line: int | None, nodes: dict[str, Any]) -> LinkSpec |
     return LinkSpec(a=a, b=b, addresses_a=first, addresses_b=second, line=line)
 
 
+#: interface names _plain_end found good: ifname_problem is a pure function of the name,
+#: and a big lab repeats a few names thousands of times (bounded: the API may validate
+#: many files in one process)
+_GOOD_IFNAMES: set[str] = set()
+
+
 def _plain_end(text: Any, nodes: dict[str, Any]) -> Endpoint | None:
     """`NODE:IFNAME` of a defined node and a good name, as _endpoint reads it; else None."""
-    if type(text) is not str or text.count(":") != 1:
+    if type(text) is not str:
         return None
-    node, ifname = text.split(":")
-    if (node != HOST and node not in nodes) or ifname_problem(ifname):
+    node, colon, ifname = text.partition(":")
+    if not colon or ":" in ifname or (node not in nodes and node != HOST):
         return None
+    if ifname not in _GOOD_IFNAMES:
+        if ifname_problem(ifname):
+            return None
+        if len(_GOOD_IFNAMES) < 4096:
+            _GOOD_IFNAMES.add(ifname)
     return Endpoint(node, ifname)
 
 
