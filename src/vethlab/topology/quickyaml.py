@@ -285,7 +285,8 @@ class _Reader:
                 for i, word in enumerate(inside.split(", ")):
                     if len(word) > max_chars:
                         raise _GiveUp
-                    item = word if word[0] not in IMPLICIT_FIRST else _value(word)
+                    # no implicit type has a slash (addresses, the bulk of a big lab)
+                    item = word if word[0] not in IMPLICIT_FIRST or "/" in word else _value(word)
                     if item is _UNSURE:
                         raise _GiveUp
                     lines[vpath + (i,)] = number
@@ -387,7 +388,11 @@ class _Reader:
             if key in mapping or len(key) > self.max_chars:
                 raise _GiveUp
             self.counted()
-            if rest:
+            if rest == "{}" and len(blocks) < self.max_depth:  # `n7: {}`, half the lines of a big lab
+                self.counted()
+                lines[block.path + (key,)] = number
+                mapping[key] = {}
+            elif rest:
                 mapping[key] = self.inline(rest, block.path + (key,), number, len(blocks))
             else:
                 mapping[key] = None  # a placeholder, filled by the block below
