@@ -12,6 +12,7 @@ from __future__ import annotations
 TYPE_CHECKING = False  # not typing's: nothing else here needs it (mypy knows the name)
 
 if TYPE_CHECKING:
+    from hashlib import blake2b as blake2b
     from hashlib import sha1 as sha1
     from hashlib import sha256 as sha256
 else:
@@ -26,5 +27,9 @@ else:
             from _sha2 import sha256  # CPython >= 3.12
         except ImportError:
             from hashlib import sha256
+    try:
+        from _blake2 import blake2b  # node fingerprints: ~2x the speed of the built-in sha1 on ~400 bytes
+    except ImportError:
+        from hashlib import blake2b
 
-__all__ = ["sha1", "sha256"]
+__all__ = ["blake2b", "sha1", "sha256"]

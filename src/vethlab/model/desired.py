@@ -14,7 +14,7 @@ from dataclasses import field
 from typing import NamedTuple
 
 from ..deferred import dataclass
-from ..digests import sha1
+from ..digests import blake2b, sha1
 from ..topology.schema import HOST, FileSpec, LabSpec, MountSpec, NetworkSpec, PrivateSpec, PublishSpec, RouteSpec
 from ..topology.shaping import Shaping
 from .ipam import Allocation
@@ -136,7 +136,9 @@ def fingerprints(desired: Desired) -> dict[str, str]:
         parts.setdefault(node, []).append(repr(keys))
     for up in desired.uplinks:
         parts.setdefault(up.node, []).append(repr(up))
-    return {name: sha1("\n".join(items).encode()).hexdigest()[:16] for name, items in parts.items()}
+    # BLAKE2b of 8 bytes: as long as the 16 hex digits of SHA-1 kept before, in half the
+    # time (~1 ms of a 1000-node run); a state written with SHA-1 ones differs once: a full re-read
+    return {name: blake2b("\n".join(items).encode(), digest_size=8).hexdigest() for name, items in parts.items()}
 
 
 def restricted(desired: Desired, nodes: set[str], peers_only: frozenset[str] = frozenset()) -> Desired:
