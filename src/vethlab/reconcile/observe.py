@@ -43,7 +43,7 @@ class Observed:
 def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], marker: str,
             read_hosts: bool = True, only: set[str] | None = None, routed: set[str] | None = None,
             skip_addresses: set[str] | None = None, skip_routes: set[str] | None = None,
-            host_part: bool = False) -> Observed:
+            host_part: bool = False, live: set[str] | None = None) -> Observed:
     """Observe the nodes of `desired` plus `known_nodes` (from the lab's state).
 
     `only` limits the nodes read (verification after a change re-reads just the
@@ -55,7 +55,10 @@ def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], mar
     the file unchanged; model.desired.restricted's peers_only): only the host
     interfaces `desired` names are read (host_names), and its routes only when the
     lab has routes or uplinks there.  Its other interfaces, the ports of members
-    out of scope, are neither read nor judged."""
+    out of scope, are neither read nor judged.
+
+    `live`: the namespaces mounted, when the caller read them just before and has
+    changed nothing since (prepare.py); else mountinfo is read here."""
     wanted: dict[str, Netns] = dict(known_nodes)
     wanted.update({name: node.netns for name, node in desired.nodes.items()})
     if any(HOST in key for key in desired.interfaces) or HOST in known_nodes:
@@ -64,7 +67,8 @@ def observe(kernel: Kernel, desired: Desired, known_nodes: dict[str, Netns], mar
         wanted = {name: ns for name, ns in wanted.items() if name in only}
     routed = set(routed or ()) | {name for name, node in desired.nodes.items() if node.routes}
     out = Observed()
-    live = kernel.alive_namespaces()  # one read of mountinfo, not an open per namespace
+    if live is None:
+        live = kernel.alive_namespaces()  # one read of mountinfo, not an open per namespace
     alive = {ns: ns in live for ns in wanted.values() if ns is not None and kernel.namespace_exists(ns)}
     kernel.open_namespaces([ns for ns, ok in alive.items() if ok])
     # /etc/netns/NS is read for every node, made or not: an admin's directory of that

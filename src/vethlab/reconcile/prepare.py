@@ -39,13 +39,16 @@ def prepare(kernel: Kernel, spec: LabSpec, state: store.LabState | None, refresh
     for driver in registry.DRIVERS:
         driver.preflight(kernel, full)
     prints = fingerprints(full)
-    changed = None if refresh else scope(kernel, full, state, prints)
+    # one read of mountinfo for scope and observe_lab: between them this run only reads
+    # the kernel (and holds the lab's lock), so no namespace of vethlab's comes or goes
+    alive = kernel.alive_namespaces()
+    changed = None if refresh else scope(kernel, full, state, prints, alive)
     nodes = None if changed is None else changed | peers_of(full, changed)
     # the host pulled in only as the peer of changed members: just their ports (and
     # its bridges) are read and judged, not the ports of every member of its networks
     part = frozenset({HOST} if nodes is not None and changed is not None and HOST in nodes - changed else ())
     desired = full if nodes is None else restricted(full, nodes, part)
-    observed = observe_lab(kernel, desired, state, nodes, host_part=bool(part))
+    observed = observe_lab(kernel, desired, state, nodes, host_part=bool(part), alive=alive)
     memory = remembered(kernel, desired, state, nodes)
     observe_extras(kernel, observed, desired, table_name(spec.name), memory.firewall_nodes,
                    {n: s for n, s in (state.services if state else {}).items() if nodes is None or n in nodes},
@@ -58,14 +61,17 @@ def prepare(kernel: Kernel, spec: LabSpec, state: store.LabState | None, refresh
     return full, plan
 
 
-def scope(kernel: Kernel, full: Desired, state: store.LabState | None, prints: dict[str, str]) -> set[str] | None:
+def scope(kernel: Kernel, full: Desired, state: store.LabState | None, prints: dict[str, str],
+          alive: set[str] | None = None) -> set[str] | None:
     """The nodes whose part of the file or of the kernel changed (to re-read with
-    their link peers, peers_of), or None to re-read all of them."""
+    their link peers, peers_of), or None to re-read all of them.  `alive`: the
+    namespaces mounted, if just read."""
     if state is None or not state.complete or not state.fingerprints:
         return None  # first run, or after a crash: trust nothing
     changed = {n for n, fp in prints.items() if state.fingerprints.get(n) != fp}
     changed |= set(state.nodes) - set(full.nodes)
-    alive = kernel.alive_namespaces()
+    if alive is None:
+        alive = kernel.alive_namespaces()
     changed |= {n for n, node in full.nodes.items() if node.netns and node.netns not in alive}
     changed |= {n for n, rec in service_records(state.services)
                 if not (rec.done or kernel.service_alive(rec.pid, rec.started))}
@@ -102,7 +108,8 @@ def _forwarding_in_force(kernel: Kernel, desired: Desired) -> set[str]:
 
 
 def observe_lab(kernel: Kernel, desired: Desired, state: store.LabState | None,
-                nodes: set[str] | None = None, host_part: bool = False) -> Observed:
+                nodes: set[str] | None = None, host_part: bool = False, alive: set[str] | None = None) -> Observed:
+    """`alive`: the namespaces mounted, if just read (observe's `live`)."""
     known: dict[str, Netns] = {n: ns for n, ns in (state.nodes if state else {}).items()
                                if nodes is None or n in nodes}
     # a dead namespace file still linked to this lab's birth marker is the lab's own
@@ -111,5 +118,5 @@ def observe_lab(kernel: Kernel, desired: Desired, state: store.LabState | None,
         if node.netns in linked:
             known.setdefault(name, node.netns)
     return observe(kernel, desired, known, marker(desired.lab), routed=set(state.routed) if state else None,
-                   only=nodes, host_part=host_part)
+                   only=nodes, host_part=host_part, live=alive)
 
