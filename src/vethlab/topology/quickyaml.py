@@ -216,11 +216,7 @@ class _Reader:
                 raise _GiveUp
             lines[vpath] = number
             if text:
-                if len(text) > max_chars:
-                    raise _GiveUp
-                value: Any = text if text[0] not in IMPLICIT_FIRST else _value(text)
-                if value is _UNSURE:
-                    raise _GiveUp
+                value: Any = self.scalar(text)
                 expect = _SEP
             elif punct == "[" or punct == "{":
                 if depth + len(stack) >= self.max_depth:
@@ -275,12 +271,7 @@ class _Reader:
             vpath = path + (key,)
             lines[vpath] = number
             if text:
-                if len(text) > max_chars:
-                    raise _GiveUp
-                value: Any = text if text[0] not in IMPLICIT_FIRST else _value(text)
-                if value is _UNSURE:
-                    raise _GiveUp
-                mapping[key] = value
+                mapping[key] = self.scalar(text)
                 continue
             items: list[Any] = []
             if inside:
