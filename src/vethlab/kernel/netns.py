@@ -268,6 +268,12 @@ def delete(name: str) -> None:
 # ms for 1000 namespaces where 16 threads took 0.13-0.24 s (threads contending for
 # the GIL and the mount lock cost more than they share).  File work inside the
 # umounting threads is what cost the 200-star.  2 or 4 threads share too few waits.
+# Measured again with the machine otherwise idle (the fresh-clone benchmark's
+# conditions), in-process after `vethlab up` of a chain of 1000, 4 rounds
+# interleaved: files beside the umounts 59-102 ms -- the file thread keeps the other
+# CPU busy, each grace period waits for it, the probe finds umounts slow and starts
+# threads -- against 17-22 ms with the files after the umounts (the umounts alone
+# 11-14 ms, serial: the probe never switched).  So the files now come after.
 DELETE_THREADS = 16
 #: umounts timed together before deciding, and the mean time per umount (s) above
 #: which more threads are started: fast ones take 9-60 us, slow ones 0.3-9 ms
@@ -276,10 +282,10 @@ SLOW_UMOUNT = 200e-6
 
 
 def delete_many(names: list[str], beside: Callable[[str], None] | None = None) -> dict[str, Exception]:
-    """`delete` for many namespaces at once; `beside(name)` for each, in one other
-    thread, side by side with the umounts (the node's /etc/netns files: file work
-    in the umounting threads fought them for the GIL: 56 ms instead of 17 for 200
-    nodes).  Returns the failures by name, of either; every namespace is deleted
+    """`delete` for many namespaces at once; then `beside(name)` for each (the node's
+    /etc/netns files), once every umount is done: file work running at the same time
+    keeps the other CPU busy, and every umount's expedited grace period waits for it
+    (see above).  Returns the failures by name, of either; every namespace is deleted
     whatever `beside` does with its name, and every name is given to `beside` whatever
     its umount does.  The umounts go one after another and spread to DELETE_THREADS
     threads when they prove slow (see above).
@@ -317,13 +323,6 @@ def delete_many(names: list[str], beside: Callable[[str], None] | None = None) -
             except Exception as exc:  # one name's failure is reported, the others go on
                 errors[name] = exc  # one key per name: no two threads write the same
 
-    other = None
-    if beside is not None:
-        if len(names) > 1:
-            other = threading.Thread(target=files, name="vethlab-netns-files")
-            other.start()
-        else:
-            files()
     helpers: list[threading.Thread] = []
     try:
         while queue and not helpers:
@@ -343,8 +342,8 @@ def delete_many(names: list[str], beside: Callable[[str], None] | None = None) -
     finally:
         for helper in helpers:
             helper.join()
-        if other is not None:
-            other.join()
+        if beside is not None:
+            files()
     for name, exc in side.items():
         errors.setdefault(name, exc)
     return errors

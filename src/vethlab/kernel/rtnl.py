@@ -375,8 +375,8 @@ class NetlinkKernel:
 
     def delete_namespaces(self, names: list[str], owners: dict[str, str]) -> dict[str, Exception]:
         """Delete many namespaces at once (see netns.delete_many), and the /etc/netns
-        files of each if owners[ns]'s lab made them (in a thread beside the umounts:
-        the file work overlaps their grace periods); the failures."""
+        files of each if owners[ns]'s lab made them (after the umounts: file work beside
+        them slowed every umount's grace period); the failures."""
         self._sync()
         for ns in names:
             self._forget(ns)
