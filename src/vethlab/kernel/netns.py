@@ -281,18 +281,17 @@ SLOW_PROBE = 16
 SLOW_UMOUNT = 200e-6
 
 
-def delete_many(names: list[str], beside: Callable[[str], None] | None = None) -> dict[str, Exception]:
-    """`delete` for many namespaces at once; then `beside(name)` for each (the node's
+def delete_many(names: list[str], after: Callable[[str], None] | None = None) -> dict[str, Exception]:
+    """`delete` for many namespaces at once; then `after(name)` for each (the node's
     /etc/netns files), once every umount is done: file work running at the same time
     keeps the other CPU busy, and every umount's expedited grace period waits for it
     (see above).  Returns the failures by name, of either; every namespace is deleted
-    whatever `beside` does with its name, and every name is given to `beside` whatever
-    its umount does.  The umounts go one after another and spread to DELETE_THREADS
+    whatever `after` does with its name, and every name is given to `after` whatever
+    its umount did.  The umounts go one after another and spread to DELETE_THREADS
     threads when they prove slow (see above).
 
-    `beside` may run before or after the umount of the same name; callers rely on
-    neither: a run killed in between leaves either the namespace alive (found by its
-    marker) or the node's files without a live namespace (found by theirs)."""
+    A run killed in between leaves either the namespace alive (found by its marker)
+    or the node's files without a live namespace (found by theirs)."""
     import threading
     import time
     from collections import deque
@@ -303,7 +302,7 @@ def delete_many(names: list[str], beside: Callable[[str], None] | None = None) -
     def files() -> None:
         for name in names:
             try:
-                beside(name)  # type: ignore[misc]  # only started with `beside`
+                after(name)  # type: ignore[misc]  # only called with `after`
             except Exception as exc:  # reported, never the end of the other names
                 side[name] = exc
 
@@ -342,7 +341,7 @@ def delete_many(names: list[str], beside: Callable[[str], None] | None = None) -
     finally:
         for helper in helpers:
             helper.join()
-        if beside is not None:
+        if after is not None:
             files()
     for name, exc in side.items():
         errors.setdefault(name, exc)

@@ -388,12 +388,12 @@ def remove_files(ns: str, marker: str) -> None:
 
     Killed half-way, what is left is still found: an emptied directory keeps its
     marker (bound to its inode), and a marker without its directory is debris that
-    `temps()` lists — and removed here too: `down` removes a node's files beside
-    its namespace's umount, in either order (netns.delete_many), so a run killed
-    between the directory's rmdir and its marker's unlink may leave the namespace
-    alive, and the next `down` then finds the node by its namespace and reads no
-    debris of it.  With the namespace gone, it reads the node's entries as for any
-    node of the lab not found alive."""
+    `temps()` lists — and removed here too: a run killed between the directory's
+    rmdir and its marker's unlink may have left the namespace alive (a removal that
+    failed, or files removed before it), and the next `down` then finds the node by
+    its namespace and reads no debris of it.  With the namespace gone (`down`
+    removes a node's files after the umounts, netns.delete_many), it reads the
+    node's entries as for any node of the lab not found alive."""
     owner = _owner(ns)
     if owner is None:
         mark = _read_marker(ns)

@@ -39,13 +39,9 @@ class SysctlWriter:
         """Write `value` to /proc/sys/`path`; FileNotFoundError if there is no such sysctl."""
         root = self._instance()
         if root < 0:
-            fd = os.open("/proc/sys/" + path, os.O_WRONLY | os.O_CLOEXEC)
-        else:
-            fd = os.open("sys/" + path, os.O_WRONLY | os.O_CLOEXEC, dir_fd=root)
-        try:
-            os.write(fd, value.encode())
-        finally:
-            os.close(fd)
+            write_proc(path, value)
+            return
+        _write(os.open("sys/" + path, os.O_WRONLY | os.O_CLOEXEC, dir_fd=root), value)
 
     def _instance(self) -> int:
         if self._fallback:
@@ -66,6 +62,20 @@ class SysctlWriter:
         if self._root >= 0:
             os.close(self._root)
             self._root = -1
+
+
+def write_proc(path: str, value: str) -> None:
+    """Write `value` to /proc/sys/`path` through /proc itself: the host namespace's
+    sysctls (a lookup there meets no pile of namespaces' entries, and an instance of
+    our own would cost a grace period to close), and the fallback of SysctlWriter."""
+    _write(os.open("/proc/sys/" + path, os.O_WRONLY | os.O_CLOEXEC), value)
+
+
+def _write(fd: int, value: str) -> None:
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
 
 
 def _fresh_proc() -> int:

@@ -745,7 +745,7 @@ class NetlinkKernel:
     def read_sysctl(self, ns: Netns, key: str) -> str | None:
         def read() -> str | None:
             try:
-                with open(_sysctl_path(key)) as fh:
+                with open("/proc/sys/" + _sysctl_path(key)) as fh:
                     return fh.read().strip()
             except FileNotFoundError:
                 return None
@@ -756,7 +756,7 @@ class NetlinkKernel:
         self._sysctls.append((ns, key, value))
 
     def _apply_sysctls(self) -> list[nl.NetlinkError]:
-        from .procsys import SysctlWriter
+        from .procsys import SysctlWriter, write_proc
 
         todo, self._sysctls = self._sysctls, []
         errors: list[nl.NetlinkError] = []
@@ -767,14 +767,7 @@ class NetlinkKernel:
 
         def write(key: str, value: str, ns: Netns) -> None:
             try:
-                if ns is None:
-                    fd = os.open(_sysctl_path(key), os.O_WRONLY | os.O_CLOEXEC)
-                    try:
-                        os.write(fd, value.encode())
-                    finally:
-                        os.close(fd)
-                else:
-                    sysctls.write(_sysctl_path(key)[len("/proc/sys/"):], value)
+                (write_proc if ns is None else sysctls.write)(_sysctl_path(key), value)
             except OSError as exc:
                 code = errno.ENOENT if isinstance(exc, FileNotFoundError) else (exc.errno or errno.EIO)
                 what = f"set sysctl {key}={value} in {where(ns)}"
@@ -1061,6 +1054,7 @@ def _no_dad_for_new_interfaces(sysctls: SysctlWriter) -> None:
 
 
 def _sysctl_path(key: str) -> str:
-    """sysctl(8)'s convention: '.' separates, '/' stands for a '.' inside a name
-    (net.ipv4.conf.vb/t/lan.route_localnet is conf/vb.t.lan/route_localnet)."""
-    return "/proc/sys/" + key.translate(_SYSCTL_SWAP)
+    """The path under /proc/sys, by sysctl(8)'s convention: '.' separates, '/' stands
+    for a '.' inside a name (net.ipv4.conf.vb/t/lan.route_localnet is
+    net/ipv4/conf/vb.t.lan/route_localnet)."""
+    return key.translate(_SYSCTL_SWAP)
